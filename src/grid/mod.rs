@@ -1,0 +1,1 @@
+//! Spatial grids: footprint → partition keys.

@@ -1,0 +1,1 @@
+//! TODO: hash_index
