@@ -1,1 +1,612 @@
-//! TODO: item
+//! STAC item JSON → a compact, typed row.
+//!
+//! Parsing keeps the item's own JSON for `assets`, `links`, `stac_extensions` and `bbox`
+//! (re-serialised compactly, key order kept), converts timestamps to UTC microseconds and maps
+//! every property onto a table column by name. Properties the table does not know yet become
+//! new columns (typed by value); values that do not fit their column are kept verbatim in the
+//! `properties_overflow` JSON column. Nothing is dropped.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde_json::{Map, Value as Json};
+
+use crate::catalog::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
+
+/// A typed cell value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Text (or JSON text).
+    Str(String),
+    /// Integer.
+    Long(i64),
+    /// Float.
+    Double(f64),
+    /// Boolean.
+    Bool(bool),
+    /// UTC microseconds.
+    Timestamp(i64),
+}
+
+/// Why an item could not be parsed (it is reported, never silently dropped).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ItemError {
+    /// Body is not JSON.
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    /// Body is JSON but not an object.
+    #[error("item is not a JSON object")]
+    NotAnObject,
+    /// No usable `id`.
+    #[error("item has no string id")]
+    MissingId,
+    /// `geometry` is present but malformed.
+    #[error("invalid geometry: {0}")]
+    InvalidGeometry(String),
+    /// `properties` is present but not an object.
+    #[error("properties is not an object")]
+    BadProperties,
+}
+
+/// How an item's `datetime` was interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatetimeKind {
+    /// RFC 3339 with offset (converted to UTC).
+    Exact,
+    /// Date only, taken as midnight UTC.
+    DateOnly,
+    /// Naive date-time, taken as UTC.
+    Naive,
+    /// Absent or null.
+    Missing,
+    /// Present but unparsable (kept in `properties_overflow`).
+    Unparsable,
+}
+
+/// Geometry kinds for GeoParquet `geometry_types`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GeometryKind {
+    /// Point.
+    Point,
+    /// LineString.
+    LineString,
+    /// Polygon.
+    Polygon,
+    /// MultiPoint.
+    MultiPoint,
+    /// MultiLineString.
+    MultiLineString,
+    /// MultiPolygon.
+    MultiPolygon,
+    /// GeometryCollection.
+    GeometryCollection,
+}
+
+impl GeometryKind {
+    /// The GeoParquet name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GeometryKind::Point => "Point",
+            GeometryKind::LineString => "LineString",
+            GeometryKind::Polygon => "Polygon",
+            GeometryKind::MultiPoint => "MultiPoint",
+            GeometryKind::MultiLineString => "MultiLineString",
+            GeometryKind::MultiPolygon => "MultiPolygon",
+            GeometryKind::GeometryCollection => "GeometryCollection",
+        }
+    }
+
+    fn of(g: &geo_types::Geometry<f64>) -> Option<Self> {
+        use geo_types::Geometry as G;
+        Some(match g {
+            G::Point(_) => GeometryKind::Point,
+            G::LineString(_) | G::Line(_) => GeometryKind::LineString,
+            G::Polygon(_) | G::Rect(_) | G::Triangle(_) => GeometryKind::Polygon,
+            G::MultiPoint(_) => GeometryKind::MultiPoint,
+            G::MultiLineString(_) => GeometryKind::MultiLineString,
+            G::MultiPolygon(_) => GeometryKind::MultiPolygon,
+            G::GeometryCollection(_) => GeometryKind::GeometryCollection,
+        })
+    }
+}
+
+/// One item, ready to be written (shared by all the cells it fans out to).
+#[derive(Debug, Clone)]
+pub struct ItemRow {
+    /// STAC id.
+    pub id: String,
+    /// WKB of the footprint.
+    pub geometry_wkb: Option<Vec<u8>>,
+    /// Kind of the footprint.
+    pub geometry_kind: Option<GeometryKind>,
+    /// 2D bounds of the footprint (xmin, ymin, xmax, ymax).
+    pub bounds: Option<[f64; 4]>,
+    /// `datetime` in UTC microseconds.
+    pub datetime: Option<i64>,
+    /// `platform` (sort key).
+    pub platform: Option<String>,
+    /// `updated` in UTC microseconds (dedup key).
+    pub updated: Option<i64>,
+    /// `created` in UTC microseconds (dedup key).
+    pub created: Option<i64>,
+    /// Column values by [`Columns`] index (sorted by index).
+    pub values: Vec<(usize, Value)>,
+    /// JSON object text of values that did not fit their columns.
+    pub overflow: Option<String>,
+    /// How `datetime` was read.
+    pub datetime_kind: DatetimeKind,
+}
+
+impl ItemRow {
+    /// UTC calendar year of `datetime`.
+    pub fn year(&self) -> Option<i32> {
+        use chrono::Datelike;
+        self.datetime
+            .and_then(DateTime::<Utc>::from_timestamp_micros)
+            .map(|d| d.year())
+    }
+
+    /// Approximate heap size, for memory accounting.
+    pub fn heap_size(&self) -> usize {
+        let vals: usize = self
+            .values
+            .iter()
+            .map(|(_, v)| match v {
+                Value::Str(s) => s.len() + 32,
+                _ => 32,
+            })
+            .sum();
+        self.id.len()
+            + self.geometry_wkb.as_ref().map_or(0, Vec::len)
+            + self.overflow.as_ref().map_or(0, String::len)
+            + vals
+            + 160
+    }
+}
+
+/// Counters of interesting conversions made while parsing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ParseCounters {
+    /// Items whose `datetime` was date-only.
+    pub datetime_date_only: u64,
+    /// Items whose `datetime` was naive.
+    pub datetime_naive: u64,
+    /// Items with no `datetime`.
+    pub datetime_missing: u64,
+    /// Items whose `datetime` could not be parsed.
+    pub datetime_unparsable: u64,
+    /// Values kept in `properties_overflow`.
+    pub overflow_values: u64,
+    /// Items with a null or empty geometry.
+    pub null_geometry: u64,
+}
+
+struct ColumnsInner {
+    names: Vec<String>,
+    types: Vec<ColumnType>,
+    by_name: HashMap<String, usize>,
+    known: usize,
+}
+
+/// The columns items are mapped onto: the table's columns plus columns discovered while parsing.
+pub struct Columns {
+    inner: RwLock<ColumnsInner>,
+}
+
+impl std::fmt::Debug for Columns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Columns").finish_non_exhaustive()
+    }
+}
+
+/// Top-level item keys with their own columns (everything else at top level goes to overflow).
+const TOP_LEVEL: [&str; 7] = [
+    "type",
+    "stac_version",
+    "stac_extensions",
+    "collection",
+    "bbox",
+    "links",
+    "assets",
+];
+
+/// Column names that a property may never claim.
+const RESERVED: [&str; 4] = ["id", "geometry", "grid_partition", OVERFLOW_COLUMN];
+
+impl Columns {
+    /// Start from the table's columns.
+    pub fn new(table: &[TableColumn]) -> Self {
+        let mut inner = ColumnsInner {
+            names: Vec::new(),
+            types: Vec::new(),
+            by_name: HashMap::new(),
+            known: 0,
+        };
+        for c in table {
+            inner.by_name.insert(c.name.clone(), inner.names.len());
+            inner.names.push(c.name.clone());
+            inner.types.push(c.ty);
+        }
+        inner.known = inner.names.len();
+        Self {
+            inner: RwLock::new(inner),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ColumnsInner> {
+        match self.inner.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ColumnsInner> {
+        match self.inner.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Index of a column by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.read().by_name.get(name).copied()
+    }
+
+    /// Name of a column by index.
+    pub fn name_of(&self, idx: usize) -> Option<String> {
+        self.read().names.get(idx).cloned()
+    }
+
+    /// Columns discovered since the last [`Columns::mark_known`], with their types.
+    pub fn pending(&self) -> Vec<(String, ColumnType)> {
+        let g = self.read();
+        (g.known..g.names.len())
+            .map(|i| (g.names[i].clone(), g.types[i]))
+            .collect()
+    }
+
+    /// Record that every discovered column now exists in the table.
+    pub fn mark_known(&self) {
+        let mut g = self.write();
+        g.known = g.names.len();
+    }
+
+    fn column_for(&self, name: &str, value: &Json) -> Option<(usize, ColumnType)> {
+        if let Some(&i) = self.read().by_name.get(name) {
+            let g = self.read();
+            return Some((i, g.types[i]));
+        }
+        if name.is_empty() || name.contains('.') || name.len() > 255 {
+            return None;
+        }
+        let ty = match value {
+            Json::Null => return None,
+            Json::Bool(_) => ColumnType::Boolean,
+            Json::Number(n) if n.is_i64() => ColumnType::Long,
+            Json::Number(_) => ColumnType::Double,
+            Json::String(_) | Json::Array(_) | Json::Object(_) => ColumnType::String,
+        };
+        let mut g = self.write();
+        if let Some(&i) = g.by_name.get(name) {
+            return Some((i, g.types[i]));
+        }
+        let i = g.names.len();
+        g.names.push(name.to_string());
+        g.types.push(ty);
+        g.by_name.insert(name.to_string(), i);
+        Some((i, ty))
+    }
+
+    /// Ensure the overflow column exists; returns its index.
+    fn overflow_index(&self) -> usize {
+        if let Some(i) = self.index_of(OVERFLOW_COLUMN) {
+            return i;
+        }
+        let mut g = self.write();
+        if let Some(&i) = g.by_name.get(OVERFLOW_COLUMN) {
+            return i;
+        }
+        let i = g.names.len();
+        g.names.push(OVERFLOW_COLUMN.to_string());
+        g.types.push(ColumnType::String);
+        g.by_name.insert(OVERFLOW_COLUMN.to_string(), i);
+        i
+    }
+}
+
+/// Parse an item body into a row and its footprint.
+pub fn parse_item(
+    body: &[u8],
+    columns: &Columns,
+    counters: &mut ParseCounters,
+) -> Result<(ItemRow, Option<geo_types::Geometry<f64>>), ItemError> {
+    let json: Json =
+        serde_json::from_slice(body).map_err(|e| ItemError::InvalidJson(e.to_string()))?;
+    let Json::Object(mut obj) = json else {
+        return Err(ItemError::NotAnObject);
+    };
+    let id = match obj.remove("id") {
+        Some(Json::String(s)) if !s.trim().is_empty() => s,
+        _ => return Err(ItemError::MissingId),
+    };
+    let geometry_json = obj.remove("geometry").unwrap_or(Json::Null);
+    let geometry = crate::grid::geometry_from_json(&geometry_json)
+        .map_err(|e| ItemError::InvalidGeometry(e.to_string()))?;
+    let (geometry_wkb, geometry_kind, bounds) = match &geometry {
+        Some(g) => {
+            let mut buf = Vec::new();
+            wkb::writer::write_geometry(&mut buf, g, &wkb::writer::WriteOptions::default())
+                .map_err(|e| ItemError::InvalidGeometry(e.to_string()))?;
+            let bounds = geo::BoundingRect::bounding_rect(g)
+                .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]);
+            (Some(buf), GeometryKind::of(g), bounds)
+        }
+        None => {
+            counters.null_geometry += 1;
+            (None, None, None)
+        }
+    };
+    let properties = match obj.remove("properties") {
+        None | Some(Json::Null) => Map::new(),
+        Some(Json::Object(m)) => m,
+        Some(_) => return Err(ItemError::BadProperties),
+    };
+
+    let mut values: Vec<(usize, Value)> = Vec::with_capacity(properties.len() + TOP_LEVEL.len());
+    let mut overflow = Map::new();
+
+    for (key, value) in obj {
+        if TOP_LEVEL.contains(&key.as_str()) {
+            if value.is_null() {
+                continue;
+            }
+            match columns.column_for(&key, &value) {
+                Some((idx, ColumnType::String)) => values.push((idx, Value::Str(json_text(value)))),
+                _ => {
+                    overflow.insert(key, value);
+                }
+            }
+        } else {
+            overflow.insert(key, value);
+        }
+    }
+
+    let mut datetime = None;
+    let mut datetime_kind = DatetimeKind::Missing;
+    let mut platform = None;
+    let mut updated = None;
+    let mut created = None;
+    for (key, value) in properties {
+        if value.is_null() {
+            continue;
+        }
+        if RESERVED.contains(&key.as_str()) || TOP_LEVEL.contains(&key.as_str()) {
+            overflow.insert(key, value);
+            continue;
+        }
+        let Some((idx, ty)) = columns.column_for(&key, &value) else {
+            overflow.insert(key, value);
+            continue;
+        };
+        match convert(ty, &value) {
+            Some((v, kind)) => {
+                match (key.as_str(), &v) {
+                    ("datetime", Value::Timestamp(t)) => {
+                        datetime = Some(*t);
+                        datetime_kind = kind;
+                    }
+                    ("updated", Value::Timestamp(t)) => updated = Some(*t),
+                    ("created", Value::Timestamp(t)) => created = Some(*t),
+                    ("platform", Value::Str(s)) => platform = Some(s.clone()),
+                    _ => {}
+                }
+                values.push((idx, v));
+            }
+            None => {
+                if key == "datetime" {
+                    datetime_kind = DatetimeKind::Unparsable;
+                }
+                overflow.insert(key, value);
+            }
+        }
+    }
+    match datetime_kind {
+        DatetimeKind::DateOnly => counters.datetime_date_only += 1,
+        DatetimeKind::Naive => counters.datetime_naive += 1,
+        DatetimeKind::Missing => counters.datetime_missing += 1,
+        DatetimeKind::Unparsable => counters.datetime_unparsable += 1,
+        DatetimeKind::Exact => {}
+    }
+    let overflow = if overflow.is_empty() {
+        None
+    } else {
+        counters.overflow_values += overflow.len() as u64;
+        columns.overflow_index();
+        Some(Json::Object(overflow).to_string())
+    };
+    values.sort_by_key(|(i, _)| *i);
+    Ok((
+        ItemRow {
+            id,
+            geometry_wkb,
+            geometry_kind,
+            bounds,
+            datetime,
+            platform,
+            updated,
+            created,
+            values,
+            overflow,
+            datetime_kind,
+        },
+        geometry,
+    ))
+}
+
+fn json_text(value: Json) -> String {
+    match value {
+        Json::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Convert a JSON value to a column type; `None` when it does not fit.
+fn convert(ty: ColumnType, value: &Json) -> Option<(Value, DatetimeKind)> {
+    let exact = DatetimeKind::Exact;
+    match ty {
+        ColumnType::String => match value {
+            Json::String(s) => Some((Value::Str(s.clone()), exact)),
+            Json::Array(_) | Json::Object(_) => Some((Value::Str(value.to_string()), exact)),
+            _ => None,
+        },
+        ColumnType::Long => {
+            let n = value.as_number()?;
+            if let Some(i) = n.as_i64() {
+                return Some((Value::Long(i), exact));
+            }
+            let f = n.as_f64()?;
+            if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 {
+                Some((Value::Long(f as i64), exact))
+            } else {
+                None
+            }
+        }
+        ColumnType::Double => value.as_f64().map(|f| (Value::Double(f), exact)),
+        ColumnType::Boolean => value.as_bool().map(|b| (Value::Bool(b), exact)),
+        ColumnType::TimestampTz => {
+            let (t, kind) = parse_timestamp(value.as_str()?)?;
+            Some((Value::Timestamp(t), kind))
+        }
+        ColumnType::Binary => None,
+    }
+}
+
+/// Parse a STAC timestamp into UTC microseconds: RFC 3339 (offsets converted), naive date-times
+/// and dates (taken as UTC).
+pub fn parse_timestamp(s: &str) -> Option<(i64, DatetimeKind)> {
+    let s = s.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some((dt.with_timezone(&Utc).timestamp_micros(), DatetimeKind::Exact));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
+            return Some((dt.with_timezone(&Utc).timestamp_micros(), DatetimeKind::Exact));
+        }
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some((dt.and_utc().timestamp_micros(), DatetimeKind::Naive));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let dt = d.and_hms_opt(0, 0, 0)?;
+        return Some((dt.and_utc().timestamp_micros(), DatetimeKind::DateOnly));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::schema::{base_schema, table_columns};
+
+    fn columns() -> Columns {
+        Columns::new(&table_columns(&base_schema().unwrap()))
+    }
+
+    fn item(props: Json) -> Vec<u8> {
+        serde_json::json!({
+            "type": "Feature", "stac_version": "1.0.0", "id": "x1",
+            "geometry": {"type": "Point", "coordinates": [10.0, 60.0]},
+            "bbox": [10.0, 60.0, 10.0, 60.0],
+            "properties": props,
+            "links": [{"rel": "self", "href": "h"}],
+            "assets": {"b": {"href": "2"}, "a": {"href": "1", "roles": ["data"]}}
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn value_of<'a>(row: &'a ItemRow, cols: &Columns, name: &str) -> Option<&'a Value> {
+        let idx = cols.index_of(name)?;
+        row.values.iter().find(|(i, _)| *i == idx).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn parses_core_fields_and_keeps_json_text_verbatim() {
+        let cols = columns();
+        let mut c = ParseCounters::default();
+        let body = item(serde_json::json!({"datetime": "2019-07-14T10:22:41.684455Z", "platform": "LC08", "percent_valid_pixels": 37.0}));
+        let (row, geom) = parse_item(&body, &cols, &mut c).unwrap();
+        assert_eq!(row.id, "x1");
+        assert!(geom.is_some());
+        assert_eq!(row.datetime, Some(1_563_099_761_684_455));
+        assert_eq!(row.year(), Some(2019));
+        assert_eq!(row.platform.as_deref(), Some("LC08"));
+        assert_eq!(value_of(&row, &cols, "percent_valid_pixels"), Some(&Value::Long(37)));
+        assert_eq!(
+            value_of(&row, &cols, "assets"),
+            Some(&Value::Str(r#"{"b":{"href":"2"},"a":{"href":"1","roles":["data"]}}"#.into()))
+        );
+        assert_eq!(value_of(&row, &cols, "bbox"), Some(&Value::Str("[10.0,60.0,10.0,60.0]".into())));
+        assert!(row.overflow.is_none());
+        assert_eq!(row.geometry_kind, Some(GeometryKind::Point));
+    }
+
+    #[test]
+    fn offsets_convert_to_utc_year() {
+        let cols = columns();
+        let mut c = ParseCounters::default();
+        let body = item(serde_json::json!({"datetime": "2019-12-31T22:00:00-05:00"}));
+        let (row, _) = parse_item(&body, &cols, &mut c).unwrap();
+        assert_eq!(row.year(), Some(2020));
+    }
+
+    #[test]
+    fn date_only_and_naive_are_utc_and_counted() {
+        let cols = columns();
+        let mut c = ParseCounters::default();
+        let (a, _) = parse_item(&item(serde_json::json!({"datetime": "2019-07-01"})), &cols, &mut c).unwrap();
+        let (b, _) = parse_item(&item(serde_json::json!({"datetime": "2019-07-01T12:00:00"})), &cols, &mut c).unwrap();
+        assert_eq!(a.datetime_kind, DatetimeKind::DateOnly);
+        assert_eq!(b.datetime_kind, DatetimeKind::Naive);
+        assert_eq!(b.datetime.unwrap() - a.datetime.unwrap(), 12 * 3600 * 1_000_000);
+        assert_eq!((c.datetime_date_only, c.datetime_naive), (1, 1));
+    }
+
+    #[test]
+    fn fractional_long_goes_to_overflow_and_unknowns_become_columns() {
+        let cols = columns();
+        let mut c = ParseCounters::default();
+        let body = item(serde_json::json!({
+            "datetime": "2020-01-01T00:00:00Z", "percent_valid_pixels": 37.5,
+            "sat:relative_orbit": 42, "instruments": ["oli", "tirs"], "eo:cloud_cover": 12.5
+        }));
+        let (row, _) = parse_item(&body, &cols, &mut c).unwrap();
+        assert_eq!(value_of(&row, &cols, "percent_valid_pixels"), None);
+        let over: Json = serde_json::from_str(row.overflow.as_deref().unwrap()).unwrap();
+        assert_eq!(over["percent_valid_pixels"], 37.5);
+        assert_eq!(value_of(&row, &cols, "sat:relative_orbit"), Some(&Value::Long(42)));
+        assert_eq!(value_of(&row, &cols, "instruments"), Some(&Value::Str(r#"["oli","tirs"]"#.into())));
+        assert_eq!(value_of(&row, &cols, "eo:cloud_cover"), Some(&Value::Double(12.5)));
+        let pending: Vec<String> = cols.pending().into_iter().map(|(n, _)| n).collect();
+        assert!(pending.contains(&"sat:relative_orbit".to_string()));
+        assert!(pending.contains(&OVERFLOW_COLUMN.to_string()));
+        assert_eq!(c.overflow_values, 1);
+        cols.mark_known();
+        assert!(cols.pending().is_empty());
+    }
+
+    #[test]
+    fn bad_items_are_errors_not_panics() {
+        let cols = columns();
+        let mut c = ParseCounters::default();
+        assert!(matches!(parse_item(b"{", &cols, &mut c), Err(ItemError::InvalidJson(_))));
+        assert_eq!(parse_item(b"[1]", &cols, &mut c).unwrap_err(), ItemError::NotAnObject);
+        assert_eq!(parse_item(b"{\"id\": 5}", &cols, &mut c).unwrap_err(), ItemError::MissingId);
+        let (row, g) = parse_item(b"{\"id\": \"n\", \"geometry\": null}", &cols, &mut c).unwrap();
+        assert!(g.is_none() && row.geometry_wkb.is_none());
+        assert_eq!(row.datetime_kind, DatetimeKind::Missing);
+    }
+}

@@ -18,6 +18,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod error;
+pub mod fault;
 pub mod fetch;
 pub mod geoparquet;
 pub mod grid;

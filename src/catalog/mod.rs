@@ -1,0 +1,351 @@
+//! The Iceberg catalog: a PyIceberg-compatible SQLite SQL catalog (`catalog.db`) that may live
+//! locally or on object storage.
+//!
+//! A remote `catalog.db` is downloaded to a temporary file when opened and uploaded with
+//! [`Catalog::upload`]; callers hold the catalog lock for the whole download → mutate → upload
+//! sequence. Every change is one Iceberg commit (new metadata file + compare-and-swap of the
+//! metadata pointer in `iceberg_tables`), so a crash leaves the table before or after a commit.
+
+pub mod datafile;
+pub mod schema;
+pub mod storage;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{Catalog as _, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlCatalog, SqlCatalogBuilder};
+use sqlx::Connection;
+
+use crate::error::{Error, Result};
+use crate::grid::GridConfig;
+use crate::store::Location;
+use schema::{
+    CATALOG_NAME, ColumnType, NAMESPACE, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD,
+    PROP_GRID_RESOLUTION, PROP_GRID_TYPE, PROP_HASH_INDEX, PROP_NAME_MAPPING, TABLE_NAME,
+};
+
+/// An open catalog database.
+pub struct Catalog {
+    db_path: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    remote: Option<Location>,
+    sql: SqlCatalog,
+    warehouse: Location,
+    ident: TableIdent,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("db_path", &self.db_path)
+            .field("remote", &self.remote)
+            .field("warehouse", &self.warehouse)
+            .finish()
+    }
+}
+
+impl Catalog {
+    /// Open (or start) the catalog at `catalog` for the warehouse at `warehouse`.
+    ///
+    /// A catalog on object storage is downloaded first; a missing one starts empty.
+    pub async fn open(catalog: &str, warehouse: &str) -> Result<Self> {
+        let loc = Location::parse(catalog)?;
+        let warehouse = Location::parse(warehouse)?;
+        let (db_path, tmp, remote) = if loc.is_local() {
+            let path = PathBuf::from(format!("/{}", loc.prefix().as_ref()));
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            (path, None, None)
+        } else {
+            let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let path = tmp.path().join("catalog.db");
+            if let Some(bytes) = loc.get_bytes_opt().await? {
+                std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
+            }
+            (path, Some(tmp), Some(loc))
+        };
+        prepare_database(&db_path).await?;
+        let props = HashMap::from([
+            ("uri".to_string(), sqlite_uri(&db_path)),
+            ("warehouse".to_string(), warehouse.url().to_string()),
+            ("sql_bind_style".to_string(), "QMark".to_string()),
+            ("pool.max-connections".to_string(), "1".to_string()),
+        ]);
+        let sql = SqlCatalogBuilder::default()
+            .with_storage_factory(Arc::new(storage::ObjectStoreStorageFactory))
+            .load(CATALOG_NAME, props)
+            .await
+            .map_err(|e| Error::iceberg(format!("opening catalog {catalog}"), e))?;
+        let ident = TableIdent::new(NamespaceIdent::new(NAMESPACE.to_string()), TABLE_NAME.to_string());
+        Ok(Self {
+            db_path,
+            _tmp: tmp,
+            remote,
+            sql,
+            warehouse,
+            ident,
+        })
+    }
+
+    /// The warehouse location.
+    pub fn warehouse(&self) -> &Location {
+        &self.warehouse
+    }
+
+    /// The local SQLite file (a temporary copy for remote catalogs).
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// Whether the catalog lives on object storage.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// The table identifier `earthcatalog.stac_items`.
+    pub fn ident(&self) -> &TableIdent {
+        &self.ident
+    }
+
+    /// Load the table if it exists.
+    pub async fn load_table(&self) -> Result<Option<Table>> {
+        let exists = self
+            .sql
+            .table_exists(&self.ident)
+            .await
+            .map_err(|e| Error::iceberg(format!("checking table {}", self.ident), e))?;
+        if !exists {
+            return Ok(None);
+        }
+        self.sql
+            .load_table(&self.ident)
+            .await
+            .map(Some)
+            .map_err(|e| Error::iceberg(format!("loading table {}", self.ident), e))
+    }
+
+    /// Load the table, creating namespace and table when missing. Grid and hash-index
+    /// properties are written on create and added when missing; an existing grid that
+    /// contradicts `grid` is an error.
+    pub async fn load_or_create(&self, grid: &GridConfig, hash_index: &str) -> Result<Table> {
+        let wanted = grid_properties(grid, hash_index);
+        if let Some(table) = self.load_table().await? {
+            check_grid(table.metadata().properties(), grid)?;
+            let props = table.metadata().properties().clone();
+            let missing: Vec<(String, String)> = wanted
+                .into_iter()
+                .filter(|(k, _)| !props.contains_key(k))
+                .collect();
+            let mut table = table;
+            if !props.contains_key(PROP_NAME_MAPPING) || !missing.is_empty() {
+                let mut action = Transaction::new(&table).update_table_properties();
+                for (k, v) in missing {
+                    action = action.set(k, v);
+                }
+                if !props.contains_key(PROP_NAME_MAPPING) {
+                    action = action.set(
+                        PROP_NAME_MAPPING.to_string(),
+                        schema::name_mapping(table.metadata().current_schema()),
+                    );
+                }
+                table = self.commit(action.apply(Transaction::new(&table))).await?;
+            }
+            return Ok(table);
+        }
+        let ns = NamespaceIdent::new(NAMESPACE.to_string());
+        let ns_exists = self
+            .sql
+            .namespace_exists(&ns)
+            .await
+            .map_err(|e| Error::iceberg("checking namespace earthcatalog", e))?;
+        if !ns_exists {
+            self.sql
+                .create_namespace(&ns, HashMap::new())
+                .await
+                .map_err(|e| Error::iceberg("creating namespace earthcatalog", e))?;
+        }
+        let base = schema::base_schema()?;
+        let mut props = wanted;
+        props.insert(PROP_NAME_MAPPING.to_string(), schema::name_mapping(&base));
+        let creation = TableCreation::builder()
+            .name(TABLE_NAME.to_string())
+            .schema(base)
+            .partition_spec(schema::partition_spec()?)
+            .properties(props)
+            .build();
+        self.sql
+            .create_table(&ns, creation)
+            .await
+            .map_err(|e| Error::iceberg(format!("creating table {}", self.ident), e))
+    }
+
+    /// Add optional columns (one schema commit plus a name-mapping update).
+    pub async fn add_columns(&self, table: &Table, columns: &[(String, ColumnType)]) -> Result<Table> {
+        if columns.is_empty() {
+            return Ok(table.clone());
+        }
+        let tx = Transaction::new(table);
+        let mut action = tx.update_schema();
+        for (name, ty) in columns {
+            action = action.add_column(iceberg::transaction::AddColumn::optional(name, ty.iceberg()));
+        }
+        let table = self.commit(action.apply(Transaction::new(table))).await?;
+        let mapping = schema::name_mapping(table.metadata().current_schema());
+        let action = Transaction::new(&table)
+            .update_table_properties()
+            .set(PROP_NAME_MAPPING.to_string(), mapping);
+        self.commit(action.apply(Transaction::new(&table))).await
+    }
+
+    /// Append data files in one snapshot.
+    pub async fn append(
+        &self,
+        table: &Table,
+        files: Vec<DataFile>,
+        snapshot_properties: HashMap<String, String>,
+    ) -> Result<Table> {
+        let action = Transaction::new(table)
+            .fast_append()
+            .with_check_duplicate(false)
+            .set_snapshot_properties(snapshot_properties)
+            .add_data_files(files);
+        self.commit(action.apply(Transaction::new(table))).await
+    }
+
+    async fn commit(&self, tx: iceberg::Result<Transaction>) -> Result<Table> {
+        crate::fault::check("catalog.before_commit")?;
+        let tx = tx.map_err(|e| Error::iceberg(format!("preparing commit on {}", self.ident), e))?;
+        let table = tx.commit(&self.sql).await.map_err(|e| {
+            if e.kind() == iceberg::ErrorKind::CatalogCommitConflicts {
+                Error::CommitConflict {
+                    table: self.ident.to_string(),
+                }
+            } else {
+                Error::iceberg(format!("committing to {}", self.ident), e)
+            }
+        })?;
+        crate::fault::check("catalog.after_commit")?;
+        Ok(table)
+    }
+
+    /// Upload a remote catalog (no-op for a local one). The caller holds the lock.
+    pub async fn upload(&self) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        checkpoint(&self.db_path).await?;
+        let bytes = std::fs::read(&self.db_path).map_err(|e| Error::io(&self.db_path, e))?;
+        crate::fault::check("catalog.before_upload")?;
+        remote.put_bytes(bytes.into()).await
+    }
+}
+
+/// Table properties describing the grid and the hash index.
+pub fn grid_properties(grid: &GridConfig, hash_index: &str) -> HashMap<String, String> {
+    let mut p = HashMap::new();
+    p.insert(PROP_GRID_TYPE.to_string(), grid.grid_type().to_string());
+    match grid {
+        GridConfig::H3 { resolution } => {
+            p.insert(PROP_GRID_RESOLUTION.to_string(), resolution.to_string());
+        }
+        GridConfig::GeoJson {
+            boundaries_path,
+            id_field,
+        } => {
+            p.insert(PROP_GRID_BOUNDARIES.to_string(), boundaries_path.clone());
+            p.insert(PROP_GRID_ID_FIELD.to_string(), id_field.clone());
+        }
+    }
+    p.insert(PROP_HASH_INDEX.to_string(), hash_index.to_string());
+    p
+}
+
+/// The grid recorded in table properties (Python defaults: type h3, resolution 1).
+pub fn grid_from_properties(props: &HashMap<String, String>) -> Result<GridConfig> {
+    match props.get(PROP_GRID_TYPE).map(String::as_str).unwrap_or("h3") {
+        "h3" => {
+            let res = props
+                .get(PROP_GRID_RESOLUTION)
+                .map(|r| {
+                    r.trim().parse::<u8>().map_err(|_| {
+                        Error::Config(format!("table property {PROP_GRID_RESOLUTION}={r:?} is not a resolution"))
+                    })
+                })
+                .transpose()?
+                .unwrap_or(1);
+            Ok(GridConfig::H3 { resolution: res })
+        }
+        "geojson" => Ok(GridConfig::GeoJson {
+            boundaries_path: props.get(PROP_GRID_BOUNDARIES).cloned().ok_or_else(|| {
+                Error::Config(format!("geojson grid without {PROP_GRID_BOUNDARIES}"))
+            })?,
+            id_field: props.get(PROP_GRID_ID_FIELD).cloned().unwrap_or_else(|| "id".into()),
+        }),
+        other => Err(Error::Config(format!("unknown grid type {other:?} in table properties"))),
+    }
+}
+
+fn check_grid(props: &HashMap<String, String>, grid: &GridConfig) -> Result<()> {
+    if !props.contains_key(PROP_GRID_TYPE) && !props.contains_key(PROP_GRID_RESOLUTION) {
+        return Ok(());
+    }
+    let existing = grid_from_properties(props)?;
+    if &existing != grid {
+        return Err(Error::Config(format!(
+            "the table's grid is {existing:?} but this run asks for {grid:?}; \
+             drop the conflicting flag (the existing grid wins) or use a new catalog"
+        )));
+    }
+    Ok(())
+}
+
+fn sqlite_uri(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Make a database created by PyIceberg usable by iceberg-rust: PyIceberg's `iceberg_tables`
+/// has no `iceberg_type` column; add it (nullable, ignored by PyIceberg).
+async fn prepare_database(path: &Path) -> Result<()> {
+    let sql_err = |e| Error::Sql {
+        location: path.display().to_string(),
+        source: e,
+    };
+    let mut conn = sqlx::SqliteConnection::connect(&sqlite_uri(path))
+        .await
+        .map_err(sql_err)?;
+    let cols: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info('iceberg_tables')")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(sql_err)?;
+    if !cols.is_empty() && !cols.iter().any(|(n,)| n == "iceberg_type") {
+        sqlx::query("ALTER TABLE iceberg_tables ADD COLUMN iceberg_type VARCHAR(5)")
+            .execute(&mut conn)
+            .await
+            .map_err(sql_err)?;
+    }
+    conn.close().await.map_err(sql_err)?;
+    Ok(())
+}
+
+/// Fold any WAL content back into the main file before it is copied.
+async fn checkpoint(path: &Path) -> Result<()> {
+    let sql_err = |e| Error::Sql {
+        location: path.display().to_string(),
+        source: e,
+    };
+    let mut conn = sqlx::SqliteConnection::connect(&sqlite_uri(path))
+        .await
+        .map_err(sql_err)?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+        .map_err(sql_err)?;
+    conn.close().await.map_err(sql_err)?;
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Fault injection for crash-safety tests.
+//!
+//! Set `EARTHCATALOG_FAULT=<point>` to make the named point fail. With
+//! `EARTHCATALOG_FAULT_MODE=abort` the process aborts there instead (no destructors, no
+//! cleanup — the same effect on storage as `kill -9`). Unset, a check costs one env lookup.
+
+use crate::error::{Error, Result};
+
+/// Fail (or abort) when `point` is the configured fault point.
+pub fn check(point: &str) -> Result<()> {
+    match std::env::var("EARTHCATALOG_FAULT") {
+        Ok(p) if p == point => {
+            if std::env::var("EARTHCATALOG_FAULT_MODE").as_deref() == Ok("abort") {
+                std::process::abort();
+            }
+            Err(Error::InjectedFault(point.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
