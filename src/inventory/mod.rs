@@ -1,1 +1,819 @@
-//! Inventory readers.
+//! Inventory readers: S3 Inventory manifests, CSV, gzip CSV and Parquet → a stream of
+//! `(bucket, key, last_modified)` records.
+//!
+//! ```text
+//! read_inventory(location) ──▶ dispatch by suffix
+//!     *manifest.json ─▶ manifest.rs ─▶ each files[].key in order ─▶ csv.rs | parquet.rs
+//!     *.parquet      ─▶ parquet.rs (batch by batch, projected columns only)
+//!     *.gz           ─▶ csv.rs through a gzip decoder
+//!     anything else  ─▶ csv.rs
+//!         └─▶ Filter: suffix ─▶ since ─▶ limit ─▶ bounded channel ─▶ InventoryStream
+//! ```
+//!
+//! # Design decisions
+//!
+//! * **Streaming, bounded memory.** No data file is ever read whole. CSV bytes arrive as
+//!   `object_store` chunks, are forwarded over a small bounded channel to a blocking thread that
+//!   runs the gzip decoder and the `csv` parser, and kept records go to the consumer in batches
+//!   over another bounded channel. Parquet is read one record batch at a time, reading only the
+//!   `bucket`, `key` and `last_modified_date` columns.
+//! * **Filter order.** A row is first checked against the key suffix (case-sensitive, default
+//!   `.stac.json`), then against `since` (inclusive: kept when `last_modified >= since`), then
+//!   counted against `limit`. Reading stops as soon as `limit` records were kept.
+//! * **`since` is fail-open.** A row whose last-modified value is missing (no such column, a
+//!   null, or text that is not a timestamp) is kept and counted in
+//!   [`InventoryStats::since_unknown`]. Text values are parsed by [`parse_timestamp`]: offsets
+//!   are *converted* to UTC (unlike the Python tool, which replaced them), a trailing `Z` is
+//!   accepted, naive values are UTC and a date alone is midnight UTC.
+//! * **CSV headers.** The first non-empty row is a header iff its first field (trimmed,
+//!   lower-cased) is `bucket`; the `key` and `last_modified_date` columns are then located by
+//!   name, ignoring case and any non-alphanumeric characters (so `LastModifiedDate` matches
+//!   too). Without a header column 0 is the bucket and column 1 the key. Rows with too few fields
+//!   or fields that are not UTF-8 are counted in [`InventoryStats::malformed`] and skipped.
+//! * **URL-encoded keys.** AWS documents the keys in CSV inventory files as URL-encoded, so keys
+//!   read from the CSV data files of a `manifest.json` are decoded (`%XX` escapes and `+` for a
+//!   space, the form encoding AWS uses). Keys in plain CSV files given directly, and in Parquet
+//!   files, are used exactly as written.
+//! * **Manifest data files.** See [`manifest`] for where data files are looked up.
+//! * **Errors.** A missing inventory file, a corrupt gzip or Parquet file, or a manifest that
+//!   cannot be used makes the stream yield one `Err` naming the file, after which it ends.
+
+// `crate::Error` is large (it embeds `iceberg::Error` by value); shrinking it belongs in
+// `error.rs` (boxing that source), not in every module returning it.
+#![allow(clippy::result_large_err)]
+
+mod csv;
+pub mod manifest;
+mod parquet;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::store::Location;
+
+/// The key suffix kept by default.
+pub const DEFAULT_SUFFIX: &str = ".stac.json";
+
+/// How many kept records travel together from a reader to the stream.
+const BATCH_RECORDS: usize = 1024;
+
+/// How many batches may wait between a reader and the stream (memory bound).
+const CHANNEL_BATCHES: usize = 4;
+
+/// One object listed in an inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryRecord {
+    /// Bucket of the object.
+    pub bucket: String,
+    /// Key of the object inside the bucket.
+    pub key: String,
+    /// Last modification time, when the inventory has a parsable one.
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// What to keep from an inventory.
+#[derive(Clone, Debug)]
+pub struct InventoryOptions {
+    /// Keep only keys ending with this (case-sensitive). Empty keeps every key.
+    pub suffix: String,
+    /// Keep only objects modified at or after this instant (fail-open, see the module docs).
+    pub since: Option<DateTime<Utc>>,
+    /// Stop after this many kept records.
+    pub limit: Option<u64>,
+}
+
+impl Default for InventoryOptions {
+    fn default() -> Self {
+        Self {
+            suffix: DEFAULT_SUFFIX.to_string(),
+            since: None,
+            limit: None,
+        }
+    }
+}
+
+impl InventoryOptions {
+    /// Keep keys ending with `suffix`.
+    pub fn with_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.suffix = suffix.into();
+        self
+    }
+
+    /// Keep objects modified at or after `since`.
+    pub fn with_since(mut self, since: Option<DateTime<Utc>>) -> Self {
+        self.since = since;
+        self
+    }
+
+    /// Stop after `limit` kept records.
+    pub fn with_limit(mut self, limit: Option<u64>) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
+/// Counters of an inventory read.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InventoryStats {
+    /// Data files opened (1 for a plain file, one per `files[]` entry read for a manifest).
+    pub files: u64,
+    /// Data rows seen (header rows and blank lines are not rows).
+    pub rows: u64,
+    /// Records kept and handed to the stream.
+    pub kept: u64,
+    /// Rows dropped because the key does not end with the suffix.
+    pub skipped_suffix: u64,
+    /// Rows dropped because they were modified before `since`.
+    pub skipped_since: u64,
+    /// Rows kept although `since` was given, because their last-modified value was missing,
+    /// null or unparsable (fail-open).
+    pub since_unknown: u64,
+    /// Rows skipped because they had no bucket or key (too few fields, empty or not UTF-8).
+    pub malformed: u64,
+    /// Reading stopped early because `limit` records were kept.
+    pub limited: bool,
+}
+
+/// Live counters shared between the reader and [`InventoryStream::stats`].
+#[derive(Debug, Default)]
+struct Counters {
+    files: AtomicU64,
+    rows: AtomicU64,
+    kept: AtomicU64,
+    skipped_suffix: AtomicU64,
+    skipped_since: AtomicU64,
+    since_unknown: AtomicU64,
+    malformed: AtomicU64,
+    limited: AtomicBool,
+}
+
+impl Counters {
+    fn snapshot(&self) -> InventoryStats {
+        InventoryStats {
+            files: self.files.load(Ordering::Relaxed),
+            rows: self.rows.load(Ordering::Relaxed),
+            kept: self.kept.load(Ordering::Relaxed),
+            skipped_suffix: self.skipped_suffix.load(Ordering::Relaxed),
+            skipped_since: self.skipped_since.load(Ordering::Relaxed),
+            since_unknown: self.since_unknown.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            limited: self.limited.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Whether a reader should go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The decision for one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Keep it and go on.
+    Keep,
+    /// Keep it; it was the last one allowed by `limit`.
+    KeepLast,
+    /// Drop it.
+    Skip,
+}
+
+/// Suffix, since and limit, plus the counters; shared by every reader of one inventory.
+#[derive(Debug)]
+struct Filter {
+    suffix: String,
+    since: Option<DateTime<Utc>>,
+    limit: Option<u64>,
+    counters: Arc<Counters>,
+}
+
+impl Filter {
+    fn new(options: InventoryOptions, counters: Arc<Counters>) -> Self {
+        Self {
+            suffix: options.suffix,
+            since: options.since,
+            limit: options.limit,
+            counters,
+        }
+    }
+
+    /// A data file was opened.
+    fn file_opened(&self) {
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A row without a usable bucket or key.
+    fn malformed(&self) {
+        self.counters.rows.fetch_add(1, Ordering::Relaxed);
+        self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True once `limit` records were kept (nothing more may be read).
+    fn exhausted(&self) -> bool {
+        match self.limit {
+            Some(limit) if self.counters.kept.load(Ordering::Relaxed) >= limit => {
+                self.counters.limited.store(true, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Decide on one row. `last_modified` is only evaluated when the suffix matches.
+    fn admit(
+        &self,
+        key: &str,
+        last_modified: impl FnOnce() -> Option<DateTime<Utc>>,
+    ) -> (Admit, Option<DateTime<Utc>>) {
+        let c = &self.counters;
+        c.rows.fetch_add(1, Ordering::Relaxed);
+        if !key.ends_with(self.suffix.as_str()) {
+            c.skipped_suffix.fetch_add(1, Ordering::Relaxed);
+            return (Admit::Skip, None);
+        }
+        let lm = last_modified();
+        if let Some(since) = self.since {
+            match lm {
+                Some(t) if t < since => {
+                    c.skipped_since.fetch_add(1, Ordering::Relaxed);
+                    return (Admit::Skip, lm);
+                }
+                Some(_) => {}
+                None => {
+                    c.since_unknown.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let kept = c.kept.fetch_add(1, Ordering::Relaxed) + 1;
+        match self.limit {
+            Some(limit) if kept >= limit => {
+                c.limited.store(true, Ordering::Relaxed);
+                (Admit::KeepLast, lm)
+            }
+            _ => (Admit::Keep, lm),
+        }
+    }
+}
+
+/// Messages from a reader to the stream: a batch of kept records, or the error that ended it.
+type Message = Result<Vec<InventoryRecord>>;
+
+/// Collects kept records and sends them in batches.
+#[derive(Debug)]
+struct Batcher {
+    tx: mpsc::Sender<Message>,
+    buf: Vec<InventoryRecord>,
+}
+
+impl Batcher {
+    fn new(tx: mpsc::Sender<Message>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(BATCH_RECORDS),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.buf.len() >= BATCH_RECORDS
+    }
+
+    /// Send what is buffered from async code; `Stop` when the stream was dropped.
+    async fn flush(&mut self) -> Flow {
+        if self.buf.is_empty() {
+            return Flow::Continue;
+        }
+        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH_RECORDS));
+        match self.tx.send(Ok(batch)).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Stop,
+        }
+    }
+
+    /// Send what is buffered from a blocking thread; `Stop` when the stream was dropped.
+    fn blocking_flush(&mut self) -> Flow {
+        if self.buf.is_empty() {
+            return Flow::Continue;
+        }
+        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH_RECORDS));
+        match self.tx.blocking_send(Ok(batch)) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Stop,
+        }
+    }
+}
+
+/// The stream of kept records returned by [`read_inventory`].
+///
+/// Reading starts on the first poll, which must happen inside a tokio runtime. After an `Err`
+/// the stream ends. Dropping the stream stops the reader.
+pub struct InventoryStream {
+    location: String,
+    state: State,
+    buffer: std::vec::IntoIter<InventoryRecord>,
+    counters: Arc<Counters>,
+}
+
+enum State {
+    Pending(InventoryOptions),
+    Running {
+        rx: mpsc::Receiver<Message>,
+        task: JoinHandle<()>,
+    },
+    Done,
+}
+
+impl std::fmt::Debug for InventoryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InventoryStream")
+            .field("location", &self.location)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl InventoryStream {
+    /// The inventory location this stream reads.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// A snapshot of the counters so far (final once the stream has ended).
+    pub fn stats(&self) -> InventoryStats {
+        self.counters.snapshot()
+    }
+
+    fn start(&mut self, options: InventoryOptions) -> Result<()> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::inventory(
+                &self.location,
+                "the inventory stream must be polled inside a tokio runtime",
+            )
+        })?;
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let filter = Arc::new(Filter::new(options, self.counters.clone()));
+        let location = self.location.clone();
+        let task = handle.spawn(async move {
+            if let Err(e) = produce(&location, filter, tx.clone()).await {
+                // The receiver may be gone already; nothing else to do then.
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        self.state = State::Running { rx, task };
+        Ok(())
+    }
+}
+
+impl Stream for InventoryStream {
+    type Item = Result<InventoryRecord>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(record) = this.buffer.next() {
+                return Poll::Ready(Some(Ok(record)));
+            }
+            match &mut this.state {
+                State::Pending(options) => {
+                    let options = options.clone();
+                    if let Err(e) = this.start(options) {
+                        this.state = State::Done;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+                State::Running { rx, .. } => match rx.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(batch))) => this.buffer = batch.into_iter(),
+                    Poll::Ready(Some(Err(e))) => {
+                        this.state = State::Done;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Poll::Ready(None) => {
+                        this.state = State::Done;
+                        return Poll::Ready(None);
+                    }
+                },
+                State::Done => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+impl Drop for InventoryStream {
+    fn drop(&mut self) {
+        if let State::Running { task, .. } = &self.state {
+            task.abort();
+        }
+    }
+}
+
+/// The kinds of inventory [`read_inventory`] dispatches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryFormat {
+    /// An S3 Inventory `manifest.json`.
+    Manifest,
+    /// A Parquet file.
+    Parquet,
+    /// A gzip-compressed CSV file.
+    CsvGz,
+    /// A plain CSV file.
+    Csv,
+}
+
+impl InventoryFormat {
+    /// The format of `location`, from its name (case-insensitive): ends with `manifest.json` →
+    /// manifest, `.parquet` → Parquet, `.gz` → gzip CSV, anything else → CSV.
+    pub fn detect(location: &str) -> Self {
+        let name = location.trim_end_matches('/').to_ascii_lowercase();
+        if name.ends_with("manifest.json") {
+            Self::Manifest
+        } else if name.ends_with(".parquet") {
+            Self::Parquet
+        } else if name.ends_with(".gz") {
+            Self::CsvGz
+        } else {
+            Self::Csv
+        }
+    }
+}
+
+/// Open any inventory and stream its kept records.
+///
+/// The format is chosen by [`InventoryFormat::detect`]. Nothing is read until the stream is
+/// first polled; errors (missing file, corrupt data) come out of the stream.
+pub fn read_inventory(location: &str, options: InventoryOptions) -> InventoryStream {
+    InventoryStream {
+        location: location.to_string(),
+        state: State::Pending(options),
+        buffer: Vec::new().into_iter(),
+        counters: Arc::new(Counters::default()),
+    }
+}
+
+async fn produce(location: &str, filter: Arc<Filter>, tx: mpsc::Sender<Message>) -> Result<()> {
+    if filter.exhausted() {
+        return Ok(());
+    }
+    let format = InventoryFormat::detect(location);
+    let loc = parse_location(location).await?;
+    match format {
+        InventoryFormat::Manifest => manifest::read_manifest(&loc, &filter, &tx).await?,
+        InventoryFormat::Parquet => {
+            parquet::read_parquet(&loc, &filter, &tx, parquet::BATCH_ROWS).await?
+        }
+        InventoryFormat::CsvGz | InventoryFormat::Csv => {
+            let opts = csv::CsvOptions {
+                gzip: format == InventoryFormat::CsvGz,
+                columns: csv::Columns::Detect,
+                url_decode_keys: false,
+            };
+            csv::read_csv(&loc, opts, filter.clone(), &tx).await?
+        }
+    };
+    Ok(())
+}
+
+/// Resolve `url` off the async worker: for S3 without a configured region, [`Location::parse`]
+/// looks the bucket's region up with a blocking call that needs the runtime's I/O driver, which
+/// would deadlock a current-thread runtime if done on its only worker.
+async fn parse_location(url: &str) -> Result<Location> {
+    let owned = url.to_string();
+    tokio::task::spawn_blocking(move || Location::parse(&owned))
+        .await
+        .map_err(|e| Error::inventory(url, format!("resolving the location failed: {e}")))?
+        .map_err(|e| Error::inventory(url, e.to_string()))
+}
+
+/// Parse a `--since` value: a date (`2024-01-02`, midnight UTC), an RFC 3339 timestamp (offsets
+/// are converted to UTC) or a naive date-time (taken as UTC).
+pub fn parse_since(s: &str) -> Result<DateTime<Utc>> {
+    parse_timestamp(s).ok_or_else(|| {
+        Error::Config(format!(
+            "invalid since value {s:?}: expected a date (2024-01-02), an RFC 3339 timestamp \
+             (2024-01-02T03:04:05Z, 2024-01-02T05:04:05+02:00) or a UTC date-time \
+             (2024-01-02 03:04:05)"
+        ))
+    })
+}
+
+/// Parse a last-modified text leniently; `None` when it is not a timestamp.
+///
+/// Accepts RFC 3339 / ISO 8601 with `T` or a space, with or without fractional seconds and
+/// seconds, with a `Z`, a `±hh:mm`/`±hhmm`/`±hh` offset (converted to UTC), a ` UTC` suffix, or
+/// nothing (taken as UTC); and a date alone (midnight UTC).
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 64 {
+        return None;
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    const OFFSET_FORMATS: [&str; 6] = [
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M%#z",
+        "%Y-%m-%d %H:%M%#z",
+        "%Y-%m-%d %H:%M:%S%.f %#z",
+        "%Y-%m-%dT%H:%M:%S%.f %#z",
+    ];
+    for format in OFFSET_FORMATS {
+        if let Ok(t) = DateTime::parse_from_str(s, format) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    let naive = s
+        .strip_suffix(" UTC")
+        .or_else(|| s.strip_suffix('Z'))
+        .or_else(|| s.strip_suffix('z'))
+        .unwrap_or(s)
+        .trim_end();
+    const NAIVE_FORMATS: [&str; 4] = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ];
+    for format in NAIVE_FORMATS {
+        if let Ok(t) = NaiveDateTime::parse_from_str(naive, format) {
+            return Some(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(naive, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Helpers shared by the inventory tests.
+
+    use futures::StreamExt;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    use super::*;
+
+    /// A unique `memory://` store name per test.
+    pub(crate) fn memory_root(test: &str) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("memory://inv-{test}-{n}")
+    }
+
+    /// Write `data` at `url`.
+    pub(crate) async fn put(url: &str, data: impl Into<bytes::Bytes>) {
+        let loc = Location::parse(url).unwrap();
+        loc.store()
+            .put(loc.prefix(), PutPayload::from(data.into()))
+            .await
+            .unwrap();
+    }
+
+    /// Gzip `data`.
+    pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// Read everything; panics on an error.
+    pub(crate) async fn collect(
+        location: &str,
+        options: InventoryOptions,
+    ) -> (Vec<InventoryRecord>, InventoryStats) {
+        let mut stream = read_inventory(location, options);
+        let mut out = Vec::new();
+        while let Some(r) = stream.next().await {
+            out.push(r.unwrap());
+        }
+        (out, stream.stats())
+    }
+
+    /// Read until the first error and return it.
+    pub(crate) async fn first_error(location: &str, options: InventoryOptions) -> Error {
+        let mut stream = read_inventory(location, options);
+        while let Some(r) = stream.next().await {
+            if let Err(e) = r {
+                assert!(
+                    stream.next().await.is_none(),
+                    "stream must end after an error"
+                );
+                return e;
+            }
+        }
+        panic!("no error reading {location}");
+    }
+
+    /// All options keep everything.
+    pub(crate) fn all() -> InventoryOptions {
+        InventoryOptions::default().with_suffix("")
+    }
+
+    /// Keys of records.
+    pub(crate) fn keys(records: &[InventoryRecord]) -> Vec<&str> {
+        records.iter().map(|r| r.key.as_str()).collect()
+    }
+
+    /// A UTC instant from RFC 3339.
+    pub(crate) fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn dispatch_by_suffix() {
+        use InventoryFormat::*;
+        assert_eq!(InventoryFormat::detect("s3://b/x/manifest.json"), Manifest);
+        assert_eq!(InventoryFormat::detect("/x/2024/MANIFEST.JSON"), Manifest);
+        assert_eq!(InventoryFormat::detect("/x/inv.parquet"), Parquet);
+        assert_eq!(InventoryFormat::detect("/x/inv.csv.gz"), CsvGz);
+        assert_eq!(InventoryFormat::detect("/x/inv.gz"), CsvGz);
+        assert_eq!(InventoryFormat::detect("/x/inv.csv"), Csv);
+        assert_eq!(InventoryFormat::detect("/x/inv.txt"), Csv);
+        assert_eq!(InventoryFormat::detect("/x/other.json"), Csv);
+    }
+
+    #[test]
+    fn timestamps_convert_offsets_to_utc() {
+        assert_eq!(
+            parse_timestamp("2024-01-01T01:00:00+02:00"),
+            Some(utc("2023-12-31T23:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-01T01:00:00+0200"),
+            Some(utc("2023-12-31T23:00:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-01 01:00:00-01:30"),
+            Some(utc("2024-01-01T02:30:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp(" 2024-01-02T03:04:05.123Z "),
+            Some(utc("2024-01-02T03:04:05.123Z"))
+        );
+    }
+
+    #[test]
+    fn timestamps_naive_and_dates_are_utc() {
+        assert_eq!(
+            parse_timestamp("2024-01-02T03:04:05"),
+            Some(utc("2024-01-02T03:04:05Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02 03:04:05.5"),
+            Some(utc("2024-01-02T03:04:05.5Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02 03:04:05 UTC"),
+            Some(utc("2024-01-02T03:04:05Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02T03:04Z"),
+            Some(utc("2024-01-02T03:04:00Z"))
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02"),
+            Some(utc("2024-01-02T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn garbage_timestamps_are_none() {
+        for s in [
+            "",
+            "  ",
+            "yesterday",
+            "2024-13-01",
+            "2024-01-02T25:00:00Z",
+            "1704153600",
+        ] {
+            assert_eq!(parse_timestamp(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn parse_since_accepts_the_documented_forms() {
+        assert_eq!(
+            parse_since("2024-01-02").unwrap(),
+            utc("2024-01-02T00:00:00Z")
+        );
+        assert_eq!(
+            parse_since("2024-01-01T01:00:00+02:00").unwrap(),
+            utc("2023-12-31T23:00:00Z")
+        );
+        assert_eq!(
+            parse_since("2024-01-02 03:04:05").unwrap(),
+            utc("2024-01-02T03:04:05Z")
+        );
+        let err = parse_since("last tuesday").unwrap_err();
+        assert!(matches!(err, Error::Config(_)));
+        assert!(err.to_string().contains("last tuesday"));
+    }
+
+    #[test]
+    fn options_default_keeps_stac_json() {
+        let o = InventoryOptions::default();
+        assert_eq!(o.suffix, ".stac.json");
+        assert_eq!(o.since, None);
+        assert_eq!(o.limit, None);
+        let o = o
+            .with_limit(Some(3))
+            .with_since(Some(utc("2024-01-01T00:00:00Z")));
+        assert_eq!(o.limit, Some(3));
+        assert!(o.since.is_some());
+    }
+
+    #[tokio::test]
+    async fn missing_file_is_an_inventory_error_naming_it() {
+        let root = memory_root("missing");
+        for name in ["nope.csv", "nope.csv.gz", "nope.parquet", "x/manifest.json"] {
+            let url = format!("{root}/{name}");
+            let err = first_error(&url, all()).await;
+            assert!(matches!(err, Error::Inventory { .. }), "{name}: {err}");
+            assert!(err.to_string().contains(&url), "{name}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.csv");
+        let err = first_error(path.to_str().unwrap(), all()).await;
+        assert!(matches!(err, Error::Inventory { .. }), "{err}");
+        assert!(err.to_string().contains("absent.csv"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn limit_zero_reads_nothing() {
+        let root = memory_root("limit0");
+        let url = format!("{root}/a.csv");
+        put(&url, "b,k.stac.json\n").await;
+        let (records, stats) = collect(&url, all().with_limit(Some(0))).await;
+        assert!(records.is_empty());
+        assert!(stats.limited);
+        assert_eq!(stats.files, 0);
+    }
+
+    #[tokio::test]
+    async fn stats_are_readable_while_streaming() {
+        let root = memory_root("live");
+        let url = format!("{root}/a.csv");
+        let body: String = (0..5000).map(|i| format!("b,k{i}.stac.json\n")).collect();
+        put(&url, body).await;
+        let mut stream = read_inventory(&url, InventoryOptions::default());
+        assert_eq!(stream.stats(), InventoryStats::default());
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first.key, "k0.stac.json");
+        assert!(stream.stats().kept >= 1);
+        let mut n = 1;
+        while let Some(r) = stream.next().await {
+            r.unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 5000);
+        assert_eq!(stream.stats().kept, 5000);
+        assert_eq!(stream.stats().files, 1);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_stream_early_is_fine() {
+        let root = memory_root("drop");
+        let url = format!("{root}/a.csv");
+        let body: String = (0..20_000).map(|i| format!("b,k{i}.stac.json\n")).collect();
+        put(&url, body).await;
+        let mut stream = read_inventory(&url, InventoryOptions::default());
+        assert!(stream.next().await.unwrap().is_ok());
+        drop(stream);
+        // Reading again after a dropped reader still works.
+        let (records, _) = collect(&url, InventoryOptions::default()).await;
+        assert_eq!(records.len(), 20_000);
+    }
+
+    #[test]
+    fn stream_can_move_between_tasks() {
+        fn assert_send<T: Send + Unpin + 'static>() {}
+        assert_send::<InventoryStream>();
+    }
+
+    #[test]
+    fn polling_outside_a_runtime_is_an_error_not_a_panic() {
+        let mut stream = read_inventory("memory://x/a.csv", all());
+        let item = futures::executor::block_on(stream.next());
+        assert!(matches!(item, Some(Err(Error::Inventory { .. }))));
+        assert!(futures::executor::block_on(stream.next()).is_none());
+    }
+}
