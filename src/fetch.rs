@@ -138,20 +138,35 @@ mod tests {
     #[tokio::test]
     async fn fetches_from_items_root_and_reports_missing() {
         let root = Location::parse("memory://fetch-test/items").unwrap();
-        root.join("a/x.stac.json").put_bytes(Bytes::from_static(b"{}")).await.unwrap();
+        root.join("a/x.stac.json")
+            .put_bytes(Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
         let f = Fetcher::new(FetchOptions {
             items_root: Some("memory://fetch-test/items".into()),
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(f.url_for("b", "a/x.stac.json"), "memory://fetch-test/items/a/x.stac.json");
-        assert_eq!(f.fetch("b", "a/x.stac.json").await.unwrap(), Bytes::from_static(b"{}"));
-        assert_eq!(f.fetch("b", "a/missing.stac.json").await.unwrap_err(), FetchError::NotFound);
+        assert_eq!(
+            f.url_for("b", "a/x.stac.json"),
+            "memory://fetch-test/items/a/x.stac.json"
+        );
+        assert_eq!(
+            f.fetch("b", "a/x.stac.json").await.unwrap(),
+            Bytes::from_static(b"{}")
+        );
+        assert_eq!(
+            f.fetch("b", "a/missing.stac.json").await.unwrap_err(),
+            FetchError::NotFound
+        );
     }
 
     #[test]
     fn s3_urls_without_root() {
         let f = Fetcher::new(FetchOptions::default()).unwrap();
-        assert_eq!(f.url_for("its-live-data", "/v/x.stac.json"), "s3://its-live-data/v/x.stac.json");
+        assert_eq!(
+            f.url_for("its-live-data", "/v/x.stac.json"),
+            "s3://its-live-data/v/x.stac.json"
+        );
     }
 }

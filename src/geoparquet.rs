@@ -66,9 +66,9 @@ impl Builder {
             ColumnType::Long => Builder::Long(Int64Builder::with_capacity(n)),
             ColumnType::Double => Builder::Double(Float64Builder::with_capacity(n)),
             ColumnType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(n)),
-            ColumnType::TimestampTz => Builder::Ts(
-                TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
-            ),
+            ColumnType::TimestampTz => {
+                Builder::Ts(TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"))
+            }
             ColumnType::Binary => Builder::Bin(BinaryBuilder::with_capacity(n, n * 128)),
         }
     }
@@ -145,7 +145,9 @@ pub fn encode_group(
             "grid_partition" => Source::Cell,
             "geometry" => Source::Geometry,
             OVERFLOW_COLUMN => Source::Overflow,
-            name => columns.index_of(name).map_or(Source::Nothing, Source::Value),
+            name => columns
+                .index_of(name)
+                .map_or(Source::Nothing, Source::Value),
         })
         .collect();
     let max_idx = sources
@@ -197,7 +199,12 @@ pub fn encode_group(
         if let Some(r) = row.bounds {
             bbox = Some(match bbox {
                 None => r,
-                Some(b) => [b[0].min(r[0]), b[1].min(r[1]), b[2].max(r[2]), b[3].max(r[3])],
+                Some(b) => [
+                    b[0].min(r[0]),
+                    b[1].min(r[1]),
+                    b[2].max(r[2]),
+                    b[3].max(r[3]),
+                ],
             });
         }
     }
@@ -267,26 +274,59 @@ mod tests {
             .collect();
         let mut rows: Vec<&ItemRow> = parsed.iter().collect();
         sort_rows(&mut rows);
-        let f = encode_group(&rows, "8001fffffffffff", &cols, &table, &WriterOptions::default(), "t").unwrap();
+        let f = encode_group(
+            &rows,
+            "8001fffffffffff",
+            &cols,
+            &table,
+            &WriterOptions::default(),
+            "t",
+        )
+        .unwrap();
         assert_eq!(f.rows, 3);
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(f.bytes)).unwrap();
-        let kv = reader.metadata().file_metadata().key_value_metadata().unwrap().clone();
-        let geo = kv.iter().find(|k| k.key == "geo").unwrap().value.clone().unwrap();
+        let kv = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .clone();
+        let geo = kv
+            .iter()
+            .find(|k| k.key == "geo")
+            .unwrap()
+            .value
+            .clone()
+            .unwrap();
         let geo: serde_json::Value = serde_json::from_str(&geo).unwrap();
         assert_eq!(geo["primary_column"], "geometry");
-        assert_eq!(geo["columns"]["geometry"]["geometry_types"], serde_json::json!(["Point", "Polygon"]));
-        assert_eq!(geo["columns"]["geometry"]["bbox"], serde_json::json!([0.0, 0.0, 3.0, 3.0]));
+        assert_eq!(
+            geo["columns"]["geometry"]["geometry_types"],
+            serde_json::json!(["Point", "Polygon"])
+        );
+        assert_eq!(
+            geo["columns"]["geometry"]["bbox"],
+            serde_json::json!([0.0, 0.0, 3.0, 3.0])
+        );
         let col = reader.metadata().row_group(0).column(0);
         assert!(matches!(col.compression(), Compression::ZSTD(_)));
         assert!(col.statistics().is_some());
         let batch = reader.build().unwrap().next().unwrap().unwrap();
-        let ids: Vec<&str> = batch.column(0).as_string::<i32>().iter().map(|s| s.unwrap()).collect();
+        let ids: Vec<&str> = batch
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .map(|s| s.unwrap())
+            .collect();
         assert_eq!(ids, vec!["c", "a", "b"]);
         let dt = batch.column_by_name("datetime").unwrap();
         assert_eq!(dt.data_type(), &ColumnType::TimestampTz.arrow());
         let ts = dt.as_primitive::<arrow_array::types::TimestampMicrosecondType>();
         assert_eq!(ts.value(1) % 1_000_000, 123_456);
-        let cells = batch.column_by_name("grid_partition").unwrap().as_string::<i32>();
+        let cells = batch
+            .column_by_name("grid_partition")
+            .unwrap()
+            .as_string::<i32>();
         assert!(cells.iter().all(|c| c == Some("8001fffffffffff")));
     }
 }

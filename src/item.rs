@@ -487,14 +487,24 @@ fn convert(ty: ColumnType, value: &Json) -> Option<(Value, DatetimeKind)> {
 pub fn parse_timestamp(s: &str) -> Option<(i64, DatetimeKind)> {
     let s = s.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Some((dt.with_timezone(&Utc).timestamp_micros(), DatetimeKind::Exact));
+        return Some((
+            dt.with_timezone(&Utc).timestamp_micros(),
+            DatetimeKind::Exact,
+        ));
     }
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
-            return Some((dt.with_timezone(&Utc).timestamp_micros(), DatetimeKind::Exact));
+            return Some((
+                dt.with_timezone(&Utc).timestamp_micros(),
+                DatetimeKind::Exact,
+            ));
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some((dt.and_utc().timestamp_micros(), DatetimeKind::Naive));
         }
@@ -537,19 +547,29 @@ mod tests {
     fn parses_core_fields_and_keeps_json_text_verbatim() {
         let cols = columns();
         let mut c = ParseCounters::default();
-        let body = item(serde_json::json!({"datetime": "2019-07-14T10:22:41.684455Z", "platform": "LC08", "percent_valid_pixels": 37.0}));
+        let body = item(
+            serde_json::json!({"datetime": "2019-07-14T10:22:41.684455Z", "platform": "LC08", "percent_valid_pixels": 37.0}),
+        );
         let (row, geom) = parse_item(&body, &cols, &mut c).unwrap();
         assert_eq!(row.id, "x1");
         assert!(geom.is_some());
         assert_eq!(row.datetime, Some(1_563_099_761_684_455));
         assert_eq!(row.year(), Some(2019));
         assert_eq!(row.platform.as_deref(), Some("LC08"));
-        assert_eq!(value_of(&row, &cols, "percent_valid_pixels"), Some(&Value::Long(37)));
+        assert_eq!(
+            value_of(&row, &cols, "percent_valid_pixels"),
+            Some(&Value::Long(37))
+        );
         assert_eq!(
             value_of(&row, &cols, "assets"),
-            Some(&Value::Str(r#"{"b":{"href":"2"},"a":{"href":"1","roles":["data"]}}"#.into()))
+            Some(&Value::Str(
+                r#"{"b":{"href":"2"},"a":{"href":"1","roles":["data"]}}"#.into()
+            ))
         );
-        assert_eq!(value_of(&row, &cols, "bbox"), Some(&Value::Str("[10.0,60.0,10.0,60.0]".into())));
+        assert_eq!(
+            value_of(&row, &cols, "bbox"),
+            Some(&Value::Str("[10.0,60.0,10.0,60.0]".into()))
+        );
         assert!(row.overflow.is_none());
         assert_eq!(row.geometry_kind, Some(GeometryKind::Point));
     }
@@ -567,11 +587,24 @@ mod tests {
     fn date_only_and_naive_are_utc_and_counted() {
         let cols = columns();
         let mut c = ParseCounters::default();
-        let (a, _) = parse_item(&item(serde_json::json!({"datetime": "2019-07-01"})), &cols, &mut c).unwrap();
-        let (b, _) = parse_item(&item(serde_json::json!({"datetime": "2019-07-01T12:00:00"})), &cols, &mut c).unwrap();
+        let (a, _) = parse_item(
+            &item(serde_json::json!({"datetime": "2019-07-01"})),
+            &cols,
+            &mut c,
+        )
+        .unwrap();
+        let (b, _) = parse_item(
+            &item(serde_json::json!({"datetime": "2019-07-01T12:00:00"})),
+            &cols,
+            &mut c,
+        )
+        .unwrap();
         assert_eq!(a.datetime_kind, DatetimeKind::DateOnly);
         assert_eq!(b.datetime_kind, DatetimeKind::Naive);
-        assert_eq!(b.datetime.unwrap() - a.datetime.unwrap(), 12 * 3600 * 1_000_000);
+        assert_eq!(
+            b.datetime.unwrap() - a.datetime.unwrap(),
+            12 * 3600 * 1_000_000
+        );
         assert_eq!((c.datetime_date_only, c.datetime_naive), (1, 1));
     }
 
@@ -587,9 +620,18 @@ mod tests {
         assert_eq!(value_of(&row, &cols, "percent_valid_pixels"), None);
         let over: Json = serde_json::from_str(row.overflow.as_deref().unwrap()).unwrap();
         assert_eq!(over["percent_valid_pixels"], 37.5);
-        assert_eq!(value_of(&row, &cols, "sat:relative_orbit"), Some(&Value::Long(42)));
-        assert_eq!(value_of(&row, &cols, "instruments"), Some(&Value::Str(r#"["oli","tirs"]"#.into())));
-        assert_eq!(value_of(&row, &cols, "eo:cloud_cover"), Some(&Value::Double(12.5)));
+        assert_eq!(
+            value_of(&row, &cols, "sat:relative_orbit"),
+            Some(&Value::Long(42))
+        );
+        assert_eq!(
+            value_of(&row, &cols, "instruments"),
+            Some(&Value::Str(r#"["oli","tirs"]"#.into()))
+        );
+        assert_eq!(
+            value_of(&row, &cols, "eo:cloud_cover"),
+            Some(&Value::Double(12.5))
+        );
         let pending: Vec<String> = cols.pending().into_iter().map(|(n, _)| n).collect();
         assert!(pending.contains(&"sat:relative_orbit".to_string()));
         assert!(pending.contains(&OVERFLOW_COLUMN.to_string()));
@@ -602,9 +644,18 @@ mod tests {
     fn bad_items_are_errors_not_panics() {
         let cols = columns();
         let mut c = ParseCounters::default();
-        assert!(matches!(parse_item(b"{", &cols, &mut c), Err(ItemError::InvalidJson(_))));
-        assert_eq!(parse_item(b"[1]", &cols, &mut c).unwrap_err(), ItemError::NotAnObject);
-        assert_eq!(parse_item(b"{\"id\": 5}", &cols, &mut c).unwrap_err(), ItemError::MissingId);
+        assert!(matches!(
+            parse_item(b"{", &cols, &mut c),
+            Err(ItemError::InvalidJson(_))
+        ));
+        assert_eq!(
+            parse_item(b"[1]", &cols, &mut c).unwrap_err(),
+            ItemError::NotAnObject
+        );
+        assert_eq!(
+            parse_item(b"{\"id\": 5}", &cols, &mut c).unwrap_err(),
+            ItemError::MissingId
+        );
         let (row, g) = parse_item(b"{\"id\": \"n\", \"geometry\": null}", &cols, &mut c).unwrap();
         assert!(g.is_none() && row.geometry_wkb.is_none());
         assert_eq!(row.datetime_kind, DatetimeKind::Missing);

@@ -89,8 +89,12 @@ mod tests {
         let cols = Columns::new(&table_columns(&base_schema().unwrap()));
         let mut c = ParseCounters::default();
         let mut g = Groups::new();
-        for (id, dt) in [("a", "2019-12-31T22:00:00-05:00"), ("b", "2019-06-01T00:00:00Z")] {
-            let body = format!(r#"{{"id":"{id}","geometry":null,"properties":{{"datetime":"{dt}"}}}}"#);
+        for (id, dt) in [
+            ("a", "2019-12-31T22:00:00-05:00"),
+            ("b", "2019-06-01T00:00:00Z"),
+        ] {
+            let body =
+                format!(r#"{{"id":"{id}","geometry":null,"properties":{{"datetime":"{dt}"}}}}"#);
             let (row, _) = parse_item(body.as_bytes(), &cols, &mut c).unwrap();
             g.add(row, vec!["c1".into(), "c2".into()]);
         }

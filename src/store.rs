@@ -81,7 +81,11 @@ impl Location {
         let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
         let prefix =
             Path::from_absolute_path(&abs).map_err(|e| invalid(original, &e.to_string()))?;
-        Ok(Self::with_store(local_store(), prefix, "file://".to_string()))
+        Ok(Self::with_store(
+            local_store(),
+            prefix,
+            "file://".to_string(),
+        ))
     }
 
     fn with_store(store: Arc<dyn ObjectStore>, prefix: Path, base: String) -> Self {
@@ -208,7 +212,10 @@ pub async fn put_if_absent(
         mode: PutMode::Create,
         ..Default::default()
     };
-    match store.put_opts(key, PutPayload::from(data.clone()), opts).await {
+    match store
+        .put_opts(key, PutPayload::from(data.clone()), opts)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(object_store::Error::NotImplemented { .. }) => {
@@ -231,7 +238,9 @@ fn invalid(location: &str, reason: &str) -> Error {
 
 fn split_scheme(s: &str) -> (Option<&str>, &str) {
     match s.find("://") {
-        Some(i) if s[..i].chars().all(|c| c.is_ascii_alphanumeric()) => (Some(&s[..i]), &s[i + 3..]),
+        Some(i) if s[..i].chars().all(|c| c.is_ascii_alphanumeric()) => {
+            (Some(&s[..i]), &s[i + 3..])
+        }
         _ => match s.strip_prefix("file:") {
             Some(rest) => (Some("file"), rest),
             None => (None, s),
@@ -290,35 +299,36 @@ fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         if let Some(region) = resolve_region(bucket) {
             builder = builder.with_region(region);
         }
+    } else if let Some(region) = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()) {
+        builder = builder.with_region(region);
     }
-    if env_set("AWS_REGION") {
-        if let Ok(region) = std::env::var("AWS_REGION") {
-            builder = builder.with_region(region);
-        }
-    }
-    let store: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(|e| Error::InvalidLocation {
-        location: format!("s3://{bucket}"),
-        reason: e.to_string(),
-    })?);
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(builder.build().map_err(|e| Error::InvalidLocation {
+            location: format!("s3://{bucket}"),
+            reason: e.to_string(),
+        })?);
     map.insert(bucket.to_string(), store.clone());
     Ok(store)
 }
 
-/// Look the bucket's region up (one unauthenticated HEAD); `None` when that fails.
+/// Look the bucket's region up (one unauthenticated HEAD); `None` when that fails. Runs on its
+/// own thread and runtime so it is safe to call from any context, async or not.
 fn resolve_region(bucket: &str) -> Option<String> {
     let bucket = bucket.to_string();
-    let handle = tokio::runtime::Handle::try_current().ok()?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            handle.block_on(object_store::aws::resolve_bucket_region(
-                &bucket,
-                &object_store::ClientOptions::default(),
-            ))
-        })
-        .join()
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(object_store::aws::resolve_bucket_region(
+            &bucket,
+            &object_store::ClientOptions::default(),
+        ))
         .ok()
-        .and_then(|r| r.ok())
     })
+    .join()
+    .ok()
+    .flatten()
 }
 
 fn env_set(name: &str) -> bool {
@@ -337,7 +347,10 @@ mod tests {
         let b = Location::parse("file:///tmp/wh/").unwrap();
         assert_eq!(b.url(), "file:///tmp/wh");
         assert!(b.is_local());
-        let (dir, name) = Location::parse("/tmp/cat/catalog.db").unwrap().split_last().unwrap();
+        let (dir, name) = Location::parse("/tmp/cat/catalog.db")
+            .unwrap()
+            .split_last()
+            .unwrap();
         assert_eq!(dir.url(), "file:///tmp/cat");
         assert_eq!(name, "catalog.db");
     }
@@ -367,8 +380,16 @@ mod tests {
     async fn put_if_absent_refuses_second_writer() {
         let loc = Location::parse("memory://t2").unwrap();
         let key = loc.key("lock");
-        assert!(put_if_absent(loc.store().as_ref(), &key, "a".into()).await.unwrap());
-        assert!(!put_if_absent(loc.store().as_ref(), &key, "b".into()).await.unwrap());
+        assert!(
+            put_if_absent(loc.store().as_ref(), &key, "a".into())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !put_if_absent(loc.store().as_ref(), &key, "b".into())
+                .await
+                .unwrap()
+        );
         assert_eq!(loc.join("lock").get_bytes().await.unwrap(), "a");
     }
 }

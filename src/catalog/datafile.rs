@@ -185,38 +185,54 @@ fn to_micros(v: i64, unit: TsUnit) -> i64 {
 fn bounds(ty: &PrimitiveType, stats: &Statistics, unit: TsUnit) -> (Option<Datum>, Option<Datum>) {
     let exact_lo = stats.min_is_exact();
     let exact_hi = stats.max_is_exact();
-    let pick = |lo: Option<Datum>, hi: Option<Datum>| {
-        (lo.filter(|_| exact_lo), hi.filter(|_| exact_hi))
-    };
+    let pick =
+        |lo: Option<Datum>, hi: Option<Datum>| (lo.filter(|_| exact_lo), hi.filter(|_| exact_hi));
     match (ty, stats) {
         (PrimitiveType::String, Statistics::ByteArray(s)) => pick(
-            s.min_opt().and_then(|b| b.as_utf8().ok()).map(Datum::string),
-            s.max_opt().and_then(|b| b.as_utf8().ok()).map(Datum::string),
+            s.min_opt()
+                .and_then(|b| b.as_utf8().ok())
+                .map(Datum::string),
+            s.max_opt()
+                .and_then(|b| b.as_utf8().ok())
+                .map(Datum::string),
         ),
-        (PrimitiveType::Long, Statistics::Int64(s)) => {
-            pick(s.min_opt().map(|v| Datum::long(*v)), s.max_opt().map(|v| Datum::long(*v)))
-        }
+        (PrimitiveType::Long, Statistics::Int64(s)) => pick(
+            s.min_opt().map(|v| Datum::long(*v)),
+            s.max_opt().map(|v| Datum::long(*v)),
+        ),
         (PrimitiveType::Long, Statistics::Int32(s)) => pick(
             s.min_opt().map(|v| Datum::long(*v as i64)),
             s.max_opt().map(|v| Datum::long(*v as i64)),
         ),
-        (PrimitiveType::Int, Statistics::Int32(s)) => {
-            pick(s.min_opt().map(|v| Datum::int(*v)), s.max_opt().map(|v| Datum::int(*v)))
-        }
+        (PrimitiveType::Int, Statistics::Int32(s)) => pick(
+            s.min_opt().map(|v| Datum::int(*v)),
+            s.max_opt().map(|v| Datum::int(*v)),
+        ),
         (PrimitiveType::Double, Statistics::Double(s)) => pick(
-            s.min_opt().filter(|v| !v.is_nan()).map(|v| Datum::double(*v)),
-            s.max_opt().filter(|v| !v.is_nan()).map(|v| Datum::double(*v)),
+            s.min_opt()
+                .filter(|v| !v.is_nan())
+                .map(|v| Datum::double(*v)),
+            s.max_opt()
+                .filter(|v| !v.is_nan())
+                .map(|v| Datum::double(*v)),
         ),
         (PrimitiveType::Double, Statistics::Float(s)) => pick(
-            s.min_opt().filter(|v| !v.is_nan()).map(|v| Datum::double(*v as f64)),
-            s.max_opt().filter(|v| !v.is_nan()).map(|v| Datum::double(*v as f64)),
+            s.min_opt()
+                .filter(|v| !v.is_nan())
+                .map(|v| Datum::double(*v as f64)),
+            s.max_opt()
+                .filter(|v| !v.is_nan())
+                .map(|v| Datum::double(*v as f64)),
         ),
-        (PrimitiveType::Boolean, Statistics::Boolean(s)) => {
-            pick(s.min_opt().map(|v| Datum::bool(*v)), s.max_opt().map(|v| Datum::bool(*v)))
-        }
+        (PrimitiveType::Boolean, Statistics::Boolean(s)) => pick(
+            s.min_opt().map(|v| Datum::bool(*v)),
+            s.max_opt().map(|v| Datum::bool(*v)),
+        ),
         (PrimitiveType::Timestamptz, Statistics::Int64(s)) => pick(
-            s.min_opt().map(|v| Datum::timestamptz_micros(to_micros(*v, unit))),
-            s.max_opt().map(|v| Datum::timestamptz_micros(to_micros(*v, unit))),
+            s.min_opt()
+                .map(|v| Datum::timestamptz_micros(to_micros(*v, unit))),
+            s.max_opt()
+                .map(|v| Datum::timestamptz_micros(to_micros(*v, unit))),
         ),
         _ => (None, None),
     }

@@ -82,7 +82,10 @@ impl Catalog {
             .load(CATALOG_NAME, props)
             .await
             .map_err(|e| Error::iceberg(format!("opening catalog {catalog}"), e))?;
-        let ident = TableIdent::new(NamespaceIdent::new(NAMESPACE.to_string()), TABLE_NAME.to_string());
+        let ident = TableIdent::new(
+            NamespaceIdent::new(NAMESPACE.to_string()),
+            TABLE_NAME.to_string(),
+        );
         Ok(Self {
             db_path,
             _tmp: tmp,
@@ -186,14 +189,21 @@ impl Catalog {
     }
 
     /// Add optional columns (one schema commit plus a name-mapping update).
-    pub async fn add_columns(&self, table: &Table, columns: &[(String, ColumnType)]) -> Result<Table> {
+    pub async fn add_columns(
+        &self,
+        table: &Table,
+        columns: &[(String, ColumnType)],
+    ) -> Result<Table> {
         if columns.is_empty() {
             return Ok(table.clone());
         }
         let tx = Transaction::new(table);
         let mut action = tx.update_schema();
         for (name, ty) in columns {
-            action = action.add_column(iceberg::transaction::AddColumn::optional(name, ty.iceberg()));
+            action = action.add_column(iceberg::transaction::AddColumn::optional(
+                name,
+                ty.iceberg(),
+            ));
         }
         let table = self.commit(action.apply(Transaction::new(table))).await?;
         let mapping = schema::name_mapping(table.metadata().current_schema());
@@ -220,7 +230,8 @@ impl Catalog {
 
     async fn commit(&self, tx: iceberg::Result<Transaction>) -> Result<Table> {
         crate::fault::check("catalog.before_commit")?;
-        let tx = tx.map_err(|e| Error::iceberg(format!("preparing commit on {}", self.ident), e))?;
+        let tx =
+            tx.map_err(|e| Error::iceberg(format!("preparing commit on {}", self.ident), e))?;
         let table = tx.commit(&self.sql).await.map_err(|e| {
             if e.kind() == iceberg::ErrorKind::CatalogCommitConflicts {
                 Error::CommitConflict {
@@ -268,13 +279,19 @@ pub fn grid_properties(grid: &GridConfig, hash_index: &str) -> HashMap<String, S
 
 /// The grid recorded in table properties (Python defaults: type h3, resolution 1).
 pub fn grid_from_properties(props: &HashMap<String, String>) -> Result<GridConfig> {
-    match props.get(PROP_GRID_TYPE).map(String::as_str).unwrap_or("h3") {
+    match props
+        .get(PROP_GRID_TYPE)
+        .map(String::as_str)
+        .unwrap_or("h3")
+    {
         "h3" => {
             let res = props
                 .get(PROP_GRID_RESOLUTION)
                 .map(|r| {
                     r.trim().parse::<u8>().map_err(|_| {
-                        Error::Config(format!("table property {PROP_GRID_RESOLUTION}={r:?} is not a resolution"))
+                        Error::Config(format!(
+                            "table property {PROP_GRID_RESOLUTION}={r:?} is not a resolution"
+                        ))
                     })
                 })
                 .transpose()?
@@ -285,9 +302,14 @@ pub fn grid_from_properties(props: &HashMap<String, String>) -> Result<GridConfi
             boundaries_path: props.get(PROP_GRID_BOUNDARIES).cloned().ok_or_else(|| {
                 Error::Config(format!("geojson grid without {PROP_GRID_BOUNDARIES}"))
             })?,
-            id_field: props.get(PROP_GRID_ID_FIELD).cloned().unwrap_or_else(|| "id".into()),
+            id_field: props
+                .get(PROP_GRID_ID_FIELD)
+                .cloned()
+                .unwrap_or_else(|| "id".into()),
         }),
-        other => Err(Error::Config(format!("unknown grid type {other:?} in table properties"))),
+        other => Err(Error::Config(format!(
+            "unknown grid type {other:?} in table properties"
+        ))),
     }
 }
 
@@ -319,10 +341,11 @@ async fn prepare_database(path: &Path) -> Result<()> {
     let mut conn = sqlx::SqliteConnection::connect(&sqlite_uri(path))
         .await
         .map_err(sql_err)?;
-    let cols: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info('iceberg_tables')")
-        .fetch_all(&mut conn)
-        .await
-        .map_err(sql_err)?;
+    let cols: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM pragma_table_info('iceberg_tables')")
+            .fetch_all(&mut conn)
+            .await
+            .map_err(sql_err)?;
     if !cols.is_empty() && !cols.iter().any(|(n,)| n == "iceberg_type") {
         sqlx::query("ALTER TABLE iceberg_tables ADD COLUMN iceberg_type VARCHAR(5)")
             .execute(&mut conn)

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, TimeUnit};
-use iceberg::spec::{
-    NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec,
-};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 
 use crate::error::{Error, Result};
@@ -121,7 +119,9 @@ impl ColumnType {
             ColumnType::Long => DataType::Int64,
             ColumnType::Double => DataType::Float64,
             ColumnType::Boolean => DataType::Boolean,
-            ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
             ColumnType::Binary => DataType::Binary,
         }
     }
@@ -221,7 +221,13 @@ mod tests {
         assert_eq!(fields.len(), 28);
         assert_eq!(s.field_by_name("proj:code").unwrap().id, 8);
         assert_eq!(s.field_by_name("sat:orbit_state").unwrap().id, 15);
-        assert_eq!(s.field_by_name("mid_datetime").unwrap().field_type.to_string(), "string");
+        assert_eq!(
+            s.field_by_name("mid_datetime")
+                .unwrap()
+                .field_type
+                .to_string(),
+            "string"
+        );
         assert_eq!(s.field_by_name("bbox").unwrap().id, 28);
         assert!(fields.iter().all(|f| !f.required));
     }

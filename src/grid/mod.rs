@@ -11,8 +11,13 @@ pub trait Partitioner: Send + Sync + std::fmt::Debug {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum GridConfig {
-    H3 { resolution: u8 },
-    GeoJson { boundaries_path: String, id_field: String },
+    H3 {
+        resolution: u8,
+    },
+    GeoJson {
+        boundaries_path: String,
+        id_field: String,
+    },
 }
 
 impl GridConfig {
@@ -32,15 +37,21 @@ pub struct H3Partitioner {
 
 impl H3Partitioner {
     pub fn new(resolution: u8) -> Result<Self> {
-        let res = h3o::Resolution::try_from(resolution).map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Self { grid: GridConfig::H3 { resolution }, res })
+        let res =
+            h3o::Resolution::try_from(resolution).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Self {
+            grid: GridConfig::H3 { resolution },
+            res,
+        })
     }
 }
 
 impl Partitioner for H3Partitioner {
     fn keys(&self, geometry: Option<&geo_types::Geometry<f64>>) -> Vec<String> {
         use geo::CoordsIter;
-        let Some(g) = geometry else { return vec![NONE_KEY.to_string()] };
+        let Some(g) = geometry else {
+            return vec![NONE_KEY.to_string()];
+        };
         let mut out: Vec<String> = g
             .coords_iter()
             .filter_map(|c| h3o::LatLng::new(c.y, c.x).ok())
@@ -62,14 +73,17 @@ pub fn geometry_from_json(value: &serde_json::Value) -> Result<Option<geo_types:
     if value.is_null() {
         return Ok(None);
     }
-    let g = serde_json::from_value::<geojson::Geometry>(value.clone()).map_err(|e| Error::Geometry {
-        context: "item".into(),
-        reason: e.to_string(),
+    let g = serde_json::from_value::<geojson::Geometry>(value.clone()).map_err(|e| {
+        Error::Geometry {
+            context: "item".into(),
+            reason: e.to_string(),
+        }
     })?;
-    let g: geo_types::Geometry<f64> = g.try_into().map_err(|e: geojson::Error| Error::Geometry {
-        context: "item".into(),
-        reason: e.to_string(),
-    })?;
+    let g: geo_types::Geometry<f64> =
+        g.try_into().map_err(|e: geojson::Error| Error::Geometry {
+            context: "item".into(),
+            reason: e.to_string(),
+        })?;
     use geo::CoordsIter;
     if g.coords_count() == 0 {
         return Ok(None);
