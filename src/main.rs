@@ -1,1 +1,11 @@
-fn main() {}
+//! The `earthcatalog` command line. See `earthcatalog --help`.
+//!
+//! Exit codes: 0 success; 1 failure; 2 usage or configuration error (bad flag, bad input
+//! argument, grid conflict); 3 finished but some items failed (see the failures report);
+//! 4 the catalog is locked by someone else.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

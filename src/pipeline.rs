@@ -1,1 +1,603 @@
-//! TODO: pipeline
+//! The ingest pipeline: inventory → fetch → parse → partition → GeoParquet → Iceberg commit.
+//!
+//! ```text
+//! read_inventory ──▶ fetch (buffer_unordered(concurrency), retries)
+//!                ──▶ parse + cells (spawn_blocking) ──▶ Groups (cell × UTC year, one chunk)
+//!                ──▶ encode files (2 CPU workers) ──▶ create-only PUTs
+//!                ──▶ Iceberg append (every `commit_every` chunks, or once at the end)
+//!                ──▶ upload catalog.db (remote catalogs) ──▶ hash index merge
+//! ```
+//!
+//! Memory is bounded by one chunk (`chunk_items` items or `chunk_bytes`, whichever comes first),
+//! not by the inventory. Every item that is not ingested is counted by reason and listed in a
+//! failures report (bucket, key, reason). A crash leaves the catalog at its last commit; the
+//! data files of an interrupted chunk stay unregistered and are never overwritten.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::table::Table;
+
+use crate::catalog::datafile::{PartitionValue, data_file_from_footer};
+use crate::catalog::schema::{PROP_HASH_INDEX, table_columns};
+use crate::catalog::{Catalog, grid_from_properties};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::fetch::{FetchOptions, Fetcher};
+use crate::geoparquet::{EncodedFile, WriterOptions, encode_group, sort_rows};
+use crate::grid::{GridConfig, H3Partitioner, Partitioner, RegionPartitioner};
+use crate::hash_index::{self, IdHash};
+use crate::inventory::{InventoryOptions, InventoryRecord, InventoryStats, read_inventory};
+use crate::item::{Columns, ItemRow, ParseCounters, parse_item};
+use crate::lock::{CatalogLock, LockOptions, RenewingLock};
+use crate::partition::Groups;
+use crate::report::Reporter;
+use crate::store::{Location, put_if_absent};
+
+/// Everything an ingest run needs.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Inventory location (CSV, CSV.gz, Parquet or manifest.json).
+    pub inventory: String,
+    /// Warehouse root.
+    pub warehouse: String,
+    /// `catalog.db` location.
+    pub catalog: String,
+    /// Grid for a new table; must match an existing table's grid. `None`: the table's, else H3 res 1.
+    pub grid: Option<GridConfig>,
+    /// Hash index location; default: the table property, else `<warehouse>_id_hashes.parquet`.
+    pub hash_index: Option<String>,
+    /// Update the hash index after each commit.
+    pub update_hash_index: bool,
+    /// Inventory filters.
+    pub inventory_options: InventoryOptions,
+    /// Fetch settings.
+    pub fetch: FetchOptions,
+    /// Items fetched concurrently.
+    pub concurrency: usize,
+    /// Items per chunk (one file per group per chunk).
+    pub chunk_items: usize,
+    /// Approximate bytes per chunk before it is flushed early.
+    pub chunk_bytes: usize,
+    /// Commit after this many chunks; `None`: one commit at the end.
+    pub commit_every: Option<usize>,
+    /// Take the catalog lock.
+    pub lock: bool,
+    /// Lock object; default `.lock` beside the catalog.
+    pub lock_location: Option<String>,
+    /// Lock owner string.
+    pub owner: String,
+    /// Lock TTL in hours.
+    pub lock_ttl_hours: i64,
+    /// Where summary and failures reports go; default `<warehouse>/_reports`.
+    pub report_dir: Option<String>,
+    /// File writer settings.
+    pub writer: WriterOptions,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            inventory: String::new(),
+            warehouse: String::new(),
+            catalog: String::new(),
+            grid: None,
+            hash_index: None,
+            update_hash_index: true,
+            inventory_options: InventoryOptions::default(),
+            fetch: FetchOptions::default(),
+            concurrency: 256,
+            chunk_items: 50_000,
+            chunk_bytes: 192 * 1024 * 1024,
+            commit_every: None,
+            lock: true,
+            lock_location: None,
+            owner: "earthcatalog-ingest".to_string(),
+            lock_ttl_hours: 12,
+            report_dir: None,
+            writer: WriterOptions::default(),
+        }
+    }
+}
+
+/// What an ingest run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestMetrics {
+    /// Run id (also in file and report names).
+    pub run_id: String,
+    /// Grid used, e.g. `h3:1`.
+    pub grid: String,
+    /// Inventory counters (rows, kept, skipped, fail-open).
+    pub inventory: InventoryStats,
+    /// Items fetched successfully.
+    pub fetched: u64,
+    /// Items not ingested (fetch or parse failures).
+    pub failed: u64,
+    /// Failures by reason.
+    pub failures_by_reason: BTreeMap<String, u64>,
+    /// Items written.
+    pub items: u64,
+    /// Rows written (after fan-out).
+    pub rows: u64,
+    /// Data files written.
+    pub files: u64,
+    /// Bytes written in data files.
+    pub bytes: u64,
+    /// Distinct cells written.
+    pub cells: u64,
+    /// Distinct years written (`null` for unknown).
+    pub years: Vec<Option<i32>>,
+    /// Columns added to the table schema.
+    pub schema_columns_added: Vec<String>,
+    /// Parse-time conversions (date-only/naive datetimes, overflow values, null geometries).
+    pub parse: ParseCounters,
+    /// Iceberg commits made.
+    pub commits: u64,
+    /// Current snapshot after the run.
+    pub snapshot_id: Option<i64>,
+    /// Hash index: ids added and total, when updated.
+    pub hash_index_added: Option<u64>,
+    /// Hash index total rows after the update.
+    pub hash_index_total: Option<u64>,
+    /// Hash index location.
+    pub hash_index_path: String,
+    /// Non-fatal warnings (e.g. a hash index update that failed after a commit).
+    pub warnings: Vec<String>,
+    /// Failures report URL, if any item failed.
+    pub failures_report: Option<String>,
+    /// Summary report URL.
+    pub summary_report: Option<String>,
+    /// Wall time.
+    pub elapsed_secs: f64,
+    /// Items fetched per second.
+    pub items_per_sec: f64,
+}
+
+enum Outcome {
+    Ok(Box<ItemRow>, Vec<String>, ParseCounters),
+    Failed(String, ParseCounters),
+}
+
+struct Failure {
+    bucket: String,
+    key: String,
+    reason: String,
+}
+
+/// Run an ingest.
+pub async fn ingest(options: &IngestOptions, reporter: &dyn Reporter) -> Result<IngestMetrics> {
+    ingest_with_clock(options, reporter, Arc::new(SystemClock)).await
+}
+
+/// Run an ingest with an injected clock (lock expiry).
+pub async fn ingest_with_clock(
+    options: &IngestOptions,
+    reporter: &dyn Reporter,
+    clock: Arc<dyn Clock>,
+) -> Result<IngestMetrics> {
+    let started = Instant::now();
+    let lock = if options.lock {
+        let loc = Location::parse(&lock_location(options)?)?;
+        let lock_opts =
+            LockOptions::new(options.owner.clone()).with_ttl_hours(options.lock_ttl_hours);
+        let lock = CatalogLock::acquire(&loc, lock_opts, clock.clone()).await?;
+        let every = lock.renewal_interval();
+        Some(lock.spawn_renewal(every))
+    } else {
+        None
+    };
+    let result = run(options, reporter, lock.as_ref(), started, clock.as_ref()).await;
+    if let Some(lock) = lock {
+        let released = lock.release().await;
+        if let (Ok(_), Err(e)) = (&result, released) {
+            return Err(e);
+        }
+    }
+    result
+}
+
+/// The lock object for a run: explicit, or `.lock` beside the catalog.
+pub fn lock_location(options: &IngestOptions) -> Result<String> {
+    if let Some(l) = &options.lock_location {
+        return Ok(l.clone());
+    }
+    let cat = Location::parse(&options.catalog)?;
+    let (dir, _) = cat.split_last().ok_or_else(|| {
+        Error::Config(format!(
+            "cannot place a lock beside catalog {}",
+            options.catalog
+        ))
+    })?;
+    Ok(dir.url_of(".lock"))
+}
+
+struct Run<'a> {
+    options: &'a IngestOptions,
+    reporter: &'a dyn Reporter,
+    lock: Option<&'a RenewingLock>,
+    catalog: Catalog,
+    table: Table,
+    columns: Arc<Columns>,
+    warehouse: Location,
+    metrics: IngestMetrics,
+    pending_files: Vec<iceberg::spec::DataFile>,
+    pending_ids: Vec<IdHash>,
+    chunks_since_commit: usize,
+    chunk_no: u64,
+    cells: BTreeSet<String>,
+    years: BTreeSet<Option<i32>>,
+    failures: Option<(tempfile::NamedTempFile, csv::Writer<std::fs::File>)>,
+}
+
+async fn run(
+    options: &IngestOptions,
+    reporter: &dyn Reporter,
+    lock: Option<&RenewingLock>,
+    started: Instant,
+    clock: &dyn Clock,
+) -> Result<IngestMetrics> {
+    let now = clock.now();
+    let run_id = format!(
+        "{}-{:04x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        uuid::Uuid::new_v4().as_u128() as u16
+    );
+    let catalog = Catalog::open(&options.catalog, &options.warehouse).await?;
+    let warehouse = catalog.warehouse().clone();
+    let existing = catalog.load_table().await?;
+    let grid = match (&options.grid, &existing) {
+        (Some(g), _) => g.clone(),
+        (None, Some(t)) => grid_from_properties(t.metadata().properties())?,
+        (None, None) => GridConfig::H3 { resolution: 1 },
+    };
+    let hash_index_path = match (&options.hash_index, &existing) {
+        (Some(h), _) => h.clone(),
+        (None, Some(t)) => t
+            .metadata()
+            .properties()
+            .get(PROP_HASH_INDEX)
+            .cloned()
+            .unwrap_or_else(|| hash_index::default_index_path(warehouse.url())),
+        (None, None) => hash_index::default_index_path(warehouse.url()),
+    };
+    let table = catalog.load_or_create(&grid, &hash_index_path).await?;
+    let partitioner = build_partitioner(&grid).await?;
+    let columns = Arc::new(Columns::new(&table_columns(
+        table.metadata().current_schema(),
+    )));
+    let metrics = IngestMetrics {
+        run_id,
+        grid: match &grid {
+            GridConfig::H3 { resolution } => format!("h3:{resolution}"),
+            GridConfig::GeoJson {
+                boundaries_path, ..
+            } => format!("geojson:{boundaries_path}"),
+        },
+        hash_index_path: hash_index_path.clone(),
+        ..Default::default()
+    };
+    let mut state = Run {
+        options,
+        reporter,
+        lock,
+        catalog,
+        table,
+        columns: columns.clone(),
+        warehouse,
+        metrics,
+        pending_files: Vec::new(),
+        pending_ids: Vec::new(),
+        chunks_since_commit: 0,
+        chunk_no: 0,
+        cells: BTreeSet::new(),
+        years: BTreeSet::new(),
+        failures: None,
+    };
+
+    let fetcher = Arc::new(Fetcher::new(options.fetch.clone())?);
+    let mut inventory = read_inventory(&options.inventory, options.inventory_options.clone());
+    reporter.phase("ingest", options.inventory_options.limit);
+    let mut groups = Groups::new();
+    {
+        let items = (&mut inventory)
+            .map_ok(|rec: InventoryRecord| {
+                let fetcher = fetcher.clone();
+                let columns = columns.clone();
+                let partitioner = partitioner.clone();
+                async move {
+                    let outcome = match fetcher.fetch(&rec.bucket, &rec.key).await {
+                        Err(e) => Outcome::Failed(format!("fetch: {e}"), ParseCounters::default()),
+                        Ok(body) => tokio::task::spawn_blocking(move || {
+                            let mut counters = ParseCounters::default();
+                            match parse_item(&body, &columns, &mut counters) {
+                                Ok((row, geometry)) => {
+                                    let cells = partitioner.keys(geometry.as_ref());
+                                    Outcome::Ok(Box::new(row), cells, counters)
+                                }
+                                Err(e) => Outcome::Failed(format!("parse: {e}"), counters),
+                            }
+                        })
+                        .await
+                        .unwrap_or_else(|e| {
+                            Outcome::Failed(format!("internal: {e}"), ParseCounters::default())
+                        }),
+                    };
+                    Ok::<_, Error>((rec, outcome))
+                }
+            })
+            .try_buffer_unordered(options.concurrency.max(1));
+        futures::pin_mut!(items);
+        while let Some(next) = items.next().await {
+            let (rec, outcome) = next?;
+            reporter.advance(1);
+            match outcome {
+                Outcome::Ok(row, cells, counters) => {
+                    state.metrics.fetched += 1;
+                    add_counters(&mut state.metrics.parse, &counters);
+                    groups.add(*row, cells);
+                }
+                Outcome::Failed(reason, counters) => {
+                    if !reason.starts_with("fetch") {
+                        state.metrics.fetched += 1;
+                    }
+                    add_counters(&mut state.metrics.parse, &counters);
+                    state.record_failure(Failure {
+                        bucket: rec.bucket,
+                        key: rec.key,
+                        reason,
+                    })?;
+                }
+            }
+            if groups.items() >= options.chunk_items.max(1)
+                || groups.approx_bytes() >= options.chunk_bytes
+            {
+                let full = std::mem::take(&mut groups);
+                state.flush(full).await?;
+            }
+        }
+    }
+    state.metrics.inventory = inventory.stats();
+    if !groups.is_empty() {
+        state.flush(groups).await?;
+    }
+    state.commit().await?;
+    reporter.finish_phase();
+    state.metrics.snapshot_id = state.table.metadata().current_snapshot_id();
+    state.metrics.cells = state.cells.len() as u64;
+    state.metrics.years = state.years.iter().copied().collect();
+    state.metrics.elapsed_secs = started.elapsed().as_secs_f64();
+    let attempted = state.metrics.fetched + state.metrics.failed;
+    state.metrics.items_per_sec = if state.metrics.elapsed_secs > 0.0 {
+        attempted as f64 / state.metrics.elapsed_secs
+    } else {
+        0.0
+    };
+    state.write_reports().await?;
+    Ok(state.metrics)
+}
+
+async fn build_partitioner(grid: &GridConfig) -> Result<Arc<dyn Partitioner>> {
+    Ok(match grid {
+        GridConfig::H3 { resolution } => Arc::new(H3Partitioner::new(*resolution)?),
+        GridConfig::GeoJson {
+            boundaries_path,
+            id_field,
+        } => {
+            let bytes = Location::parse(boundaries_path)?.get_bytes().await?;
+            Arc::new(RegionPartitioner::from_geojson(
+                &bytes,
+                boundaries_path,
+                id_field,
+            )?)
+        }
+    })
+}
+
+fn add_counters(total: &mut ParseCounters, c: &ParseCounters) {
+    total.datetime_date_only += c.datetime_date_only;
+    total.datetime_naive += c.datetime_naive;
+    total.datetime_missing += c.datetime_missing;
+    total.datetime_unparsable += c.datetime_unparsable;
+    total.overflow_values += c.overflow_values;
+    total.null_geometry += c.null_geometry;
+}
+
+impl Run<'_> {
+    fn record_failure(&mut self, f: Failure) -> Result<()> {
+        self.metrics.failed += 1;
+        let kind = f
+            .reason
+            .split(':')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(":")
+            .trim()
+            .to_string();
+        *self.metrics.failures_by_reason.entry(kind).or_default() += 1;
+        if self.failures.is_none() {
+            let tmp =
+                tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
+            let mut w = csv::Writer::from_writer(file);
+            w.write_record(["bucket", "key", "reason"])
+                .map_err(|e| Error::io(tmp.path(), e.into()))?;
+            self.failures = Some((tmp, w));
+        }
+        if let Some((tmp, w)) = &mut self.failures {
+            w.write_record([&f.bucket, &f.key, &f.reason])
+                .map_err(|e| Error::io(tmp.path(), e.into()))?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, groups: Groups) -> Result<()> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let pending = self.columns.pending();
+        if !pending.is_empty() {
+            self.reporter.message(&format!(
+                "adding {} column(s) to the table schema",
+                pending.len()
+            ));
+            self.table = self.catalog.add_columns(&self.table, &pending).await?;
+            self.columns.mark_known();
+            self.metrics
+                .schema_columns_added
+                .extend(pending.into_iter().map(|(n, _)| n));
+        }
+        let chunk = self.chunk_no;
+        self.chunk_no += 1;
+        let groups = Arc::new(groups);
+        let table_cols = Arc::new(table_columns(self.table.metadata().current_schema()));
+        let workers = 2usize;
+        let mut tasks = Vec::new();
+        for w in 0..workers {
+            let groups = groups.clone();
+            let columns = self.columns.clone();
+            let table_cols = table_cols.clone();
+            let writer = self.options.writer.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let mut out: Vec<(PartitionValue, String, EncodedFile)> = Vec::new();
+                for (i, (key, mut rows)) in groups.iter().enumerate() {
+                    if i % workers != w {
+                        continue;
+                    }
+                    sort_rows(&mut rows);
+                    let name = format!(
+                        "part_{chunk:06}_{:08x}.parquet",
+                        uuid::Uuid::new_v4().as_u128() as u32
+                    );
+                    let rel = format!("{}/{name}", key.dir());
+                    let file =
+                        encode_group(&rows, &key.cell, &columns, &table_cols, &writer, &rel)?;
+                    out.push((key.clone(), rel, file));
+                }
+                Ok::<_, Error>(out)
+            }));
+        }
+        let mut encoded = Vec::new();
+        for t in tasks {
+            let part = t
+                .await
+                .map_err(|e| Error::Config(format!("encoder task failed: {e}")))??;
+            encoded.extend(part);
+        }
+        crate::fault::check("ingest.before_write")?;
+        let store = self.warehouse.store().clone();
+        let warehouse = self.warehouse.clone();
+        let schema = self.table.metadata().current_schema().clone();
+        let spec_id = self.table.metadata().default_partition_spec_id();
+        let written: Vec<(PartitionValue, iceberg::spec::DataFile, u64, u64)> =
+            futures::stream::iter(encoded.into_iter().map(|(key, rel, file)| {
+                let store = store.clone();
+                let warehouse = warehouse.clone();
+                let schema = schema.clone();
+                async move {
+                    let size = file.bytes.len() as u64;
+                    let path = warehouse.key(&rel);
+                    let created = put_if_absent(store.as_ref(), &path, file.bytes.into()).await?;
+                    if !created {
+                        return Err(Error::Config(format!(
+                            "refusing to overwrite existing data file {}",
+                            warehouse.url_of(&rel)
+                        )));
+                    }
+                    let df = data_file_from_footer(
+                        &schema,
+                        spec_id,
+                        &file.metadata,
+                        &warehouse.url_of(&rel),
+                        size,
+                        &key,
+                    )?;
+                    Ok::<_, Error>((key, df, size, file.rows as u64))
+                }
+            }))
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        crate::fault::check("ingest.after_write")?;
+        for (key, df, size, rows) in written {
+            self.metrics.files += 1;
+            self.metrics.bytes += size;
+            self.metrics.rows += rows;
+            self.cells.insert(key.cell.clone());
+            self.years.insert(key.year);
+            self.pending_files.push(df);
+        }
+        self.metrics.items += groups.items() as u64;
+        self.pending_ids
+            .extend(groups.ids().map(hash_index::hash_id));
+        self.chunks_since_commit += 1;
+        if let Some(n) = self.options.commit_every {
+            if self.chunks_since_commit >= n.max(1) {
+                self.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        if self.pending_files.is_empty() {
+            return Ok(());
+        }
+        if let Some(lock) = self.lock {
+            lock.verify().await?;
+        }
+        let files = std::mem::take(&mut self.pending_files);
+        self.reporter
+            .message(&format!("committing {} data file(s)", files.len()));
+        let props = HashMap::from([
+            ("earthcatalog.operation".to_string(), "ingest".to_string()),
+            (
+                "earthcatalog.run-id".to_string(),
+                self.metrics.run_id.clone(),
+            ),
+        ]);
+        self.table = self.catalog.append(&self.table, files, props).await?;
+        self.catalog.upload().await?;
+        self.metrics.commits += 1;
+        self.chunks_since_commit = 0;
+        let ids = std::mem::take(&mut self.pending_ids);
+        if self.options.update_hash_index && !ids.is_empty() {
+            let loc = Location::parse(&self.metrics.hash_index_path)?;
+            match hash_index::merge_into_index(&loc, ids).await {
+                Ok((added, total)) => {
+                    *self.metrics.hash_index_added.get_or_insert(0) += added;
+                    self.metrics.hash_index_total = Some(total);
+                }
+                Err(e) => self.metrics.warnings.push(format!(
+                    "hash index {} not updated after the commit: {e}",
+                    loc.url()
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_reports(&mut self) -> Result<()> {
+        let dir = match &self.options.report_dir {
+            Some(d) => Location::parse(d)?,
+            None => self.warehouse.join("_reports"),
+        };
+        let run_id = self.metrics.run_id.clone();
+        if let Some((tmp, mut w)) = self.failures.take() {
+            w.flush().map_err(|e| Error::io(tmp.path(), e))?;
+            drop(w);
+            let bytes = std::fs::read(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;
+            let loc = dir.join(&format!("ingest_{run_id}_failures.csv"));
+            loc.put_bytes(bytes.into()).await?;
+            self.metrics.failures_report = Some(loc.url().to_string());
+        }
+        let loc = dir.join(&format!("ingest_{run_id}_summary.json"));
+        self.metrics.summary_report = Some(loc.url().to_string());
+        let json = serde_json::to_vec_pretty(&self.metrics).map_err(|e| Error::Parse {
+            location: loc.url().to_string(),
+            reason: e.to_string(),
+        })?;
+        loc.put_bytes(json.into()).await
+    }
+}

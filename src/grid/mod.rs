@@ -90,3 +90,28 @@ pub fn geometry_from_json(value: &serde_json::Value) -> Result<Option<geo_types:
     }
     Ok(Some(g))
 }
+
+#[derive(Debug)]
+pub struct RegionPartitioner {
+    grid: GridConfig,
+}
+
+impl RegionPartitioner {
+    pub fn from_geojson(_bytes: &[u8], boundaries_path: &str, id_field: &str) -> Result<Self> {
+        Ok(Self {
+            grid: GridConfig::GeoJson {
+                boundaries_path: boundaries_path.into(),
+                id_field: id_field.into(),
+            },
+        })
+    }
+}
+
+impl Partitioner for RegionPartitioner {
+    fn keys(&self, _geometry: Option<&geo_types::Geometry<f64>>) -> Vec<String> {
+        vec![NONE_KEY.to_string()]
+    }
+    fn grid(&self) -> &GridConfig {
+        &self.grid
+    }
+}

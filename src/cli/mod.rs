@@ -1,0 +1,121 @@
+//! Command-line layer: clap types, settings resolution, one module per subcommand.
+
+mod config;
+mod generate;
+mod ingest;
+mod progress;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status for a failed run.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status for usage and configuration errors.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status when the run finished but some items were not ingested.
+pub const EXIT_PARTIAL: u8 = 3;
+/// Exit status when the catalog lock is held by someone else.
+pub const EXIT_LOCKED: u8 = 4;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "earthcatalog",
+    version,
+    about = "STAC items → H3-partitioned GeoParquet registered in Apache Iceberg"
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr (no progress bar).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ingest the STAC items listed in an inventory into the warehouse and catalog.
+    Ingest(ingest::IngestArgs),
+    /// Write a deterministic synthetic ITS_LIVE-like dataset (items + inventory CSV).
+    Generate(generate::GenerateArgs),
+}
+
+/// Run the CLI and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let show_progress = !cli.quiet && std::io::stderr().is_terminal();
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Ingest(args) => ingest::run(args, show_progress).await,
+            Command::Generate(args) => generate::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code_for(&err))
+        }
+    }
+}
+
+fn exit_code_for(err: &anyhow::Error) -> u8 {
+    use earthcatalog::Error;
+    match err.downcast_ref::<Error>() {
+        Some(Error::Locked { .. }) => EXIT_LOCKED,
+        Some(Error::Config(_))
+        | Some(Error::InvalidLocation { .. })
+        | Some(Error::Geometry { .. }) => EXIT_USAGE,
+        _ if err.downcast_ref::<UsageError>().is_some() => EXIT_USAGE,
+        _ => EXIT_FAILURE,
+    }
+}
+
+/// A usage error found while resolving settings.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = if quiet {
+        "error"
+    } else {
+        match verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EARTHCATALOG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Print to stdout, treating a closed pipe as success.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
