@@ -1,0 +1,241 @@
+//! Shared test harness: temp warehouses, synthetic datasets, the CLI binary, a real S3 API
+//! server (moto) on 127.0.0.1 and Python interop helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use earthcatalog::fetch::FetchOptions;
+use earthcatalog::grid::GridConfig;
+use earthcatalog::pipeline::IngestOptions;
+use earthcatalog::store::Location;
+use earthcatalog::synth::{SynthOptions, write_dataset};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// A dataset written to a temp dir: items under `items/`, inventory at `inventory.csv`.
+pub struct Dataset {
+    pub dir: tempfile::TempDir,
+    pub count: u64,
+}
+
+impl Dataset {
+    pub async fn synth(count: u64, seed: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Location::parse(dir.path().to_str().unwrap()).unwrap();
+        write_dataset(
+            &SynthOptions::new(seed, count),
+            &root.join("items"),
+            "its-live-data",
+            &root.join("inventory.csv"),
+        )
+        .await
+        .unwrap();
+        Self { dir, count }
+    }
+
+    pub fn path(&self, rel: &str) -> String {
+        self.dir.path().join(rel).to_string_lossy().into_owned()
+    }
+
+    pub fn inventory(&self) -> String {
+        self.path("inventory.csv")
+    }
+
+    pub fn items_root(&self) -> String {
+        self.path("items")
+    }
+
+    /// Ingest options for a local warehouse and catalog inside this dataset's dir.
+    pub fn options(&self, resolution: u8) -> IngestOptions {
+        IngestOptions {
+            inventory: self.inventory(),
+            warehouse: self.path("warehouse"),
+            catalog: self.path("catalog.db"),
+            grid: Some(GridConfig::H3 { resolution }),
+            fetch: FetchOptions {
+                items_root: Some(self.items_root()),
+                ..FetchOptions::default()
+            },
+            lock: false,
+            ..IngestOptions::default()
+        }
+    }
+
+    /// Every id in the synthetic inventory, read back from the item files.
+    pub fn item_ids(&self) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        for entry in walk(&self.dir.path().join("items")) {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+            ids.insert(v["id"].as_str().unwrap().to_string());
+        }
+        ids
+    }
+}
+
+/// All files below `dir`, recursively, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Parquet data files below a local warehouse.
+pub fn data_files(warehouse: &Path) -> Vec<PathBuf> {
+    walk(warehouse)
+        .into_iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "parquet")
+                && p.to_string_lossy().contains("grid_partition=")
+        })
+        .collect()
+}
+
+/// (id, grid_partition, datetime µs) of every row in a Parquet file, plus its key-value metadata.
+pub fn read_rows(path: &Path) -> (Vec<(String, String, Option<i64>)>, Vec<(String, String)>) {
+    let file = std::fs::File::open(path).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| (k.key, k.value.unwrap_or_default()))
+        .collect();
+    let mut rows = Vec::new();
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        let ids = batch.column_by_name("id").unwrap().as_string::<i32>();
+        let cells = batch
+            .column_by_name("grid_partition")
+            .unwrap()
+            .as_string::<i32>();
+        let dt = batch
+            .column_by_name("datetime")
+            .unwrap()
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+        for i in 0..batch.num_rows() {
+            rows.push((
+                ids.value(i).to_string(),
+                cells.value(i).to_string(),
+                (!dt.is_null(i)).then(|| dt.value(i)),
+            ));
+        }
+    }
+    (rows, kv)
+}
+
+/// The CLI binary.
+pub fn cli() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_earthcatalog"));
+    c.env_remove("EARTHCATALOG_FAULT").env("NO_COLOR", "1");
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run earthcatalog")
+}
+
+/// Run a Python snippet; panics with its output when it fails.
+pub fn python(script: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A moto S3 server on 127.0.0.1, stopped on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server not found: pip install 'moto[server]' (see .ci/run)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Environment for processes that talk to this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(
+            resp.starts_with("HTTP/1.1 200"),
+            "create bucket {name}: {resp}"
+        );
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,366 @@
+//! End-to-end ingest on local storage: layout, contents, edge cases, failures, commits, grid
+//! conflicts, crash safety.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+use earthcatalog::catalog::Catalog;
+use earthcatalog::grid::GridConfig;
+use earthcatalog::pipeline::ingest;
+use earthcatalog::report::NoReporter;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingests_every_item_into_one_cell_and_year_per_file() {
+    let ds = Dataset::synth(300, 7).await;
+    let opts = ds.options(2);
+    let m = ingest(&opts, &NoReporter).await.unwrap();
+    assert_eq!(m.failed, 0, "{:?}", m.failures_by_reason);
+    assert_eq!(m.fetched, 300);
+    assert_eq!(m.items, 300);
+    assert_eq!(m.commits, 1);
+    assert!(m.snapshot_id.is_some());
+
+    let wh = ds.dir.path().join("warehouse");
+    let files = data_files(&wh);
+    assert_eq!(files.len() as u64, m.files);
+    let mut ids = BTreeSet::new();
+    let mut rows = 0u64;
+    let mut per_id_cells: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let (file_rows, kv) = read_rows(f);
+        assert!(
+            kv.iter().any(|(k, _)| k == "geo"),
+            "{} has no geo metadata",
+            f.display()
+        );
+        let rel = f.strip_prefix(&wh).unwrap().to_string_lossy().into_owned();
+        let mut parts = rel.split('/');
+        let cell = parts
+            .next()
+            .unwrap()
+            .strip_prefix("grid_partition=")
+            .unwrap()
+            .to_string();
+        let year = parts
+            .next()
+            .unwrap()
+            .strip_prefix("year=")
+            .unwrap()
+            .to_string();
+        let name = parts.next().unwrap();
+        assert!(
+            name.starts_with("part_000000_") && name.ends_with(".parquet"),
+            "{name}"
+        );
+        for (id, c, dt) in &file_rows {
+            assert_eq!(c, &cell, "row cell differs from its directory in {rel}");
+            let y = dt
+                .map(|t| {
+                    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(t)
+                        .unwrap()
+                        .format("%Y")
+                        .to_string()
+                })
+                .unwrap_or_else(|| "unknown".into());
+            assert_eq!(y, year, "row year differs from its directory in {rel}");
+            ids.insert(id.clone());
+            per_id_cells
+                .entry(id.clone())
+                .or_default()
+                .insert(c.clone());
+        }
+        rows += file_rows.len() as u64;
+    }
+    assert_eq!(rows, m.rows);
+    assert_eq!(ids, ds.item_ids(), "every item id must be in the warehouse");
+    // null/empty geometries are kept under __none__
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("grid_partition=__none__"))
+    );
+    // items without datetime are kept under year=unknown
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("year=unknown"))
+    );
+    // the wrapped antimeridian footprint does not wrap the globe
+    assert!(per_id_cells.values().all(|c| c.len() < 60));
+    // unknown properties became columns
+    for col in [
+        "sat:relative_orbit",
+        "instruments",
+        "eo:cloud_cover",
+        "properties_overflow",
+    ] {
+        assert!(
+            m.schema_columns_added.iter().any(|c| c == col),
+            "missing column {col}"
+        );
+    }
+    assert!(m.parse.overflow_values >= 2);
+    assert_eq!(m.parse.datetime_date_only, 1);
+    assert_eq!(m.parse.datetime_naive, 1);
+
+    // The catalog agrees with the files.
+    let cat = Catalog::open(&opts.catalog, &opts.warehouse).await.unwrap();
+    let table = cat.load_table().await.unwrap().unwrap();
+    let props = table.metadata().properties();
+    assert_eq!(props["earthcatalog.grid.type"], "h3");
+    assert_eq!(props["earthcatalog.grid.resolution"], "2");
+    assert!(props.contains_key("schema.name-mapping.default"));
+    let schema = table.metadata().current_schema();
+    assert_eq!(schema.field_by_name("proj:code").unwrap().id, 8);
+    assert!(schema.field_by_name("sat:relative_orbit").unwrap().id > 28);
+    assert_eq!(
+        table
+            .metadata()
+            .current_snapshot()
+            .unwrap()
+            .summary()
+            .additional_properties["added-records"],
+        m.rows.to_string()
+    );
+    // Hash index has one row per distinct id.
+    let idx = earthcatalog::store::Location::parse(&m.hash_index_path).unwrap();
+    assert_eq!(
+        earthcatalog::hash_index::index_len(&idx).await.unwrap(),
+        Some(ids.len() as u64)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_datetime_lands_in_its_utc_year() {
+    let ds = Dataset::synth(300, 11).await;
+    let m = ingest(&ds.options(1), &NoReporter).await.unwrap();
+    assert_eq!(m.failed, 0);
+    let synth = earthcatalog::synth::Synth::new(earthcatalog::synth::SynthOptions::new(11, 300));
+    let item = synth.item_at(211);
+    let dt = item.json["properties"]["datetime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(dt.ends_with("-05:00") && dt.contains("-12-31T22:"), "{dt}");
+    let local_year: i32 = dt[..4].parse().unwrap();
+    let id = item.json["id"].as_str().unwrap();
+    let wh = ds.dir.path().join("warehouse");
+    let dirs: BTreeSet<String> = data_files(&wh)
+        .into_iter()
+        .filter(|f| read_rows(f).0.iter().any(|(i, _, _)| i == id))
+        .map(|f| {
+            f.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(dirs, BTreeSet::from([format!("year={}", local_year + 1)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_counted_reported_and_good_items_committed() {
+    let ds = Dataset::synth(20, 3).await;
+    // Add three bad rows: a missing object, invalid JSON, and an item without id.
+    std::fs::write(
+        ds.path("items/bad/invalid.stac.json").as_str(),
+        b"{not json",
+    )
+    .unwrap_or_else(|_| {
+        std::fs::create_dir_all(ds.path("items/bad")).unwrap();
+        std::fs::write(ds.path("items/bad/invalid.stac.json"), b"{not json").unwrap();
+    });
+    std::fs::write(
+        ds.path("items/bad/noid.stac.json"),
+        br#"{"type":"Feature","geometry":null}"#,
+    )
+    .unwrap();
+    let mut inv = std::fs::read_to_string(ds.inventory()).unwrap();
+    inv.push_str("its-live-data,bad/missing.stac.json,1,2024-01-01T00:00:00Z\n");
+    inv.push_str("its-live-data,bad/invalid.stac.json,1,2024-01-01T00:00:00Z\n");
+    inv.push_str("its-live-data,bad/noid.stac.json,1,2024-01-01T00:00:00Z\n");
+    inv.push_str("its-live-data,bad/readme.txt,1,2024-01-01T00:00:00Z\n");
+    std::fs::write(ds.inventory(), inv).unwrap();
+
+    let out = run(cli()
+        .args(["ingest", "--json", "--no-lock", "--resolution", "1"])
+        .args(["--inventory", &ds.inventory()])
+        .args(["--items-root", &ds.items_root()])
+        .args(["--warehouse", &ds.path("warehouse")])
+        .args(["--catalog", &ds.path("catalog.db")]));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["failed"], 3);
+    assert_eq!(m["items"], 20);
+    assert_eq!(m["inventory"]["skipped_suffix"], 1);
+    let report = m["failures_report"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("file://")
+        .to_string();
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.starts_with("bucket,key,reason\n"));
+    assert!(
+        text.contains("bad/missing.stac.json,fetch: not found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad/invalid.stac.json,parse: invalid JSON"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad/noid.stac.json,parse: item has no string id"),
+        "{text}"
+    );
+    assert_eq!(m["commits"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_every_makes_one_snapshot_per_chunk_group_and_grid_conflicts_fail() {
+    let ds = Dataset::synth(120, 5).await;
+    let mut opts = ds.options(1);
+    opts.chunk_items = 40;
+    opts.commit_every = Some(1);
+    let m = ingest(&opts, &NoReporter).await.unwrap();
+    assert_eq!(m.commits, 3);
+    let cat = Catalog::open(&opts.catalog, &opts.warehouse).await.unwrap();
+    let table = cat.load_table().await.unwrap().unwrap();
+    // create + 2 schema/property commits + 3 appends; at least 3 append snapshots
+    assert_eq!(table.metadata().snapshots().count(), 3);
+    let names: BTreeSet<String> = data_files(&ds.dir.path().join("warehouse"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy()[..11].to_string())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "part_000000".into(),
+            "part_000001".into(),
+            "part_000002".into()
+        ])
+    );
+
+    // A different resolution on the existing table is a configuration error, exit 2.
+    let mut again = ds.options(2);
+    again.grid = Some(GridConfig::H3 { resolution: 2 });
+    let err = ingest(&again, &NoReporter).await.unwrap_err();
+    assert!(matches!(err, earthcatalog::Error::Config(_)), "{err}");
+    let out = run(cli()
+        .args(["ingest", "--no-lock", "--resolution", "3"])
+        .args([
+            "--inventory",
+            &ds.inventory(),
+            "--items-root",
+            &ds.items_root(),
+        ])
+        .args([
+            "--warehouse",
+            &ds.path("warehouse"),
+            "--catalog",
+            &ds.path("catalog.db"),
+        ]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("grid"));
+}
+
+fn snapshot_of(catalog: &str, warehouse: &str) -> Option<i64> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cat = Catalog::open(catalog, warehouse).await.unwrap();
+        cat.load_table()
+            .await
+            .unwrap()
+            .and_then(|t| t.metadata().current_snapshot_id())
+    })
+}
+
+#[test]
+fn killed_runs_leave_the_catalog_at_its_last_commit_and_rerun_converges() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ds = rt.block_on(Dataset::synth(60, 9));
+    let (cat, wh) = (ds.path("catalog.db"), ds.path("warehouse"));
+    let base = |limit: &str| {
+        let mut c = cli();
+        c.args(["ingest", "--resolution", "1", "--limit", limit])
+            .args([
+                "--inventory",
+                &ds.inventory(),
+                "--items-root",
+                &ds.items_root(),
+            ])
+            .args(["--warehouse", &wh, "--catalog", &cat]);
+        c
+    };
+    // A first committed run.
+    assert!(run(&mut base("30")).status.success());
+    let first = snapshot_of(&cat, &wh).expect("first snapshot");
+    // Crash (abort = kill -9 semantics) at each point before the commit is durable.
+    for point in [
+        "ingest.before_write",
+        "ingest.after_write",
+        "catalog.before_commit",
+    ] {
+        let out = run(base("60")
+            .env("EARTHCATALOG_FAULT", point)
+            .env("EARTHCATALOG_FAULT_MODE", "abort"));
+        assert!(!out.status.success(), "{point} did not crash");
+        assert_eq!(
+            snapshot_of(&cat, &wh),
+            Some(first),
+            "catalog moved after a crash at {point}"
+        );
+        // The lock of the killed run is still there; a new run must not be able to take it...
+        let lock = ds.dir.path().join(".lock");
+        assert!(lock.exists(), "killed run should leave its lock");
+        let blocked = run(&mut base("60"));
+        assert_eq!(
+            blocked.status.code(),
+            Some(4),
+            "{}",
+            String::from_utf8_lossy(&blocked.stderr)
+        );
+        assert!(String::from_utf8_lossy(&blocked.stderr).contains("locked by"));
+        std::fs::remove_file(&lock).unwrap();
+    }
+    // Crash right after the commit: the commit is durable.
+    let out = run(base("60")
+        .env("EARTHCATALOG_FAULT", "catalog.after_commit")
+        .env("EARTHCATALOG_FAULT_MODE", "abort"));
+    assert!(!out.status.success());
+    let after = snapshot_of(&cat, &wh).unwrap();
+    assert_ne!(after, first);
+    std::fs::remove_file(ds.dir.path().join(".lock")).unwrap();
+    // A clean rerun succeeds and every registered file exists.
+    assert!(run(&mut base("60")).status.success());
+    let rt2 = tokio::runtime::Runtime::new().unwrap();
+    rt2.block_on(async {
+        let c = Catalog::open(&cat, &wh).await.unwrap();
+        let t = c.load_table().await.unwrap().unwrap();
+        let scan = t.scan().build().unwrap();
+        use futures::TryStreamExt;
+        let tasks: Vec<_> = scan
+            .plan_files()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(!tasks.is_empty());
+        for task in tasks {
+            let p = task.data_file_path.trim_start_matches("file://");
+            assert!(
+                std::path::Path::new(p).exists(),
+                "registered file missing: {p}"
+            );
+        }
+    });
+}
