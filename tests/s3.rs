@@ -1,0 +1,219 @@
+//! Against a real S3 API server (moto on 127.0.0.1): inventory and items on S3, warehouse on
+//! S3 and local, catalog on S3 under the lock, a held lock, and two racing writers.
+//!
+//! One test function: the S3 endpoint is configured through the process environment, which is
+//! set once before any store is built.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use earthcatalog::catalog::Catalog;
+use earthcatalog::store::Location;
+use earthcatalog::synth::{Synth, SynthOptions};
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+async fn count_objects(url: &str, suffix: &str) -> usize {
+    let loc = Location::parse(url).unwrap();
+    let all: Vec<_> = loc
+        .store()
+        .list(Some(loc.prefix()))
+        .try_collect()
+        .await
+        .unwrap();
+    all.iter()
+        .filter(|m| m.location.as_ref().ends_with(suffix))
+        .count()
+}
+
+async fn snapshots(catalog: &str, warehouse: &str) -> usize {
+    let cat = Catalog::open(catalog, warehouse).await.unwrap();
+    cat.load_table()
+        .await
+        .unwrap()
+        .map_or(0, |t| t.metadata().snapshots().count())
+}
+
+#[test]
+fn s3_end_to_end_with_lock_and_racing_writers() {
+    let moto = Moto::start();
+    for (k, v) in moto.env() {
+        // SAFETY: single test in this binary; set before any thread reads the environment.
+        unsafe { std::env::set_var(k, v) };
+    }
+    moto.create_bucket("its-live-data");
+    moto.create_bucket("warehouse-bucket");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let env = moto.env();
+    let with_env = |mut c: std::process::Command| {
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        c
+    };
+
+    // Items and inventory on S3.
+    let out = run(with_env(cli()).args([
+        "generate",
+        "--out",
+        "s3://its-live-data/synth",
+        "--count",
+        "120",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let wh = "s3://warehouse-bucket/wh";
+    let cat = "s3://warehouse-bucket/catalog/catalog.db";
+    let ingest = |inventory: &str, items_root: Option<&str>| {
+        let mut c = with_env(cli());
+        c.args([
+            "ingest",
+            "--json",
+            "--resolution",
+            "1",
+            "--inventory",
+            inventory,
+        ])
+        .args(["--warehouse", wh, "--catalog", cat]);
+        if let Some(r) = items_root {
+            c.args(["--items-root", r]);
+        }
+        c
+    };
+    let out = run(&mut ingest(
+        "s3://its-live-data/synth/inventory.csv",
+        Some("s3://its-live-data/synth/items"),
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["items"], 120);
+    assert_eq!(m["failed"], 0);
+    rt.block_on(async {
+        assert_eq!(
+            count_objects(wh, ".parquet").await as u64,
+            m["files"].as_u64().unwrap()
+        );
+        assert_eq!(
+            count_objects("s3://warehouse-bucket/catalog", "catalog.db").await,
+            1
+        );
+        assert_eq!(
+            count_objects("s3://warehouse-bucket/catalog", ".lock").await,
+            0,
+            "lock released"
+        );
+        assert_eq!(snapshots(cat, wh).await, 1);
+        assert_eq!(
+            count_objects("s3://warehouse-bucket", "wh_id_hashes.parquet").await,
+            1
+        );
+    });
+
+    // An inventory whose rows point straight at s3://<bucket>/<key> (no items root).
+    let dir = tempfile::tempdir().unwrap();
+    let inv_path = dir.path().join("direct.csv");
+    let mut f = std::fs::File::create(&inv_path).unwrap();
+    writeln!(f, "bucket,key").unwrap();
+    for item in Synth::new(SynthOptions::new(42, 120)).take(30) {
+        writeln!(f, "its-live-data,synth/items/{}", item.key).unwrap();
+    }
+    writeln!(f, "its-live-data,synth/items/missing.stac.json").unwrap();
+    drop(f);
+    let out = run(&mut ingest(inv_path.to_str().unwrap(), None));
+    assert_eq!(out.status.code(), Some(3), "one missing item → partial");
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (m["items"].as_u64(), m["failed"].as_u64()),
+        (Some(30), Some(1))
+    );
+    rt.block_on(async { assert_eq!(snapshots(cat, wh).await, 2) });
+
+    // A fresh lock held by someone else (Python payload) blocks with exit 4 naming the holder.
+    rt.block_on(async {
+        let lock = Location::parse("s3://warehouse-bucket/catalog/.lock").unwrap();
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f+00:00");
+        let payload = format!(
+            r#"{{"owner": "backfill-v2", "pid": 4242, "hostname": "py-host", "acquired": "{now}", "ttl_hours": 12}}"#
+        );
+        lock.put_bytes(payload.into()).await.unwrap();
+    });
+    let out = run(&mut ingest(inv_path.to_str().unwrap(), None));
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("backfill-v2") && err.contains("py-host"),
+        "{err}"
+    );
+    rt.block_on(async {
+        let lock = Location::parse("s3://warehouse-bucket/catalog/.lock").unwrap();
+        lock.store().delete(lock.prefix()).await.unwrap();
+        assert_eq!(snapshots(cat, wh).await, 2, "a blocked run must not commit");
+    });
+
+    // Two racing writers: each either commits or fails fast on the lock; nothing is lost.
+    let a = ingest(
+        "s3://its-live-data/synth/inventory.csv",
+        Some("s3://its-live-data/synth/items"),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let b = ingest(
+        "s3://its-live-data/synth/inventory.csv",
+        Some("s3://its-live-data/synth/items"),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let codes: Vec<i32> = [a, b]
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
+        .collect();
+    assert!(codes.iter().all(|c| *c == 0 || *c == 4), "{codes:?}");
+    let ok = codes.iter().filter(|c| **c == 0).count();
+    assert!(ok >= 1, "{codes:?}");
+    rt.block_on(async { assert_eq!(snapshots(cat, wh).await, 2 + ok) });
+
+    // Local warehouse and catalog with the inventory and items on S3.
+    let local = tempfile::tempdir().unwrap();
+    let lwh = local.path().join("wh");
+    let lcat = local.path().join("catalog.db");
+    let out = run(with_env(cli())
+        .args([
+            "ingest",
+            "--json",
+            "--inventory",
+            "s3://its-live-data/synth/inventory.csv",
+        ])
+        .args(["--items-root", "s3://its-live-data/synth/items"])
+        .args([
+            "--warehouse",
+            lwh.to_str().unwrap(),
+            "--catalog",
+            lcat.to_str().unwrap(),
+        ]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!data_files(&lwh).is_empty());
+}
