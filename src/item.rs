@@ -253,6 +253,12 @@ impl Columns {
         self.read().by_name.get(name).copied()
     }
 
+    /// Index and type of an existing column.
+    pub fn existing(&self, name: &str) -> Option<(usize, ColumnType)> {
+        let g = self.read();
+        g.by_name.get(name).map(|&i| (i, g.types[i]))
+    }
+
     /// Name of a column by index.
     pub fn name_of(&self, idx: usize) -> Option<String> {
         self.read().names.get(idx).cloned()
@@ -372,45 +378,23 @@ pub fn parse_item(
         }
     }
 
-    let mut datetime = None;
-    let mut datetime_kind = DatetimeKind::Missing;
-    let mut platform = None;
-    let mut updated = None;
-    let mut created = None;
+    let mut keys = RowKeys::default();
     for (key, value) in properties {
-        if value.is_null() {
-            continue;
-        }
         if RESERVED.contains(&key.as_str()) || TOP_LEVEL.contains(&key.as_str()) {
-            overflow.insert(key, value);
-            continue;
-        }
-        let Some((idx, ty)) = columns.column_for(&key, &value) else {
-            overflow.insert(key, value);
-            continue;
-        };
-        match convert(ty, &value) {
-            Some((v, kind)) => {
-                match (key.as_str(), &v) {
-                    ("datetime", Value::Timestamp(t)) => {
-                        datetime = Some(*t);
-                        datetime_kind = kind;
-                    }
-                    ("updated", Value::Timestamp(t)) => updated = Some(*t),
-                    ("created", Value::Timestamp(t)) => created = Some(*t),
-                    ("platform", Value::Str(s)) => platform = Some(s.clone()),
-                    _ => {}
-                }
-                values.push((idx, v));
-            }
-            None => {
-                if key == "datetime" {
-                    datetime_kind = DatetimeKind::Unparsable;
-                }
+            if !value.is_null() {
                 overflow.insert(key, value);
             }
+            continue;
         }
+        assign_property(key, value, columns, true, &mut values, &mut overflow, &mut keys);
     }
+    let RowKeys {
+        datetime,
+        datetime_kind,
+        platform,
+        updated,
+        created,
+    } = keys;
     match datetime_kind {
         DatetimeKind::DateOnly => counters.datetime_date_only += 1,
         DatetimeKind::Naive => counters.datetime_naive += 1,
@@ -442,6 +426,143 @@ pub fn parse_item(
         },
         geometry,
     ))
+}
+
+/// Sort and dedup keys picked up while assigning properties.
+#[derive(Debug)]
+struct RowKeys {
+    datetime: Option<i64>,
+    datetime_kind: DatetimeKind,
+    platform: Option<String>,
+    updated: Option<i64>,
+    created: Option<i64>,
+}
+
+impl Default for RowKeys {
+    fn default() -> Self {
+        Self {
+            datetime: None,
+            datetime_kind: DatetimeKind::Missing,
+            platform: None,
+            updated: None,
+            created: None,
+        }
+    }
+}
+
+/// Put one property value into its column, or into `overflow` when it does not fit (or when
+/// the column is unknown and `create` is false).
+fn assign_property(
+    key: String,
+    value: Json,
+    columns: &Columns,
+    create: bool,
+    values: &mut Vec<(usize, Value)>,
+    overflow: &mut Map<String, Json>,
+    keys: &mut RowKeys,
+) {
+    if value.is_null() {
+        return;
+    }
+    let column = if create {
+        columns.column_for(&key, &value)
+    } else {
+        columns.existing(&key)
+    };
+    let Some((idx, ty)) = column else {
+        overflow.insert(key, value);
+        return;
+    };
+    match convert(ty, &value) {
+        Some((v, kind)) => {
+            match (key.as_str(), &v) {
+                ("datetime", Value::Timestamp(t)) => {
+                    keys.datetime = Some(*t);
+                    keys.datetime_kind = kind;
+                }
+                ("updated", Value::Timestamp(t)) => keys.updated = Some(*t),
+                ("created", Value::Timestamp(t)) => keys.created = Some(*t),
+                ("platform", Value::Str(s)) => keys.platform = Some(s.clone()),
+                _ => {}
+            }
+            values.push((idx, v));
+        }
+        None => {
+            if key == "datetime" {
+                keys.datetime_kind = DatetimeKind::Unparsable;
+            }
+            overflow.insert(key, value);
+        }
+    }
+}
+
+/// Rebuild a row from values stored in a data file (compaction, repair): `stored` holds
+/// (column name, value as JSON; timestamps as RFC 3339 text). Columns the table does not know
+/// and values that do not fit go to `properties_overflow`, merged with the stored overflow.
+pub fn row_from_stored(
+    id: String,
+    geometry_wkb: Option<Vec<u8>>,
+    stored_overflow: Option<&str>,
+    stored: Vec<(String, Json)>,
+    columns: &Columns,
+) -> ItemRow {
+    let mut overflow = match stored_overflow.map(serde_json::from_str::<Json>) {
+        Some(Ok(Json::Object(m))) => m,
+        Some(_) => {
+            let mut m = Map::new();
+            if let Some(raw) = stored_overflow {
+                m.insert(OVERFLOW_COLUMN.to_string(), Json::String(raw.to_string()));
+            }
+            m
+        }
+        None => Map::new(),
+    };
+    let mut values = Vec::with_capacity(stored.len());
+    let mut keys = RowKeys::default();
+    for (name, value) in stored {
+        if TOP_LEVEL.contains(&name.as_str()) {
+            match (columns.existing(&name), value) {
+                (_, Json::Null) => {}
+                (Some((idx, ColumnType::String)), Json::String(s)) => {
+                    values.push((idx, Value::Str(s)))
+                }
+                (_, v) => {
+                    overflow.insert(name, v);
+                }
+            }
+            continue;
+        }
+        assign_property(name, value, columns, false, &mut values, &mut overflow, &mut keys);
+    }
+    values.sort_by_key(|(i, _)| *i);
+    let (geometry_kind, bounds) = geometry_wkb
+        .as_deref()
+        .and_then(wkb_summary)
+        .map_or((None, None), |(k, b)| (Some(k), b));
+    ItemRow {
+        id,
+        geometry_wkb,
+        geometry_kind,
+        bounds,
+        datetime: keys.datetime,
+        platform: keys.platform,
+        updated: keys.updated,
+        created: keys.created,
+        values,
+        overflow: (!overflow.is_empty()).then(|| Json::Object(overflow).to_string()),
+        datetime_kind: keys.datetime_kind,
+    }
+}
+
+/// Geometry kind and 2D bounds of a WKB blob (`None` when it cannot be read).
+pub fn wkb_summary(buf: &[u8]) -> Option<(GeometryKind, Option<[f64; 4]>)> {
+    use geo_traits::to_geo::ToGeoGeometry;
+    let wkb = wkb::reader::read_wkb(buf).ok()?;
+    let g: geo_types::Geometry<f64> = wkb.try_to_geometry()?;
+    let kind = GeometryKind::of(&g)?;
+    let bounds = geo::BoundingRect::bounding_rect(&g)
+        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]);
+    Some((kind, bounds))
 }
 
 fn json_text(value: Json) -> String {

@@ -26,6 +26,7 @@ pub mod hash_index;
 pub mod inventory;
 pub mod item;
 pub mod lock;
+pub mod maintenance;
 pub mod partition;
 pub mod pipeline;
 pub mod report;

@@ -1,0 +1,2 @@
+//! Maintenance: compaction and repair.
+pub mod read;
