@@ -1025,6 +1025,50 @@ mod tests {
     }
 
     #[test]
+    fn many_vertex_polygons_use_the_chunk_tree() {
+        let res = 5;
+        let p = part(res);
+        let n = 2000;
+        let (cx, cy, r) = (30.0, 40.0, 1.5);
+        let at = |i: usize| {
+            let a = i as f64 / n as f64 * std::f64::consts::TAU;
+            // A wobbly circle: concave bits between the vertices.
+            let rr = r * (1.0 + 0.02 * (7.0 * a).sin());
+            (cx + rr * a.cos(), cy + rr * a.sin())
+        };
+        let ring = (0..n).map(at).collect::<Vec<_>>();
+        let g = poly(&ring);
+        let mut outline = Outline::new(&Footprint::from_geometry(&g), p.step);
+        assert!(outline.tree.is_some());
+        let with_tree = p.band(&outline);
+        outline.tree = None;
+        assert_eq!(with_tree, p.band(&outline));
+        let keys = p.cells(&g).into_iter().collect::<BTreeSet<_>>();
+        for i in 0..n {
+            let (x, y) = at(i);
+            let (x2, y2) = at(i + 1);
+            assert!(keys.contains(&cell(x, y, res)));
+            assert!(keys.contains(&cell((x + x2) / 2.0, (y + y2) / 2.0, res)));
+            // Towards the centre.
+            assert!(keys.contains(&cell((x + cx) / 2.0, (y + cy) / 2.0, res)));
+        }
+        let far = cell(cx + 2.0 * r, cy, res);
+        assert!(!keys.contains(&far));
+    }
+
+    #[test]
+    fn tiny_footprints_at_the_pole() {
+        for res in [0, 1, 5] {
+            let p = part(res);
+            let north = cell(0.0, 90.0, res);
+            let g = poly(&rect(10.0, 89.99, 10.01, 90.0));
+            assert!(p.cells(&g).contains(&north), "res {res}");
+            let pt = Geometry::Point(Point::new(-170.0, 90.0));
+            assert_eq!(p.cells(&pt), vec![north]);
+        }
+    }
+
+    #[test]
     fn resolution_is_validated() {
         assert!(H3Partitioner::new(15).is_ok());
         assert!(matches!(H3Partitioner::new(16), Err(Error::Config(_))));
