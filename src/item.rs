@@ -386,7 +386,15 @@ pub fn parse_item(
             }
             continue;
         }
-        assign_property(key, value, columns, true, &mut values, &mut overflow, &mut keys);
+        assign_property(
+            key,
+            value,
+            columns,
+            true,
+            &mut values,
+            &mut overflow,
+            &mut keys,
+        );
     }
     let RowKeys {
         datetime,
@@ -532,7 +540,15 @@ pub fn row_from_stored(
             }
             continue;
         }
-        assign_property(name, value, columns, false, &mut values, &mut overflow, &mut keys);
+        assign_property(
+            name,
+            value,
+            columns,
+            false,
+            &mut values,
+            &mut overflow,
+            &mut keys,
+        );
     }
     values.sort_by_key(|(i, _)| *i);
     let (geometry_kind, bounds) = geometry_wkb
@@ -560,8 +576,8 @@ pub fn wkb_summary(buf: &[u8]) -> Option<(GeometryKind, Option<[f64; 4]>)> {
     let wkb = wkb::reader::read_wkb(buf).ok()?;
     let g: geo_types::Geometry<f64> = wkb.try_to_geometry()?;
     let kind = GeometryKind::of(&g)?;
-    let bounds = geo::BoundingRect::bounding_rect(&g)
-        .map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]);
+    let bounds =
+        geo::BoundingRect::bounding_rect(&g).map(|r| [r.min().x, r.min().y, r.max().x, r.max().y]);
     Some((kind, bounds))
 }
 

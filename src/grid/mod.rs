@@ -38,7 +38,6 @@
 //!   GeometryCollection are the union of their parts.
 
 // `crate::Error` is large (it wraps iceberg's error); boxing it is a crate-wide decision.
-#![allow(clippy::result_large_err)]
 
 pub mod h3;
 pub mod regions;

@@ -40,7 +40,6 @@
 
 // `crate::Error` is large (it embeds `iceberg::Error` by value); shrinking it belongs in
 // `error.rs` (boxing that source), not in every module returning it.
-#![allow(clippy::result_large_err)]
 
 mod csv;
 pub mod manifest;

@@ -128,10 +128,18 @@ fn cell_json(a: &ArrayRef, i: usize) -> Json {
         DataType::Float64 => number(a.as_primitive::<Float64Type>().value(i)),
         DataType::Timestamp(unit, _) => {
             let v = match unit {
-                TimeUnit::Second => a.as_primitive::<arrow_array::types::TimestampSecondType>().value(i),
-                TimeUnit::Millisecond => a.as_primitive::<arrow_array::types::TimestampMillisecondType>().value(i),
-                TimeUnit::Microsecond => a.as_primitive::<arrow_array::types::TimestampMicrosecondType>().value(i),
-                TimeUnit::Nanosecond => a.as_primitive::<arrow_array::types::TimestampNanosecondType>().value(i),
+                TimeUnit::Second => a
+                    .as_primitive::<arrow_array::types::TimestampSecondType>()
+                    .value(i),
+                TimeUnit::Millisecond => a
+                    .as_primitive::<arrow_array::types::TimestampMillisecondType>()
+                    .value(i),
+                TimeUnit::Microsecond => a
+                    .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+                    .value(i),
+                TimeUnit::Nanosecond => a
+                    .as_primitive::<arrow_array::types::TimestampNanosecondType>()
+                    .value(i),
             };
             DateTime::from_timestamp_micros(micros(v, unit)).map_or(Json::Null, |d| {
                 Json::String(d.to_rfc3339_opts(SecondsFormat::Micros, true))
