@@ -111,8 +111,11 @@ pub fn data_files(warehouse: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// (id, grid_partition, datetime µs) of every row in a Parquet file, plus its key-value metadata.
-pub fn read_rows(path: &Path) -> (Vec<(String, String, Option<i64>)>, Vec<(String, String)>) {
+/// (id, grid_partition, datetime µs) of one stored row.
+pub type StoredRow = (String, String, Option<i64>);
+
+/// Every row of a Parquet file, plus its key-value metadata.
+pub fn read_rows(path: &Path) -> (Vec<StoredRow>, Vec<(String, String)>) {
     let file = std::fs::File::open(path).unwrap();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let kv = builder
