@@ -41,7 +41,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Ingest the STAC items listed in an inventory into the warehouse and catalog.
-    Ingest(ingest::IngestArgs),
+    Ingest(Box<ingest::IngestArgs>),
     /// Write a deterministic synthetic ITS_LIVE-like dataset (items + inventory CSV).
     Generate(generate::GenerateArgs),
 }
@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
     let show_progress = !cli.quiet && std::io::stderr().is_terminal();
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Ingest(args) => ingest::run(args, show_progress).await,
+            Command::Ingest(args) => ingest::run(*args, show_progress).await,
             Command::Generate(args) => generate::run(args).await,
         }
     });
