@@ -114,6 +114,14 @@ pub enum Error {
         /// Table identifier.
         table: String,
     },
+    /// A file to be replaced is not a live data file of the table's current snapshot.
+    #[error("cannot replace files in table {table}: not live in the current snapshot: {}", paths.join(", "))]
+    NotLive {
+        /// Table identifier.
+        table: String,
+        /// The paths that are not live.
+        paths: Vec<String>,
+    },
     /// Configuration is invalid or contradicts the existing catalog.
     #[error("configuration error: {0}")]
     Config(String),

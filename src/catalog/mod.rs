@@ -7,6 +7,7 @@
 //! metadata pointer in `iceberg_tables`), so a crash leaves the table before or after a commit.
 
 pub mod datafile;
+pub mod replace;
 pub mod schema;
 pub mod storage;
 
@@ -24,6 +25,7 @@ use sqlx::Connection;
 use crate::error::{Error, Result};
 use crate::grid::GridConfig;
 use crate::store::Location;
+pub use replace::CurrentFile;
 use schema::{
     CATALOG_NAME, ColumnType, NAMESPACE, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD,
     PROP_GRID_RESOLUTION, PROP_GRID_TYPE, PROP_HASH_INDEX, PROP_NAME_MAPPING, TABLE_NAME,

@@ -1,0 +1,545 @@
+//! File-level maintenance on the table: list the live data files, list every file any
+//! retained snapshot references, and replace files in one `replace` snapshot.
+//!
+//! iceberg-rust 0.10.1 has no rewrite/overwrite action and its commit types are crate-private,
+//! so [`Catalog::replace_files`] builds the snapshot with the crate's public writers (manifests,
+//! manifest list, snapshot, metadata builder), writes the next metadata file and swaps the
+//! metadata pointer in `iceberg_tables` with the same compare-and-swap the SQL catalog uses.
+//! Schema, partition specs, sort orders, properties, refs and all earlier snapshots are kept.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::MetadataLocation;
+use iceberg::io::FileIO;
+use iceberg::spec::{
+    DataContentType, DataFile, FormatVersion, MAIN_BRANCH, Manifest, ManifestContentType,
+    ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotRef,
+    SnapshotSummaryCollector, Summary, TableMetadata, TableProperties,
+};
+use iceberg::table::Table;
+use sqlx::Connection;
+
+use super::schema::CATALOG_NAME;
+use super::{Catalog, sqlite_uri};
+use crate::error::{Error, Result};
+
+/// How many manifests are read concurrently.
+const MANIFEST_READ_CONCURRENCY: usize = 8;
+
+/// A live data file of the current snapshot with its tracking information.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentFile {
+    /// The catalog entry (path, partition, counts, bounds).
+    pub data_file: DataFile,
+    /// Data sequence number of the file (inherited from the manifest when not written).
+    pub sequence_number: Option<i64>,
+    /// Snapshot that added the file.
+    pub snapshot_id: Option<i64>,
+}
+
+/// A data manifest of the current snapshot with its loaded entries.
+struct LoadedManifest {
+    file: ManifestFile,
+    manifest: Option<Manifest>,
+}
+
+impl Catalog {
+    /// Every live (added or existing) data file of the table's current snapshot.
+    /// An empty table yields an empty list.
+    pub async fn current_files(&self, table: &Table) -> Result<Vec<CurrentFile>> {
+        let Some(snapshot) = table.metadata().current_snapshot() else {
+            return Ok(Vec::new());
+        };
+        let manifests = self.load_manifests(table, snapshot).await?;
+        let mut out = Vec::new();
+        for m in &manifests {
+            let Some(manifest) = &m.manifest else {
+                continue;
+            };
+            for entry in manifest.entries() {
+                if entry.is_alive() && entry.content_type() == DataContentType::Data {
+                    out.push(CurrentFile {
+                        data_file: entry.data_file().clone(),
+                        sequence_number: entry.sequence_number(),
+                        snapshot_id: entry.snapshot_id(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Paths of every data file referenced by any snapshot still in the table metadata
+    /// (live, existing or deleted entries). A file under the warehouse that is not in this
+    /// set was never committed; one that is in it but not live was replaced or deleted.
+    pub async fn historical_paths(&self, table: &Table) -> Result<HashSet<String>> {
+        let file_io = table.file_io().clone();
+        let mut manifest_files: HashMap<String, ManifestFile> = HashMap::new();
+        for snapshot in table.metadata().snapshots() {
+            let list = table
+                .manifest_list_reader(snapshot)
+                .load()
+                .await
+                .map_err(|e| {
+                    Error::iceberg(
+                        format!("reading manifest list {}", snapshot.manifest_list()),
+                        e,
+                    )
+                })?;
+            for mf in list.consume_entries() {
+                if mf.content == ManifestContentType::Data {
+                    manifest_files.entry(mf.manifest_path.clone()).or_insert(mf);
+                }
+            }
+        }
+        let paths: Vec<Vec<String>> = futures::stream::iter(manifest_files.into_values())
+            .map(|mf| {
+                let file_io = file_io.clone();
+                async move {
+                    let manifest = load_manifest(&mf, &file_io).await?;
+                    Ok::<_, Error>(
+                        manifest
+                            .entries()
+                            .iter()
+                            .filter(|e| e.content_type() == DataContentType::Data)
+                            .map(|e| e.file_path().to_string())
+                            .collect(),
+                    )
+                }
+            })
+            .buffer_unordered(MANIFEST_READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(paths.into_iter().flatten().collect())
+    }
+
+    /// Replace data files in one commit: one new `replace` snapshot on `main` whose parent is
+    /// the current snapshot, in which every path of `removed` is deleted and every file of
+    /// `added` is added. Manifests without removed files are carried over unchanged; the
+    /// others are rewritten with the removed entries marked deleted and the rest existing
+    /// (original sequence numbers and snapshot ids kept).
+    ///
+    /// Every removed path must be a live data file of `table`'s current snapshot
+    /// ([`Error::NotLive`] otherwise, before anything is written). The commit is a
+    /// compare-and-swap on `table`'s metadata location: if the catalog moved on since
+    /// `table` was loaded the result is [`Error::CommitConflict`] and the table is unchanged.
+    /// Returns the reloaded table.
+    pub async fn replace_files(
+        &self,
+        table: &Table,
+        removed: &[String],
+        added: Vec<DataFile>,
+        snapshot_properties: HashMap<String, String>,
+    ) -> Result<Table> {
+        let ctx = |what: &str| format!("{what} for replace on {}", self.ident);
+        let metadata = table.metadata();
+        if metadata.format_version() != FormatVersion::V2 {
+            return Err(Error::Config(format!(
+                "replacing files needs an Iceberg format v2 table; {} is {}",
+                self.ident,
+                metadata.format_version()
+            )));
+        }
+        let removed_set: HashSet<&str> = removed.iter().map(String::as_str).collect();
+        if removed_set.is_empty() && added.is_empty() {
+            return Err(Error::Config(format!(
+                "nothing to replace on {}: no files removed or added",
+                self.ident
+            )));
+        }
+        let current_location = table
+            .metadata_location_result()
+            .map_err(|e| Error::iceberg(ctx("reading the metadata location"), e))?
+            .to_string();
+        let current = metadata.current_snapshot().cloned();
+        let manifests = match &current {
+            Some(snapshot) => self.load_manifests(table, snapshot).await?,
+            None => Vec::new(),
+        };
+
+        // Validate before writing anything.
+        let mut live_paths: HashSet<&str> = HashSet::new();
+        let (mut live_files, mut live_records, mut live_size) = (0u64, 0u64, 0u64);
+        for m in &manifests {
+            let Some(manifest) = &m.manifest else {
+                continue;
+            };
+            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                live_paths.insert(e.file_path());
+                live_files += 1;
+                live_records += e.record_count();
+                live_size += e.file_size_in_bytes();
+            }
+        }
+        let mut missing: Vec<&str> = removed_set
+            .iter()
+            .copied()
+            .filter(|p| !live_paths.contains(p))
+            .collect();
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            return Err(Error::NotLive {
+                table: self.ident.to_string(),
+                paths: missing.into_iter().map(str::to_string).collect(),
+            });
+        }
+        let partition_arity = metadata.default_partition_type().fields().len();
+        let mut added_paths: HashSet<String> = HashSet::new();
+        for f in &added {
+            if f.content_type() != DataContentType::Data {
+                return Err(Error::Config(format!(
+                    "cannot add {} to {}: only data files can be added",
+                    f.file_path(),
+                    self.ident
+                )));
+            }
+            if f.partition().fields().len() != partition_arity {
+                return Err(Error::Config(format!(
+                    "cannot add {} to {}: its partition tuple does not match the table's spec",
+                    f.file_path(),
+                    self.ident
+                )));
+            }
+            if live_paths.contains(f.file_path()) || !added_paths.insert(f.file_path().to_string())
+            {
+                return Err(Error::Config(format!(
+                    "cannot add {} to {}: the file is already in the table",
+                    f.file_path(),
+                    self.ident
+                )));
+            }
+        }
+
+        let schema = metadata.current_schema().clone();
+        let spec = metadata.default_partition_spec().clone();
+        let snapshot_id = new_snapshot_id(metadata);
+        let sequence_number = metadata.next_sequence_number();
+        let commit_uuid = uuid::Uuid::new_v4();
+        let meta_dir = format!("{}/metadata", metadata.location());
+        let file_io = table.file_io();
+        let mut written: Vec<String> = Vec::new();
+
+        let result: Result<String> = async {
+            let mut summary = SnapshotSummaryCollector::default();
+            summary.set_partition_summary_limit(
+                metadata
+                    .properties()
+                    .get(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT),
+            );
+            let mut counter = 0u32;
+            let mut next_manifest_path = || {
+                counter += 1;
+                format!("{meta_dir}/{commit_uuid}-m{}.avro", counter - 1)
+            };
+            let mut new_manifests: Vec<ManifestFile> = Vec::new();
+            let (mut added_records, mut added_size) = (0u64, 0u64);
+            if !added.is_empty() {
+                let path = next_manifest_path();
+                let output = file_io
+                    .new_output(&path)
+                    .map_err(|e| Error::iceberg(ctx("creating the added manifest"), e))?;
+                let mut writer = ManifestWriterBuilder::new(
+                    output,
+                    Some(snapshot_id),
+                    schema.clone(),
+                    (*spec).clone(),
+                )
+                .build_v2_data();
+                for f in added {
+                    summary.add_file(&f, schema.clone(), spec.clone());
+                    added_records += f.record_count();
+                    added_size += f.file_size_in_bytes();
+                    writer
+                        .add_file(f, sequence_number)
+                        .map_err(|e| Error::iceberg(ctx("adding a file"), e))?;
+                }
+                written.push(path);
+                new_manifests.push(
+                    writer
+                        .write_manifest_file()
+                        .await
+                        .map_err(|e| Error::iceberg(ctx("writing the added manifest"), e))?,
+                );
+            }
+            let (mut removed_records, mut removed_size) = (0u64, 0u64);
+            let mut carried: Vec<ManifestFile> = Vec::new();
+            for m in &manifests {
+                let touched = m.manifest.as_ref().is_some_and(|man| {
+                    man.entries()
+                        .iter()
+                        .any(|e| e.is_alive() && removed_set.contains(e.file_path()))
+                });
+                if !touched {
+                    carried.push(m.file.clone());
+                    continue;
+                }
+                let Some(manifest) = &m.manifest else {
+                    continue;
+                };
+                let m_spec = metadata
+                    .partition_spec_by_id(m.file.partition_spec_id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "manifest {} uses unknown partition spec {}",
+                            m.file.manifest_path, m.file.partition_spec_id
+                        ))
+                    })?;
+                let path = next_manifest_path();
+                let output = file_io
+                    .new_output(&path)
+                    .map_err(|e| Error::iceberg(ctx("creating a rewritten manifest"), e))?;
+                let mut writer = ManifestWriterBuilder::new(
+                    output,
+                    Some(snapshot_id),
+                    schema.clone(),
+                    (*m_spec).clone(),
+                )
+                .build_v2_data();
+                for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                    let seq = e.sequence_number().ok_or_else(|| {
+                        Error::Config(format!(
+                            "manifest entry {} in {} has no sequence number",
+                            e.file_path(),
+                            m.file.manifest_path
+                        ))
+                    })?;
+                    let file_seq = e.file_sequence_number.or(Some(seq));
+                    let res = if removed_set.contains(e.file_path()) {
+                        summary.remove_file(e.data_file(), schema.clone(), m_spec.clone());
+                        removed_records += e.record_count();
+                        removed_size += e.file_size_in_bytes();
+                        writer.add_delete_file(e.data_file().clone(), seq, file_seq)
+                    } else {
+                        let added_by = e.snapshot_id().unwrap_or(m.file.added_snapshot_id);
+                        writer.add_existing_file(e.data_file().clone(), added_by, seq, file_seq)
+                    };
+                    res.map_err(|err| Error::iceberg(ctx("rewriting a manifest entry"), err))?;
+                }
+                written.push(path);
+                new_manifests.push(
+                    writer
+                        .write_manifest_file()
+                        .await
+                        .map_err(|e| Error::iceberg(ctx("writing a rewritten manifest"), e))?,
+                );
+            }
+
+            let list_path = format!("{meta_dir}/snap-{snapshot_id}-0-{commit_uuid}.avro");
+            let list_out = file_io
+                .new_output(&list_path)
+                .map_err(|e| Error::iceberg(ctx("creating the manifest list"), e))?
+                .writer()
+                .await
+                .map_err(|e| Error::iceberg(ctx("opening the manifest list"), e))?;
+            let mut list = ManifestListWriter::v2(
+                list_out,
+                snapshot_id,
+                current.as_ref().map(|s| s.snapshot_id()),
+                sequence_number,
+            );
+            written.push(list_path.clone());
+            list.add_manifests(new_manifests.into_iter().chain(carried))
+                .map_err(|e| Error::iceberg(ctx("listing manifests"), e))?;
+            list.close()
+                .await
+                .map_err(|e| Error::iceberg(ctx("writing the manifest list"), e))?;
+
+            let mut props = snapshot_properties;
+            props.extend(summary.build());
+            let removed_count = removed_set.len() as u64;
+            let added_count = added_paths.len() as u64;
+            let previous = current.as_ref().map(|s| s.summary());
+            let carry = |key: &str| {
+                previous
+                    .and_then(|s| s.additional_properties.get(key))
+                    .cloned()
+                    .unwrap_or_else(|| "0".to_string())
+            };
+            for (key, value) in [
+                ("added-data-files", added_count.to_string()),
+                ("deleted-data-files", removed_count.to_string()),
+                ("added-records", added_records.to_string()),
+                ("deleted-records", removed_records.to_string()),
+                ("added-files-size", added_size.to_string()),
+                ("removed-files-size", removed_size.to_string()),
+                (
+                    "total-data-files",
+                    (live_files - removed_count + added_count).to_string(),
+                ),
+                (
+                    "total-records",
+                    (live_records - removed_records + added_records).to_string(),
+                ),
+                (
+                    "total-files-size",
+                    (live_size - removed_size + added_size).to_string(),
+                ),
+                ("total-delete-files", carry("total-delete-files")),
+                ("total-position-deletes", carry("total-position-deletes")),
+                ("total-equality-deletes", carry("total-equality-deletes")),
+            ] {
+                props.insert(key.to_string(), value);
+            }
+            let snapshot = Snapshot::builder()
+                .with_snapshot_id(snapshot_id)
+                .with_parent_snapshot_id(current.as_ref().map(|s| s.snapshot_id()))
+                .with_sequence_number(sequence_number)
+                .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+                .with_manifest_list(list_path)
+                .with_summary(Summary {
+                    operation: Operation::Replace,
+                    additional_properties: props,
+                })
+                .with_schema_id(metadata.current_schema_id())
+                .build();
+            let new_metadata = metadata
+                .clone()
+                .into_builder(Some(current_location.clone()))
+                .set_branch_snapshot(snapshot, MAIN_BRANCH)
+                .and_then(|b| b.build())
+                .map_err(|e| Error::iceberg(ctx("building table metadata"), e))?
+                .metadata;
+            let location = MetadataLocation::from_str(&current_location)
+                .map_err(|e| Error::iceberg(ctx("parsing the metadata location"), e))?
+                .with_next_version()
+                .with_new_metadata(&new_metadata);
+            let location_str = location.to_string();
+            written.push(location_str.clone());
+            new_metadata
+                .write_to(file_io, &location)
+                .await
+                .map_err(|e| Error::iceberg(ctx("writing table metadata"), e))?;
+            Ok(location_str)
+        }
+        .await;
+        let new_location = match result {
+            Ok(l) => l,
+            Err(e) => {
+                cleanup(file_io, &written).await;
+                return Err(e);
+            }
+        };
+
+        if let Err(e) = crate::fault::check("catalog.before_commit") {
+            cleanup(file_io, &written).await;
+            return Err(e);
+        }
+        if let Err(e) = self.swap_metadata(&current_location, &new_location).await {
+            // Only a refused swap is known not to have happened; after any other SQL error
+            // the new metadata may be live, so its files stay.
+            if matches!(e, Error::CommitConflict { .. }) {
+                cleanup(file_io, &written).await;
+            }
+            return Err(e);
+        }
+        crate::fault::check("catalog.after_commit")?;
+        self.load_table().await?.ok_or_else(|| {
+            Error::Config(format!("table {} disappeared after a commit", self.ident))
+        })
+    }
+
+    /// Point the table at `new` if it still points at `current` (one SQL statement on its
+    /// own connection, so it never waits on the catalog's single pooled connection).
+    async fn swap_metadata(&self, current: &str, new: &str) -> Result<()> {
+        let sql_err = |e| Error::Sql {
+            location: self.db_path.display().to_string(),
+            source: e,
+        };
+        let mut conn = sqlx::SqliteConnection::connect(&sqlite_uri(&self.db_path))
+            .await
+            .map_err(sql_err)?;
+        let result = sqlx::query(
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+             AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?",
+        )
+        .bind(new)
+        .bind(current)
+        .bind(CATALOG_NAME)
+        .bind(self.ident.namespace().join("."))
+        .bind(self.ident.name())
+        .bind(current)
+        .execute(&mut conn)
+        .await
+        .map_err(sql_err);
+        let closed = conn.close().await.map_err(sql_err);
+        let result = result?;
+        closed?;
+        match result.rows_affected() {
+            1 => Ok(()),
+            0 => Err(Error::CommitConflict {
+                table: self.ident.to_string(),
+            }),
+            n => Err(Error::Config(format!(
+                "catalog {} has {n} rows for table {}",
+                self.db_path.display(),
+                self.ident
+            ))),
+        }
+    }
+
+    /// The manifests of `snapshot`; data manifests come with their entries.
+    async fn load_manifests(
+        &self,
+        table: &Table,
+        snapshot: &SnapshotRef,
+    ) -> Result<Vec<LoadedManifest>> {
+        let list = table
+            .manifest_list_reader(snapshot)
+            .load()
+            .await
+            .map_err(|e| {
+                Error::iceberg(
+                    format!("reading manifest list {}", snapshot.manifest_list()),
+                    e,
+                )
+            })?;
+        let file_io = table.file_io().clone();
+        futures::stream::iter(list.consume_entries())
+            .map(|file| {
+                let file_io = file_io.clone();
+                async move {
+                    let manifest = if file.content == ManifestContentType::Data {
+                        Some(load_manifest(&file, &file_io).await?)
+                    } else {
+                        None
+                    };
+                    Ok::<_, Error>(LoadedManifest { file, manifest })
+                }
+            })
+            .buffered(MANIFEST_READ_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+}
+
+async fn load_manifest(file: &ManifestFile, file_io: &FileIO) -> Result<Manifest> {
+    file.load_manifest(file_io)
+        .await
+        .map_err(|e| Error::iceberg(format!("reading manifest {}", file.manifest_path), e))
+}
+
+/// A positive snapshot id not used by the table.
+fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
+    loop {
+        let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = ((a ^ b) & (i64::MAX as u64)) as i64;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// Best-effort removal of files written for a commit that did not happen.
+async fn cleanup(file_io: &FileIO, paths: &[String]) {
+    for p in paths {
+        if let Err(e) = file_io.delete(p).await {
+            tracing::debug!("could not remove {p} after a failed replace: {e}");
+        }
+    }
+}
