@@ -1,5 +1,6 @@
 //! Command-line layer: clap types, settings resolution, one module per subcommand.
 
+mod compact;
 mod config;
 mod generate;
 mod ingest;
@@ -42,6 +43,10 @@ pub struct Cli {
 enum Command {
     /// Ingest the STAC items listed in an inventory into the warehouse and catalog.
     Ingest(Box<ingest::IngestArgs>),
+    /// Merge each bucket's files into one, dedup by id, replace them in one commit.
+    Compact(compact::CompactArgs),
+    /// Rebuild the table's file list from what exists in the warehouse (one commit).
+    Repair(compact::RepairArgs),
     /// Write a deterministic synthetic ITS_LIVE-like dataset (items + inventory CSV).
     Generate(generate::GenerateArgs),
 }
@@ -65,6 +70,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Ingest(args) => ingest::run(*args, show_progress).await,
             Command::Generate(args) => generate::run(args).await,
+            Command::Compact(args) => compact::run(args, show_progress).await,
+            Command::Repair(args) => compact::run_repair(args).await,
         }
     });
     match result {

@@ -1,2 +1,649 @@
-//! Maintenance: compaction and repair.
+//! Maintenance: compaction and repair of a warehouse and its catalog.
+//!
+//! ```text
+//! compact: lock → catalog → live files (manifests) + warehouse listing
+//!        → buckets (cell × year) with ≥ threshold live files
+//!        → per bucket (in parallel): read all files, dedup by id, sort, write compacted_<hex>.parquet
+//!        → ONE replace commit (removed + added) → upload catalog → delete replaced objects
+//! repair: live files vs. warehouse listing → ONE commit that drops missing and adds unregistered files
+//! ```
+//!
+//! Dedup rule (decisions.md): per id, the row with the latest `updated` wins, then the latest
+//! `created`, then the row from the most recently committed file (higher sequence number).
+//! Replaced objects are deleted only after the commit (and upload) succeeded. Objects that a
+//! crashed compaction left behind — files that were replaced but not deleted (they appear in
+//! the table's history), and unregistered `compacted_*` files — are removed by the next run.
+//! A bucket that cannot be merged is reported and left untouched.
+
 pub mod read;
+pub mod scan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+
+use crate::catalog::Catalog;
+use crate::catalog::datafile::{PartitionValue, data_file_from_footer};
+use crate::catalog::schema::table_columns;
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::geoparquet::{WriterOptions, encode_group, sort_rows};
+use crate::item::{Columns, ItemRow};
+use crate::lock::{CatalogLock, LockOptions, RenewingLock};
+use crate::report::Reporter;
+use crate::store::{Location, put_if_absent};
+use scan::{WarehouseFile, list_warehouse};
+
+/// Options of a compaction (the Python `compact_warehouse` surface plus ours).
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Warehouse root.
+    pub warehouse: String,
+    /// `catalog.db` location.
+    pub catalog: String,
+    /// Compact buckets with at least this many live files.
+    pub threshold: usize,
+    /// Take the catalog lock.
+    pub use_lock: bool,
+    /// Lock object; default `.lock` beside the catalog.
+    pub lock_location: Option<String>,
+    /// Report only; write and delete nothing.
+    pub dry_run: bool,
+    /// Split outputs above this many rows.
+    pub max_rows_per_file: Option<usize>,
+    /// Buckets merged concurrently.
+    pub parallelism: usize,
+    /// File writer settings.
+    pub writer: WriterOptions,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        Self {
+            warehouse: String::new(),
+            catalog: String::new(),
+            threshold: 2,
+            use_lock: false,
+            lock_location: None,
+            dry_run: false,
+            max_rows_per_file: None,
+            parallelism: 2,
+            writer: WriterOptions::default(),
+        }
+    }
+}
+
+/// A bucket that could not be compacted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BucketFailure {
+    /// `grid_partition=…/year=…`.
+    pub bucket: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a compaction did (or would do, on a dry run).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CompactMetrics {
+    /// Buckets (cell × year) with live files.
+    pub buckets_scanned: u64,
+    /// Buckets merged.
+    pub buckets_compacted: u64,
+    /// Live data files before.
+    pub files_before: u64,
+    /// Live data files after.
+    pub files_after: u64,
+    /// Rows in the compacted buckets before.
+    pub rows_before: u64,
+    /// Rows in the compacted buckets after.
+    pub rows_after: u64,
+    /// Rows dropped as duplicates (same id in the same bucket).
+    pub duplicates_removed: u64,
+    /// Bytes of the compacted buckets before.
+    pub bytes_before: u64,
+    /// Bytes of their outputs.
+    pub bytes_after: u64,
+    /// Registered files that do not exist.
+    pub missing_files: Vec<String>,
+    /// Parquet files in the warehouse that the catalog does not reference.
+    pub unregistered_files: Vec<String>,
+    /// Leftovers of earlier crashed runs deleted now.
+    pub leftovers_deleted: Vec<String>,
+    /// Buckets left untouched because they failed.
+    pub failed_buckets: Vec<BucketFailure>,
+    /// Snapshot after the commit.
+    pub snapshot_id: Option<i64>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Wall time.
+    pub elapsed_secs: f64,
+}
+
+/// Guard for the optional lock around a maintenance run.
+async fn take_lock(
+    catalog: &str,
+    explicit: &Option<String>,
+    owner: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<RenewingLock> {
+    let url = match explicit {
+        Some(l) => l.clone(),
+        None => {
+            let cat = Location::parse(catalog)?;
+            let (dir, _) = cat.split_last().ok_or_else(|| {
+                Error::Config(format!("cannot place a lock beside catalog {catalog}"))
+            })?;
+            dir.url_of(".lock")
+        }
+    };
+    let lock =
+        CatalogLock::acquire(&Location::parse(&url)?, LockOptions::new(owner), clock).await?;
+    let every = lock.renewal_interval();
+    Ok(lock.spawn_renewal(every))
+}
+
+/// Compact the warehouse: see the module docs.
+pub async fn compact_warehouse(
+    options: &CompactOptions,
+    reporter: &dyn Reporter,
+) -> Result<CompactMetrics> {
+    let lock = if options.use_lock {
+        Some(
+            take_lock(
+                &options.catalog,
+                &options.lock_location,
+                "compact",
+                Arc::new(SystemClock),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let result = compact_inner(options, reporter, lock.as_ref()).await;
+    if let Some(lock) = lock {
+        let released = lock.release().await;
+        if let (Ok(_), Err(e)) = (&result, released) {
+            return Err(e);
+        }
+    }
+    result
+}
+
+struct Bucket {
+    key: PartitionValue,
+    /// (url, sequence number, size, rows) of live files, oldest first.
+    files: Vec<(String, i64, u64, u64)>,
+}
+
+async fn compact_inner(
+    options: &CompactOptions,
+    reporter: &dyn Reporter,
+    lock: Option<&RenewingLock>,
+) -> Result<CompactMetrics> {
+    let started = Instant::now();
+    let mut metrics = CompactMetrics {
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    let catalog = Catalog::open(&options.catalog, &options.warehouse).await?;
+    let warehouse = catalog.warehouse().clone();
+    let Some(table) = catalog.load_table().await? else {
+        metrics.elapsed_secs = started.elapsed().as_secs_f64();
+        return Ok(metrics);
+    };
+    let live = catalog.current_files(&table).await?;
+    let listing = list_warehouse(&warehouse).await?;
+    let on_disk: HashMap<String, &WarehouseFile> =
+        listing.iter().map(|f| (f.url.clone(), f)).collect();
+    let mut buckets: BTreeMap<PartitionValue, Bucket> = BTreeMap::new();
+    let mut live_urls = std::collections::HashSet::new();
+    for f in &live {
+        let url = canonical(f.data_file.file_path());
+        live_urls.insert(url.clone());
+        let key =
+            scan::partition_of_path(&url).unwrap_or_else(|| partition_of_struct(&f.data_file));
+        if !on_disk.contains_key(&url) {
+            metrics.missing_files.push(url.clone());
+        }
+        buckets
+            .entry(key.clone())
+            .or_insert_with(|| Bucket {
+                key,
+                files: Vec::new(),
+            })
+            .files
+            .push((
+                url,
+                f.sequence_number.unwrap_or(0),
+                f.data_file.file_size_in_bytes(),
+                f.data_file.record_count(),
+            ));
+    }
+    metrics.files_before = live.len() as u64;
+    metrics.buckets_scanned = buckets.len() as u64;
+
+    // Leftovers of crashed runs: replaced-but-not-deleted files (in history) and our own
+    // unregistered compacted_ outputs. Other unregistered files are only reported.
+    let history = catalog.historical_paths(&table).await?;
+    let history: std::collections::HashSet<String> = history.iter().map(|p| canonical(p)).collect();
+    let mut leftovers = Vec::new();
+    for f in &listing {
+        if live_urls.contains(&f.url) {
+            continue;
+        }
+        if history.contains(&f.url) || f.name.starts_with("compacted_") {
+            leftovers.push(f.url.clone());
+        } else {
+            metrics.unregistered_files.push(f.url.clone());
+        }
+    }
+
+    let candidates: Vec<Bucket> = buckets
+        .into_values()
+        .filter(|b| b.files.len() >= options.threshold.max(1))
+        .collect();
+    reporter.phase("compact", Some(candidates.len() as u64));
+    if options.dry_run {
+        for b in &candidates {
+            metrics.buckets_compacted += 1;
+            metrics.rows_before += b.files.iter().map(|f| f.3).sum::<u64>();
+            metrics.bytes_before += b.files.iter().map(|f| f.2).sum::<u64>();
+        }
+        metrics.files_after = metrics.files_before;
+        metrics.rows_after = metrics.rows_before;
+        metrics.bytes_after = metrics.bytes_before;
+        metrics.unregistered_files.extend(leftovers);
+        metrics.snapshot_id = table.metadata().current_snapshot_id();
+        metrics.elapsed_secs = started.elapsed().as_secs_f64();
+        reporter.finish_phase();
+        return Ok(metrics);
+    }
+    for url in &leftovers {
+        delete_url(url).await?;
+    }
+    metrics.leftovers_deleted = leftovers;
+
+    let columns = Arc::new(Columns::new(&table_columns(
+        table.metadata().current_schema(),
+    )));
+    let table_cols = Arc::new(table_columns(table.metadata().current_schema()));
+    let schema = table.metadata().current_schema().clone();
+    let spec_id = table.metadata().default_partition_spec_id();
+    let results: Vec<(Bucket, Result<MergedBucket>)> = futures::stream::iter(candidates)
+        .map(|bucket| {
+            let columns = columns.clone();
+            let table_cols = table_cols.clone();
+            let warehouse = warehouse.clone();
+            let schema = schema.clone();
+            let writer = options.writer.clone();
+            let max_rows = options.max_rows_per_file;
+            async move {
+                let r = merge_bucket(
+                    &bucket, &warehouse, columns, table_cols, &schema, spec_id, writer, max_rows,
+                )
+                .await;
+                (bucket, r)
+            }
+        })
+        .buffer_unordered(options.parallelism.max(1))
+        .inspect(|_| reporter.advance(1))
+        .collect()
+        .await;
+    let mut removed = Vec::new();
+    let mut added = Vec::new();
+    for (bucket, result) in results {
+        match result {
+            Ok(m) => {
+                metrics.buckets_compacted += 1;
+                metrics.rows_before += m.rows_before;
+                metrics.rows_after += m.rows_after;
+                metrics.duplicates_removed += m.rows_before - m.rows_after;
+                metrics.bytes_before += bucket.files.iter().map(|f| f.2).sum::<u64>();
+                metrics.bytes_after += m.bytes;
+                removed.extend(bucket.files.iter().map(|f| f.0.clone()));
+                added.extend(m.files);
+            }
+            Err(e) => metrics.failed_buckets.push(BucketFailure {
+                bucket: bucket.key.dir(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let mut table = table;
+    if !removed.is_empty() {
+        if let Some(lock) = lock {
+            lock.verify().await?;
+        }
+        reporter.message(&format!(
+            "committing: -{} +{} files",
+            removed.len(),
+            added.len()
+        ));
+        let added_count = added.len() as u64;
+        // Registered paths may be spelled differently from their canonical URLs.
+        let by_canonical: HashMap<String, String> = live
+            .iter()
+            .map(|f| {
+                (
+                    canonical(f.data_file.file_path()),
+                    f.data_file.file_path().to_string(),
+                )
+            })
+            .collect();
+        let removed_as_registered: Vec<String> = removed
+            .iter()
+            .map(|u| by_canonical.get(u).cloned().unwrap_or_else(|| u.clone()))
+            .collect();
+        let props = HashMap::from([("earthcatalog.operation".to_string(), "compact".to_string())]);
+        table = catalog
+            .replace_files(
+                &table,
+                &removed_as_registered,
+                added.into_iter().map(|a| a.0).collect(),
+                props,
+            )
+            .await?;
+        catalog.upload().await?;
+        crate::fault::check("compact.before_delete")?;
+        for url in &removed {
+            delete_url(url).await?;
+        }
+        metrics.files_after = metrics.files_before - removed.len() as u64 + added_count;
+    } else {
+        metrics.files_after = metrics.files_before;
+    }
+    metrics.snapshot_id = table.metadata().current_snapshot_id();
+    metrics.elapsed_secs = started.elapsed().as_secs_f64();
+    reporter.finish_phase();
+    Ok(metrics)
+}
+
+struct MergedBucket {
+    files: Vec<(iceberg::spec::DataFile, u64)>,
+    rows_before: u64,
+    rows_after: u64,
+    bytes: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn merge_bucket(
+    bucket: &Bucket,
+    warehouse: &Location,
+    columns: Arc<Columns>,
+    table_cols: Arc<Vec<crate::catalog::schema::TableColumn>>,
+    schema: &iceberg::spec::SchemaRef,
+    spec_id: i32,
+    writer: WriterOptions,
+    max_rows: Option<usize>,
+) -> Result<MergedBucket> {
+    // Read every file (oldest committed first) with its rank for the dedup tie-break.
+    let mut ordered = bucket.files.clone();
+    ordered.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let mut inputs = Vec::with_capacity(ordered.len());
+    for (rank, (url, ..)) in ordered.iter().enumerate() {
+        let bytes = Location::parse(url)?.get_bytes().await?;
+        inputs.push((rank, url.clone(), bytes));
+    }
+    crate::fault::check("compact.merge")?;
+    let key = bucket.key.clone();
+    let encoded = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut rows: Vec<(usize, ItemRow)> = Vec::new();
+        for (rank, url, bytes) in inputs {
+            for row in read::read_file_rows(bytes, &columns, &url)? {
+                rows.push((rank, row));
+            }
+        }
+        let rows_before = rows.len() as u64;
+        let kept = dedup(rows);
+        let rows_after = kept.len() as u64;
+        let mut refs: Vec<&ItemRow> = kept.iter().collect();
+        sort_rows(&mut refs);
+        let chunk = max_rows.unwrap_or(usize::MAX).max(1);
+        let mut files = Vec::new();
+        for part in refs.chunks(chunk) {
+            let name = format!(
+                "compacted_{:08x}.parquet",
+                uuid::Uuid::new_v4().as_u128() as u32
+            );
+            let rel = format!("{}/{name}", key.dir());
+            let file = encode_group(part, &key.cell, &columns, &table_cols, &writer, &rel)?;
+            files.push((rel, file));
+        }
+        Ok((files, rows_before, rows_after))
+    })
+    .await
+    .map_err(|e| Error::Config(format!("merge task failed: {e}")))??;
+    let (files, rows_before, rows_after) = encoded;
+    let mut out = Vec::new();
+    let mut bytes_total = 0;
+    for (rel, file) in files {
+        let size = file.bytes.len() as u64;
+        let path = warehouse.key(&rel);
+        if !put_if_absent(warehouse.store().as_ref(), &path, file.bytes.into()).await? {
+            return Err(Error::Config(format!(
+                "refusing to overwrite {}",
+                warehouse.url_of(&rel)
+            )));
+        }
+        let df = data_file_from_footer(
+            schema,
+            spec_id,
+            &file.metadata,
+            &warehouse.url_of(&rel),
+            size,
+            &bucket.key,
+        )?;
+        bytes_total += size;
+        out.push((df, size));
+    }
+    crate::fault::check("compact.after_write")?;
+    Ok(MergedBucket {
+        files: out,
+        rows_before,
+        rows_after,
+        bytes: bytes_total,
+    })
+}
+
+/// Keep, per id, the row with the latest `updated`, then `created`, then newest file rank.
+/// Rows without an id are all kept.
+pub fn dedup(rows: Vec<(usize, ItemRow)>) -> Vec<ItemRow> {
+    let mut best: HashMap<String, (usize, ItemRow)> = HashMap::with_capacity(rows.len());
+    let mut anonymous = Vec::new();
+    for (rank, row) in rows {
+        if row.id.is_empty() {
+            anonymous.push(row);
+            continue;
+        }
+        match best.get(&row.id) {
+            Some((r, cur))
+                if (cur.updated, cur.created, *r) >= (row.updated, row.created, rank) => {}
+            _ => {
+                best.insert(row.id.clone(), (rank, row));
+            }
+        }
+    }
+    let mut out: Vec<ItemRow> = best.into_values().map(|(_, r)| r).collect();
+    out.extend(anonymous);
+    out
+}
+
+fn partition_of_struct(df: &iceberg::spec::DataFile) -> PartitionValue {
+    use iceberg::spec::{Literal, PrimitiveLiteral};
+    let fields = df.partition().fields();
+    let cell = match fields.first() {
+        Some(Some(Literal::Primitive(PrimitiveLiteral::String(s)))) => s.clone(),
+        _ => crate::grid::NONE_KEY.to_string(),
+    };
+    let year = match fields.get(1) {
+        Some(Some(Literal::Primitive(PrimitiveLiteral::Int(y)))) => Some(1970 + y),
+        _ => None,
+    };
+    PartitionValue { cell, year }
+}
+
+/// Canonical URL of a registered path (plain paths become `file://` URLs).
+pub fn canonical(path: &str) -> String {
+    Location::parse(path)
+        .map(|l| l.url().to_string())
+        .unwrap_or_else(|_| path.to_string())
+}
+
+async fn delete_url(url: &str) -> Result<()> {
+    let loc = Location::parse(url)?;
+    match loc.store().delete(loc.prefix()).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::store(url, e)),
+    }
+}
+
+/// Options of a repair.
+#[derive(Debug, Clone, Default)]
+pub struct RepairOptions {
+    /// Warehouse root.
+    pub warehouse: String,
+    /// `catalog.db` location.
+    pub catalog: String,
+    /// Take the catalog lock.
+    pub use_lock: bool,
+    /// Lock object; default `.lock` beside the catalog.
+    pub lock_location: Option<String>,
+    /// Report only.
+    pub dry_run: bool,
+}
+
+/// What a repair did (or would do).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RepairMetrics {
+    /// Registered files that did not exist (removed from the table).
+    pub removed: Vec<String>,
+    /// Unregistered files found in the warehouse (added to the table).
+    pub added: Vec<String>,
+    /// Files that could not be registered (unreadable footer, bad path).
+    pub skipped: Vec<BucketFailure>,
+    /// Snapshot after the commit.
+    pub snapshot_id: Option<i64>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+/// Rebuild the table's file list from what exists in the warehouse, in one commit.
+pub async fn repair(options: &RepairOptions) -> Result<RepairMetrics> {
+    let lock = if options.use_lock {
+        Some(
+            take_lock(
+                &options.catalog,
+                &options.lock_location,
+                "repair",
+                Arc::new(SystemClock),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let result = repair_inner(options, lock.as_ref()).await;
+    if let Some(lock) = lock {
+        let released = lock.release().await;
+        if let (Ok(_), Err(e)) = (&result, released) {
+            return Err(e);
+        }
+    }
+    result
+}
+
+async fn repair_inner(
+    options: &RepairOptions,
+    lock: Option<&RenewingLock>,
+) -> Result<RepairMetrics> {
+    let catalog = Catalog::open(&options.catalog, &options.warehouse).await?;
+    let warehouse = catalog.warehouse().clone();
+    let table = catalog.load_table().await?.ok_or_else(|| {
+        Error::Config(format!(
+            "no table {} in {}; run an ingest first",
+            catalog.ident(),
+            options.catalog
+        ))
+    })?;
+    let live = catalog.current_files(&table).await?;
+    let listing = list_warehouse(&warehouse).await?;
+    let on_disk: std::collections::HashSet<&str> = listing.iter().map(|f| f.url.as_str()).collect();
+    let live_canon: std::collections::HashSet<String> = live
+        .iter()
+        .map(|f| canonical(f.data_file.file_path()))
+        .collect();
+    let mut metrics = RepairMetrics {
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    for f in &live {
+        if !on_disk.contains(canonical(f.data_file.file_path()).as_str()) {
+            metrics.removed.push(f.data_file.file_path().to_string());
+        }
+    }
+    let unregistered: Vec<&WarehouseFile> = listing
+        .iter()
+        .filter(|f| !live_canon.contains(&f.url))
+        .collect();
+    let schema = table.metadata().current_schema().clone();
+    let spec_id = table.metadata().default_partition_spec_id();
+    let footers: Vec<(String, Result<iceberg::spec::DataFile>)> =
+        futures::stream::iter(unregistered.into_iter().cloned())
+            .map(|f| {
+                let schema = schema.clone();
+                async move {
+                    let r = async {
+                        let loc = Location::parse(&f.url)?;
+                        let meta = scan::read_footer(&loc, f.size).await?;
+                        data_file_from_footer(&schema, spec_id, &meta, &f.url, f.size, &f.partition)
+                    }
+                    .await;
+                    (f.url.clone(), r)
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+    let mut added = Vec::new();
+    for (url, r) in footers {
+        match r {
+            Ok(df) => {
+                metrics.added.push(url);
+                added.push(df);
+            }
+            Err(e) => metrics.skipped.push(BucketFailure {
+                bucket: url,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    metrics.removed.sort();
+    metrics.added.sort();
+    if options.dry_run || (metrics.removed.is_empty() && added.is_empty()) {
+        metrics.snapshot_id = table.metadata().current_snapshot_id();
+        return Ok(metrics);
+    }
+    if let Some(lock) = lock {
+        lock.verify().await?;
+    }
+    let props = HashMap::from([("earthcatalog.operation".to_string(), "repair".to_string())]);
+    let table = catalog
+        .replace_files(&table, &metrics.removed, added, props)
+        .await?;
+    catalog.upload().await?;
+    metrics.snapshot_id = table.metadata().current_snapshot_id();
+    Ok(metrics)
+}
+
+/// Try a collection of futures; helper kept for symmetry with ingest.
+#[allow(dead_code)]
+async fn try_all<T>(v: Vec<impl std::future::Future<Output = Result<T>>>) -> Result<Vec<T>> {
+    futures::stream::iter(v)
+        .buffer_unordered(8)
+        .try_collect()
+        .await
+}

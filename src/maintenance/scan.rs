@@ -1,0 +1,112 @@
+//! Listing the warehouse: Parquet data files under `grid_partition=<cell>/year=<yyyy>/`.
+//!
+//! Every file-name variant the Python tool wrote is accepted (`part_NNNNNN.parquet`,
+//! `part_NNNNNN_<hex>.parquet`, `compacted_<hex>.parquet`, anything else ending `.parquet`);
+//! non-Parquet objects, our temporaries and the Iceberg metadata tree are ignored.
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
+use parquet::file::metadata::ParquetMetaData;
+
+use crate::catalog::datafile::PartitionValue;
+use crate::error::{Error, Result};
+use crate::store::Location;
+
+/// A data file found in the warehouse.
+#[derive(Debug, Clone)]
+pub struct WarehouseFile {
+    /// Canonical URL.
+    pub url: String,
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Partition from the hive path.
+    pub partition: PartitionValue,
+}
+
+/// The partition encoded in a hive path `…/grid_partition=<cell>/year=<yyyy|unknown|None>/<file>`.
+pub fn partition_of_path(path: &str) -> Option<PartitionValue> {
+    let mut parts = path.rsplit('/');
+    let _file = parts.next()?;
+    let year = parts.next()?.strip_prefix("year=")?;
+    let cell = parts.next()?.strip_prefix("grid_partition=")?;
+    if cell.is_empty() {
+        return None;
+    }
+    let year = match year {
+        "unknown" | "None" | "null" | "" => None,
+        y => Some(y.parse::<i32>().ok()?),
+    };
+    Some(PartitionValue {
+        cell: cell.to_string(),
+        year,
+    })
+}
+
+/// Every data file in the warehouse (streamed listing; the result holds one entry per file).
+pub async fn list_warehouse(warehouse: &Location) -> Result<Vec<WarehouseFile>> {
+    let store = warehouse.store().clone();
+    let prefix = warehouse.prefix().clone();
+    let base = prefix.as_ref().len();
+    let mut out = Vec::new();
+    let mut listing = store.list(Some(&prefix));
+    while let Some(meta) = listing
+        .try_next()
+        .await
+        .map_err(|e| Error::store(warehouse.url(), e))?
+    {
+        let key = meta.location.as_ref();
+        let rel = key[base..].trim_start_matches('/');
+        let Some(name) = rel.rsplit('/').next() else {
+            continue;
+        };
+        if !name.ends_with(".parquet") || rel.starts_with("earthcatalog/") {
+            continue;
+        }
+        let Some(partition) = partition_of_path(rel) else {
+            continue;
+        };
+        out.push(WarehouseFile {
+            url: warehouse.url_of(rel),
+            name: name.to_string(),
+            size: meta.size,
+            partition,
+        });
+    }
+    out.sort_by(|a, b| a.url.cmp(&b.url));
+    Ok(out)
+}
+
+/// Read a Parquet footer with range requests.
+pub async fn read_footer(loc: &Location, size: u64) -> Result<ParquetMetaData> {
+    let mut reader =
+        ParquetObjectReader::new(loc.store().clone(), loc.prefix().clone()).with_file_size(size);
+    let meta = reader
+        .get_metadata(None)
+        .await
+        .map_err(|e| Error::parquet(loc.url(), e))?;
+    Ok(ParquetMetaData::clone(&meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hive_paths_of_every_naming_scheme() {
+        let p =
+            partition_of_path("wh/grid_partition=8113bffffffffff/year=2019/part_000003.parquet")
+                .unwrap();
+        assert_eq!((p.cell.as_str(), p.year), ("8113bffffffffff", Some(2019)));
+        let p =
+            partition_of_path("grid_partition=__none__/year=unknown/part_000000_ab12cd34.parquet")
+                .unwrap();
+        assert_eq!((p.cell.as_str(), p.year), ("__none__", None));
+        let p = partition_of_path("grid_partition=x/year=None/compacted_1.parquet").unwrap();
+        assert_eq!(p.year, None);
+        assert!(partition_of_path("earthcatalog/stac_items/metadata/snap.avro").is_none());
+        assert!(partition_of_path("grid_partition=x/year=20x9/a.parquet").is_none());
+    }
+}
