@@ -1,0 +1,469 @@
+//! Compaction and repair: overlapping ingests, Python-format warehouses, thresholds, dry runs,
+//! crashes at every step, corrupt files, repair after deletions and strays.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use common::*;
+use earthcatalog::catalog::Catalog;
+use earthcatalog::maintenance::{CompactOptions, RepairOptions, compact_warehouse, repair};
+use earthcatalog::pipeline::ingest;
+use earthcatalog::report::NoReporter;
+
+/// Every (id, cell) pair and every (cell, year) bucket's file count in a local warehouse.
+fn census(wh: &Path) -> (Vec<(String, String)>, BTreeMap<String, usize>) {
+    let mut pairs = Vec::new();
+    let mut buckets: BTreeMap<String, usize> = BTreeMap::new();
+    for f in data_files(wh) {
+        let bucket = f
+            .parent()
+            .unwrap()
+            .strip_prefix(wh)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        *buckets.entry(bucket).or_default() += 1;
+        for (id, cell, _) in read_rows(&f).0 {
+            pairs.push((id, cell));
+        }
+    }
+    pairs.sort();
+    (pairs, buckets)
+}
+
+async fn live_paths(catalog: &str, warehouse: &str) -> (BTreeSet<String>, usize, Option<String>) {
+    let cat = Catalog::open(catalog, warehouse).await.unwrap();
+    let t = cat.load_table().await.unwrap().unwrap();
+    let files = cat.current_files(&t).await.unwrap();
+    let op = t
+        .metadata()
+        .current_snapshot()
+        .map(|s| format!("{:?}", s.summary().operation).to_lowercase());
+    (
+        files
+            .iter()
+            .map(|f| {
+                f.data_file
+                    .file_path()
+                    .trim_start_matches("file://")
+                    .to_string()
+            })
+            .collect(),
+        t.metadata().snapshots().count(),
+        op,
+    )
+}
+
+fn compact_opts(ds: &Dataset) -> CompactOptions {
+    CompactOptions {
+        warehouse: ds.path("warehouse"),
+        catalog: ds.path("catalog.db"),
+        ..CompactOptions::default()
+    }
+}
+
+/// Two overlapping ingests, the second from updated copies of 10 items.
+async fn overlapping(seed: u64) -> (Dataset, BTreeSet<String>) {
+    let ds = Dataset::synth(120, seed).await;
+    ingest(&ds.options(1), &NoReporter).await.unwrap();
+    // Updated copies: later `updated`, changed `version`.
+    let updated_dir = ds.path("items2");
+    let mut changed = BTreeSet::new();
+    for (i, src) in walk(&ds.dir.path().join("items")).into_iter().enumerate() {
+        let rel = src.strip_prefix(ds.dir.path().join("items")).unwrap();
+        let dst = Path::new(&updated_dir).join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&src).unwrap()).unwrap();
+        if i % 12 == 0 && v["properties"]["datetime"].is_string() && !v["geometry"].is_null() {
+            v["properties"]["updated"] = "2030-01-01T00:00:00Z".into();
+            v["properties"]["version"] = "999".into();
+            changed.insert(v["id"].as_str().unwrap().to_string());
+        }
+        std::fs::write(&dst, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    let mut second = ds.options(1);
+    second.fetch.items_root = Some(updated_dir);
+    ingest(&second, &NoReporter).await.unwrap();
+    (ds, changed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_dedups_keeps_newest_and_commits_once() {
+    let (ds, changed) = overlapping(31).await;
+    let wh = ds.dir.path().join("warehouse");
+    let (pairs_before, buckets_before) = census(&wh);
+    let distinct: BTreeSet<(String, String)> = pairs_before.iter().cloned().collect();
+    let (_, snaps_before, _) = live_paths(&ds.path("catalog.db"), &ds.path("warehouse")).await;
+    let props_before = {
+        let c = Catalog::open(&ds.path("catalog.db"), &ds.path("warehouse"))
+            .await
+            .unwrap();
+        c.load_table()
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata()
+            .properties()
+            .clone()
+    };
+
+    let m = compact_warehouse(&compact_opts(&ds), &NoReporter)
+        .await
+        .unwrap();
+    assert_eq!(m.buckets_compacted as usize, buckets_before.len());
+    assert_eq!(m.files_before as usize, 2 * buckets_before.len());
+    assert_eq!(m.files_after as usize, buckets_before.len());
+    assert_eq!(m.rows_after as usize, distinct.len());
+    assert_eq!(
+        m.duplicates_removed as usize,
+        pairs_before.len() - distinct.len()
+    );
+    assert!(m.failed_buckets.is_empty());
+
+    let (pairs_after, buckets_after) = census(&wh);
+    assert!(
+        buckets_after.values().all(|n| *n == 1),
+        "one file per bucket"
+    );
+    let after_set: BTreeSet<_> = pairs_after.iter().cloned().collect();
+    assert_eq!(
+        after_set.len(),
+        pairs_after.len(),
+        "no id twice within a bucket"
+    );
+    assert_eq!(after_set, distinct, "every (id, cell) kept");
+    let (live, snaps_after, op) = live_paths(&ds.path("catalog.db"), &ds.path("warehouse")).await;
+    assert_eq!(snaps_after, snaps_before + 1, "exactly one new snapshot");
+    assert_eq!(op.as_deref(), Some("replace"));
+    let on_disk: BTreeSet<String> = data_files(&wh)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        live, on_disk,
+        "catalog and warehouse agree, old files deleted"
+    );
+    let c = Catalog::open(&ds.path("catalog.db"), &ds.path("warehouse"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.load_table()
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata()
+            .properties(),
+        &props_before
+    );
+
+    // The newest version (by `updated`) won: PyIceberg sees version 999 for every changed id.
+    let script = format!(
+        r#"
+import json
+from pyiceberg.catalog.sql import SqlCatalog
+t = SqlCatalog("earthcatalog", uri="sqlite:///{db}", warehouse="file://{wh}").load_table("earthcatalog.stac_items")
+a = t.scan(selected_fields=("id", "version", "grid_partition")).to_arrow()
+print(json.dumps({{"rows": a.num_rows, "versions": sorted(set(v for i, v in zip(a.column("id").to_pylist(), a.column("version").to_pylist()) if i in {ids:?}))}}))
+"#,
+        db = ds.path("catalog.db"),
+        wh = ds.path("warehouse"),
+        ids = changed.iter().collect::<Vec<_>>(),
+    );
+    let out: serde_json::Value = serde_json::from_str(python(&script).trim()).unwrap();
+    assert_eq!(out["rows"], distinct.len());
+    assert_eq!(out["versions"], serde_json::json!(["999"]));
+
+    // A second compaction has nothing to do.
+    let again = compact_warehouse(&compact_opts(&ds), &NoReporter)
+        .await
+        .unwrap();
+    assert_eq!(again.buckets_compacted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_above_and_dry_run_change_nothing() {
+    let (ds, _) = overlapping(32).await;
+    let wh = ds.dir.path().join("warehouse");
+    let snapshot = |p: &Path| {
+        walk(p)
+            .into_iter()
+            .map(|f| (f.clone(), std::fs::read(&f).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let before = (snapshot(&wh), std::fs::read(ds.path("catalog.db")).unwrap());
+    let mut o = compact_opts(&ds);
+    o.threshold = 3;
+    let m = compact_warehouse(&o, &NoReporter).await.unwrap();
+    assert_eq!((m.buckets_compacted, m.files_after), (0, m.files_before));
+    o.threshold = 2;
+    o.dry_run = true;
+    let m = compact_warehouse(&o, &NoReporter).await.unwrap();
+    assert!(m.buckets_compacted > 0 && m.dry_run);
+    assert_eq!(m.files_after, m.files_before);
+    let after = (snapshot(&wh), std::fs::read(ds.path("catalog.db")).unwrap());
+    assert!(
+        before == after,
+        "threshold-above and dry-run must not change a byte"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacts_a_warehouse_in_the_python_tools_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("catalog.db");
+    let wh = dir.path().join("warehouse");
+    std::fs::create_dir_all(&wh).unwrap();
+    // pyarrow files like the Python tool wrote: ms timestamps, int32 metrics, snappy,
+    // large_utf8, part_NNNNNN.parquet names, no field ids; registered with PyIceberg add_files.
+    let fields: Vec<String> = earthcatalog::catalog::schema::BASE_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty))| {
+            let t = match ty {
+                earthcatalog::catalog::schema::ColumnType::String => "StringType()",
+                earthcatalog::catalog::schema::ColumnType::Long => "LongType()",
+                earthcatalog::catalog::schema::ColumnType::Double => "DoubleType()",
+                earthcatalog::catalog::schema::ColumnType::TimestampTz => "TimestamptzType()",
+                earthcatalog::catalog::schema::ColumnType::Binary => "BinaryType()",
+                earthcatalog::catalog::schema::ColumnType::Boolean => "BooleanType()",
+            };
+            format!("NestedField({}, {name:?}, {t}, required=False)", i + 1)
+        })
+        .collect();
+    let script = format!(
+        r#"
+import os, pyarrow as pa, pyarrow.parquet as pq
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.schema import Schema
+from pyiceberg.types import *
+from pyiceberg.partitioning import PartitionSpec, PartitionField
+from pyiceberg.transforms import IdentityTransform, YearTransform
+cat = SqlCatalog("earthcatalog", uri="sqlite:///{db}", warehouse="file://{wh}")
+cat.create_namespace("earthcatalog")
+spec = PartitionSpec(PartitionField(2, 100, IdentityTransform(), "grid_partition"), PartitionField(4, 101, YearTransform(), "year"))
+t = cat.create_table("earthcatalog.stac_items", schema=Schema({fields}), partition_spec=spec,
+    properties={{"earthcatalog.grid.type": "h3", "earthcatalog.grid.resolution": "2"}})
+d = "{wh}/grid_partition=82091ffffffffff/year=2020"
+os.makedirs(d)
+wkb = bytes.fromhex("0101000000000000000000000000000000000050400000")[:21]
+import struct
+wkb = struct.pack("<bIdd", 1, 1, 0.0, 65.0)
+def f(name, ids, updated, pvp):
+    n = len(ids)
+    tb = pa.table({{
+        "id": pa.array(ids, pa.large_string()),
+        "grid_partition": pa.array(["82091ffffffffff"] * n, pa.large_string()),
+        "geometry": pa.array([wkb] * n, pa.binary()),
+        "datetime": pa.array([1590000000123] * n, pa.timestamp("ms", tz="UTC")),
+        "platform": pa.array(["LC08"] * n, pa.large_string()),
+        "percent_valid_pixels": pa.array([pvp] * n, pa.int32()),
+        "updated": pa.array([updated] * n, pa.timestamp("ms", tz="UTC")),
+        "assets": pa.array(['{{"data": {{"href": "x"}}}}'] * n, pa.large_string()),
+    }})
+    pq.write_table(tb, f"{{d}}/{{name}}", compression="snappy")
+    return f"{{d}}/{{name}}"
+paths = [f("part_000000.parquet", ["a", "b"], 1600000000000, 10),
+         f("part_000001.parquet", ["b", "c"], 1700000000000, 20),
+         f("part_000002_ab12cd34.parquet", ["d"], 1600000000000, 30)]
+t.add_files(paths)
+print(len(t.scan().to_arrow()))
+"#,
+        db = db.display(),
+        wh = wh.display(),
+        fields = fields.join(", ")
+    );
+    assert_eq!(python(&script).trim(), "5");
+    let m = compact_warehouse(
+        &CompactOptions {
+            warehouse: wh.to_string_lossy().into_owned(),
+            catalog: db.to_string_lossy().into_owned(),
+            ..CompactOptions::default()
+        },
+        &NoReporter,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (m.files_before, m.files_after, m.rows_before, m.rows_after),
+        (3, 1, 5, 4)
+    );
+    assert!(m.failed_buckets.is_empty(), "{:?}", m.failed_buckets);
+    let files = data_files(&wh);
+    assert_eq!(files.len(), 1);
+    assert!(
+        files[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("compacted_")
+    );
+    let check = format!(
+        r#"
+from pyiceberg.catalog.sql import SqlCatalog
+t = SqlCatalog("earthcatalog", uri="sqlite:///{db}", warehouse="file://{wh}").load_table("earthcatalog.stac_items")
+a = t.scan().to_arrow().sort_by("id")
+print(a.column("id").to_pylist(), a.column("percent_valid_pixels").to_pylist(), str(a.schema.field("datetime").type), a.column("datetime")[0].value, t.properties["earthcatalog.grid.resolution"])
+"#,
+        db = db.display(),
+        wh = wh.display()
+    );
+    assert_eq!(
+        python(&check).trim(),
+        "['a', 'b', 'c', 'd'] [10, 20, 20, 30] timestamp[us, tz=UTC] 1590000000123000 2"
+    );
+}
+
+#[test]
+fn crashes_at_every_compaction_step_leave_a_consistent_catalog_and_rerun_converges() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for point in [
+        "compact.merge",
+        "compact.after_write",
+        "catalog.before_commit",
+        "catalog.after_commit",
+        "compact.before_delete",
+    ] {
+        let (ds, _) = rt.block_on(overlapping(40));
+        let (cat, wh) = (ds.path("catalog.db"), ds.path("warehouse"));
+        let (pairs, _) = census(Path::new(&wh));
+        let distinct: BTreeSet<_> = pairs.into_iter().collect();
+        let out = run(cli()
+            .args([
+                "compact",
+                "--warehouse",
+                &wh,
+                "--catalog",
+                &cat,
+                "--use-lock",
+            ])
+            .env("EARTHCATALOG_FAULT", point)
+            .env("EARTHCATALOG_FAULT_MODE", "abort"));
+        assert!(!out.status.success(), "{point}: did not crash");
+        // Consistent: every registered file exists and the rows it registers cover every pair.
+        let (live, _, _) = rt.block_on(live_paths(&cat, &wh));
+        let mut covered = BTreeSet::new();
+        for p in &live {
+            assert!(
+                Path::new(p).exists(),
+                "{point}: registered file missing {p}"
+            );
+            for (id, cell, _) in read_rows(Path::new(p)).0 {
+                covered.insert((id, cell));
+            }
+        }
+        assert_eq!(covered, distinct, "{point}: committed rows lost");
+        // The killed run's lock stays; clear it like an operator would after checking.
+        std::fs::remove_file(ds.dir.path().join(".lock")).unwrap();
+        // Rerun converges: one file per bucket, disk == catalog, nothing unregistered.
+        let m = rt
+            .block_on(compact_warehouse(&compact_opts(&ds), &NoReporter))
+            .unwrap();
+        assert!(
+            m.failed_buckets.is_empty(),
+            "{point}: {:?}",
+            m.failed_buckets
+        );
+        assert!(
+            m.unregistered_files.is_empty(),
+            "{point}: {:?}",
+            m.unregistered_files
+        );
+        let (pairs_after, buckets) = census(Path::new(&wh));
+        assert!(buckets.values().all(|n| *n == 1), "{point}: {buckets:?}");
+        assert_eq!(
+            pairs_after.into_iter().collect::<BTreeSet<_>>(),
+            distinct,
+            "{point}"
+        );
+        let (live, _, _) = rt.block_on(live_paths(&cat, &wh));
+        let on_disk: BTreeSet<String> = data_files(Path::new(&wh))
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(live, on_disk, "{point}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_file_fails_only_its_bucket() {
+    let (ds, _) = overlapping(33).await;
+    let wh = ds.dir.path().join("warehouse");
+    let victim = data_files(&wh).into_iter().next().unwrap();
+    std::fs::write(&victim, b"not parquet at all").unwrap();
+    let m = compact_warehouse(&compact_opts(&ds), &NoReporter)
+        .await
+        .unwrap();
+    assert_eq!(m.failed_buckets.len(), 1);
+    let bucket = victim
+        .parent()
+        .unwrap()
+        .strip_prefix(&wh)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(m.failed_buckets[0].bucket, bucket);
+    assert_eq!(m.buckets_compacted + 1, m.buckets_scanned);
+    let (live, _, _) = live_paths(&ds.path("catalog.db"), &ds.path("warehouse")).await;
+    assert!(
+        live.contains(victim.to_string_lossy().as_ref()),
+        "failed bucket stays registered"
+    );
+    assert!(live.iter().all(|p| Path::new(p).exists()));
+    // CLI: partial exit code.
+    std::fs::write(&victim, b"still not parquet").unwrap();
+    let out = run(cli().args([
+        "compact",
+        "--warehouse",
+        &ds.path("warehouse"),
+        "--catalog",
+        &ds.path("catalog.db"),
+    ]));
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_drops_missing_and_registers_strays_in_one_commit() {
+    let ds = Dataset::synth(60, 34).await;
+    ingest(&ds.options(1), &NoReporter).await.unwrap();
+    let wh = ds.dir.path().join("warehouse");
+    let files = data_files(&wh);
+    let deleted = files[0].clone();
+    std::fs::remove_file(&deleted).unwrap();
+    let stray = files[1].parent().unwrap().join("part_000077.parquet");
+    std::fs::copy(&files[1], &stray).unwrap();
+    std::fs::write(files[1].parent().unwrap().join("notes.txt"), b"ignored").unwrap();
+    let opts = RepairOptions {
+        warehouse: ds.path("warehouse"),
+        catalog: ds.path("catalog.db"),
+        dry_run: true,
+        ..RepairOptions::default()
+    };
+    let db_before = std::fs::read(ds.path("catalog.db")).unwrap();
+    let m = repair(&opts).await.unwrap();
+    assert_eq!(m.removed.len(), 1);
+    assert!(m.removed[0].ends_with(&*deleted.file_name().unwrap().to_string_lossy()));
+    assert_eq!(m.added.len(), 1);
+    assert_eq!(
+        std::fs::read(ds.path("catalog.db")).unwrap(),
+        db_before,
+        "dry run"
+    );
+    let (_, snaps, _) = live_paths(&ds.path("catalog.db"), &ds.path("warehouse")).await;
+    let m = repair(&RepairOptions {
+        dry_run: false,
+        ..opts
+    })
+    .await
+    .unwrap();
+    assert_eq!((m.removed.len(), m.added.len()), (1, 1));
+    let (live, snaps_after, _) = live_paths(&ds.path("catalog.db"), &ds.path("warehouse")).await;
+    assert_eq!(snaps_after, snaps + 1);
+    let on_disk: BTreeSet<String> = data_files(&wh)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(live, on_disk);
+}
