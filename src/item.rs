@@ -797,4 +797,55 @@ mod tests {
         assert!(g.is_none() && row.geometry_wkb.is_none());
         assert_eq!(row.datetime_kind, DatetimeKind::Missing);
     }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i64>().prop_map(Json::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)),
+            "[a-z0-9:T.+-]{0,30}".prop_map(Json::String),
+            Just(Json::String("2019-12-31T22:00:00-05:00".into())),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("id".to_string()),
+                        Just("geometry".to_string()),
+                        Just("properties".to_string()),
+                        Just("datetime".to_string()),
+                        Just("type".to_string()),
+                        Just("coordinates".to_string()),
+                        Just("assets".to_string()),
+                        Just("percent_valid_pixels".to_string()),
+                        "[a-z:.]{1,8}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_json(v in arb_json(), bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let cols = columns();
+            let mut c = ParseCounters::default();
+            let _ = parse_item(v.to_string().as_bytes(), &cols, &mut c);
+            let _ = parse_item(&bytes, &cols, &mut c);
+            // A well-formed id always parses, whatever else the item holds.
+            let mut obj = match v { Json::Object(m) => m, _ => Map::new() };
+            obj.insert("id".into(), Json::String("x".into()));
+            obj.remove("geometry");
+            if let Ok((row, _)) = parse_item(Json::Object(obj).to_string().as_bytes(), &cols, &mut c) {
+                proptest::prop_assert_eq!(row.id, "x");
+            }
+        }
+    }
 }

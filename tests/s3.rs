@@ -192,9 +192,13 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
     rt.block_on(async { assert_eq!(snapshots(cat, wh).await, 2 + ok) });
 
     // Compaction of the S3 warehouse with the catalog on S3 under the lock.
-    let out = run(with_env(cli())
-        .args(["compact", "--json", "--warehouse", wh, "--catalog", cat]));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(with_env(cli()).args(["compact", "--json", "--warehouse", wh, "--catalog", cat]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(c["buckets_compacted"].as_u64().unwrap() > 0);
     assert!(c["duplicates_removed"].as_u64().unwrap() > 0, "{c}");
@@ -204,7 +208,10 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
             c["files_after"].as_u64().unwrap(),
             "replaced objects deleted after the commit"
         );
-        assert_eq!(count_objects("s3://warehouse-bucket/catalog", ".lock").await, 0);
+        assert_eq!(
+            count_objects("s3://warehouse-bucket/catalog", ".lock").await,
+            0
+        );
         let catalog = Catalog::open(cat, wh).await.unwrap();
         let t = catalog.load_table().await.unwrap().unwrap();
         assert_eq!(t.metadata().snapshots().count(), 3 + ok);
