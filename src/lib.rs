@@ -28,6 +28,7 @@ pub mod item;
 pub mod lock;
 pub mod partition;
 pub mod pipeline;
+pub mod query;
 pub mod report;
 pub mod store;
 pub mod synth;
