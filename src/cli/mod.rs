@@ -1,9 +1,12 @@
 //! Command-line layer: clap types, settings resolution, one module per subcommand.
 
 mod config;
+mod files;
 mod generate;
+mod info;
 mod ingest;
 mod progress;
+mod stats;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -44,6 +47,12 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Write a deterministic synthetic ITS_LIVE-like dataset (items + inventory CSV).
     Generate(generate::GenerateArgs),
+    /// Report what a catalog holds: grid, snapshot, totals, years, buckets, schema.
+    Info(info::InfoArgs),
+    /// Rows, files and bytes per (cell, year).
+    Stats(stats::StatsArgs),
+    /// Data files that can hold items of a region and time range (manifest pruning).
+    Files(files::FilesArgs),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -65,6 +74,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Ingest(args) => ingest::run(args, show_progress).await,
             Command::Generate(args) => generate::run(args).await,
+            Command::Info(args) => info::run(args).await,
+            Command::Stats(args) => stats::run(args).await,
+            Command::Files(args) => files::run(args).await,
         }
     });
     match result {
