@@ -342,3 +342,52 @@ async fn cli_reports_on_an_ingested_warehouse() {
         Vec::<String>::new()
     );
 }
+
+#[tokio::test]
+async fn empty_catalogs_report_zero_and_never_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.db");
+    let catalog = catalog.to_str().unwrap();
+    let warehouse = dir.path().join("wh");
+    let warehouse = warehouse.to_str().unwrap();
+
+    // A catalog database without the table.
+    earthcatalog::catalog::Catalog::open(catalog, warehouse)
+        .await
+        .unwrap();
+    let wh = Warehouse::open(catalog, None).await.unwrap();
+    let info = wh.info().await.unwrap();
+    assert!(!info.table_exists);
+    assert_eq!((info.files, info.rows), (0, 0));
+    assert!(wh.stats().await.unwrap().is_empty());
+    assert!(wh.file_paths(None, None, None).await.unwrap().is_empty());
+
+    // The table exists but nothing was committed: no snapshot.
+    let cat = earthcatalog::catalog::Catalog::open(catalog, warehouse)
+        .await
+        .unwrap();
+    cat.load_or_create(
+        &GridConfig::H3 { resolution: 3 },
+        "memory://none/idx.parquet",
+    )
+    .await
+    .unwrap();
+    drop(cat);
+    let wh = Warehouse::open(catalog, None).await.unwrap();
+    let info = wh.info().await.unwrap();
+    assert!(info.table_exists);
+    assert_eq!(info.grid_resolution, Some(3));
+    assert!(info.snapshot.is_none());
+    assert_eq!((info.files, info.rows, info.snapshot_count), (0, 0, 0));
+    assert_eq!(info.schema.len(), 28);
+    assert_eq!(info.hash_index_rows, None);
+    assert!(info.hash_index_error.is_none());
+    assert!(wh.stats().await.unwrap().is_empty());
+    let point = Geometry::Point(Point::new(10.0, 60.0));
+    assert!(
+        wh.file_paths(Some(&point), None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -83,8 +83,15 @@ impl Warehouse {
                     path.display()
                 )));
             }
-        } else if loc.get_bytes_opt().await?.is_none() {
-            return Err(Error::Config(format!("catalog {catalog} does not exist")));
+        } else {
+            use object_store::ObjectStoreExt as _;
+            match loc.store().head(loc.prefix()).await {
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(Error::Config(format!("catalog {catalog} does not exist")));
+                }
+                Err(e) => return Err(Error::store(loc.url(), e)),
+            }
         }
         // The warehouse only matters to a catalog when it creates tables; reading needs none.
         let placeholder = match warehouse {
@@ -325,5 +332,9 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");
         assert!(!path.exists());
+        let err = Warehouse::open("memory://query-missing/catalog.db", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
     }
 }
