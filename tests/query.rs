@@ -262,6 +262,10 @@ fn cli_files_rejects_bad_input_with_exit_code_2() {
         (vec!["--bbox", "1,2,3"], "--bbox"),
         (vec!["--point", "10"], "--point"),
         (vec!["--start", "last tuesday"], "--start"),
+        (
+            vec!["--intersects", "@/nonexistent/region.geojson"],
+            "--intersects",
+        ),
     ] {
         let out = cli()
             .args(["files", "--catalog", catalog])
@@ -308,6 +312,15 @@ async fn cli_reports_on_an_ingested_warehouse() {
     let point = format!("{lon},{lat}");
     let paths = run(&["files", "--catalog", &fx.catalog, "--point", &point]);
     assert!(paths.lines().any(|p| ids_in(p).contains(&id)));
+    let region = fx._dir.path().join("region.geojson");
+    std::fs::write(
+        &region,
+        format!(r#"{{"type":"Feature","properties":{{}},"geometry":{{"type":"Point","coordinates":[{lon},{lat}]}}}}"#),
+    )
+    .unwrap();
+    let at = format!("@{}", region.display());
+    let from_file = run(&["files", "--catalog", &fx.catalog, "--intersects", &at]);
+    assert_eq!(from_file, paths);
     let sql = run(&[
         "files",
         "--catalog",
