@@ -29,6 +29,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod partition;
 pub mod pipeline;
+pub mod query;
 pub mod report;
 pub mod store;
 pub mod synth;

@@ -2,9 +2,12 @@
 
 mod compact;
 mod config;
+mod files;
 mod generate;
+mod info;
 mod ingest;
 mod progress;
+mod stats;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -39,6 +42,7 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once per process; boxing the large ingest arguments would buy nothing.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Ingest the STAC items listed in an inventory into the warehouse and catalog.
@@ -49,6 +53,12 @@ enum Command {
     Repair(compact::RepairArgs),
     /// Write a deterministic synthetic ITS_LIVE-like dataset (items + inventory CSV).
     Generate(generate::GenerateArgs),
+    /// Report what a catalog holds: grid, snapshot, totals, years, buckets, schema.
+    Info(info::InfoArgs),
+    /// Rows, files and bytes per (cell, year).
+    Stats(stats::StatsArgs),
+    /// Data files that can hold items of a region and time range (manifest pruning).
+    Files(files::FilesArgs),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -72,6 +82,9 @@ pub fn main() -> ExitCode {
             Command::Generate(args) => generate::run(args).await,
             Command::Compact(args) => compact::run(args, show_progress).await,
             Command::Repair(args) => compact::run_repair(args).await,
+            Command::Info(args) => info::run(args).await,
+            Command::Stats(args) => stats::run(args).await,
+            Command::Files(args) => files::run(args).await,
         }
     });
     match result {
