@@ -42,7 +42,6 @@ pub struct Cli {
     command: Command,
 }
 
-// Parsed once per process; boxing the large ingest arguments would buy nothing.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Ingest the STAC items listed in an inventory into the warehouse and catalog.
