@@ -532,10 +532,10 @@ impl Run<'_> {
         self.pending_ids
             .extend(groups.ids().map(hash_index::hash_id));
         self.chunks_since_commit += 1;
-        if let Some(n) = self.options.commit_every {
-            if self.chunks_since_commit >= n.max(1) {
-                self.commit().await?;
-            }
+        if let Some(n) = self.options.commit_every
+            && self.chunks_since_commit >= n.max(1)
+        {
+            self.commit().await?;
         }
         Ok(())
     }

@@ -99,12 +99,10 @@ fn resolve(args: &IngestArgs, cfg: ConfigFile) -> anyhow::Result<IngestOptions> 
     let grid = match grid_type.as_str() {
         "h3" => {
             let res = args.resolution.or(cfg.grid.resolution);
-            if let Some(r) = res {
-                if r > 15 {
-                    return Err(
-                        UsageError(format!("--resolution {r} is out of range 0..=15")).into(),
-                    );
-                }
+            if let Some(r) = res
+                && r > 15
+            {
+                return Err(UsageError(format!("--resolution {r} is out of range 0..=15")).into());
             }
             explicit_grid.then(|| GridConfig::H3 {
                 resolution: res.unwrap_or(1),

@@ -39,6 +39,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Ingest the STAC items listed in an inventory into the warehouse and catalog.
     Ingest(ingest::IngestArgs),

@@ -111,8 +111,11 @@ pub fn data_files(warehouse: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// (id, grid_partition, datetime µs) of one row.
+pub type RowKey = (String, String, Option<i64>);
+
 /// (id, grid_partition, datetime µs) of every row in a Parquet file, plus its key-value metadata.
-pub fn read_rows(path: &Path) -> (Vec<(String, String, Option<i64>)>, Vec<(String, String)>) {
+pub fn read_rows(path: &Path) -> (Vec<RowKey>, Vec<(String, String)>) {
     let file = std::fs::File::open(path).unwrap();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let kv = builder
