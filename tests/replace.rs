@@ -263,6 +263,24 @@ async fn replace_merges_two_files_in_one_replace_snapshot() {
         meta.snapshot_for_ref("main").unwrap().snapshot_id(),
         snap.snapshot_id()
     );
+    assert_eq!(
+        meta.history().last().unwrap().snapshot_id,
+        snap.snapshot_id()
+    );
+    assert_eq!(meta.history().len(), 3);
+    assert_eq!(
+        meta.metadata_log().last().unwrap().metadata_file,
+        before.metadata_location().unwrap()
+    );
+    // The new metadata file is the next version after the previous one.
+    let version = |loc: &str| -> u32 {
+        let name = loc.rsplit('/').next().unwrap();
+        name[..name.find('-').unwrap()].parse().unwrap()
+    };
+    assert_eq!(
+        version(after.metadata_location().unwrap()),
+        version(before.metadata_location().unwrap()) + 1
+    );
 
     // Summary counts.
     for (key, value) in [
