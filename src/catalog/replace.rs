@@ -265,7 +265,7 @@ impl Catalog {
                         .map_err(|e| Error::iceberg(ctx("writing the added manifest"), e))?,
                 );
             }
-            let (mut removed_records, mut removed_size) = (0u64, 0u64);
+            let (mut removed_count, mut removed_records, mut removed_size) = (0u64, 0u64, 0u64);
             let mut carried: Vec<ManifestFile> = Vec::new();
             for m in &manifests {
                 let touched = m.manifest.as_ref().is_some_and(|man| {
@@ -311,6 +311,7 @@ impl Catalog {
                     let file_seq = e.file_sequence_number.or(Some(seq));
                     let res = if removed_set.contains(e.file_path()) {
                         summary.remove_file(e.data_file(), schema.clone(), m_spec.clone());
+                        removed_count += 1;
                         removed_records += e.record_count();
                         removed_size += e.file_size_in_bytes();
                         writer.add_delete_file(e.data_file().clone(), seq, file_seq)
@@ -351,7 +352,6 @@ impl Catalog {
 
             let mut props = snapshot_properties;
             props.extend(summary.build());
-            let removed_count = removed_set.len() as u64;
             let added_count = added_paths.len() as u64;
             let previous = current.as_ref().map(|s| s.summary());
             let carry = |key: &str| {
