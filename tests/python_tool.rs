@@ -1,0 +1,110 @@
+//! Interop with the Python `earthcatalog` tool itself (PyPI 0.6.1): it reads our hash index and
+//! catalog, and its lock and ours exclude each other.
+
+mod common;
+
+use common::*;
+use earthcatalog::pipeline::ingest;
+use earthcatalog::report::NoReporter;
+
+const PRELUDE: &str = r#"
+import json, sys
+from obstore.store import LocalStore
+from earthcatalog import catalog as C
+from earthcatalog.hash_index import read_hashes, hash_id
+from earthcatalog.lock import S3Lock, CatalogLocked
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_tool_reads_our_index_and_catalog_and_shares_the_lock() {
+    let ds = Dataset::synth(120, 51).await;
+    let m = ingest(&ds.options(2), &NoReporter).await.unwrap();
+    let root = ds.dir.path().display().to_string();
+    let script = format!(
+        r#"{PRELUDE}
+s = LocalStore("{root}")
+hashes = read_hashes(s, "warehouse_id_hashes.parquet")
+cat = C._open_sqlite("{root}/catalog.db", "file://{root}/warehouse")
+t = cat.load_table("earthcatalog.stac_items")
+info = C._catalog_info(t)
+from shapely.geometry import box
+files = info.file_paths(t, box(-180, -90, 180, 90), start_datetime="1980-01-01")
+print(json.dumps({{"hashes": len(hashes), "item1": hash_id("item-1").hex(), "grid": [info.grid_type, info.grid_resolution],
+                  "files": sorted(f.replace("file://", "") for f in files)}}))
+"#
+    );
+    let out: serde_json::Value = serde_json::from_str(python(&script).trim()).unwrap();
+    assert_eq!(out["hashes"].as_u64(), m.hash_index_total);
+    assert_eq!(
+        out["item1"],
+        hex(&earthcatalog::hash_index::hash_id("item-1"))
+    );
+    assert_eq!(out["grid"], serde_json::json!(["h3", 2]));
+    // The Python tool's pruning finds only files we also registered, with known years.
+    let ours: std::collections::BTreeSet<String> = data_files(&ds.dir.path().join("warehouse"))
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let theirs: Vec<String> = serde_json::from_value(out["files"].clone()).unwrap();
+    assert!(!theirs.is_empty());
+    assert!(
+        theirs
+            .iter()
+            .all(|f| ours.contains(f) && !f.contains("year=unknown"))
+    );
+
+    // Python holds the lock: our ingest fails with exit 4 naming the Python owner.
+    let hold = format!(
+        r#"{PRELUDE}
+lock = S3Lock(owner="incremental", store=LocalStore("{root}"), key=".lock")
+lock.acquire() if hasattr(lock, "acquire") else lock.__enter__()
+print("held")
+"#
+    );
+    assert!(python(&hold).trim().ends_with("held"));
+    let blocked = run(cli()
+        .args([
+            "ingest",
+            "--inventory",
+            &ds.inventory(),
+            "--items-root",
+            &ds.items_root(),
+        ])
+        .args([
+            "--warehouse",
+            &ds.path("warehouse"),
+            "--catalog",
+            &ds.path("catalog.db"),
+        ]));
+    assert_eq!(blocked.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&blocked.stderr).contains("incremental"));
+    std::fs::remove_file(ds.dir.path().join(".lock")).unwrap();
+
+    // We hold the lock: the Python tool is refused with CatalogLocked naming our owner.
+    let lock = earthcatalog::lock::CatalogLock::acquire(
+        &earthcatalog::store::Location::parse(&format!("{root}/.lock")).unwrap(),
+        earthcatalog::lock::LockOptions::new("earthcatalog-ingest"),
+        std::sync::Arc::new(earthcatalog::clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let refused = format!(
+        r#"{PRELUDE}
+try:
+    S3Lock(owner="compact", store=LocalStore("{root}"), key=".lock").__enter__()
+    print("acquired")
+except CatalogLocked as e:
+    print("locked:", e)
+"#
+    );
+    let said = python(&refused);
+    assert!(
+        said.starts_with("locked:") && said.contains("earthcatalog-ingest"),
+        "{said}"
+    );
+    lock.release().await.unwrap();
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
