@@ -84,6 +84,15 @@ pub fn data_file_from_footer(
                     nulls_complete.insert(id, false);
                 }
             }
+            // A row group whose values are all null has no min/max and bounds nothing.
+            let all_null = stats.is_some_and(|s| {
+                s.min_bytes_opt().is_none()
+                    && s.max_bytes_opt().is_none()
+                    && s.null_count_opt() == Some(col.num_values().max(0) as u64)
+            });
+            if all_null {
+                continue;
+            }
             let (lo, hi) = match stats {
                 Some(stats) => bounds(ty, stats, timestamp_unit(descr.logical_type_ref())),
                 None => (None, None),
@@ -235,5 +244,121 @@ fn bounds(ty: &PrimitiveType, stats: &Statistics, unit: TsUnit) -> (Option<Datum
                 .map(|v| Datum::timestamptz_micros(to_micros(*v, unit))),
         ),
         _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
+    use arrow_schema::{DataType, Field, Schema as ArrowSchema, TimeUnit};
+    use iceberg::spec::PrimitiveLiteral;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+    use crate::catalog::schema::base_schema;
+
+    /// A file like the Python tool wrote: no field ids, int32 metric, ms timestamps, two row groups.
+    fn legacy_file() -> (Vec<u8>, ParquetMetaData) {
+        let schema = Arc::new(ArrowSchema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("grid_partition", DataType::Utf8, true),
+            Field::new(
+                "datetime",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("percent_valid_pixels", DataType::Int32, true),
+            Field::new("not_in_table", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![Some("b"), Some("a"), None])),
+                Arc::new(StringArray::from(vec!["c1", "c1", "c1"])),
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![
+                        Some(1_600_000_000_123),
+                        None,
+                        Some(1_500_000_000_000),
+                    ])
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(Int32Array::from(vec![Some(5), Some(90), None])),
+                Arc::new(StringArray::from(vec!["x", "y", "z"])),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        let meta = w.close().unwrap();
+        (buf, meta)
+    }
+
+    #[test]
+    fn builds_counts_bounds_and_partition_from_a_legacy_footer() {
+        let schema = base_schema().unwrap();
+        let (bytes, meta) = legacy_file();
+        let part = PartitionValue {
+            cell: "c1".into(),
+            year: Some(2020),
+        };
+        let df = data_file_from_footer(
+            &schema,
+            0,
+            &meta,
+            "file:///w/x.parquet",
+            bytes.len() as u64,
+            &part,
+        )
+        .unwrap();
+        assert_eq!(df.record_count(), 3);
+        assert_eq!(df.file_size_in_bytes(), bytes.len() as u64);
+        assert_eq!(df.split_offsets().map(|s| s.len()), Some(2));
+        let id = |n: &str| schema.field_by_name(n).unwrap().id;
+        assert_eq!(df.value_counts()[&id("id")], 3);
+        assert_eq!(df.null_value_counts()[&id("id")], 1);
+        assert_eq!(df.lower_bounds()[&id("id")], Datum::string("a"));
+        assert_eq!(df.upper_bounds()[&id("id")], Datum::string("b"));
+        // int32 stats become long bounds; ms timestamps become µs
+        assert_eq!(
+            df.lower_bounds()[&id("percent_valid_pixels")],
+            Datum::long(5)
+        );
+        assert_eq!(
+            df.upper_bounds()[&id("percent_valid_pixels")],
+            Datum::long(90)
+        );
+        assert_eq!(
+            df.lower_bounds()[&id("datetime")],
+            Datum::timestamptz_micros(1_500_000_000_000_000)
+        );
+        assert_eq!(
+            df.upper_bounds()[&id("datetime")],
+            Datum::timestamptz_micros(1_600_000_000_123_000)
+        );
+        // columns outside the table are ignored, partition is (cell, years since 1970)
+        assert_eq!(df.column_sizes().len(), 4);
+        let fields = df.partition().fields();
+        assert_eq!(
+            fields[0],
+            Some(Literal::Primitive(PrimitiveLiteral::String("c1".into())))
+        );
+        assert_eq!(
+            fields[1],
+            Some(Literal::Primitive(PrimitiveLiteral::Int(50)))
+        );
+        let unknown = PartitionValue {
+            cell: "c1".into(),
+            year: None,
+        };
+        assert_eq!(unknown.dir(), "grid_partition=c1/year=unknown");
+        assert_eq!(unknown.to_struct().fields()[1], None);
     }
 }
