@@ -842,6 +842,15 @@ fn hostname() -> &'static str {
     })
 }
 
+/// The default lock object for a catalog: `.lock` beside `catalog.db` (the Python tool's key).
+pub fn default_lock_url(catalog: &str) -> Result<String> {
+    let cat = Location::parse(catalog)?;
+    let (dir, _) = cat
+        .split_last()
+        .ok_or_else(|| Error::Config(format!("cannot place a lock beside catalog {catalog}")))?;
+    Ok(dir.url_of(".lock"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

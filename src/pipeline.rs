@@ -27,7 +27,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::fetch::{FetchOptions, Fetcher};
 use crate::geoparquet::{EncodedFile, WriterOptions, encode_group, sort_rows};
-use crate::grid::{GridConfig, H3Partitioner, Partitioner, RegionPartitioner};
+use crate::grid::GridConfig;
 use crate::hash_index::{self, IdHash};
 use crate::inventory::{InventoryOptions, InventoryRecord, InventoryStats, read_inventory};
 use crate::item::{Columns, ItemRow, ParseCounters, parse_item};
@@ -200,17 +200,10 @@ pub async fn ingest_with_clock(
 
 /// The lock object for a run: explicit, or `.lock` beside the catalog.
 pub fn lock_location(options: &IngestOptions) -> Result<String> {
-    if let Some(l) = &options.lock_location {
-        return Ok(l.clone());
+    match &options.lock_location {
+        Some(l) => Ok(l.clone()),
+        None => crate::lock::default_lock_url(&options.catalog),
     }
-    let cat = Location::parse(&options.catalog)?;
-    let (dir, _) = cat.split_last().ok_or_else(|| {
-        Error::Config(format!(
-            "cannot place a lock beside catalog {}",
-            options.catalog
-        ))
-    })?;
-    Ok(dir.url_of(".lock"))
 }
 
 struct Run<'a> {
@@ -263,7 +256,7 @@ async fn run(
         (None, None) => hash_index::default_index_path(warehouse.url()),
     };
     let table = catalog.load_or_create(&grid, &hash_index_path).await?;
-    let partitioner = build_partitioner(&grid).await?;
+    let partitioner = grid.load_partitioner().await?;
     let columns = Arc::new(Columns::new(&table_columns(
         table.metadata().current_schema(),
     )));
@@ -376,23 +369,6 @@ async fn run(
     };
     state.write_reports().await?;
     Ok(state.metrics)
-}
-
-async fn build_partitioner(grid: &GridConfig) -> Result<Arc<dyn Partitioner>> {
-    Ok(match grid {
-        GridConfig::H3 { resolution } => Arc::new(H3Partitioner::new(*resolution)?),
-        GridConfig::GeoJson {
-            boundaries_path,
-            id_field,
-        } => {
-            let bytes = Location::parse(boundaries_path)?.get_bytes().await?;
-            Arc::new(RegionPartitioner::from_geojson(
-                &bytes,
-                boundaries_path,
-                id_field,
-            )?)
-        }
-    })
 }
 
 fn add_counters(total: &mut ParseCounters, c: &ParseCounters) {

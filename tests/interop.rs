@@ -76,39 +76,11 @@ async fn we_append_to_a_catalog_created_by_pyiceberg() {
     let opts = ds.options(1);
     std::fs::create_dir_all(ds.path("warehouse")).unwrap();
     // PyIceberg creates the namespace and a table with the Python tool's schema and spec.
-    let fields: Vec<String> = earthcatalog::catalog::schema::BASE_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, (name, ty))| {
-            let t = match ty {
-                earthcatalog::catalog::schema::ColumnType::String => "StringType()",
-                earthcatalog::catalog::schema::ColumnType::Long => "LongType()",
-                earthcatalog::catalog::schema::ColumnType::Double => "DoubleType()",
-                earthcatalog::catalog::schema::ColumnType::TimestampTz => "TimestamptzType()",
-                earthcatalog::catalog::schema::ColumnType::Binary => "BinaryType()",
-                earthcatalog::catalog::schema::ColumnType::Boolean => "BooleanType()",
-            };
-            format!("NestedField({}, {name:?}, {t}, required=False)", i + 1)
-        })
-        .collect();
-    let script = format!(
-        r#"
-from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.schema import Schema
-from pyiceberg.types import *
-from pyiceberg.partitioning import PartitionSpec, PartitionField
-from pyiceberg.transforms import IdentityTransform, YearTransform
-cat = SqlCatalog("earthcatalog", uri="sqlite:///{db}", warehouse="file://{wh}")
-cat.create_namespace("earthcatalog")
-schema = Schema({fields})
-spec = PartitionSpec(PartitionField(2, 100, IdentityTransform(), "grid_partition"), PartitionField(4, 101, YearTransform(), "year"))
-cat.create_table("earthcatalog.stac_items", schema=schema, partition_spec=spec, properties={{"earthcatalog.grid.type": "h3", "earthcatalog.grid.resolution": "1"}})
-print("ok")
-"#,
-        db = opts.catalog,
-        wh = ds.path("warehouse"),
-        fields = fields.join(", "),
-    );
+    let script = pyiceberg_create_table(
+        &opts.catalog,
+        &ds.path("warehouse"),
+        r#"{"earthcatalog.grid.type": "h3", "earthcatalog.grid.resolution": "1"}"#,
+    ) + "print('ok')\n";
     assert_eq!(python(&script).trim(), "ok");
     let m = ingest(&opts, &NoReporter).await.unwrap();
     assert_eq!(m.failed, 0);

@@ -218,38 +218,15 @@ async fn compacts_a_warehouse_in_the_python_tools_format() {
     std::fs::create_dir_all(&wh).unwrap();
     // pyarrow files like the Python tool wrote: ms timestamps, int32 metrics, snappy,
     // large_utf8, part_NNNNNN.parquet names, no field ids; registered with PyIceberg add_files.
-    let fields: Vec<String> = earthcatalog::catalog::schema::BASE_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, (name, ty))| {
-            let t = match ty {
-                earthcatalog::catalog::schema::ColumnType::String => "StringType()",
-                earthcatalog::catalog::schema::ColumnType::Long => "LongType()",
-                earthcatalog::catalog::schema::ColumnType::Double => "DoubleType()",
-                earthcatalog::catalog::schema::ColumnType::TimestampTz => "TimestamptzType()",
-                earthcatalog::catalog::schema::ColumnType::Binary => "BinaryType()",
-                earthcatalog::catalog::schema::ColumnType::Boolean => "BooleanType()",
-            };
-            format!("NestedField({}, {name:?}, {t}, required=False)", i + 1)
-        })
-        .collect();
-    let script = format!(
+    let script = pyiceberg_create_table(
+        &db.to_string_lossy(),
+        &wh.to_string_lossy(),
+        r#"{"earthcatalog.grid.type": "h3", "earthcatalog.grid.resolution": "2"}"#,
+    ) + &format!(
         r#"
-import os, pyarrow as pa, pyarrow.parquet as pq
-from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.schema import Schema
-from pyiceberg.types import *
-from pyiceberg.partitioning import PartitionSpec, PartitionField
-from pyiceberg.transforms import IdentityTransform, YearTransform
-cat = SqlCatalog("earthcatalog", uri="sqlite:///{db}", warehouse="file://{wh}")
-cat.create_namespace("earthcatalog")
-spec = PartitionSpec(PartitionField(2, 100, IdentityTransform(), "grid_partition"), PartitionField(4, 101, YearTransform(), "year"))
-t = cat.create_table("earthcatalog.stac_items", schema=Schema({fields}), partition_spec=spec,
-    properties={{"earthcatalog.grid.type": "h3", "earthcatalog.grid.resolution": "2"}})
+import os, struct, pyarrow as pa, pyarrow.parquet as pq
 d = "{wh}/grid_partition=82091ffffffffff/year=2020"
 os.makedirs(d)
-wkb = bytes.fromhex("0101000000000000000000000000000000000050400000")[:21]
-import struct
 wkb = struct.pack("<bIdd", 1, 1, 0.0, 65.0)
 def f(name, ids, updated, pvp):
     n = len(ids)
@@ -271,9 +248,7 @@ paths = [f("part_000000.parquet", ["a", "b"], 1600000000000, 10),
 t.add_files(paths)
 print(len(t.scan().to_arrow()))
 "#,
-        db = db.display(),
         wh = wh.display(),
-        fields = fields.join(", ")
     );
     assert_eq!(python(&script).trim(), "5");
     let m = compact_warehouse(

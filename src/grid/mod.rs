@@ -122,6 +122,23 @@ impl GridConfig {
     }
 }
 
+impl GridConfig {
+    /// Build the partitioner, reading the boundaries file (GeoJSON grid) from its location.
+    pub async fn load_partitioner(&self) -> Result<Arc<dyn Partitioner>> {
+        match self {
+            GridConfig::H3 { .. } => self.partitioner(None),
+            GridConfig::GeoJson {
+                boundaries_path, ..
+            } => {
+                let bytes = crate::store::Location::parse(boundaries_path)?
+                    .get_bytes()
+                    .await?;
+                self.partitioner(Some(&bytes))
+            }
+        }
+    }
+}
+
 /// The single-key answer for footprints without usable geometry.
 fn none_keys() -> Vec<String> {
     vec![NONE_KEY.to_owned()]

@@ -131,13 +131,7 @@ async fn take_lock(
 ) -> Result<RenewingLock> {
     let url = match explicit {
         Some(l) => l.clone(),
-        None => {
-            let cat = Location::parse(catalog)?;
-            let (dir, _) = cat.split_last().ok_or_else(|| {
-                Error::Config(format!("cannot place a lock beside catalog {catalog}"))
-            })?;
-            dir.url_of(".lock")
-        }
+        None => crate::lock::default_lock_url(catalog)?,
     };
     let lock =
         CatalogLock::acquire(&Location::parse(&url)?, LockOptions::new(owner), clock).await?;

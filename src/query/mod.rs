@@ -44,7 +44,7 @@ use crate::catalog::schema::{
 };
 use crate::catalog::{Catalog, grid_from_properties};
 use crate::error::{Error, Result};
-use crate::grid::{GridConfig, H3Partitioner, Partitioner, RegionPartitioner};
+use crate::grid::{GridConfig, Partitioner};
 use crate::store::Location;
 
 /// Buckets listed in [`CatalogInfo::top_buckets`].
@@ -138,20 +138,7 @@ impl Warehouse {
 
     /// The partitioner ingest used for this table.
     pub async fn partitioner(&self) -> Result<Arc<dyn Partitioner>> {
-        Ok(match &self.grid {
-            GridConfig::H3 { resolution } => Arc::new(H3Partitioner::new(*resolution)?),
-            GridConfig::GeoJson {
-                boundaries_path,
-                id_field,
-            } => {
-                let bytes = Location::parse(boundaries_path)?.get_bytes().await?;
-                Arc::new(RegionPartitioner::from_geojson(
-                    &bytes,
-                    boundaries_path,
-                    id_field,
-                )?)
-            }
-        })
+        self.grid.load_partitioner().await
     }
 
     /// The cells (partition keys) a query geometry touches.

@@ -177,6 +177,42 @@ pub fn python(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Python lines that create namespace `earthcatalog` and table `stac_items` with PyIceberg the
+/// way the Python tool does (28 optional fields, identity(grid_partition) + year(datetime)),
+/// leaving the table in `t` and the catalog in `cat`.
+pub fn pyiceberg_create_table(db: &str, warehouse: &str, properties: &str) -> String {
+    use earthcatalog::catalog::schema::{BASE_COLUMNS, ColumnType};
+    let fields: Vec<String> = BASE_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ty))| {
+            let t = match ty {
+                ColumnType::String => "StringType()",
+                ColumnType::Long => "LongType()",
+                ColumnType::Double => "DoubleType()",
+                ColumnType::TimestampTz => "TimestamptzType()",
+                ColumnType::Binary => "BinaryType()",
+                ColumnType::Boolean => "BooleanType()",
+            };
+            format!("NestedField({}, {name:?}, {t}, required=False)", i + 1)
+        })
+        .collect();
+    format!(
+        r#"
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.schema import Schema
+from pyiceberg.types import *
+from pyiceberg.partitioning import PartitionSpec, PartitionField
+from pyiceberg.transforms import IdentityTransform, YearTransform
+cat = SqlCatalog("earthcatalog", uri="sqlite:///{db}", warehouse="file://{warehouse}")
+cat.create_namespace("earthcatalog")
+spec = PartitionSpec(PartitionField(2, 100, IdentityTransform(), "grid_partition"), PartitionField(4, 101, YearTransform(), "year"))
+t = cat.create_table("earthcatalog.stac_items", schema=Schema({fields}), partition_spec=spec, properties={properties})
+"#,
+        fields = fields.join(", ")
+    )
+}
+
 /// A moto S3 server on 127.0.0.1, stopped on drop.
 pub struct Moto {
     child: Child,
