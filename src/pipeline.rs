@@ -293,29 +293,37 @@ async fn run(
     let mut inventory = read_inventory(&options.inventory, options.inventory_options.clone());
     reporter.phase("ingest", options.inventory_options.limit);
     let mut groups = Groups::new();
+    // Parsing and cell cover are CPU work: at most one task per core leaves the runtime.
+    let cpu = Arc::new(tokio::sync::Semaphore::new(
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    ));
     {
         let items = (&mut inventory)
             .map_ok(|rec: InventoryRecord| {
                 let fetcher = fetcher.clone();
                 let columns = columns.clone();
                 let partitioner = partitioner.clone();
+                let cpu = cpu.clone();
                 async move {
                     let outcome = match fetcher.fetch(&rec.bucket, &rec.key).await {
                         Err(e) => Outcome::Failed(format!("fetch: {e}"), ParseCounters::default()),
-                        Ok(body) => tokio::task::spawn_blocking(move || {
-                            let mut counters = ParseCounters::default();
-                            match parse_item(&body, &columns, &mut counters) {
-                                Ok((row, geometry)) => {
-                                    let cells = partitioner.keys(geometry.as_ref());
-                                    Outcome::Ok(Box::new(row), cells, counters)
+                        Ok(body) => {
+                            let _permit = cpu.acquire_owned().await;
+                            tokio::task::spawn_blocking(move || {
+                                let mut counters = ParseCounters::default();
+                                match parse_item(&body, &columns, &mut counters) {
+                                    Ok((row, geometry)) => {
+                                        let cells = partitioner.keys(geometry.as_ref());
+                                        Outcome::Ok(Box::new(row), cells, counters)
+                                    }
+                                    Err(e) => Outcome::Failed(format!("parse: {e}"), counters),
                                 }
-                                Err(e) => Outcome::Failed(format!("parse: {e}"), counters),
-                            }
-                        })
-                        .await
-                        .unwrap_or_else(|e| {
-                            Outcome::Failed(format!("internal: {e}"), ParseCounters::default())
-                        }),
+                            })
+                            .await
+                            .unwrap_or_else(|e| {
+                                Outcome::Failed(format!("internal: {e}"), ParseCounters::default())
+                            })
+                        }
                     };
                     Ok::<_, Error>((rec, outcome))
                 }
