@@ -191,6 +191,66 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
     assert!(ok >= 1, "{codes:?}");
     rt.block_on(async { assert_eq!(snapshots(cat, wh).await, 2 + ok) });
 
+    // An S3 Inventory manifest.json whose header-less CSV.gz data file lives in the
+    // destination bucket; fileSchema names the columns so --since works.
+    moto.create_bucket("inventory-bucket");
+    rt.block_on(async {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for (i, item) in Synth::new(SynthOptions::new(42, 120)).take(20).enumerate() {
+            let lm = if i < 5 {
+                "2020-01-01T00:00:00.000Z"
+            } else {
+                "2024-06-01T00:00:00.000Z"
+            };
+            writeln!(
+                gz,
+                "\"its-live-data\",\"synth/items/{}\",\"100\",\"{lm}\"",
+                item.key
+            )
+            .unwrap();
+        }
+        let data = gz.finish().unwrap();
+        Location::parse("s3://inventory-bucket/inv/data/part-0.csv.gz")
+            .unwrap()
+            .put_bytes(data.into())
+            .await
+            .unwrap();
+    });
+    moto.create_bucket("manifest-bucket");
+    rt.block_on(async {
+        let manifest = serde_json::json!({
+            "sourceBucket": "its-live-data",
+            "destinationBucket": "arn:aws:s3:::inventory-bucket",
+            "fileFormat": "CSV",
+            "fileSchema": "Bucket, Key, Size, LastModifiedDate",
+            "files": [{"key": "inv/data/part-0.csv.gz", "size": 1, "MD5checksum": "x"}]
+        });
+        Location::parse("s3://manifest-bucket/inv/2024-06-02T01-00Z/manifest.json")
+            .unwrap()
+            .put_bytes(manifest.to_string().into())
+            .await
+            .unwrap();
+    });
+    let out = run(&mut {
+        let mut c = ingest(
+            "s3://manifest-bucket/inv/2024-06-02T01-00Z/manifest.json",
+            None,
+        );
+        c.args(["--since", "2024-01-01"]);
+        c
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["inventory"]["skipped_since"], 5);
+    assert_eq!(m["items"], 15);
+    rt.block_on(async { assert_eq!(snapshots(cat, wh).await, 3 + ok) });
+
     // Compaction of the S3 warehouse with the catalog on S3 under the lock.
     let out = run(with_env(cli()).args(["compact", "--json", "--warehouse", wh, "--catalog", cat]));
     assert_eq!(
@@ -214,7 +274,7 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
         );
         let catalog = Catalog::open(cat, wh).await.unwrap();
         let t = catalog.load_table().await.unwrap().unwrap();
-        assert_eq!(t.metadata().snapshots().count(), 3 + ok);
+        assert_eq!(t.metadata().snapshots().count(), 4 + ok);
         assert_eq!(
             catalog.current_files(&t).await.unwrap().len() as u64,
             c["files_after"].as_u64().unwrap()
