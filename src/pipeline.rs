@@ -63,6 +63,9 @@ pub struct IngestOptions {
     pub chunk_bytes: usize,
     /// Commit after this many chunks; `None`: one commit at the end.
     pub commit_every: Option<usize>,
+    /// Commit early once this many data files are pending, so memory stays bounded on huge
+    /// runs (each pending catalog entry holds a few KB of statistics).
+    pub max_files_per_commit: usize,
     /// Take the catalog lock.
     pub lock: bool,
     /// Lock object; default `.lock` beside the catalog.
@@ -92,6 +95,7 @@ impl Default for IngestOptions {
             chunk_items: 50_000,
             chunk_bytes: 192 * 1024 * 1024,
             commit_every: None,
+            max_files_per_commit: 10_000,
             lock: true,
             lock_location: None,
             owner: "earthcatalog-ingest".to_string(),
@@ -379,6 +383,13 @@ async fn run(
     Ok(state.metrics)
 }
 
+/// A receiver as a stream.
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
 fn add_counters(total: &mut ParseCounters, c: &ParseCounters) {
     total.datetime_date_only += c.datetime_date_only;
     total.datetime_naive += c.datetime_naive;
@@ -436,15 +447,19 @@ impl Run<'_> {
         self.chunk_no += 1;
         let groups = Arc::new(groups);
         let table_cols = Arc::new(table_columns(self.table.metadata().current_schema()));
-        let workers = 2usize;
-        let mut tasks = Vec::new();
+        // Encoders (one per core) stream finished files through a small channel to the
+        // uploader, so only a handful of encoded files are in memory at once.
+        crate::fault::check("ingest.before_write")?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<Result<(PartitionValue, String, EncodedFile)>>(8);
         for w in 0..workers {
             let groups = groups.clone();
             let columns = self.columns.clone();
             let table_cols = table_cols.clone();
             let writer = self.options.writer.clone();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                let mut out: Vec<(PartitionValue, String, EncodedFile)> = Vec::new();
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
                 for (i, (key, mut rows)) in groups.iter().enumerate() {
                     if i % workers != w {
                         continue;
@@ -455,31 +470,28 @@ impl Run<'_> {
                         uuid::Uuid::new_v4().as_u128() as u32
                     );
                     let rel = format!("{}/{name}", key.dir());
-                    let file =
-                        encode_group(&rows, &key.cell, &columns, &table_cols, &writer, &rel)?;
-                    out.push((key.clone(), rel, file));
+                    let encoded =
+                        encode_group(&rows, &key.cell, &columns, &table_cols, &writer, &rel)
+                            .map(|file| (key.clone(), rel, file));
+                    let failed = encoded.is_err();
+                    if tx.blocking_send(encoded).is_err() || failed {
+                        return;
+                    }
                 }
-                Ok::<_, Error>(out)
-            }));
+            });
         }
-        let mut encoded = Vec::new();
-        for t in tasks {
-            let part = t
-                .await
-                .map_err(|e| Error::Config(format!("encoder task failed: {e}")))??;
-            encoded.extend(part);
-        }
-        crate::fault::check("ingest.before_write")?;
+        drop(tx);
         let store = self.warehouse.store().clone();
         let warehouse = self.warehouse.clone();
         let schema = self.table.metadata().current_schema().clone();
         let spec_id = self.table.metadata().default_partition_spec_id();
-        let written: Vec<(PartitionValue, iceberg::spec::DataFile, u64, u64)> =
-            futures::stream::iter(encoded.into_iter().map(|(key, rel, file)| {
+        let written: Vec<(PartitionValue, iceberg::spec::DataFile, u64, u64)> = tokio_stream_of(rx)
+            .map(|encoded| {
                 let store = store.clone();
                 let warehouse = warehouse.clone();
                 let schema = schema.clone();
                 async move {
+                    let (key, rel, file) = encoded?;
                     let size = file.bytes.len() as u64;
                     let path = warehouse.key(&rel);
                     let created = put_if_absent(store.as_ref(), &path, file.bytes.into()).await?;
@@ -499,10 +511,17 @@ impl Run<'_> {
                     )?;
                     Ok::<_, Error>((key, df, size, file.rows as u64))
                 }
-            }))
+            })
             .buffer_unordered(16)
             .try_collect()
             .await?;
+        let expected = groups.group_count();
+        if written.len() != expected {
+            return Err(Error::Config(format!(
+                "internal: {expected} groups but {} files written",
+                written.len()
+            )));
+        }
         crate::fault::check("ingest.after_write")?;
         for (key, df, size, rows) in written {
             self.metrics.files += 1;
@@ -520,6 +539,7 @@ impl Run<'_> {
             .options
             .commit_every
             .is_some_and(|n| self.chunks_since_commit >= n.max(1))
+            || self.pending_files.len() >= self.options.max_files_per_commit.max(1)
         {
             self.commit().await?;
         }

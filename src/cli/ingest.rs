@@ -56,6 +56,9 @@ pub struct IngestArgs {
     /// Commit after every N chunks (default: one commit at the end).
     #[arg(long)]
     commit_every: Option<usize>,
+    /// Commit early once this many data files are pending (bounds memory on huge runs).
+    #[arg(long, default_value_t = 10_000)]
+    max_files_per_commit: usize,
     /// Read item keys below this location instead of s3://<bucket>/ (local mirrors, examples).
     #[arg(long)]
     items_root: Option<String>,
@@ -166,6 +169,7 @@ fn resolve(args: &IngestArgs, cfg: ConfigFile) -> anyhow::Result<IngestOptions> 
             .unwrap_or(args.concurrency)
             .max(1),
         commit_every: args.commit_every.or(cfg.ingest.commit_every),
+        max_files_per_commit: args.max_files_per_commit.max(1),
         lock: !args.no_lock,
         lock_location: args.lock_key.clone(),
         report_dir: args.report_dir.clone(),
