@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! request ─▶ cells (ingest partitioner) × years ─▶ Pruner ─▶ live files (manifests only)
-//!   files, newest commit first ─▶ fetch (≤ READ_CONCURRENCY at once) ─▶ blocking decode:
+//!   buckets, newest commit first ─▶ fetch (≤ READ_CONCURRENCY buckets at once) ─▶ blocking decode:
 //!     row groups skipped by Parquet statistics (datetime, id)
 //!     row filter on the filter columns only (id, collection, datetime, start/end, geometry)
 //!     surviving rows decoded in full ─▶ rehydrated item JSON ─▶ residual CQL2
@@ -22,19 +22,21 @@
 //!   collections filter.
 //! * **filter**: CQL2 evaluated with [`cql2::Expr::matches`] on the rehydrated item (bare names
 //!   resolve at top level, then inside `properties`); NULL is not a match.
-//! * **Each item once.** An item spanning several cells is stored once per cell; the first
-//!   matching row of an id wins and later rows of that id are dropped. Files are visited newest
-//!   commit first (data sequence number, then path), so when several versions match, the one from
-//!   the most recent commit is returned. Streaming cannot take back a returned item: a later row
-//!   with a strictly newer (`updated`, `created`) version is counted in
+//! * **Each item once.** An item spanning several cells is stored once per cell; a `HashSet`-like
+//!   map of returned ids drops its other rows. Versions: files are grouped by bucket (cell, year)
+//!   and a bucket's files are read together, keeping per id the newest matching row by the
+//!   decisions rule (latest `updated`, then `created`, then the most recently committed file,
+//!   i.e. the higher data sequence number). Since the versions of an item share its cells, this
+//!   resolves them before anything is returned. Buckets are visited newest commit first. Only
+//!   when versions sit in *different* buckets (the footprint or year changed) can streaming
+//!   return an older one first; it cannot be taken back, so the newer row is counted in
 //!   [`SearchStats::superseded_after_emit`] and logged. With `sortby` (results are collected
-//!   anyway) the full decisions rule applies: latest `updated`, then `created`, then most recently
-//!   committed file. A newer version that does not match the query does not hide an older one that
-//!   does; `compact` removes superseded versions.
+//!   anyway) the rule is applied across all buckets. A newer version that does not match the
+//!   query does not hide an older one that does; `compact` removes superseded versions.
 //! * **limit / max_items**: both cap the number of items (the smaller wins). The native search
 //!   has no pages.
-//! * **Memory**: bounded by `READ_CONCURRENCY` files in flight (their bytes plus their matching
-//!   items) and the set of returned ids. `sortby` collects every matching item before sorting:
+//! * **Memory**: bounded by `READ_CONCURRENCY` buckets in flight (one file's bytes at a time per
+//!   bucket, plus the bucket's matching items) and the map of returned ids. `sortby` collects every matching item before sorting:
 //!   memory grows with the result size.
 
 use std::cmp::Ordering;
@@ -807,6 +809,26 @@ fn compare_items(a: &Json, b: &Json, sortby: &[SortBy]) -> Ordering {
     id(a).cmp(&id(b))
 }
 
+/// Keep the newest row of each id (first-seen order otherwise kept).
+fn newest_per_id(hits: Vec<Hit>) -> Vec<Hit> {
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Hit> = Vec::with_capacity(hits.len());
+    for hit in hits {
+        match slot.get(&hit.id) {
+            Some(&i) => {
+                if newer(&hit, &out[i]) {
+                    out[i] = hit;
+                }
+            }
+            None => {
+                slot.insert(hit.id.clone(), out.len());
+                out.push(hit);
+            }
+        }
+    }
+    out
+}
+
 /// Whether `a` is a newer version than `b`: latest `updated`, then `created`, then the file
 /// committed later (lower rank).
 fn newer(a: &Hit, b: &Hit) -> bool {
@@ -859,17 +881,38 @@ impl Warehouse {
             with_grid_partition: request.with_grid_partition,
             stats: Arc::clone(&stats),
         });
-        let hits = stream::iter(files.into_iter().enumerate())
-            .map(move |(rank, file)| {
+        // Buckets (cell, year) in order of their newest file; the versions of an item live in
+        // the same buckets, so merging a bucket's files resolves them before anything is
+        // returned.
+        let mut buckets: Vec<Vec<(usize, FileEntry)>> = Vec::new();
+        let mut index: HashMap<(Option<String>, Option<i32>), usize> = HashMap::new();
+        for (rank, file) in files.into_iter().enumerate() {
+            let key = (file.cell.clone(), file.year);
+            let slot = *index.entry(key).or_insert_with(|| {
+                buckets.push(Vec::new());
+                buckets.len() - 1
+            });
+            buckets[slot].push((rank, file));
+        }
+        let hits = stream::iter(buckets)
+            .map(move |bucket| {
                 let plan = Arc::clone(&plan);
                 async move {
-                    let bytes = Location::parse(&file.path)?.get_bytes().await?;
-                    let path = file.path.clone();
-                    tokio::task::spawn_blocking(move || plan.read_file(bytes, &path, rank))
-                        .await
-                        .map_err(|e| {
-                            Error::Config(format!("decoding {} panicked: {e}", file.path))
-                        })?
+                    let mut merged: Vec<Hit> = Vec::new();
+                    for (rank, file) in bucket {
+                        let bytes = Location::parse(&file.path)?.get_bytes().await?;
+                        let plan = Arc::clone(&plan);
+                        let path = file.path.clone();
+                        let hits =
+                            tokio::task::spawn_blocking(move || plan.read_file(bytes, &path, rank))
+                                .await
+                                .map_err(|e| {
+                                    Error::Config(format!("decoding {} panicked: {e}", file.path))
+                                })??;
+                        merged.extend(hits);
+                    }
+                    // A file may hold several versions too (one ingest chunk).
+                    Ok::<_, Error>(newest_per_id(merged))
                 }
             })
             .buffered(READ_CONCURRENCY);
