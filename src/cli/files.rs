@@ -50,19 +50,24 @@ pub struct FilesArgs {
     format: FilesFormat,
 }
 
+/// The text of an argument; `@path` reads it from a file (local or URL).
+pub(super) async fn argument_text(text: &str, arg: &str) -> anyhow::Result<String> {
+    match text.strip_prefix('@') {
+        Some(path) => {
+            let bytes = Location::parse(path)?
+                .get_bytes()
+                .await
+                .map_err(|e| UsageError(format!("{arg}: cannot read {path}: {e}")))?;
+            Ok(String::from_utf8(bytes.to_vec())
+                .map_err(|_| UsageError(format!("{arg}: {path} is not UTF-8 text")))?)
+        }
+        None => Ok(text.to_string()),
+    }
+}
+
 async fn region(args: &FilesArgs) -> anyhow::Result<Option<Geometry<f64>>> {
     if let Some(text) = &args.intersects {
-        let text = match text.strip_prefix('@') {
-            Some(path) => {
-                let bytes = Location::parse(path)?
-                    .get_bytes()
-                    .await
-                    .map_err(|e| UsageError(format!("--intersects: cannot read {path}: {e}")))?;
-                String::from_utf8(bytes.to_vec())
-                    .map_err(|_| UsageError(format!("--intersects: {path} is not UTF-8 text")))?
-            }
-            None => text.clone(),
-        };
+        let text = argument_text(text, "--intersects").await?;
         return Ok(Some(parse_geometry(&text, "--intersects")?));
     }
     if let Some(b) = &args.bbox {

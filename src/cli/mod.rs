@@ -7,6 +7,7 @@ mod generate;
 mod info;
 mod ingest;
 mod progress;
+mod search;
 mod stats;
 
 use std::io::IsTerminal;
@@ -58,6 +59,8 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Data files that can hold items of a region and time range (manifest pruning).
     Files(files::FilesArgs),
+    /// STAC API item search: bbox/intersects, datetime, ids, collections, CQL2 filter, sortby.
+    Search(Box<search::SearchArgs>),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
             Command::Info(args) => info::run(args).await,
             Command::Stats(args) => stats::run(args).await,
             Command::Files(args) => files::run(args).await,
+            Command::Search(args) => search::run(*args).await,
         }
     });
     match result {

@@ -123,7 +123,7 @@ fn id_string(value: &Value) -> Option<String> {
 }
 
 /// The footprint's parts as planar geometries (unwrapped longitudes).
-fn parts(footprint: &Footprint) -> Vec<Geometry<f64>> {
+pub(crate) fn parts(footprint: &Footprint) -> Vec<Geometry<f64>> {
     let coords =
         |pts: &[[f64; 2]]| LineString::from(pts.iter().map(|p| (p[0], p[1])).collect::<Vec<_>>());
     let mut parts = Vec::new();

@@ -36,7 +36,8 @@ pub fn read_file_rows(bytes: Bytes, columns: &Columns, label: &str) -> Result<Ve
     Ok(rows)
 }
 
-fn normalise(array: &ArrayRef, label: &str) -> Result<ArrayRef> {
+/// Cast dictionary, view and large string/binary arrays to plain `Utf8`/`Binary`.
+pub(crate) fn normalise(array: &ArrayRef, label: &str) -> Result<ArrayRef> {
     match array.data_type() {
         DataType::Dictionary(_, value) => {
             arrow_cast::cast(array, value).map_err(|e| Error::arrow(label, e))
@@ -111,8 +112,9 @@ fn number(f: f64) -> Json {
     serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)
 }
 
-/// One cell as JSON (timestamps as RFC 3339 UTC text with microseconds).
-fn cell_json(a: &ArrayRef, i: usize) -> Json {
+/// One cell as JSON (timestamps as RFC 3339 UTC text, `Z`, with as many fractional digits as
+/// needed: none, 3, 6 or 9).
+pub(crate) fn cell_json(a: &ArrayRef, i: usize) -> Json {
     match a.data_type() {
         DataType::Utf8 => Json::String(a.as_string::<i32>().value(i).to_string()),
         DataType::Boolean => Json::Bool(a.as_boolean().value(i)),
@@ -142,7 +144,7 @@ fn cell_json(a: &ArrayRef, i: usize) -> Json {
                     .value(i),
             };
             DateTime::from_timestamp_micros(micros(v, unit)).map_or(Json::Null, |d| {
-                Json::String(d.to_rfc3339_opts(SecondsFormat::Micros, true))
+                Json::String(d.to_rfc3339_opts(SecondsFormat::AutoSi, true))
             })
         }
         _ => arrow_cast::display::array_value_to_string(a, i)

@@ -1,4 +1,5 @@
-//! Query and inspect a warehouse: catalog report, per-bucket statistics and file pruning.
+//! Query and inspect a warehouse: catalog report, per-bucket statistics, file pruning and
+//! native item search ([`Warehouse::search`], see `search.rs` for its semantics).
 //!
 //! ```text
 //! geometry ─▶ cells (the ingest Partitioner of the table's grid) ┐
@@ -19,7 +20,9 @@
 
 mod input;
 mod prune;
+mod rehydrate;
 mod scan;
+mod search;
 mod summary;
 mod wkt;
 
@@ -32,7 +35,12 @@ use iceberg::table::Table;
 
 pub use input::{bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point};
 pub use prune::{Pruner, cell_list_sql, cells_for_geometry};
+pub use rehydrate::{ItemBatch, item_json, wkb_geometry, wkb_to_geojson};
 pub use scan::{FileEntry, Scan};
+pub use search::{
+    DatetimeInterval, Fields, READ_CONCURRENCY, SearchCounts, SearchRequest, SearchStats, SortBy,
+    datetime_matches, footprint_intersects, parse_filter,
+};
 pub use summary::{
     BASE_FIELD_IDS, BucketStats, CatalogInfo, SchemaField, SnapshotInfo, YearRows, bucket_stats,
     top_buckets,

@@ -25,6 +25,8 @@ pub struct FileEntry {
     pub rows: u64,
     /// File size in bytes.
     pub bytes: u64,
+    /// Data sequence number (commit order; higher = committed later), when known.
+    pub sequence_number: Option<i64>,
 }
 
 /// What a scan read.
@@ -124,6 +126,7 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
                 year,
                 rows: file.record_count(),
                 bytes: file.file_size_in_bytes(),
+                sequence_number: entry.sequence_number(),
             });
         }
     }

@@ -192,6 +192,7 @@ mod tests {
 
     fn file(path: &str, cell: &str, year: Option<i32>, rows: u64) -> FileEntry {
         FileEntry {
+            sequence_number: None,
             path: path.into(),
             cell: Some(cell.into()),
             year,

@@ -1,0 +1,194 @@
+//! `earthcatalog search`: STAC API item search over the warehouse, streamed to stdout.
+
+use std::io::Write;
+
+use clap::{Args, ValueEnum};
+use earthcatalog::query::{
+    DatetimeInterval, Fields, SearchRequest, SortBy, Warehouse, parse_bbox, parse_filter,
+    parse_geometry, parse_point,
+};
+use futures::StreamExt;
+
+use super::files::argument_text;
+use super::ingest::DEFAULT_CATALOG;
+use super::{EXIT_OK, UsageError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SearchFormat {
+    /// A GeoJSON FeatureCollection, written as items arrive.
+    Geojson,
+    /// One item per line.
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FilterLang {
+    /// CQL2 text, e.g. `platform = 'LC08'`.
+    #[value(name = "cql2-text")]
+    Cql2Text,
+    /// CQL2 JSON.
+    #[value(name = "cql2-json")]
+    Cql2Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Catalog database (path or s3://…/catalog.db).
+    #[arg(long, default_value = DEFAULT_CATALOG)]
+    catalog: String,
+    /// Warehouse root (default: derived from the table location).
+    #[arg(long)]
+    warehouse: Option<String>,
+    /// Items intersecting minx,miny,maxx,maxy (lon/lat); minx > maxx crosses the antimeridian.
+    #[arg(long, group = "region", allow_hyphen_values = true)]
+    bbox: Option<String>,
+    /// Items intersecting a GeoJSON (geometry, Feature, FeatureCollection) or WKT region;
+    /// `@path` reads it from a file.
+    #[arg(long, group = "region")]
+    intersects: Option<String>,
+    /// Items intersecting a point lon,lat.
+    #[arg(long, group = "region", allow_hyphen_values = true)]
+    point: Option<String>,
+    /// An instant or an interval `start/end` (`..` or empty for an open end). Items without a
+    /// datetime match when their start_datetime/end_datetime interval overlaps.
+    #[arg(long)]
+    datetime: Option<String>,
+    /// Only these ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<String>,
+    /// Only these collections (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    collections: Vec<String>,
+    /// CQL2 filter, e.g. "percent_valid_pixels > 50 AND platform IN ('LC08','S2A')";
+    /// `@path` reads it from a file.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Filter language (default: JSON when the filter starts with `{`, text otherwise).
+    #[arg(long, value_enum)]
+    filter_lang: Option<FilterLang>,
+    /// Sort keys, e.g. `+datetime,-percent_valid_pixels` (collects every match first).
+    #[arg(long, allow_hyphen_values = true)]
+    sortby: Option<String>,
+    /// Cap on the number of items (STAC API page size; there are no pages here).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Cap on the number of items.
+    #[arg(long)]
+    max_items: Option<usize>,
+    /// Fields to include/exclude, e.g. `id,properties.datetime` or `-assets,-links`.
+    #[arg(long, allow_hyphen_values = true)]
+    fields: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SearchFormat::Geojson)]
+    format: SearchFormat,
+    /// Keep the `grid_partition` column as a property.
+    #[arg(long)]
+    with_grid_partition: bool,
+    /// Print search counters (files, row groups, rows) to stderr at the end.
+    #[arg(long)]
+    stats: bool,
+}
+
+/// Validate every argument into a request before touching the catalog.
+async fn request(args: &SearchArgs) -> anyhow::Result<SearchRequest> {
+    let mut req = SearchRequest::new();
+    if let Some(text) = &args.intersects {
+        let text = argument_text(text, "--intersects").await?;
+        req.intersects = Some(parse_geometry(&text, "--intersects")?);
+    } else if let Some(b) = &args.bbox {
+        req.intersects = Some(parse_bbox(b, "--bbox")?);
+    } else if let Some(p) = &args.point {
+        req.intersects = Some(parse_point(p, "--point")?);
+    }
+    if let Some(d) = &args.datetime {
+        req.datetime = Some(DatetimeInterval::parse(d, "--datetime")?);
+    }
+    let list = |v: &[String]| -> Option<Vec<String>> {
+        let v: Vec<String> = v
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!v.is_empty()).then_some(v)
+    };
+    req.ids = list(&args.ids);
+    req.collections = list(&args.collections);
+    if let Some(f) = &args.filter {
+        let text = argument_text(f, "--filter").await?;
+        let lang = args.filter_lang.map(|l| match l {
+            FilterLang::Cql2Text => "cql2-text",
+            FilterLang::Cql2Json => "cql2-json",
+        });
+        req.filter = Some(parse_filter(&text, lang, "--filter")?);
+    } else if args.filter_lang.is_some() {
+        return Err(UsageError("--filter-lang needs --filter".into()).into());
+    }
+    if let Some(s) = &args.sortby {
+        req.sortby = SortBy::parse_list(s, "--sortby")?;
+    }
+    req.limit = args.limit;
+    req.max_items = args.max_items;
+    if let Some(f) = &args.fields {
+        req.fields = Fields::parse(f);
+    }
+    req.with_grid_partition = args.with_grid_partition;
+    Ok(req)
+}
+
+/// Whether a write failed because the reader went away (treated as success).
+fn broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
+    let req = request(&args).await?;
+    let wh = Warehouse::open(&args.catalog, args.warehouse.as_deref()).await?;
+    let (mut items, stats) = wh.search_with_stats(&req).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let geojson = args.format == SearchFormat::Geojson;
+    let mut count = 0u64;
+    let result: std::io::Result<()> = async {
+        if geojson {
+            out.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
+        }
+        while let Some(item) = items.next().await {
+            let item = item.map_err(std::io::Error::other)?;
+            if geojson && count > 0 {
+                out.write_all(b",\n")?;
+            }
+            serde_json::to_writer(&mut out, &item)?;
+            if !geojson {
+                out.write_all(b"\n")?;
+            }
+            count += 1;
+        }
+        if geojson {
+            writeln!(out, "\n],\"numberReturned\":{count}}}")?;
+        }
+        out.flush()
+    }
+    .await;
+    match result {
+        Ok(()) => {}
+        Err(e) if broken_pipe(&e) => return Ok(EXIT_OK),
+        Err(e) => match e.downcast::<earthcatalog::Error>() {
+            Ok(err) => return Err(err.into()),
+            Err(e) => return Err(e.into()),
+        },
+    }
+    if args.stats {
+        let s = stats.snapshot();
+        eprintln!(
+            "{count} items; files {}, row groups {} ({} skipped by statistics), rows scanned {}, \
+             rows matched {}, duplicates dropped {}",
+            s.files,
+            s.row_groups,
+            s.row_groups_pruned,
+            s.rows_scanned,
+            s.rows_matched,
+            s.duplicates
+        );
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,1109 @@
+//! Native item search with the STAC API item-search vocabulary.
+//!
+//! ```text
+//! request ─▶ cells (ingest partitioner) × years ─▶ Pruner ─▶ live files (manifests only)
+//!   buckets, newest commit first ─▶ fetch (≤ READ_CONCURRENCY buckets at once) ─▶ blocking decode:
+//!     row groups skipped by Parquet statistics (datetime, id)
+//!     row filter on the filter columns only (id, collection, datetime, start/end, geometry)
+//!     surviving rows decoded in full ─▶ rehydrated item JSON ─▶ residual CQL2
+//!   ─▶ dedup by id ─▶ fields ─▶ stream (or collect + sort for sortby)
+//! ```
+//!
+//! Semantics:
+//! * **Geometry**: an item matches when its footprint intersects the query geometry. Both are
+//!   read like the partitioners read footprints ([`crate::grid`]): a ring whose longitudes jump by
+//!   more than 180° crosses the antimeridian the short way, pole-enclosing rings are polar caps,
+//!   and shapes are compared under shifts of 360°. Items without geometry never match a spatial
+//!   query.
+//! * **Datetime**: `[start, end]`, either end open. An item with a `datetime` matches when it is
+//!   inside; an item without one matches when its `[start_datetime, end_datetime]` overlaps (a
+//!   missing bound is open; with neither, it does not match).
+//! * **ids / collections**: membership; an item without a collection never matches a
+//!   collections filter.
+//! * **filter**: CQL2 evaluated with [`cql2::Expr::matches`] on the rehydrated item (bare names
+//!   resolve at top level, then inside `properties`); NULL is not a match.
+//! * **Each item once.** An item spanning several cells is stored once per cell; a `HashSet`-like
+//!   map of returned ids drops its other rows. Versions: files are grouped by bucket (cell, year)
+//!   and a bucket's files are read together, keeping per id the newest matching row by the
+//!   decisions rule (latest `updated`, then `created`, then the most recently committed file,
+//!   i.e. the higher data sequence number). Since the versions of an item share its cells, this
+//!   resolves them before anything is returned. Buckets are visited newest commit first. Only
+//!   when versions sit in *different* buckets (the footprint or year changed) can streaming
+//!   return an older one first; it cannot be taken back, so the newer row is counted in
+//!   [`SearchStats::superseded_after_emit`] and logged. With `sortby` (results are collected
+//!   anyway) the rule is applied across all buckets. A newer version that does not match the
+//!   query does not hide an older one that does; `compact` removes superseded versions.
+//! * **limit / max_items**: both cap the number of items (the smaller wins). The native search
+//!   has no pages.
+//! * **Memory**: bounded by `READ_CONCURRENCY` buckets in flight (one file's bytes at a time per
+//!   bucket, plus the bucket's matching items) and the map of returned ids. `sortby` collects every matching item before sorting:
+//!   memory grows with the result size.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Schema as ArrowSchema, TimeUnit};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
+use geo::{BoundingRect, Intersects, Translate};
+use geo_types::{Geometry, Rect};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter};
+use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::statistics::Statistics;
+use serde_json::{Map, Value as Json};
+
+use super::prune::Pruner;
+use super::rehydrate::{ItemBatch, wkb_geometry};
+use super::{FileEntry, Warehouse, parse_datetime};
+use crate::error::{Error, Result};
+use crate::grid::{Footprint, lon_shifts, regions};
+use crate::store::Location;
+
+/// Data files fetched and decoded at once.
+pub const READ_CONCURRENCY: usize = 4;
+/// Rows per decoded batch.
+const BATCH_ROWS: usize = 2048;
+
+/// A datetime interval; `None` ends are open. An instant is `[t, t]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatetimeInterval {
+    /// Inclusive start.
+    pub start: Option<DateTime<Utc>>,
+    /// Inclusive end.
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl DatetimeInterval {
+    /// Parse the STAC API `datetime` parameter: an instant, `start/end`, `../end`, `start/..`
+    /// (an empty side is open too). Bounds are read like [`parse_datetime`] (naive = UTC).
+    /// `arg` names the argument in errors.
+    pub fn parse(text: &str, arg: &str) -> Result<Self> {
+        let text = text.trim();
+        let bound = |s: &str| -> Result<Option<DateTime<Utc>>> {
+            let s = s.trim();
+            if s.is_empty() || s == ".." {
+                Ok(None)
+            } else {
+                parse_datetime(s, arg).map(Some)
+            }
+        };
+        let interval = match text.split_once('/') {
+            None => {
+                let t = bound(text)?
+                    .ok_or_else(|| Error::Config(format!("{arg}: an empty datetime")))?;
+                Self {
+                    start: Some(t),
+                    end: Some(t),
+                }
+            }
+            Some((a, b)) => Self {
+                start: bound(a)?,
+                end: bound(b)?,
+            },
+        };
+        if interval.start.is_none() && interval.end.is_none() && text.contains('/') {
+            return Err(Error::Config(format!(
+                "{arg}: {text:?} has two open ends (give at least one bound)"
+            )));
+        }
+        if let (Some(s), Some(e)) = (interval.start, interval.end)
+            && s > e
+        {
+            return Err(Error::Config(format!(
+                "{arg}: the start {s} is after the end {e}"
+            )));
+        }
+        Ok(interval)
+    }
+
+    fn micros(&self) -> (Option<i64>, Option<i64>) {
+        (
+            self.start.map(|t| t.timestamp_micros()),
+            self.end.map(|t| t.timestamp_micros()),
+        )
+    }
+}
+
+/// Whether an item's time matches `[lo, hi]` (µs; open ends `None`): its `datetime` inside, or
+/// without one, its `[start_datetime, end_datetime]` overlapping (missing bounds open; with
+/// neither bound it does not match).
+pub fn datetime_matches(
+    datetime: Option<i64>,
+    start_datetime: Option<i64>,
+    end_datetime: Option<i64>,
+    lo: Option<i64>,
+    hi: Option<i64>,
+) -> bool {
+    match datetime {
+        Some(t) => lo.is_none_or(|l| t >= l) && hi.is_none_or(|h| t <= h),
+        None => {
+            (start_datetime.is_some() || end_datetime.is_some())
+                && start_datetime.is_none_or(|s| hi.is_none_or(|h| s <= h))
+                && end_datetime.is_none_or(|e| lo.is_none_or(|l| e >= l))
+        }
+    }
+}
+
+/// One sort key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortBy {
+    /// Field: a top-level member or a property (`datetime`, `properties.datetime`, `id`).
+    pub field: String,
+    /// Descending order.
+    pub descending: bool,
+}
+
+impl SortBy {
+    /// Parse `+datetime,-eo:cloud_cover` (no sign: ascending). `arg` names the argument.
+    pub fn parse_list(text: &str, arg: &str) -> Result<Vec<Self>> {
+        let mut out = Vec::new();
+        for part in text.split(',') {
+            let part = part.trim();
+            let (field, descending) = if let Some(f) = part.strip_prefix('-') {
+                (f, true)
+            } else {
+                (part.strip_prefix('+').unwrap_or(part), false)
+            };
+            let field = field.trim();
+            if field.is_empty() {
+                return Err(Error::Config(format!(
+                    "{arg}: an empty sort field in {text:?}"
+                )));
+            }
+            out.push(Self {
+                field: field.to_string(),
+                descending,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// STAC API fields extension: which members to return.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// Only these paths (plus `type` and `id`); empty: everything.
+    pub include: Vec<String>,
+    /// Remove these paths (a path also included is kept).
+    pub exclude: Vec<String>,
+}
+
+impl Fields {
+    /// Parse `id,properties.datetime,-assets` (`+` or no sign: include; `-`: exclude).
+    pub fn parse(text: &str) -> Self {
+        let mut f = Self::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some(p) = part.strip_prefix('-') {
+                f.exclude.push(p.to_string());
+            } else {
+                f.include
+                    .push(part.strip_prefix('+').unwrap_or(part).to_string());
+            }
+        }
+        f
+    }
+
+    /// Whether no field selection applies.
+    pub fn is_empty(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
+    }
+
+    /// Apply to an item. Paths are dotted (`properties.platform`); a path whose first segment
+    /// is not a top-level member of the item is looked up inside `properties`.
+    pub fn apply(&self, item: Json) -> Json {
+        if self.is_empty() {
+            return item;
+        }
+        let Json::Object(mut obj) = item else {
+            return item;
+        };
+        if !self.include.is_empty() {
+            let mut out = Map::new();
+            for key in ["type", "id"] {
+                if let Some(v) = obj.get(key) {
+                    out.insert(key.into(), v.clone());
+                }
+            }
+            for path in &self.include {
+                let segs = resolve(&obj, path);
+                if let Some(v) = get_path(&obj, &segs) {
+                    set_path(&mut out, &segs, v.clone());
+                }
+            }
+            obj = out;
+        }
+        for path in &self.exclude {
+            if self.include.contains(path) {
+                continue;
+            }
+            let segs = resolve(&obj, path);
+            remove_path(&mut obj, &segs);
+        }
+        Json::Object(obj)
+    }
+}
+
+/// Split a dotted path; prefix `properties` when the first segment is not top-level.
+fn resolve(obj: &Map<String, Json>, path: &str) -> Vec<String> {
+    let segs: Vec<String> = path.split('.').map(str::to_string).collect();
+    if obj.contains_key(&segs[0]) || segs[0] == "properties" {
+        segs
+    } else {
+        std::iter::once("properties".to_string())
+            .chain(segs)
+            .collect()
+    }
+}
+
+fn get_path<'a>(obj: &'a Map<String, Json>, segs: &[String]) -> Option<&'a Json> {
+    let (first, rest) = segs.split_first()?;
+    let mut v = obj.get(first)?;
+    for s in rest {
+        v = v.as_object()?.get(s)?;
+    }
+    Some(v)
+}
+
+fn set_path(obj: &mut Map<String, Json>, segs: &[String], value: Json) {
+    let Some((first, rest)) = segs.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        obj.insert(first.clone(), value);
+        return;
+    }
+    let entry = obj
+        .entry(first.clone())
+        .or_insert_with(|| Json::Object(Map::new()));
+    if let Json::Object(m) = entry {
+        set_path(m, rest, value);
+    }
+}
+
+fn remove_path(obj: &mut Map<String, Json>, segs: &[String]) {
+    let Some((first, rest)) = segs.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        obj.shift_remove(first);
+    } else if let Some(Json::Object(m)) = obj.get_mut(first) {
+        remove_path(m, rest);
+    }
+}
+
+/// A search: the STAC API item-search parameters.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// Items whose footprint intersects this geometry (lon/lat). A bbox crossing the
+    /// antimeridian is the two-box MultiPolygon [`super::parse_bbox`] makes.
+    pub intersects: Option<Geometry<f64>>,
+    /// Items whose datetime (or start/end interval) is in this interval.
+    pub datetime: Option<DatetimeInterval>,
+    /// Only these ids.
+    pub ids: Option<Vec<String>>,
+    /// Only these collections.
+    pub collections: Option<Vec<String>>,
+    /// Residual CQL2 filter (text or JSON, parsed by the caller).
+    pub filter: Option<cql2::Expr>,
+    /// Sort keys (collects every match before sorting).
+    pub sortby: Vec<SortBy>,
+    /// Cap on the number of items (STAC API page size; there are no pages here).
+    pub limit: Option<usize>,
+    /// Cap on the number of items.
+    pub max_items: Option<usize>,
+    /// Member selection.
+    pub fields: Fields,
+    /// Keep `grid_partition` as a property of returned items.
+    pub with_grid_partition: bool,
+}
+
+impl SearchRequest {
+    /// A request matching everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Intersect with a bbox (`minx > maxx` crosses the antimeridian).
+    pub fn with_bbox(mut self, minx: f64, miny: f64, maxx: f64, maxy: f64) -> Result<Self> {
+        self.intersects = Some(super::bbox_geometry(minx, miny, maxx, maxy, "bbox")?);
+        Ok(self)
+    }
+
+    /// Intersect with a geometry.
+    pub fn with_intersects(mut self, geometry: Geometry<f64>) -> Self {
+        self.intersects = Some(geometry);
+        self
+    }
+
+    /// Restrict to a datetime interval.
+    pub fn with_datetime(mut self, interval: DatetimeInterval) -> Self {
+        self.datetime = Some(interval);
+        self
+    }
+
+    /// Restrict to ids.
+    pub fn with_ids<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
+        self.ids = Some(ids.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Restrict to collections.
+    pub fn with_collections<S: Into<String>>(
+        mut self,
+        collections: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.collections = Some(collections.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Add a CQL2 filter.
+    pub fn with_filter(mut self, filter: cql2::Expr) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Cap the number of items.
+    pub fn with_max_items(mut self, n: usize) -> Self {
+        self.max_items = Some(n);
+        self
+    }
+
+    /// Sort the results.
+    pub fn with_sortby(mut self, sortby: Vec<SortBy>) -> Self {
+        self.sortby = sortby;
+        self
+    }
+
+    fn cap(&self) -> Option<usize> {
+        match (self.limit, self.max_items) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Parse a CQL2 filter given as text or JSON. `lang` is `cql2-text`, `cql2-json` or `None`
+/// (JSON when the text starts with `{`). `arg` names the argument in errors.
+pub fn parse_filter(text: &str, lang: Option<&str>, arg: &str) -> Result<cql2::Expr> {
+    let trimmed = text.trim();
+    let json = match lang {
+        Some("cql2-json") => true,
+        Some("cql2-text") => false,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "{arg}: unknown filter language {other:?} (cql2-text or cql2-json)"
+            )));
+        }
+        None => trimmed.starts_with('{'),
+    };
+    let parsed = if json {
+        cql2::parse_json(trimmed).map_err(|e| e.to_string())
+    } else {
+        cql2::parse_text(trimmed).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| {
+        Error::Config(format!(
+            "{arg}: not valid {}: {e}",
+            if json { "CQL2 JSON" } else { "CQL2 text" }
+        ))
+    })
+}
+
+/// Counters of one search (shared with the stream; read them when it is done).
+#[derive(Debug, Default)]
+pub struct SearchStats {
+    /// Candidate files after partition pruning.
+    pub files: AtomicU64,
+    /// Row groups in candidate files.
+    pub row_groups: AtomicU64,
+    /// Row groups skipped by their statistics.
+    pub row_groups_pruned: AtomicU64,
+    /// Rows in the row groups read.
+    pub rows_scanned: AtomicU64,
+    /// Rows that passed every filter (before dedup).
+    pub rows_matched: AtomicU64,
+    /// Matching rows dropped because their id was already returned.
+    pub duplicates: AtomicU64,
+    /// Dropped rows that were a strictly newer version than the returned one (streaming only).
+    pub superseded_after_emit: AtomicU64,
+}
+
+impl SearchStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, AtomicOrdering::Relaxed);
+    }
+
+    /// A plain snapshot of the counters.
+    pub fn snapshot(&self) -> SearchCounts {
+        let g = |c: &AtomicU64| c.load(AtomicOrdering::Relaxed);
+        SearchCounts {
+            files: g(&self.files),
+            row_groups: g(&self.row_groups),
+            row_groups_pruned: g(&self.row_groups_pruned),
+            rows_scanned: g(&self.rows_scanned),
+            rows_matched: g(&self.rows_matched),
+            duplicates: g(&self.duplicates),
+            superseded_after_emit: g(&self.superseded_after_emit),
+        }
+    }
+}
+
+/// A snapshot of [`SearchStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SearchCounts {
+    /// See [`SearchStats::files`].
+    pub files: u64,
+    /// See [`SearchStats::row_groups`].
+    pub row_groups: u64,
+    /// See [`SearchStats::row_groups_pruned`].
+    pub row_groups_pruned: u64,
+    /// See [`SearchStats::rows_scanned`].
+    pub rows_scanned: u64,
+    /// See [`SearchStats::rows_matched`].
+    pub rows_matched: u64,
+    /// See [`SearchStats::duplicates`].
+    pub duplicates: u64,
+    /// See [`SearchStats::superseded_after_emit`].
+    pub superseded_after_emit: u64,
+}
+
+/// The query geometry as planar parts (unwrapped like footprints) with their bounds.
+#[derive(Debug)]
+struct QueryShape {
+    parts: Vec<(Geometry<f64>, Rect<f64>)>,
+}
+
+impl QueryShape {
+    fn new(g: &Geometry<f64>) -> Self {
+        let fp = Footprint::from_geometry(g);
+        let parts = regions::parts(&fp)
+            .into_iter()
+            .filter_map(|p| p.bounding_rect().map(|r| (p, r)))
+            .collect();
+        Self { parts }
+    }
+
+    fn intersects(&self, item: &Geometry<f64>) -> bool {
+        footprint_intersects_parts(item, &self.parts)
+    }
+}
+
+fn footprint_intersects_parts(item: &Geometry<f64>, query: &[(Geometry<f64>, Rect<f64>)]) -> bool {
+    let fp = Footprint::from_geometry(item);
+    if fp.is_empty() {
+        return false;
+    }
+    for part in regions::parts(&fp) {
+        let Some(ib) = part.bounding_rect() else {
+            continue;
+        };
+        for (q, qb) in query {
+            if qb.min().y > ib.max().y || qb.max().y < ib.min().y {
+                continue;
+            }
+            for shift in lon_shifts(ib.min().x, ib.max().x, qb.min().x, qb.max().x, 0.0) {
+                let moved = if shift == 0.0 {
+                    part.clone()
+                } else {
+                    part.translate(-shift, 0.0)
+                };
+                if q.intersects(&moved) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Whether an item footprint intersects a query geometry, both read like the partitioners read
+/// footprints (antimeridian crossings the short way, pole rings as caps, 360° shifts).
+pub fn footprint_intersects(item: &Geometry<f64>, query: &Geometry<f64>) -> bool {
+    QueryShape::new(query).intersects(item)
+}
+
+/// What every candidate row is tested against (shared by the decoding tasks).
+#[derive(Debug)]
+struct Plan {
+    shape: Option<QueryShape>,
+    interval: Option<(Option<i64>, Option<i64>)>,
+    ids: Option<HashSet<String>>,
+    collections: Option<HashSet<String>>,
+    filter: Option<cql2::Expr>,
+    with_grid_partition: bool,
+    stats: Arc<SearchStats>,
+}
+
+/// A matching row.
+#[derive(Debug)]
+struct Hit {
+    id: String,
+    /// (updated, created) in µs.
+    version: (Option<i64>, Option<i64>),
+    /// Rank of the file: lower = committed later.
+    rank: usize,
+    item: Json,
+}
+
+fn ts_micros(array: &ArrayRef) -> Option<Vec<Option<i64>>> {
+    let DataType::Timestamp(_, tz) = array.data_type() else {
+        return None;
+    };
+    let target = DataType::Timestamp(TimeUnit::Microsecond, tz.clone());
+    let cast = arrow_cast::cast(array, &target).ok()?;
+    let p = cast.as_primitive_opt::<arrow_array::types::TimestampMicrosecondType>()?;
+    Some(
+        (0..p.len())
+            .map(|i| (!p.is_null(i)).then(|| p.value(i)))
+            .collect(),
+    )
+}
+
+fn to_micros(v: i64, unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => v.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => v.saturating_mul(1000),
+        TimeUnit::Microsecond => v,
+        TimeUnit::Nanosecond => v.div_euclid(1000),
+    }
+}
+
+impl Plan {
+    /// The columns the row filter reads.
+    fn filter_columns(&self) -> Vec<&'static str> {
+        let mut c = Vec::new();
+        if self.ids.is_some() {
+            c.push("id");
+        }
+        if self.collections.is_some() {
+            c.push("collection");
+        }
+        if self.interval.is_some() {
+            c.extend(["datetime", "start_datetime", "end_datetime"]);
+        }
+        if self.shape.is_some() {
+            c.push("geometry");
+        }
+        c
+    }
+
+    fn has_row_predicate(&self) -> bool {
+        !self.filter_columns().is_empty()
+    }
+
+    /// Whether a row group can hold a matching row, by its statistics.
+    fn row_group_may_match(&self, rg: &RowGroupMetaData, schema: &ArrowSchema) -> bool {
+        let column = |name: &str| {
+            rg.columns().iter().find(|c| {
+                c.column_descr().name() == name && c.column_descr().path().parts().len() == 1
+            })
+        };
+        if let Some((lo, hi)) = self.interval
+            && let Some(c) = column("datetime")
+            && let Ok(field) = schema.field_with_name("datetime")
+            && let DataType::Timestamp(unit, _) = field.data_type()
+            && let Some(Statistics::Int64(s)) = c.statistics()
+            && s.null_count_opt() == Some(0)
+            && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
+        {
+            let (min, max) = (to_micros(*min, unit), to_micros(*max, unit));
+            if lo.is_some_and(|l| max < l) || hi.is_some_and(|h| min > h) {
+                return false;
+            }
+        }
+        if let Some(ids) = &self.ids
+            && let Some(c) = column("id")
+            && let Some(Statistics::ByteArray(s)) = c.statistics()
+            && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
+        {
+            let (min, max) = (min.data(), max.data());
+            if !ids
+                .iter()
+                .any(|id| id.as_bytes() >= min && id.as_bytes() <= max)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Row mask over a batch holding (some of) the filter columns; absent columns are null.
+    fn row_mask(&self, batch: &RecordBatch) -> std::result::Result<BooleanArray, ArrowError> {
+        let n = batch.num_rows();
+        let mut keep = vec![true; n];
+        let col = |name: &str| -> Option<ArrayRef> {
+            let a = batch.column_by_name(name)?;
+            crate::maintenance::read::normalise(a, "row filter").ok()
+        };
+        let strings_in = |keep: &mut [bool], name: &str, set: &HashSet<String>| {
+            let a = col(name);
+            let s = a.as_ref().and_then(|a| a.as_string_opt::<i32>());
+            for (i, k) in keep.iter_mut().enumerate() {
+                if *k {
+                    *k = s.is_some_and(|s| !s.is_null(i) && set.contains(s.value(i)));
+                }
+            }
+        };
+        if let Some(ids) = &self.ids {
+            strings_in(&mut keep, "id", ids);
+        }
+        if let Some(c) = &self.collections {
+            strings_in(&mut keep, "collection", c);
+        }
+        if let Some((lo, hi)) = self.interval {
+            let get = |name: &str| col(name).as_ref().and_then(ts_micros);
+            let (dt, s, e) = (get("datetime"), get("start_datetime"), get("end_datetime"));
+            let at = |v: &Option<Vec<Option<i64>>>, i: usize| v.as_ref().and_then(|v| v[i]);
+            for (i, k) in keep.iter_mut().enumerate() {
+                if *k {
+                    *k = datetime_matches(at(&dt, i), at(&s, i), at(&e, i), lo, hi);
+                }
+            }
+        }
+        if let Some(shape) = &self.shape {
+            let a = col("geometry");
+            let g = a.as_ref().and_then(|a| a.as_binary_opt::<i32>());
+            for (i, k) in keep.iter_mut().enumerate() {
+                if *k {
+                    *k = g.is_some_and(|g| {
+                        !g.is_null(i)
+                            && wkb_geometry(g.value(i)).is_some_and(|geom| shape.intersects(&geom))
+                    });
+                }
+            }
+        }
+        Ok(BooleanArray::from(keep))
+    }
+
+    /// Decode one file: the rows that match, rehydrated and CQL2-filtered.
+    fn read_file(self: &Arc<Self>, bytes: Bytes, label: &str, rank: usize) -> Result<Vec<Hit>> {
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| Error::parquet(label, e))?
+            .with_batch_size(BATCH_ROWS);
+        let schema = builder.schema().clone();
+        let metadata = builder.metadata().clone();
+        let groups = metadata.row_groups();
+        SearchStats::add(&self.stats.row_groups, groups.len() as u64);
+        let kept: Vec<usize> = (0..groups.len())
+            .filter(|&r| self.row_group_may_match(&groups[r], &schema))
+            .collect();
+        SearchStats::add(
+            &self.stats.row_groups_pruned,
+            (groups.len() - kept.len()) as u64,
+        );
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        SearchStats::add(
+            &self.stats.rows_scanned,
+            kept.iter().map(|&r| groups[r].num_rows() as u64).sum(),
+        );
+        builder = builder.with_row_groups(kept);
+        if self.has_row_predicate() {
+            let wanted = self.filter_columns();
+            let mut roots: Vec<usize> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| wanted.contains(&f.name().as_str()))
+                .map(|(i, _)| i)
+                .collect();
+            if roots.is_empty() {
+                // None of the filter columns exists: the predicate sees nulls only.
+                roots.push(0);
+            }
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            let plan = Arc::clone(self);
+            let predicate = ArrowPredicateFn::new(mask, move |batch| plan.row_mask(&batch));
+            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+        }
+        let reader = builder.build().map_err(|e| Error::parquet(label, e))?;
+        let mut hits = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::arrow(label, e))?;
+            let items = ItemBatch::new(&batch, label)?;
+            for i in 0..items.len() {
+                let Some(id) = items.id(i).map(str::to_string) else {
+                    continue;
+                };
+                let item = items.item(i, self.with_grid_partition);
+                if let Some(filter) = &self.filter {
+                    let ok = filter.clone().matches(Some(&item)).map_err(|e| {
+                        Error::Config(format!("filter: cannot evaluate on item {id}: {e}"))
+                    })?;
+                    if !ok {
+                        continue;
+                    }
+                }
+                let version = (
+                    timestamp_property(&item, "updated"),
+                    timestamp_property(&item, "created"),
+                );
+                hits.push(Hit {
+                    id,
+                    version,
+                    rank,
+                    item,
+                });
+            }
+        }
+        SearchStats::add(&self.stats.rows_matched, hits.len() as u64);
+        Ok(hits)
+    }
+}
+
+fn timestamp_property(item: &Json, name: &str) -> Option<i64> {
+    let s = item.get("properties")?.get(name)?.as_str()?;
+    crate::item::parse_timestamp(s).map(|(t, _)| t)
+}
+
+/// The sort value of `field` in an item: top-level member, else a property.
+fn sort_value<'a>(item: &'a Json, field: &str) -> Option<&'a Json> {
+    let field = field.strip_prefix("properties.").map_or(field, |f| f);
+    let top = item.get(field).filter(|_| !field.contains('.'));
+    top.or_else(|| item.get("properties")?.get(field))
+        .filter(|v| !v.is_null())
+}
+
+fn compare_json(a: &Json, b: &Json) -> Ordering {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => x
+            .as_f64()
+            .unwrap_or(f64::NAN)
+            .total_cmp(&y.as_f64().unwrap_or(f64::NAN)),
+        (Json::String(x), Json::String(y)) => match (
+            crate::item::parse_timestamp(x),
+            crate::item::parse_timestamp(y),
+        ) {
+            (Some((tx, _)), Some((ty, _))) => tx.cmp(&ty),
+            _ => x.cmp(y),
+        },
+        (Json::Bool(x), Json::Bool(y)) => x.cmp(y),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// Order two items by the sort keys (missing values last), then by id.
+fn compare_items(a: &Json, b: &Json, sortby: &[SortBy]) -> Ordering {
+    for key in sortby {
+        let ord = match (sort_value(a, &key.field), sort_value(b, &key.field)) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) => {
+                let o = compare_json(x, y);
+                if key.descending { o.reverse() } else { o }
+            }
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    let id = |v: &Json| v.get("id").and_then(Json::as_str).map(str::to_string);
+    id(a).cmp(&id(b))
+}
+
+/// Keep the newest row of each id (first-seen order otherwise kept).
+fn newest_per_id(hits: Vec<Hit>) -> Vec<Hit> {
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Hit> = Vec::with_capacity(hits.len());
+    for hit in hits {
+        match slot.get(&hit.id) {
+            Some(&i) => {
+                if newer(&hit, &out[i]) {
+                    out[i] = hit;
+                }
+            }
+            None => {
+                slot.insert(hit.id.clone(), out.len());
+                out.push(hit);
+            }
+        }
+    }
+    out
+}
+
+/// Whether `a` is a newer version than `b`: latest `updated`, then `created`, then the file
+/// committed later (lower rank).
+fn newer(a: &Hit, b: &Hit) -> bool {
+    (a.version.0, a.version.1, std::cmp::Reverse(a.rank))
+        > (b.version.0, b.version.1, std::cmp::Reverse(b.rank))
+}
+
+impl Warehouse {
+    /// Search the warehouse; items stream out as STAC JSON (see the module docs).
+    pub async fn search(
+        &self,
+        request: &SearchRequest,
+    ) -> Result<BoxStream<'static, Result<Json>>> {
+        Ok(self.search_with_stats(request).await?.0)
+    }
+
+    /// [`Warehouse::search`] plus counters that fill in as the stream is consumed.
+    pub async fn search_with_stats(
+        &self,
+        request: &SearchRequest,
+    ) -> Result<(BoxStream<'static, Result<Json>>, Arc<SearchStats>)> {
+        let stats = Arc::new(SearchStats::default());
+        let cap = request.cap();
+        if cap == Some(0) {
+            return Ok((stream::empty().boxed(), stats));
+        }
+        let cells = match &request.intersects {
+            Some(g) => Some(self.cells_for_geometry(g).await?),
+            None => None,
+        };
+        let interval = request.datetime.unwrap_or_default();
+        let pruner = Pruner::new(cells, interval.start, interval.end);
+        let mut files: Vec<FileEntry> = self.scan(&pruner).await?.files;
+        // Newest commit first, so the first row of an id is its most recent commit's.
+        files.sort_by(|a, b| {
+            b.sequence_number
+                .cmp(&a.sequence_number)
+                .then_with(|| b.path.cmp(&a.path))
+        });
+        SearchStats::add(&stats.files, files.len() as u64);
+        let plan = Arc::new(Plan {
+            shape: request.intersects.as_ref().map(QueryShape::new),
+            interval: request.datetime.map(|d| d.micros()),
+            ids: request.ids.as_ref().map(|v| v.iter().cloned().collect()),
+            collections: request
+                .collections
+                .as_ref()
+                .map(|v| v.iter().cloned().collect()),
+            filter: request.filter.clone(),
+            with_grid_partition: request.with_grid_partition,
+            stats: Arc::clone(&stats),
+        });
+        // Buckets (cell, year) in order of their newest file; the versions of an item live in
+        // the same buckets, so merging a bucket's files resolves them before anything is
+        // returned.
+        let mut buckets: Vec<Vec<(usize, FileEntry)>> = Vec::new();
+        let mut index: HashMap<(Option<String>, Option<i32>), usize> = HashMap::new();
+        for (rank, file) in files.into_iter().enumerate() {
+            let key = (file.cell.clone(), file.year);
+            let slot = *index.entry(key).or_insert_with(|| {
+                buckets.push(Vec::new());
+                buckets.len() - 1
+            });
+            buckets[slot].push((rank, file));
+        }
+        let hits = stream::iter(buckets)
+            .map(move |bucket| {
+                let plan = Arc::clone(&plan);
+                async move {
+                    let mut merged: Vec<Hit> = Vec::new();
+                    for (rank, file) in bucket {
+                        let bytes = Location::parse(&file.path)?.get_bytes().await?;
+                        let plan = Arc::clone(&plan);
+                        let path = file.path.clone();
+                        let hits =
+                            tokio::task::spawn_blocking(move || plan.read_file(bytes, &path, rank))
+                                .await
+                                .map_err(|e| {
+                                    Error::Config(format!("decoding {} panicked: {e}", file.path))
+                                })??;
+                        merged.extend(hits);
+                    }
+                    // A file may hold several versions too (one ingest chunk).
+                    Ok::<_, Error>(newest_per_id(merged))
+                }
+            })
+            .buffered(READ_CONCURRENCY);
+        let fields = request.fields.clone();
+        if !request.sortby.is_empty() {
+            let sortby = request.sortby.clone();
+            let mut best: HashMap<String, Hit> = HashMap::new();
+            let mut hits = hits;
+            while let Some(batch) = hits.next().await {
+                for hit in batch? {
+                    match best.get(&hit.id) {
+                        Some(old) => {
+                            SearchStats::add(&stats.duplicates, 1);
+                            if newer(&hit, old) {
+                                best.insert(hit.id.clone(), hit);
+                            }
+                        }
+                        None => {
+                            best.insert(hit.id.clone(), hit);
+                        }
+                    }
+                }
+            }
+            let mut items: Vec<Json> = best.into_values().map(|h| h.item).collect();
+            items.sort_by(|a, b| compare_items(a, b, &sortby));
+            if let Some(n) = cap {
+                items.truncate(n);
+            }
+            let out = items.into_iter().map(move |i| Ok(fields.apply(i)));
+            return Ok((stream::iter(out).boxed(), stats));
+        }
+        let dedup_stats = Arc::clone(&stats);
+        let mut seen: HashMap<String, (Option<i64>, Option<i64>)> = HashMap::new();
+        let items = hits.flat_map(move |batch| {
+            let out: Vec<Result<Json>> = match batch {
+                Err(e) => vec![Err(e)],
+                Ok(batch) => {
+                    let mut out = Vec::new();
+                    for hit in batch {
+                        if let Some(old) = seen.get(&hit.id) {
+                            SearchStats::add(&dedup_stats.duplicates, 1);
+                            if hit.version > *old {
+                                SearchStats::add(&dedup_stats.superseded_after_emit, 1);
+                                tracing::warn!(
+                                    id = %hit.id,
+                                    "a newer version of an item already returned was found in an \
+                                     older file; run `compact` to drop superseded versions"
+                                );
+                            }
+                            continue;
+                        }
+                        seen.insert(hit.id, hit.version);
+                        out.push(Ok(fields.apply(hit.item)));
+                    }
+                    out
+                }
+            };
+            stream::iter(out)
+        });
+        let items = match cap {
+            Some(n) => items.take(n).boxed(),
+            None => items.boxed(),
+        };
+        Ok((items, stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn datetime_parameter_forms() {
+        let t = |y, m, d| Some(Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap());
+        let i = DatetimeInterval::parse("2020-01-01/2021-01-01", "--datetime").unwrap();
+        assert_eq!((i.start, i.end), (t(2020, 1, 1), t(2021, 1, 1)));
+        let i = DatetimeInterval::parse("../2021-01-01", "--datetime").unwrap();
+        assert_eq!((i.start, i.end), (None, t(2021, 1, 1)));
+        let i = DatetimeInterval::parse("2020-01-01T00:00:00Z/..", "--datetime").unwrap();
+        assert_eq!((i.start, i.end), (t(2020, 1, 1), None));
+        let i = DatetimeInterval::parse("2020-01-01/", "--datetime").unwrap();
+        assert_eq!((i.start, i.end), (t(2020, 1, 1), None));
+        let i = DatetimeInterval::parse("2020-01-01", "--datetime").unwrap();
+        assert_eq!((i.start, i.end), (t(2020, 1, 1), t(2020, 1, 1)));
+        for bad in [
+            "../..",
+            "2021-01-01/2020-01-01",
+            "soon",
+            "2020-01-01/later",
+            "",
+        ] {
+            let e = DatetimeInterval::parse(bad, "--datetime").unwrap_err();
+            assert!(matches!(e, Error::Config(_)), "{bad}: {e}");
+            assert!(e.to_string().contains("--datetime"), "{e}");
+        }
+    }
+
+    #[test]
+    fn datetime_match_uses_start_end_without_datetime() {
+        assert!(datetime_matches(Some(5), None, None, Some(1), Some(10)));
+        assert!(!datetime_matches(
+            Some(11),
+            Some(1),
+            Some(2),
+            Some(1),
+            Some(10)
+        ));
+        assert!(datetime_matches(None, Some(8), Some(20), Some(1), Some(10)));
+        assert!(!datetime_matches(
+            None,
+            Some(11),
+            Some(20),
+            Some(1),
+            Some(10)
+        ));
+        assert!(!datetime_matches(None, Some(1), Some(2), Some(3), None));
+        assert!(datetime_matches(None, None, Some(2), Some(1), Some(1)));
+        assert!(!datetime_matches(None, None, None, None, Some(10)));
+    }
+
+    #[test]
+    fn fields_include_exclude() {
+        let item = serde_json::json!({
+            "type": "Feature", "id": "a", "geometry": null, "bbox": [0, 0, 1, 1],
+            "properties": {"datetime": "x", "platform": "LC08", "n": 1},
+            "assets": {"a": {}}, "links": []
+        });
+        let f = Fields::parse("properties.platform,bbox");
+        assert_eq!(
+            f.apply(item.clone()),
+            serde_json::json!({"type": "Feature", "id": "a", "bbox": [0, 0, 1, 1],
+                "properties": {"platform": "LC08"}})
+        );
+        let f = Fields::parse("-assets,-links,-n");
+        let out = f.apply(item.clone());
+        assert!(out.get("assets").is_none() && out.get("links").is_none());
+        assert!(out["properties"].get("n").is_none());
+        assert_eq!(out["properties"]["platform"], "LC08");
+        assert_eq!(Fields::parse("").apply(item.clone()), item);
+    }
+
+    #[test]
+    fn sortby_and_filter_parsing() {
+        let s = SortBy::parse_list("+datetime,-eo:cloud_cover,id", "--sortby").unwrap();
+        assert_eq!(s.len(), 3);
+        assert!(!s[0].descending && s[1].descending && !s[2].descending);
+        assert_eq!(s[1].field, "eo:cloud_cover");
+        assert!(SortBy::parse_list("a,,b", "--sortby").is_err());
+        parse_filter(
+            "percent_valid_pixels > 50 AND platform IN ('LC08','S2A')",
+            None,
+            "--filter",
+        )
+        .unwrap();
+        parse_filter(
+            r#"{"op":"=","args":[{"property":"platform"},"LC08"]}"#,
+            None,
+            "--filter",
+        )
+        .unwrap();
+        let e = parse_filter("percent_valid_pixels >>> 5", None, "--filter").unwrap_err();
+        assert!(e.to_string().contains("--filter"), "{e}");
+        assert!(parse_filter("{", Some("cql2-json"), "--filter").is_err());
+        assert!(parse_filter("a = 1", Some("sql"), "--filter").is_err());
+    }
+
+    #[test]
+    fn timestamps_sort_by_time_not_text() {
+        let a = serde_json::json!({"id": "a", "properties": {"datetime": "2020-01-01T00:00:41Z"}});
+        let b =
+            serde_json::json!({"id": "b", "properties": {"datetime": "2020-01-01T00:00:41.5Z"}});
+        let key = [SortBy {
+            field: "datetime".into(),
+            descending: false,
+        }];
+        assert_eq!(compare_items(&a, &b, &key), Ordering::Less);
+        let c = serde_json::json!({"id": "c", "properties": {}});
+        assert_eq!(compare_items(&c, &a, &key), Ordering::Greater);
+    }
+
+    #[test]
+    fn antimeridian_footprints_intersect_across_the_line() {
+        let q = super::super::parse_bbox("170,-10,-170,10", "--bbox").unwrap();
+        // A ring written with wrapped longitudes (179 → -179) is the narrow sliver.
+        use geo_types::polygon;
+        let wrapped = polygon![
+            (x: 179.0, y: 0.0), (x: -179.0, y: 0.0), (x: -179.0, y: 1.0), (x: 179.0, y: 1.0)
+        ];
+        assert!(footprint_intersects(&wrapped.clone().into(), &q));
+        let far = super::super::parse_bbox("0,-10,10,10", "--bbox").unwrap();
+        assert!(!footprint_intersects(&wrapped.into(), &far));
+    }
+}
