@@ -95,7 +95,7 @@ impl Default for IngestOptions {
             chunk_items: 50_000,
             chunk_bytes: 192 * 1024 * 1024,
             commit_every: None,
-            max_files_per_commit: 10_000,
+            max_files_per_commit: 5_000,
             lock: true,
             lock_location: None,
             owner: "earthcatalog-ingest".to_string(),

@@ -57,7 +57,7 @@ pub struct IngestArgs {
     #[arg(long)]
     commit_every: Option<usize>,
     /// Commit early once this many data files are pending (bounds memory on huge runs).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 5_000)]
     max_files_per_commit: usize,
     /// Read item keys below this location instead of s3://<bucket>/ (local mirrors, examples).
     #[arg(long)]
