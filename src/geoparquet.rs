@@ -34,7 +34,7 @@ pub struct WriterOptions {
 impl Default for WriterOptions {
     fn default() -> Self {
         Self {
-            zstd_level: 3,
+            zstd_level: 1,
             row_group_rows: 65_536,
         }
     }

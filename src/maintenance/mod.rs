@@ -191,6 +191,12 @@ async fn compact_inner(
     };
     let live = catalog.current_files(&table).await?;
     let listing = list_warehouse(&warehouse).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        live = live.len(),
+        listed = listing.len(),
+        "catalog and warehouse scanned"
+    );
     let on_disk: HashMap<String, &WarehouseFile> =
         listing.iter().map(|f| (f.url.clone(), f)).collect();
     let mut buckets: BTreeMap<PartitionValue, Bucket> = BTreeMap::new();
@@ -287,6 +293,11 @@ async fn compact_inner(
         .inspect(|_| reporter.advance(1))
         .collect()
         .await;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        buckets = results.len(),
+        "buckets merged"
+    );
     let mut removed = Vec::new();
     let mut added = Vec::new();
     for (bucket, result) in results {
@@ -341,6 +352,7 @@ async fn compact_inner(
                 props,
             )
             .await?;
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "replace committed");
         catalog.upload().await?;
         crate::fault::check("compact.before_delete")?;
         for url in &removed {
