@@ -6,14 +6,22 @@
 
 mod cli;
 
-/// mimalloc: the ingest and compaction hot paths allocate and free many short-lived buffers
-/// (zstd contexts per column chunk, Arrow builders) across many threads, where glibc malloc
-/// spends a third of the time and fragments.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     cli::main()
 }
 
+/// glibc gives each thread that allocates its own arena; with hundreds of short-lived fetch and
+/// parse threads that fragments memory badly (measured: 524 MB → 253 MB peak RSS for 100k
+/// items at H3 res 1). Two arenas keep peak RSS close to the live data. (mimalloc was tried:
+/// no faster here and 372 MB.)
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
 
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
