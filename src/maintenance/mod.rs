@@ -352,7 +352,10 @@ async fn compact_inner(
                 props,
             )
             .await?;
-        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "replace committed");
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "replace committed"
+        );
         catalog.upload().await?;
         crate::fault::check("compact.before_delete")?;
         for url in &removed {
