@@ -10,6 +10,21 @@
 //!           ─▶ hash_index (ids ingested, updated after the commit)
 //! ```
 //!
+//! A taste of the building blocks (the hash index key of an id, an item's cells):
+//!
+//! ```
+//! use earthcatalog::grid::{H3Partitioner, Partitioner};
+//! use earthcatalog::hash_index::hash_id;
+//!
+//! // xxh3-128 (seed 42) of the UTF-8 id, big-endian — the Python tool's hash index key.
+//! assert_eq!(hash_id("item-1")[..4], [0x53, 0x1f, 0xdc, 0x24]);
+//!
+//! let footprint = serde_json::json!({"type": "Point", "coordinates": [0.0, 65.0]});
+//! let geometry = earthcatalog::grid::geometry_from_json(&footprint).unwrap();
+//! let cells = H3Partitioner::new(2).unwrap().keys(geometry.as_ref());
+//! assert_eq!(cells, vec!["82091ffffffffff".to_string()]);
+//! ```
+//!
 //! Every location is a URL resolved by [`store::Location`]; all I/O goes through `object_store`.
 //! Long operations report progress through [`report::Reporter`] and return typed metrics; the
 //! library never prints.
