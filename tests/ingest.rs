@@ -124,6 +124,10 @@ async fn ingests_every_item_into_one_cell_and_year_per_file() {
             .additional_properties["added-records"],
         m.rows.to_string()
     );
+    // New entries are written into manifests of at most 256 files, clustered by cell.
+    let snapshot = table.metadata().current_snapshot().unwrap();
+    let list = table.manifest_list_reader(snapshot).load().await.unwrap();
+    assert_eq!(list.entries().len(), (m.files as usize).div_ceil(256));
     // Hash index has one row per distinct id.
     let idx = earthcatalog::store::Location::parse(&m.hash_index_path).unwrap();
     assert_eq!(

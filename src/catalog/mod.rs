@@ -215,19 +215,14 @@ impl Catalog {
         self.commit(action.apply(Transaction::new(&table))).await
     }
 
-    /// Append data files in one snapshot.
+    /// Append data files in one snapshot (see [`Catalog::append_files`]).
     pub async fn append(
         &self,
         table: &Table,
         files: Vec<DataFile>,
         snapshot_properties: HashMap<String, String>,
     ) -> Result<Table> {
-        let action = Transaction::new(table)
-            .fast_append()
-            .with_check_duplicate(false)
-            .set_snapshot_properties(snapshot_properties)
-            .add_data_files(files);
-        self.commit(action.apply(Transaction::new(table))).await
+        self.append_files(table, files, snapshot_properties).await
     }
 
     async fn commit(&self, tx: iceberg::Result<Transaction>) -> Result<Table> {

@@ -25,6 +25,9 @@ use super::schema::CATALOG_NAME;
 use super::{Catalog, sqlite_uri};
 use crate::error::{Error, Result};
 
+/// Most data files written into one new manifest.
+const MANIFEST_ENTRIES: usize = 256;
+
 /// How many manifests are read concurrently.
 const MANIFEST_READ_CONCURRENCY: usize = 8;
 
@@ -52,7 +55,7 @@ impl Catalog {
         let Some(snapshot) = table.metadata().current_snapshot() else {
             return Ok(Vec::new());
         };
-        let manifests = self.load_manifests(table, snapshot).await?;
+        let manifests = self.load_manifests(table, snapshot, true).await?;
         let mut out = Vec::new();
         for m in &manifests {
             let Some(manifest) = &m.manifest else {
@@ -115,6 +118,19 @@ impl Catalog {
         Ok(paths.into_iter().flatten().collect())
     }
 
+    /// Append data files in one snapshot (operation `append`), with the new entries written
+    /// into manifests clustered by cell so readers can skip most manifests. Existing manifests
+    /// are carried over without being read. A compare-and-swap commit like [`Self::replace_files`].
+    pub async fn append_files(
+        &self,
+        table: &Table,
+        added: Vec<DataFile>,
+        snapshot_properties: HashMap<String, String>,
+    ) -> Result<Table> {
+        self.replace_files(table, &[], added, snapshot_properties)
+            .await
+    }
+
     /// Replace data files in one commit: one new `replace` snapshot on `main` whose parent is
     /// the current snapshot, in which every path of `removed` is deleted and every file of
     /// `added` is added. Manifests without removed files are carried over unchanged; the
@@ -126,6 +142,9 @@ impl Catalog {
     /// compare-and-swap on `table`'s metadata location: if the catalog moved on since
     /// `table` was loaded the result is [`Error::CommitConflict`] and the table is unchanged.
     /// Returns the reloaded table.
+    ///
+    /// With nothing removed this is an append (operation `append`): existing manifests are
+    /// carried over without being read and totals come from the previous snapshot summary.
     pub async fn replace_files(
         &self,
         table: &Table,
@@ -154,14 +173,28 @@ impl Catalog {
             .map_err(|e| Error::iceberg(ctx("reading the metadata location"), e))?
             .to_string();
         let current = metadata.current_snapshot().cloned();
+        // An append only needs the manifest list: every existing manifest is carried over.
+        let append = removed_set.is_empty();
         let manifests = match &current {
-            Some(snapshot) => self.load_manifests(table, snapshot).await?,
+            Some(snapshot) => self.load_manifests(table, snapshot, !append).await?,
             None => Vec::new(),
         };
 
         // Validate before writing anything.
         let mut live_paths: HashSet<&str> = HashSet::new();
         let (mut live_files, mut live_records, mut live_size) = (0u64, 0u64, 0u64);
+        if append {
+            let total = |key: &str| {
+                current
+                    .as_ref()
+                    .and_then(|s| s.summary().additional_properties.get(key))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            live_files = total("total-data-files");
+            live_records = total("total-records");
+            live_size = total("total-files-size");
+        }
         for m in &manifests {
             let Some(manifest) = &m.manifest else {
                 continue;
@@ -237,7 +270,13 @@ impl Catalog {
             };
             let mut new_manifests: Vec<ManifestFile> = Vec::new();
             let (mut added_records, mut added_size) = (0u64, 0u64);
-            if !added.is_empty() {
+            // Added files are sorted by path (grid_partition=<cell>/year=<y>/…) and split into
+            // manifests of at most MANIFEST_ENTRIES entries, so each manifest covers a narrow
+            // range of cells and readers skip most manifests by their partition summaries.
+            let mut added = added;
+            added.sort_by(|a, b| a.file_path().cmp(b.file_path()));
+            let mut pending = added.into_iter().peekable();
+            while pending.peek().is_some() {
                 let path = next_manifest_path();
                 let output = file_io
                     .new_output(&path)
@@ -249,7 +288,7 @@ impl Catalog {
                     (*spec).clone(),
                 )
                 .build_v2_data();
-                for f in added {
+                for f in pending.by_ref().take(MANIFEST_ENTRIES) {
                     summary.add_file(&f, schema.clone(), spec.clone());
                     added_records += f.record_count();
                     added_size += f.file_size_in_bytes();
@@ -392,7 +431,11 @@ impl Catalog {
                 .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
                 .with_manifest_list(list_path)
                 .with_summary(Summary {
-                    operation: Operation::Replace,
+                    operation: if append {
+                        Operation::Append
+                    } else {
+                        Operation::Replace
+                    },
                     additional_properties: props,
                 })
                 .with_schema_id(metadata.current_schema_id())
@@ -488,6 +531,7 @@ impl Catalog {
         &self,
         table: &Table,
         snapshot: &SnapshotRef,
+        with_entries: bool,
     ) -> Result<Vec<LoadedManifest>> {
         let list = table
             .manifest_list_reader(snapshot)
@@ -504,7 +548,7 @@ impl Catalog {
             .map(|file| {
                 let file_io = file_io.clone();
                 async move {
-                    let manifest = if file.content == ManifestContentType::Data {
+                    let manifest = if with_entries && file.content == ManifestContentType::Data {
                         Some(load_manifest(&file, &file_io).await?)
                     } else {
                         None
