@@ -328,9 +328,13 @@ fn sqlite_uri(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
 
-/// Make a database created by PyIceberg usable by iceberg-rust: PyIceberg's `iceberg_tables`
-/// has no `iceberg_type` column; add it (nullable, ignored by PyIceberg).
-async fn prepare_database(path: &Path) -> Result<()> {
+/// Run `work` on a fresh connection to the SQLite file, then close it.
+async fn with_sqlite<F>(path: &Path, work: F) -> Result<()>
+where
+    F: for<'c> FnOnce(
+        &'c mut sqlx::SqliteConnection,
+    ) -> futures::future::BoxFuture<'c, std::result::Result<(), sqlx::Error>>,
+{
     let sql_err = |e| Error::Sql {
         location: path.display().to_string(),
         source: e,
@@ -338,34 +342,39 @@ async fn prepare_database(path: &Path) -> Result<()> {
     let mut conn = sqlx::SqliteConnection::connect(&sqlite_uri(path))
         .await
         .map_err(sql_err)?;
-    let cols: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM pragma_table_info('iceberg_tables')")
-            .fetch_all(&mut conn)
-            .await
-            .map_err(sql_err)?;
-    if !cols.is_empty() && !cols.iter().any(|(n,)| n == "iceberg_type") {
-        sqlx::query("ALTER TABLE iceberg_tables ADD COLUMN iceberg_type VARCHAR(5)")
-            .execute(&mut conn)
-            .await
-            .map_err(sql_err)?;
-    }
-    conn.close().await.map_err(sql_err)?;
-    Ok(())
+    work(&mut conn).await.map_err(sql_err)?;
+    conn.close().await.map_err(sql_err)
+}
+
+/// Make a database created by PyIceberg usable by iceberg-rust: PyIceberg's `iceberg_tables`
+/// has no `iceberg_type` column; add it (nullable, ignored by PyIceberg).
+async fn prepare_database(path: &Path) -> Result<()> {
+    with_sqlite(path, |conn| {
+        Box::pin(async move {
+            let cols: Vec<(String,)> =
+                sqlx::query_as("SELECT name FROM pragma_table_info('iceberg_tables')")
+                    .fetch_all(&mut *conn)
+                    .await?;
+            if !cols.is_empty() && !cols.iter().any(|(n,)| n == "iceberg_type") {
+                sqlx::query("ALTER TABLE iceberg_tables ADD COLUMN iceberg_type VARCHAR(5)")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        })
+    })
+    .await
 }
 
 /// Fold any WAL content back into the main file before it is copied.
 async fn checkpoint(path: &Path) -> Result<()> {
-    let sql_err = |e| Error::Sql {
-        location: path.display().to_string(),
-        source: e,
-    };
-    let mut conn = sqlx::SqliteConnection::connect(&sqlite_uri(path))
-        .await
-        .map_err(sql_err)?;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
-        .await
-        .map_err(sql_err)?;
-    conn.close().await.map_err(sql_err)?;
-    Ok(())
+    with_sqlite(path, |conn| {
+        Box::pin(async move {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+        })
+    })
+    .await
 }
