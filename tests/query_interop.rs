@@ -1,0 +1,169 @@
+//! Query interop: `file_paths` agrees with PyIceberg `plan_files` on the same catalog, and
+//! info/stats/files/search work on a catalog in the Python tool's format (PyIceberg-created
+//! table, pyarrow-written files with ms timestamps, int32 metrics, large strings, snappy).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use earthcatalog::pipeline::ingest;
+use earthcatalog::query::SearchRequest;
+use earthcatalog::query::Warehouse;
+use earthcatalog::report::NoReporter;
+use futures::TryStreamExt;
+
+fn utc(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_paths_matches_pyiceberg_plan_files() {
+    let ds = Dataset::synth(300, 61).await;
+    let mut opts = ds.options(2);
+    opts.chunk_items = 100;
+    ingest(&opts, &NoReporter).await.unwrap();
+    let wh = Warehouse::open(&opts.catalog, Some(&opts.warehouse))
+        .await
+        .unwrap();
+    let points = [(-147.0, 61.0), (-45.0, 70.0), (16.0, 78.0), (-73.0, -50.0)];
+    let ranges = [
+        (None, None),
+        (Some("2015-01-01T00:00:00Z"), Some("2020-12-31T23:59:59Z")),
+    ];
+    for (lon, lat) in points {
+        let point = geo_types::Geometry::Point(geo_types::Point::new(lon, lat));
+        let cells: Vec<String> = wh
+            .cells_for_geometry(&point)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        for (start, end) in ranges {
+            let ours: BTreeSet<String> = wh
+                .file_paths(Some(&point), start.map(utc), end.map(utc))
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+            let filter = match (start, end) {
+                (Some(s), Some(e)) => format!(
+                    "And(In('grid_partition', {cells:?}), And(GreaterThanOrEqual('datetime', '{s}'.replace('Z', '+00:00')), LessThanOrEqual('datetime', '{e}'.replace('Z', '+00:00'))))"
+                ),
+                _ => format!("In('grid_partition', {cells:?})"),
+            };
+            let script = format!(
+                r#"
+import json
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.expressions import And, In, GreaterThanOrEqual, LessThanOrEqual
+t = SqlCatalog("earthcatalog", uri="sqlite:///{db}", warehouse="file://{wh}").load_table("earthcatalog.stac_items")
+print(json.dumps(sorted(f.file.file_path for f in t.scan(row_filter={filter}).plan_files())))
+"#,
+                db = opts.catalog,
+                wh = opts.warehouse,
+            );
+            let theirs: BTreeSet<String> =
+                serde_json::from_str::<Vec<String>>(python(&script).trim())
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+            // PyIceberg also prunes by column metrics and drops year-unknown files under a date
+            // range; ours keeps those as candidates. Everything PyIceberg plans, we plan.
+            assert!(
+                theirs.is_subset(&ours),
+                "({lon},{lat}) {start:?}: PyIceberg planned files we pruned"
+            );
+            for extra in ours.difference(&theirs) {
+                assert!(
+                    start.is_some() && extra.contains("year=unknown"),
+                    "({lon},{lat}) {start:?}: unexpected extra file {extra}"
+                );
+            }
+            if start.is_none() {
+                assert_eq!(ours, theirs);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_work_on_a_python_format_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("catalog.db");
+    let whp = dir.path().join("warehouse");
+    std::fs::create_dir_all(&whp).unwrap();
+    for props in [
+        r#"{"earthcatalog.grid.type": "h3", "earthcatalog.grid.resolution": "2"}"#,
+        "{}",
+    ] {
+        let _ = std::fs::remove_file(&db);
+        let res = if props == "{}" { 1 } else { 2 };
+        let script = pyiceberg_create_table(&db.to_string_lossy(), &whp.to_string_lossy(), props)
+            + &format!(
+                r#"
+import os, struct, h3, pyarrow as pa, pyarrow.parquet as pq
+def f(lon, lat, ids, year, name):
+    cell = h3.latlng_to_cell(lat, lon, {res})
+    d = f"{wh}/grid_partition={{cell}}/year={{year}}"
+    os.makedirs(d, exist_ok=True)
+    n = len(ids)
+    wkb = struct.pack("<bIdd", 1, 1, lon, lat)
+    ms = int(__import__("datetime").datetime(year, 6, 1, tzinfo=__import__("datetime").timezone.utc).timestamp() * 1000)
+    tb = pa.table({{
+        "id": pa.array(ids, pa.large_string()),
+        "grid_partition": pa.array([cell] * n, pa.large_string()),
+        "geometry": pa.array([wkb] * n, pa.binary()),
+        "datetime": pa.array([ms] * n, pa.timestamp("ms", tz="UTC")),
+        "platform": pa.array(["LC08"] * n, pa.large_string()),
+        "percent_valid_pixels": pa.array([60] * n, pa.int32()),
+        "assets": pa.array(['{{"data": {{"href": "x"}}}}'] * n, pa.large_string()),
+    }})
+    p = f"{{d}}/{{name}}"
+    pq.write_table(tb, p, compression="snappy")
+    return p
+t.add_files([f(-147.0, 61.0, ["a", "b"], 2019, "part_000000.parquet"),
+             f(-45.0, 70.0, ["c"], 2021, "part_000001.parquet"),
+             f(-147.0, 61.0, ["d"], 2021, "compacted_ab12cd34.parquet")])
+print("ok")
+"#,
+                wh = whp.display()
+            );
+        assert!(python(&script).trim().ends_with("ok"));
+        let wh = Warehouse::open(&db.to_string_lossy(), None).await.unwrap();
+        let info = wh.info().await.unwrap();
+        assert_eq!((info.files, info.rows), (3, 4), "res {res}");
+        assert_eq!(info.grid_resolution, Some(res));
+        let stats = wh.stats().await.unwrap();
+        assert_eq!(stats.iter().map(|s| s.rows).sum::<u64>(), 4);
+        let point = geo_types::Geometry::Point(geo_types::Point::new(-147.0, 61.0));
+        let files = wh
+            .file_paths(Some(&point), Some(utc("2021-01-01T00:00:00Z")), None)
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].ends_with("compacted_ab12cd34.parquet"));
+        let items: Vec<serde_json::Value> = wh
+            .search(&SearchRequest::new().with_intersects(point))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let ids: BTreeSet<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, BTreeSet::from(["a", "b", "d"]));
+        let a = items.iter().find(|i| i["id"] == "a").unwrap();
+        assert_eq!(a["properties"]["percent_valid_pixels"], 60);
+        assert!(
+            a["properties"]["datetime"]
+                .as_str()
+                .unwrap()
+                .starts_with("2019-06-01T00:00:00")
+        );
+        assert_eq!(a["assets"]["data"]["href"], "x");
+        std::fs::remove_dir_all(&whp).unwrap();
+        std::fs::create_dir_all(&whp).unwrap();
+    }
+}
