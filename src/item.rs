@@ -212,7 +212,8 @@ const TOP_LEVEL: [&str; 7] = [
 ];
 
 /// Column names that a property may never claim.
-const RESERVED: [&str; 4] = ["id", "geometry", "grid_partition", OVERFLOW_COLUMN];
+/// `year` is the partition field name (and the hive directory key), so no column may take it.
+const RESERVED: [&str; 5] = ["id", "geometry", "grid_partition", "year", OVERFLOW_COLUMN];
 
 impl Columns {
     /// Start from the table's columns.
@@ -264,24 +265,29 @@ impl Columns {
         self.read().names.get(idx).cloned()
     }
 
-    /// Columns discovered since the last [`Columns::mark_known`], with their types.
-    pub fn pending(&self) -> Vec<(String, ColumnType)> {
+    /// Columns discovered since the last [`Columns::mark_known`], with their types, and the
+    /// mark to pass to `mark_known` once exactly these columns exist in the table.
+    pub fn pending(&self) -> (Vec<(String, ColumnType)>, usize) {
         let g = self.read();
-        (g.known..g.names.len())
+        let cols = (g.known..g.names.len())
             .map(|i| (g.names[i].clone(), g.types[i]))
-            .collect()
+            .collect();
+        (cols, g.names.len())
     }
 
-    /// Record that every discovered column now exists in the table.
-    pub fn mark_known(&self) {
+    /// Record that the columns before `upto` (from [`Columns::pending`]) exist in the table.
+    /// Columns discovered meanwhile stay pending.
+    pub fn mark_known(&self, upto: usize) {
         let mut g = self.write();
-        g.known = g.names.len();
+        g.known = g.known.max(upto.min(g.names.len()));
     }
 
     fn column_for(&self, name: &str, value: &Json) -> Option<(usize, ColumnType)> {
-        if let Some(&i) = self.read().by_name.get(name) {
+        {
             let g = self.read();
-            return Some((i, g.types[i]));
+            if let Some(&i) = g.by_name.get(name) {
+                return Some((i, g.types[i]));
+            }
         }
         if name.is_empty() || name.contains('.') || name.len() > 255 {
             return None;
@@ -769,12 +775,18 @@ mod tests {
             value_of(&row, &cols, "eo:cloud_cover"),
             Some(&Value::Double(12.5))
         );
-        let pending: Vec<String> = cols.pending().into_iter().map(|(n, _)| n).collect();
+        let (pending, upto) = cols.pending();
+        let pending: Vec<String> = pending.into_iter().map(|(n, _)| n).collect();
         assert!(pending.contains(&"sat:relative_orbit".to_string()));
         assert!(pending.contains(&OVERFLOW_COLUMN.to_string()));
         assert_eq!(c.overflow_values, 1);
-        cols.mark_known();
-        assert!(cols.pending().is_empty());
+        // A column discovered after `pending` was read stays pending after `mark_known`.
+        cols.column_for("late", &Json::Bool(true));
+        cols.mark_known(upto);
+        assert_eq!(
+            cols.pending().0,
+            vec![("late".to_string(), ColumnType::Boolean)]
+        );
     }
 
     #[test]

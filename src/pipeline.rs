@@ -36,6 +36,9 @@ use crate::partition::Groups;
 use crate::report::Reporter;
 use crate::store::{Location, put_if_absent};
 
+/// Commit early once this many ingested ids wait for the hash index (16 bytes each).
+const MAX_PENDING_IDS: usize = 2_000_000;
+
 /// Everything an ingest run needs.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -260,6 +263,10 @@ async fn run(
         (None, None) => hash_index::default_index_path(warehouse.url()),
     };
     let table = catalog.load_or_create(&grid, &hash_index_path).await?;
+    // Publish a new table (or backfilled properties) even if the run writes no file.
+    if catalog.is_remote() {
+        catalog.upload().await?;
+    }
     let partitioner = grid.load_partitioner().await?;
     let columns = Arc::new(Columns::new(&table_columns(
         table.metadata().current_schema(),
@@ -431,14 +438,14 @@ impl Run<'_> {
         if groups.is_empty() {
             return Ok(());
         }
-        let pending = self.columns.pending();
+        let (pending, upto) = self.columns.pending();
         if !pending.is_empty() {
             self.reporter.message(&format!(
                 "adding {} column(s) to the table schema",
                 pending.len()
             ));
             self.table = self.catalog.add_columns(&self.table, &pending).await?;
-            self.columns.mark_known();
+            self.columns.mark_known(upto);
             self.metrics
                 .schema_columns_added
                 .extend(pending.into_iter().map(|(n, _)| n));
@@ -540,6 +547,7 @@ impl Run<'_> {
             .commit_every
             .is_some_and(|n| self.chunks_since_commit >= n.max(1))
             || self.pending_files.len() >= self.options.max_files_per_commit.max(1)
+            || self.pending_ids.len() >= MAX_PENDING_IDS
         {
             self.commit().await?;
         }

@@ -334,7 +334,13 @@ fn crashes_at_every_compaction_step_leave_a_consistent_catalog_and_rerun_converg
         std::fs::remove_file(ds.dir.path().join(".lock")).unwrap();
         // Rerun converges: one file per bucket, disk == catalog, nothing unregistered.
         let m = rt
-            .block_on(compact_warehouse(&compact_opts(&ds), &NoReporter))
+            .block_on(compact_warehouse(
+                &CompactOptions {
+                    use_lock: true,
+                    ..compact_opts(&ds)
+                },
+                &NoReporter,
+            ))
             .unwrap();
         assert!(
             m.failed_buckets.is_empty(),

@@ -36,6 +36,9 @@ pub struct Catalog {
     db_path: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     remote: Option<Location>,
+    /// Version of the remote `catalog.db` we downloaded (or last uploaded); uploads are
+    /// conditional on it so a concurrent writer is detected, never overwritten.
+    remote_version: std::sync::Mutex<Option<object_store::UpdateVersion>>,
     sql: SqlCatalog,
     warehouse: Location,
     ident: TableIdent,
@@ -58,6 +61,7 @@ impl Catalog {
     pub async fn open(catalog: &str, warehouse: &str) -> Result<Self> {
         let loc = Location::parse(catalog)?;
         let warehouse = Location::parse(warehouse)?;
+        let mut remote_version = None;
         let (db_path, tmp, remote) = if loc.is_local() {
             let path = PathBuf::from(format!("/{}", loc.prefix().as_ref()));
             if let Some(parent) = path.parent() {
@@ -67,8 +71,18 @@ impl Catalog {
         } else {
             let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
             let path = tmp.path().join("catalog.db");
-            if let Some(bytes) = loc.get_bytes_opt().await? {
-                std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
+            use object_store::ObjectStoreExt;
+            match loc.store().get(loc.prefix()).await {
+                Ok(res) => {
+                    remote_version = Some(object_store::UpdateVersion {
+                        e_tag: res.meta.e_tag.clone(),
+                        version: res.meta.version.clone(),
+                    });
+                    let bytes = res.bytes().await.map_err(|e| Error::store(loc.url(), e))?;
+                    std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::store(loc.url(), e)),
             }
             (path, Some(tmp), Some(loc))
         };
@@ -92,6 +106,7 @@ impl Catalog {
             db_path,
             _tmp: tmp,
             remote,
+            remote_version: std::sync::Mutex::new(remote_version),
             sql,
             warehouse,
             ident,
@@ -148,16 +163,17 @@ impl Catalog {
                 .filter(|(k, _)| !props.contains_key(k))
                 .collect();
             let mut table = table;
-            if !props.contains_key(PROP_NAME_MAPPING) || !missing.is_empty() {
+            // Rewrite the name mapping when it is missing or stale (e.g. a run killed between
+            // a schema commit and its mapping commit).
+            let mapping = schema::name_mapping(table.metadata().current_schema());
+            let stale = props.get(PROP_NAME_MAPPING) != Some(&mapping);
+            if stale || !missing.is_empty() {
                 let mut action = Transaction::new(&table).update_table_properties();
                 for (k, v) in missing {
                     action = action.set(k, v);
                 }
-                if !props.contains_key(PROP_NAME_MAPPING) {
-                    action = action.set(
-                        PROP_NAME_MAPPING.to_string(),
-                        schema::name_mapping(table.metadata().current_schema()),
-                    );
+                if stale {
+                    action = action.set(PROP_NAME_MAPPING.to_string(), mapping);
                 }
                 table = self.commit(action.apply(Transaction::new(&table))).await?;
             }
@@ -250,7 +266,44 @@ impl Catalog {
         checkpoint(&self.db_path).await?;
         let bytes = std::fs::read(&self.db_path).map_err(|e| Error::io(&self.db_path, e))?;
         crate::fault::check("catalog.before_upload")?;
-        remote.put_bytes(bytes.into()).await
+        let expected = match self.remote_version.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let mode = match expected {
+            Some(v) => object_store::PutMode::Update(v),
+            None => object_store::PutMode::Create,
+        };
+        let opts = object_store::PutOptions {
+            mode,
+            ..Default::default()
+        };
+        let put = remote
+            .store()
+            .put_opts(remote.prefix(), bytes.into(), opts)
+            .await;
+        match put {
+            Ok(res) => {
+                let v = object_store::UpdateVersion {
+                    e_tag: res.e_tag,
+                    version: res.version,
+                };
+                match self.remote_version.lock() {
+                    Ok(mut g) => *g = Some(v),
+                    Err(p) => *p.into_inner() = Some(v),
+                }
+                Ok(())
+            }
+            Err(object_store::Error::Precondition { .. })
+            | Err(object_store::Error::AlreadyExists { .. }) => Err(Error::CommitConflict {
+                table: format!(
+                    "{} ({} changed since it was downloaded)",
+                    self.ident,
+                    remote.url()
+                ),
+            }),
+            Err(e) => Err(Error::store(remote.url(), e)),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ pub struct CompactArgs {
     /// Compact buckets with at least this many files.
     #[arg(long, default_value_t = 2)]
     threshold: usize,
-    /// Take the catalog lock (default for an S3 catalog).
+    /// Take the catalog lock (the default).
     #[arg(long, conflicts_with = "no_lock")]
     use_lock: bool,
     /// Do not take the catalog lock.
@@ -42,8 +42,10 @@ pub struct CompactArgs {
     json: bool,
 }
 
-fn lock_wanted(use_lock: bool, no_lock: bool, catalog: &str) -> bool {
-    use_lock || (!no_lock && catalog.starts_with("s3://"))
+/// The lock is taken unless `--no-lock` is given (`--use-lock` is accepted for the Python
+/// tool's flag).
+fn lock_wanted(use_lock: bool, no_lock: bool) -> bool {
+    use_lock || !no_lock
 }
 
 pub async fn run(args: CompactArgs, show_progress: bool) -> anyhow::Result<u8> {
@@ -51,7 +53,7 @@ pub async fn run(args: CompactArgs, show_progress: bool) -> anyhow::Result<u8> {
         warehouse: args.warehouse.clone(),
         catalog: args.catalog.clone(),
         threshold: args.threshold.max(1),
-        use_lock: lock_wanted(args.use_lock, args.no_lock, &args.catalog),
+        use_lock: lock_wanted(args.use_lock, args.no_lock),
         lock_location: args.lock_key.clone(),
         dry_run: args.dry_run,
         max_rows_per_file: args.max_rows_per_file,
@@ -120,7 +122,7 @@ pub struct RepairArgs {
     /// Catalog database.
     #[arg(long)]
     catalog: String,
-    /// Take the catalog lock (default for an S3 catalog).
+    /// Take the catalog lock (the default).
     #[arg(long, conflicts_with = "no_lock")]
     use_lock: bool,
     /// Do not take the catalog lock.
@@ -141,7 +143,7 @@ pub async fn run_repair(args: RepairArgs) -> anyhow::Result<u8> {
     let options = RepairOptions {
         warehouse: args.warehouse.clone(),
         catalog: args.catalog.clone(),
-        use_lock: lock_wanted(args.use_lock, args.no_lock, &args.catalog),
+        use_lock: lock_wanted(args.use_lock, args.no_lock),
         lock_location: args.lock_key.clone(),
         dry_run: args.dry_run,
     };

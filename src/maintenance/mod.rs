@@ -12,7 +12,8 @@
 //! `created`, then the row from the most recently committed file (higher sequence number).
 //! Replaced objects are deleted only after the commit (and upload) succeeded. Objects that a
 //! crashed compaction left behind — files that were replaced but not deleted (they appear in
-//! the table's history), and unregistered `compacted_*` files — are removed by the next run.
+//! the table's history), and, when the run holds the lock, unregistered `compacted_*` files —
+//! are removed by the next run.
 //! A bucket that cannot be merged is reported and left untouched.
 
 pub mod read;
@@ -27,7 +28,7 @@ use object_store::ObjectStoreExt;
 
 use crate::catalog::Catalog;
 use crate::catalog::datafile::{PartitionValue, data_file_from_footer};
-use crate::catalog::schema::table_columns;
+use crate::catalog::schema::{OVERFLOW_COLUMN, table_columns};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::geoparquet::{WriterOptions, encode_group, sort_rows};
@@ -235,7 +236,9 @@ async fn compact_inner(
         if live_urls.contains(&f.url) {
             continue;
         }
-        if history.contains(&f.url) || f.name.starts_with("compacted_") {
+        // Replaced files (in the history) are dead for sure. An unregistered compacted_ file
+        // is a leftover only if no other compaction can be running: only under the lock.
+        if history.contains(&f.url) || (lock.is_some() && f.name.starts_with("compacted_")) {
             leftovers.push(f.url.clone());
         } else {
             metrics.unregistered_files.push(f.url.clone());
@@ -407,6 +410,14 @@ async fn merge_bucket(
             }
         }
         let rows_before = rows.len() as u64;
+        let has_overflow_column = table_cols.iter().any(|c| c.name == OVERFLOW_COLUMN);
+        if !has_overflow_column && rows.iter().any(|(_, r)| r.overflow.is_some()) {
+            return Err(Error::Config(format!(
+                "{} holds values outside the table schema and the table has no {OVERFLOW_COLUMN} \
+                 column to keep them in; bucket left untouched",
+                key.dir()
+            )));
+        }
         let kept = dedup(rows);
         let rows_after = kept.len() as u64;
         let mut refs: Vec<&ItemRow> = kept.iter().collect();
@@ -593,6 +604,14 @@ async fn repair_inner(
         if !on_disk.contains(canonical(f.data_file.file_path()).as_str()) {
             metrics.removed.push(f.data_file.file_path().to_string());
         }
+    }
+    if !live.is_empty() && metrics.removed.len() == live.len() {
+        return Err(Error::Config(format!(
+            "none of the {} registered files exists under {}; refusing to empty the table \
+             (wrong --warehouse?)",
+            live.len(),
+            warehouse.url()
+        )));
     }
     let unregistered: Vec<&WarehouseFile> = listing
         .iter()
