@@ -152,6 +152,8 @@ pub struct IngestMetrics {
     pub hash_index_path: String,
     /// Non-fatal warnings (e.g. a hash index update that failed after a commit).
     pub warnings: Vec<String>,
+    /// The error that stopped the run, if any (earlier commits stay; see `commits`).
+    pub error: Option<String>,
     /// Failures report URL, if any item failed.
     pub failures_report: Option<String>,
     /// Summary report URL.
@@ -300,82 +302,92 @@ async fn run(
         failures: None,
     };
 
-    let fetcher = Arc::new(Fetcher::new(options.fetch.clone())?);
     let mut inventory = read_inventory(&options.inventory, options.inventory_options.clone());
-    reporter.phase("ingest", options.inventory_options.limit);
-    let mut groups = Groups::new();
-    // Parsing and cell cover are CPU work: at most one task per core leaves the runtime.
-    let cpu = Arc::new(tokio::sync::Semaphore::new(
-        std::thread::available_parallelism().map_or(2, |n| n.get()),
-    ));
-    {
-        let items = (&mut inventory)
-            .map_ok(|rec: InventoryRecord| {
-                let fetcher = fetcher.clone();
-                let columns = columns.clone();
-                let partitioner = partitioner.clone();
-                let cpu = cpu.clone();
-                async move {
-                    let outcome = match fetcher.fetch(&rec.bucket, &rec.key).await {
-                        Err(e) => Outcome::Failed(format!("fetch: {e}"), ParseCounters::default()),
-                        Ok(body) => {
-                            let _permit = cpu.acquire_owned().await;
-                            tokio::task::spawn_blocking(move || {
-                                let mut counters = ParseCounters::default();
-                                match parse_item(&body, &columns, &mut counters) {
-                                    Ok((row, geometry)) => {
-                                        let cells = partitioner.keys(geometry.as_ref());
-                                        Outcome::Ok(Box::new(row), cells, counters)
+    // The main work; whatever happens, the summary and failures report are written after it.
+    let outcome: Result<()> = async {
+        let fetcher = Arc::new(Fetcher::new(options.fetch.clone())?);
+        reporter.phase("ingest", options.inventory_options.limit);
+        let mut groups = Groups::new();
+        // Parsing and cell cover are CPU work: at most one task per core leaves the runtime.
+        let cpu = Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ));
+        {
+            let items = (&mut inventory)
+                .map_ok(|rec: InventoryRecord| {
+                    let fetcher = fetcher.clone();
+                    let columns = columns.clone();
+                    let partitioner = partitioner.clone();
+                    let cpu = cpu.clone();
+                    async move {
+                        let outcome = match fetcher.fetch(&rec.bucket, &rec.key).await {
+                            Err(e) => {
+                                Outcome::Failed(format!("fetch: {e}"), ParseCounters::default())
+                            }
+                            Ok(body) => {
+                                let _permit = cpu.acquire_owned().await;
+                                tokio::task::spawn_blocking(move || {
+                                    let mut counters = ParseCounters::default();
+                                    match parse_item(&body, &columns, &mut counters) {
+                                        Ok((row, geometry)) => {
+                                            let cells = partitioner.keys(geometry.as_ref());
+                                            Outcome::Ok(Box::new(row), cells, counters)
+                                        }
+                                        Err(e) => Outcome::Failed(format!("parse: {e}"), counters),
                                     }
-                                    Err(e) => Outcome::Failed(format!("parse: {e}"), counters),
-                                }
-                            })
-                            .await
-                            .unwrap_or_else(|e| {
-                                Outcome::Failed(format!("internal: {e}"), ParseCounters::default())
-                            })
-                        }
-                    };
-                    Ok::<_, Error>((rec, outcome))
-                }
-            })
-            .try_buffer_unordered(options.concurrency.max(1));
-        futures::pin_mut!(items);
-        while let Some(next) = items.next().await {
-            let (rec, outcome) = next?;
-            reporter.advance(1);
-            match outcome {
-                Outcome::Ok(row, cells, counters) => {
-                    state.metrics.fetched += 1;
-                    add_counters(&mut state.metrics.parse, &counters);
-                    groups.add(*row, cells);
-                }
-                Outcome::Failed(reason, counters) => {
-                    if !reason.starts_with("fetch") {
-                        state.metrics.fetched += 1;
+                                })
+                                .await
+                                .unwrap_or_else(|e| {
+                                    Outcome::Failed(
+                                        format!("internal: {e}"),
+                                        ParseCounters::default(),
+                                    )
+                                })
+                            }
+                        };
+                        Ok::<_, Error>((rec, outcome))
                     }
-                    add_counters(&mut state.metrics.parse, &counters);
-                    state.record_failure(Failure {
-                        bucket: rec.bucket,
-                        key: rec.key,
-                        reason,
-                    })?;
+                })
+                .try_buffer_unordered(options.concurrency.max(1));
+            futures::pin_mut!(items);
+            while let Some(next) = items.next().await {
+                let (rec, outcome) = next?;
+                reporter.advance(1);
+                match outcome {
+                    Outcome::Ok(row, cells, counters) => {
+                        state.metrics.fetched += 1;
+                        add_counters(&mut state.metrics.parse, &counters);
+                        groups.add(*row, cells);
+                    }
+                    Outcome::Failed(reason, counters) => {
+                        if !reason.starts_with("fetch") {
+                            state.metrics.fetched += 1;
+                        }
+                        add_counters(&mut state.metrics.parse, &counters);
+                        state.record_failure(Failure {
+                            bucket: rec.bucket,
+                            key: rec.key,
+                            reason,
+                        })?;
+                    }
                 }
-            }
-            if groups.items() >= options.chunk_items.max(1)
-                || groups.approx_bytes() >= options.chunk_bytes
-            {
-                let full = std::mem::take(&mut groups);
-                state.flush(full).await?;
+                if groups.items() >= options.chunk_items.max(1)
+                    || groups.approx_bytes() >= options.chunk_bytes
+                {
+                    let full = std::mem::take(&mut groups);
+                    state.flush(full).await?;
+                }
             }
         }
+        if !groups.is_empty() {
+            state.flush(groups).await?;
+        }
+        state.commit().await?;
+        reporter.finish_phase();
+        Ok(())
     }
+    .await;
     state.metrics.inventory = inventory.stats();
-    if !groups.is_empty() {
-        state.flush(groups).await?;
-    }
-    state.commit().await?;
-    reporter.finish_phase();
     state.metrics.snapshot_id = state.table.metadata().current_snapshot_id();
     state.metrics.cells = state.cells.len() as u64;
     state.metrics.years = state.years.iter().copied().collect();
@@ -386,6 +398,12 @@ async fn run(
     } else {
         0.0
     };
+    if let Err(e) = outcome {
+        state.metrics.error = Some(e.to_string());
+        // Best effort: the run's own error is what the caller needs to see.
+        let _ = state.write_reports().await;
+        return Err(e);
+    }
     state.write_reports().await?;
     Ok(state.metrics)
 }

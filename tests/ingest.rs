@@ -460,3 +460,48 @@ async fn python_failure_inputs_are_ingested_correctly() {
         }
     }
 }
+
+#[test]
+fn a_failed_run_still_writes_its_summary_and_failures_report() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ds = rt.block_on(Dataset::synth(20, 81));
+    let mut inv = std::fs::read_to_string(ds.inventory()).unwrap();
+    inv.push_str("its-live-data,gone/missing.stac.json,1,2024-01-01T00:00:00Z\n");
+    std::fs::write(ds.inventory(), inv).unwrap();
+    let out = run(cli()
+        .args([
+            "ingest",
+            "--no-lock",
+            "--inventory",
+            &ds.inventory(),
+            "--items-root",
+            &ds.items_root(),
+        ])
+        .args([
+            "--warehouse",
+            &ds.path("warehouse"),
+            "--catalog",
+            &ds.path("catalog.db"),
+        ])
+        .env("EARTHCATALOG_FAULT", "ingest.after_write"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("injected fault"));
+    let reports = walk(&ds.dir.path().join("warehouse/_reports"));
+    let summary = reports
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("_summary.json"))
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).unwrap()).unwrap();
+    assert!(m["error"].as_str().unwrap().contains("ingest.after_write"));
+    assert_eq!(m["failed"], 1);
+    assert_eq!(m["commits"], 0);
+    let failures = reports
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("_failures.csv"))
+        .unwrap();
+    assert!(
+        std::fs::read_to_string(failures)
+            .unwrap()
+            .contains("gone/missing.stac.json")
+    );
+}
