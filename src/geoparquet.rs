@@ -137,7 +137,101 @@ pub fn encode_group(
     options: &WriterOptions,
     label: &str,
 ) -> Result<EncodedFile> {
-    let schema = Arc::new(arrow_schema(table));
+    let mut buf = Vec::with_capacity(rows.len() * 512);
+    let mut writer = GeoParquetWriter::try_new(&mut buf, table, options, label)?;
+    writer.write(rows, Some(cell), columns)?;
+    let metadata = writer.finish()?;
+    Ok(EncodedFile {
+        bytes: buf,
+        metadata,
+        rows: rows.len(),
+    })
+}
+
+/// A GeoParquet writer that takes rows in batches (one row group per call at most
+/// `row_group_rows`) and writes the `geo` metadata for everything written when finished.
+pub struct GeoParquetWriter<W: std::io::Write + Send> {
+    writer: ArrowWriter<W>,
+    schema: Arc<arrow_schema::Schema>,
+    table: Vec<TableColumn>,
+    kinds: BTreeSet<GeometryKind>,
+    bbox: Option<[f64; 4]>,
+    label: String,
+}
+
+impl<W: std::io::Write + Send> GeoParquetWriter<W> {
+    /// Start a file with the table's columns.
+    pub fn try_new(
+        sink: W,
+        table: &[TableColumn],
+        options: &WriterOptions,
+        label: &str,
+    ) -> Result<Self> {
+        let schema = Arc::new(arrow_schema(table));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(options.zstd_level).unwrap_or_default(),
+            ))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
+            .set_created_by(format!("earthcatalog {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props))
+            .map_err(|e| Error::parquet(label, e))?;
+        Ok(Self {
+            writer,
+            schema,
+            table: table.to_vec(),
+            kinds: BTreeSet::new(),
+            bbox: None,
+            label: label.to_string(),
+        })
+    }
+
+    /// Append rows; `cell` fills `grid_partition` (null when `None`).
+    pub fn write(
+        &mut self,
+        rows: &[&ItemRow],
+        cell: Option<&str>,
+        columns: &Columns,
+    ) -> Result<()> {
+        let batch = build_batch(
+            rows,
+            cell,
+            columns,
+            &self.table,
+            self.schema.clone(),
+            &mut self.kinds,
+            &mut self.bbox,
+            &self.label,
+        )?;
+        self.writer
+            .write(&batch)
+            .map_err(|e| Error::parquet(&self.label, e))
+    }
+
+    /// Add the `geo` metadata and close the file.
+    pub fn finish(mut self) -> Result<ParquetMetaData> {
+        let geo = geo_metadata(&self.kinds, self.bbox);
+        self.writer
+            .append_key_value_metadata(KeyValue::new("geo".to_string(), geo));
+        self.writer
+            .close()
+            .map_err(|e| Error::parquet(&self.label, e))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_batch(
+    rows: &[&ItemRow],
+    cell: Option<&str>,
+    columns: &Columns,
+    table: &[TableColumn],
+    schema: Arc<arrow_schema::Schema>,
+    kinds: &mut BTreeSet<GeometryKind>,
+    bbox: &mut Option<[f64; 4]>,
+    label: &str,
+) -> Result<RecordBatch> {
     let sources: Vec<Source> = table
         .iter()
         .map(|c| match c.name.as_str() {
@@ -167,8 +261,6 @@ pub fn encode_group(
 
     let n = rows.len();
     let mut builders: Vec<Builder> = table.iter().map(|c| Builder::new(c.ty, n)).collect();
-    let mut kinds: BTreeSet<GeometryKind> = BTreeSet::new();
-    let mut bbox: Option<[f64; 4]> = None;
     let mut slots: Vec<Option<&Value>> = vec![None; table.len()];
     for row in rows {
         slots.iter_mut().for_each(|s| *s = None);
@@ -180,7 +272,10 @@ pub fn encode_group(
         for (p, b) in builders.iter_mut().enumerate() {
             match (&sources[p], b) {
                 (Source::Id, Builder::Str(b)) => b.append_value(&row.id),
-                (Source::Cell, Builder::Str(b)) => b.append_value(cell),
+                (Source::Cell, Builder::Str(b)) => match cell {
+                    Some(c) => b.append_value(c),
+                    None => b.append_null(),
+                },
                 (Source::Geometry, Builder::Bin(b)) => match &row.geometry_wkb {
                     Some(w) => b.append_value(w),
                     None => b.append_null(),
@@ -197,7 +292,7 @@ pub fn encode_group(
             kinds.insert(k);
         }
         if let Some(r) = row.bounds {
-            bbox = Some(match bbox {
+            *bbox = Some(match *bbox {
                 None => r,
                 Some(b) => [
                     b[0].min(r[0]),
@@ -209,28 +304,7 @@ pub fn encode_group(
         }
     }
     let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
-    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::arrow(label, e))?;
-
-    let geo = geo_metadata(&kinds, bbox);
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(options.zstd_level).unwrap_or_default(),
-        ))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
-        .set_created_by(format!("earthcatalog {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(vec![KeyValue::new("geo".to_string(), geo)]))
-        .build();
-    let mut buf = Vec::with_capacity(n * 512);
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props))
-        .map_err(|e| Error::parquet(label, e))?;
-    writer.write(&batch).map_err(|e| Error::parquet(label, e))?;
-    let metadata = writer.close().map_err(|e| Error::parquet(label, e))?;
-    Ok(EncodedFile {
-        bytes: buf,
-        metadata,
-        rows: n,
-    })
+    RecordBatch::try_new(schema, arrays).map_err(|e| Error::arrow(label, e))
 }
 
 /// The GeoParquet 1.1 `geo` metadata JSON for a file.

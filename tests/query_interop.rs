@@ -167,3 +167,56 @@ print("ok")
         std::fs::create_dir_all(&whp).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_writes_geoparquet_with_the_same_items_as_ndjson() {
+    let ds = Dataset::synth(120, 62).await;
+    let opts = ds.options(1);
+    ingest(&opts, &NoReporter).await.unwrap();
+    let out_path = ds.path("result.parquet");
+    let base = |c: &mut std::process::Command| {
+        c.args([
+            "search",
+            "--catalog",
+            &opts.catalog,
+            "--bbox",
+            "-180,-90,180,90",
+        ]);
+    };
+    let mut ndjson = cli();
+    base(&mut ndjson);
+    let nd = run(ndjson.args(["--format", "ndjson"]));
+    assert!(nd.status.success());
+    let ids_nd: BTreeSet<String> = String::from_utf8_lossy(&nd.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut gp = cli();
+    base(&mut gp);
+    let out = run(gp.args(["--format", "geoparquet", "--output", &out_path]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rows, kv) = read_rows(std::path::Path::new(&out_path));
+    let ids_gp: BTreeSet<String> = rows.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(rows.len(), ids_nd.len(), "one row per item");
+    assert_eq!(ids_gp, ids_nd);
+    assert!(
+        kv.iter()
+            .any(|(k, v)| k == "geo" && v.contains("\"primary_column\":\"geometry\""))
+    );
+    // --format geoparquet without --output is a usage error.
+    let mut bad = cli();
+    base(&mut bad);
+    assert_eq!(
+        run(bad.args(["--format", "geoparquet"])).status.code(),
+        Some(2)
+    );
+}

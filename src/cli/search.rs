@@ -19,6 +19,8 @@ pub enum SearchFormat {
     Geojson,
     /// One item per line.
     Ndjson,
+    /// A GeoParquet file in the warehouse's own format (needs `--output`).
+    Geoparquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +83,9 @@ pub struct SearchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = SearchFormat::Geojson)]
     format: SearchFormat,
+    /// Output file for `--format geoparquet` (path or URL).
+    #[arg(long)]
+    output: Option<String>,
     /// Keep the `grid_partition` column as a property.
     #[arg(long)]
     with_grid_partition: bool,
@@ -143,6 +148,16 @@ fn broken_pipe(e: &std::io::Error) -> bool {
 pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
     let req = request(&args).await?;
     let wh = Warehouse::open(&args.catalog, args.warehouse.as_deref()).await?;
+    if args.format == SearchFormat::Geoparquet {
+        let output = args
+            .output
+            .clone()
+            .ok_or_else(|| UsageError("--format geoparquet needs --output FILE".into()))?;
+        let (items, _) = wh.search_with_stats(&req).await?;
+        let n = write_geoparquet(&wh, items, &output).await?;
+        eprintln!("{n} items written to {output}");
+        return Ok(EXIT_OK);
+    }
     let (mut items, stats) = wh.search_with_stats(&req).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -191,4 +206,56 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// Write search results as GeoParquet with the table's columns, in batches of 10,000 rows
+/// (bounded memory), to a local temporary file that is then put at `output`.
+async fn write_geoparquet(
+    wh: &Warehouse,
+    mut items: futures::stream::BoxStream<'static, earthcatalog::Result<serde_json::Value>>,
+    output: &str,
+) -> anyhow::Result<u64> {
+    use earthcatalog::catalog::schema::{base_schema, table_columns};
+    use earthcatalog::geoparquet::{GeoParquetWriter, WriterOptions};
+    use earthcatalog::item::{Columns, ParseCounters, parse_item};
+    let schema = match wh.table() {
+        Some(t) => t.metadata().current_schema().as_ref().clone(),
+        None => base_schema()?,
+    };
+    let table = table_columns(&schema);
+    let columns = Columns::new(&table);
+    let dest = earthcatalog::store::Location::parse(output)?;
+    let tmp = tempfile::NamedTempFile::new()?;
+    let file = tmp.reopen()?;
+    let mut writer = GeoParquetWriter::try_new(file, &table, &WriterOptions::default(), output)?;
+    let mut batch = Vec::new();
+    let mut counters = ParseCounters::default();
+    let mut total = 0u64;
+    loop {
+        let next = items.next().await;
+        let done = next.is_none();
+        if let Some(item) = next {
+            let body = serde_json::to_vec(&item?)?;
+            let (row, _) = parse_item(&body, &columns, &mut counters)
+                .map_err(|e| anyhow::anyhow!("re-encoding a search result: {e}"))?;
+            batch.push(row);
+        }
+        if batch.len() >= 10_000 || (done && !batch.is_empty()) {
+            let refs: Vec<&earthcatalog::item::ItemRow> = batch.iter().collect();
+            writer.write(&refs, None, &columns)?;
+            total += batch.len() as u64;
+            batch.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    writer.finish()?;
+    // Stream the finished file to its destination (multipart on object stores).
+    let mut upload =
+        object_store::buffered::BufWriter::new(dest.store().clone(), dest.prefix().clone());
+    let mut file = tokio::fs::File::open(tmp.path()).await?;
+    tokio::io::copy(&mut file, &mut upload).await?;
+    tokio::io::AsyncWriteExt::shutdown(&mut upload).await?;
+    Ok(total)
 }
