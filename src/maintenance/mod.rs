@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 
 use crate::catalog::Catalog;
@@ -665,13 +665,4 @@ async fn repair_inner(
     catalog.upload().await?;
     metrics.snapshot_id = table.metadata().current_snapshot_id();
     Ok(metrics)
-}
-
-/// Try a collection of futures; helper kept for symmetry with ingest.
-#[allow(dead_code)]
-async fn try_all<T>(v: Vec<impl std::future::Future<Output = Result<T>>>) -> Result<Vec<T>> {
-    futures::stream::iter(v)
-        .buffer_unordered(8)
-        .try_collect()
-        .await
 }

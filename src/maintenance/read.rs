@@ -3,7 +3,6 @@
 //! snappy or zstd, missing optional columns, evolved columns. Columns the table does not know
 //! are kept in `properties_overflow`; nothing is dropped.
 
-use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -152,6 +151,3 @@ pub(crate) fn cell_json(a: &ArrayRef, i: usize) -> Json {
             .unwrap_or(Json::Null),
     }
 }
-
-/// Shared handle type for columns used by parallel bucket workers.
-pub type SharedColumns = Arc<Columns>;
