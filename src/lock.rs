@@ -842,6 +842,39 @@ fn hostname() -> &'static str {
     })
 }
 
+/// Take the lock for `catalog` — at `explicit`, else `.lock` beside it — and keep it renewed
+/// in the background. `None` when `wanted` is false.
+pub async fn acquire_for_catalog(
+    wanted: bool,
+    catalog: &str,
+    explicit: Option<&str>,
+    options: LockOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<RenewingLock>> {
+    if !wanted {
+        return Ok(None);
+    }
+    let url = match explicit {
+        Some(l) => l.to_string(),
+        None => default_lock_url(catalog)?,
+    };
+    let lock = CatalogLock::acquire(&Location::parse(&url)?, options, clock).await?;
+    let every = lock.renewal_interval();
+    Ok(Some(lock.spawn_renewal(every)))
+}
+
+/// Release `lock` (if any) once the work produced `result`. A failed release is reported only
+/// when the work itself succeeded (the work's own error matters more).
+pub async fn release_after<T>(lock: Option<RenewingLock>, result: Result<T>) -> Result<T> {
+    if let Some(lock) = lock {
+        let released = lock.release().await;
+        if let (Ok(_), Err(e)) = (&result, released) {
+            return Err(e);
+        }
+    }
+    result
+}
+
 /// The default lock object for a catalog: `.lock` beside `catalog.db` (the Python tool's key).
 pub fn default_lock_url(catalog: &str) -> Result<String> {
     let cat = Location::parse(catalog)?;

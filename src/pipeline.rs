@@ -31,7 +31,7 @@ use crate::grid::GridConfig;
 use crate::hash_index::{self, IdHash};
 use crate::inventory::{InventoryOptions, InventoryRecord, InventoryStats, read_inventory};
 use crate::item::{Columns, ItemRow, ParseCounters, parse_item};
-use crate::lock::{CatalogLock, LockOptions, RenewingLock};
+use crate::lock::{LockOptions, RenewingLock};
 use crate::partition::Groups;
 use crate::report::Reporter;
 use crate::store::{Location, put_if_absent};
@@ -187,32 +187,16 @@ pub async fn ingest_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<IngestMetrics> {
     let started = Instant::now();
-    let lock = if options.lock {
-        let loc = Location::parse(&lock_location(options)?)?;
-        let lock_opts =
-            LockOptions::new(options.owner.clone()).with_ttl_hours(options.lock_ttl_hours);
-        let lock = CatalogLock::acquire(&loc, lock_opts, clock.clone()).await?;
-        let every = lock.renewal_interval();
-        Some(lock.spawn_renewal(every))
-    } else {
-        None
-    };
+    let lock = crate::lock::acquire_for_catalog(
+        options.lock,
+        &options.catalog,
+        options.lock_location.as_deref(),
+        LockOptions::new(options.owner.clone()).with_ttl_hours(options.lock_ttl_hours),
+        clock.clone(),
+    )
+    .await?;
     let result = run(options, reporter, lock.as_ref(), started, clock.as_ref()).await;
-    if let Some(lock) = lock {
-        let released = lock.release().await;
-        if let (Ok(_), Err(e)) = (&result, released) {
-            return Err(e);
-        }
-    }
-    result
-}
-
-/// The lock object for a run: explicit, or `.lock` beside the catalog.
-pub fn lock_location(options: &IngestOptions) -> Result<String> {
-    match &options.lock_location {
-        Some(l) => Ok(l.clone()),
-        None => crate::lock::default_lock_url(&options.catalog),
-    }
+    crate::lock::release_after(lock, result).await
 }
 
 struct Run<'a> {

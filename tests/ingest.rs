@@ -190,12 +190,9 @@ async fn failures_are_counted_reported_and_good_items_committed() {
     inv.push_str("its-live-data,bad/readme.txt,1,2024-01-01T00:00:00Z\n");
     std::fs::write(ds.inventory(), inv).unwrap();
 
-    let out = run(cli()
-        .args(["ingest", "--json", "--no-lock", "--resolution", "1"])
-        .args(["--inventory", &ds.inventory()])
-        .args(["--items-root", &ds.items_root()])
-        .args(["--warehouse", &ds.path("warehouse")])
-        .args(["--catalog", &ds.path("catalog.db")]));
+    let out = run(ds
+        .ingest_cmd()
+        .args(["--json", "--no-lock", "--resolution", "1"]));
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -258,20 +255,7 @@ async fn commit_every_makes_one_snapshot_per_chunk_group_and_grid_conflicts_fail
     again.grid = Some(GridConfig::H3 { resolution: 2 });
     let err = ingest(&again, &NoReporter).await.unwrap_err();
     assert!(matches!(err, earthcatalog::Error::Config(_)), "{err}");
-    let out = run(cli()
-        .args(["ingest", "--no-lock", "--resolution", "3"])
-        .args([
-            "--inventory",
-            &ds.inventory(),
-            "--items-root",
-            &ds.items_root(),
-        ])
-        .args([
-            "--warehouse",
-            &ds.path("warehouse"),
-            "--catalog",
-            &ds.path("catalog.db"),
-        ]));
+    let out = run(ds.ingest_cmd().args(["--no-lock", "--resolution", "3"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("grid"));
 }
@@ -293,15 +277,8 @@ fn killed_runs_leave_the_catalog_at_its_last_commit_and_rerun_converges() {
     let ds = rt.block_on(Dataset::synth(60, 9));
     let (cat, wh) = (ds.path("catalog.db"), ds.path("warehouse"));
     let base = |limit: &str| {
-        let mut c = cli();
-        c.args(["ingest", "--resolution", "1", "--limit", limit])
-            .args([
-                "--inventory",
-                &ds.inventory(),
-                "--items-root",
-                &ds.items_root(),
-            ])
-            .args(["--warehouse", &wh, "--catalog", &cat]);
+        let mut c = ds.ingest_cmd();
+        c.args(["--resolution", "1", "--limit", limit]);
         c
     };
     // A first committed run.
@@ -468,21 +445,9 @@ fn a_failed_run_still_writes_its_summary_and_failures_report() {
     let mut inv = std::fs::read_to_string(ds.inventory()).unwrap();
     inv.push_str("its-live-data,gone/missing.stac.json,1,2024-01-01T00:00:00Z\n");
     std::fs::write(ds.inventory(), inv).unwrap();
-    let out = run(cli()
-        .args([
-            "ingest",
-            "--no-lock",
-            "--inventory",
-            &ds.inventory(),
-            "--items-root",
-            &ds.items_root(),
-        ])
-        .args([
-            "--warehouse",
-            &ds.path("warehouse"),
-            "--catalog",
-            &ds.path("catalog.db"),
-        ])
+    let out = run(ds
+        .ingest_cmd()
+        .arg("--no-lock")
         .env("EARTHCATALOG_FAULT", "ingest.after_write"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("injected fault"));

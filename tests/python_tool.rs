@@ -62,20 +62,7 @@ print("held")
 "#
     );
     assert!(python(&hold).trim().ends_with("held"));
-    let blocked = run(cli()
-        .args([
-            "ingest",
-            "--inventory",
-            &ds.inventory(),
-            "--items-root",
-            &ds.items_root(),
-        ])
-        .args([
-            "--warehouse",
-            &ds.path("warehouse"),
-            "--catalog",
-            &ds.path("catalog.db"),
-        ]));
+    let blocked = run(&mut ds.ingest_cmd());
     assert_eq!(blocked.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&blocked.stderr).contains("incremental"));
     std::fs::remove_file(ds.dir.path().join(".lock")).unwrap();

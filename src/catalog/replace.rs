@@ -79,25 +79,16 @@ impl Catalog {
     /// set was never committed; one that is in it but not live was replaced or deleted.
     pub async fn historical_paths(&self, table: &Table) -> Result<HashSet<String>> {
         let file_io = table.file_io().clone();
-        let mut manifest_files: HashMap<String, ManifestFile> = HashMap::new();
+        let mut by_path: HashMap<String, ManifestFile> = HashMap::new();
         for snapshot in table.metadata().snapshots() {
-            let list = table
-                .manifest_list_reader(snapshot)
-                .load()
-                .await
-                .map_err(|e| {
-                    Error::iceberg(
-                        format!("reading manifest list {}", snapshot.manifest_list()),
-                        e,
-                    )
-                })?;
-            for mf in list.consume_entries() {
+            let list = manifest_files(table, snapshot).await?;
+            for mf in list {
                 if mf.content == ManifestContentType::Data {
-                    manifest_files.entry(mf.manifest_path.clone()).or_insert(mf);
+                    by_path.entry(mf.manifest_path.clone()).or_insert(mf);
                 }
             }
         }
-        let paths: Vec<Vec<String>> = futures::stream::iter(manifest_files.into_values())
+        let paths: Vec<Vec<String>> = futures::stream::iter(by_path.into_values())
             .map(|mf| {
                 let file_io = file_io.clone();
                 async move {
@@ -533,18 +524,9 @@ impl Catalog {
         snapshot: &SnapshotRef,
         with_entries: bool,
     ) -> Result<Vec<LoadedManifest>> {
-        let list = table
-            .manifest_list_reader(snapshot)
-            .load()
-            .await
-            .map_err(|e| {
-                Error::iceberg(
-                    format!("reading manifest list {}", snapshot.manifest_list()),
-                    e,
-                )
-            })?;
+        let list = manifest_files(table, snapshot).await?;
         let file_io = table.file_io().clone();
-        futures::stream::iter(list.consume_entries())
+        futures::stream::iter(list)
             .map(|file| {
                 let file_io = file_io.clone();
                 async move {
@@ -560,6 +542,21 @@ impl Catalog {
             .try_collect()
             .await
     }
+}
+
+/// The manifests listed by `snapshot`'s manifest list.
+pub async fn manifest_files(table: &Table, snapshot: &SnapshotRef) -> Result<Vec<ManifestFile>> {
+    table
+        .manifest_list_reader(snapshot)
+        .load()
+        .await
+        .map(|list| list.consume_entries().into_iter().collect())
+        .map_err(|e| {
+            Error::iceberg(
+                format!("reading manifest list {}", snapshot.manifest_list()),
+                e,
+            )
+        })
 }
 
 async fn load_manifest(file: &ManifestFile, file_io: &FileIO) -> Result<Manifest> {

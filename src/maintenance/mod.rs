@@ -29,11 +29,11 @@ use object_store::ObjectStoreExt;
 use crate::catalog::Catalog;
 use crate::catalog::datafile::{PartitionValue, data_file_from_footer};
 use crate::catalog::schema::{OVERFLOW_COLUMN, table_columns};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::SystemClock;
 use crate::error::{Error, Result};
 use crate::geoparquet::{WriterOptions, encode_group, sort_rows};
 use crate::item::{Columns, ItemRow};
-use crate::lock::{CatalogLock, LockOptions, RenewingLock};
+use crate::lock::{LockOptions, RenewingLock};
 use crate::report::Reporter;
 use crate::store::{Location, put_if_absent};
 use scan::{WarehouseFile, list_warehouse};
@@ -123,21 +123,21 @@ pub struct CompactMetrics {
     pub elapsed_secs: f64,
 }
 
-/// Guard for the optional lock around a maintenance run.
+/// The optional lock around a maintenance run.
 async fn take_lock(
+    wanted: bool,
     catalog: &str,
     explicit: &Option<String>,
     owner: &str,
-    clock: Arc<dyn Clock>,
-) -> Result<RenewingLock> {
-    let url = match explicit {
-        Some(l) => l.clone(),
-        None => crate::lock::default_lock_url(catalog)?,
-    };
-    let lock =
-        CatalogLock::acquire(&Location::parse(&url)?, LockOptions::new(owner), clock).await?;
-    let every = lock.renewal_interval();
-    Ok(lock.spawn_renewal(every))
+) -> Result<Option<RenewingLock>> {
+    crate::lock::acquire_for_catalog(
+        wanted,
+        catalog,
+        explicit.as_deref(),
+        LockOptions::new(owner),
+        Arc::new(SystemClock),
+    )
+    .await
 }
 
 /// Compact the warehouse: see the module docs.
@@ -145,27 +145,15 @@ pub async fn compact_warehouse(
     options: &CompactOptions,
     reporter: &dyn Reporter,
 ) -> Result<CompactMetrics> {
-    let lock = if options.use_lock {
-        Some(
-            take_lock(
-                &options.catalog,
-                &options.lock_location,
-                "compact",
-                Arc::new(SystemClock),
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
+    let lock = take_lock(
+        options.use_lock,
+        &options.catalog,
+        &options.lock_location,
+        "compact",
+    )
+    .await?;
     let result = compact_inner(options, reporter, lock.as_ref()).await;
-    if let Some(lock) = lock {
-        let released = lock.release().await;
-        if let (Ok(_), Err(e)) = (&result, released) {
-            return Err(e);
-        }
-    }
-    result
+    crate::lock::release_after(lock, result).await
 }
 
 struct Bucket {
@@ -553,27 +541,15 @@ pub struct RepairMetrics {
 
 /// Rebuild the table's file list from what exists in the warehouse, in one commit.
 pub async fn repair(options: &RepairOptions) -> Result<RepairMetrics> {
-    let lock = if options.use_lock {
-        Some(
-            take_lock(
-                &options.catalog,
-                &options.lock_location,
-                "repair",
-                Arc::new(SystemClock),
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
+    let lock = take_lock(
+        options.use_lock,
+        &options.catalog,
+        &options.lock_location,
+        "repair",
+    )
+    .await?;
     let result = repair_inner(options, lock.as_ref()).await;
-    if let Some(lock) = lock {
-        let released = lock.release().await;
-        if let (Ok(_), Err(e)) = (&result, released) {
-            return Err(e);
-        }
-    }
-    result
+    crate::lock::release_after(lock, result).await
 }
 
 async fn repair_inner(

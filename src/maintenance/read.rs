@@ -3,7 +3,6 @@
 //! snappy or zstd, missing optional columns, evolved columns. Columns the table does not know
 //! are kept in `properties_overflow`; nothing is dropped.
 
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,

@@ -56,19 +56,10 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
     let Some(snapshot) = metadata.current_snapshot() else {
         return Ok(Scan::default());
     };
-    let list = table
-        .manifest_list_reader(snapshot)
-        .load()
-        .await
-        .map_err(|e| {
-            Error::iceberg(
-                format!("reading manifest list {}", snapshot.manifest_list()),
-                e,
-            )
-        })?;
+    let list = crate::catalog::replace::manifest_files(table, snapshot).await?;
     let mut out = Scan::default();
     let mut wanted = Vec::new();
-    for manifest in list.consume_entries() {
+    for manifest in list {
         if manifest.content != ManifestContentType::Data {
             continue;
         }

@@ -67,6 +67,26 @@ impl Dataset {
         }
     }
 
+    /// `earthcatalog ingest` on this dataset's inventory, items, warehouse and catalog;
+    /// callers add their own flags.
+    pub fn ingest_cmd(&self) -> Command {
+        let mut c = cli();
+        c.arg("ingest")
+            .args([
+                "--inventory",
+                &self.inventory(),
+                "--items-root",
+                &self.items_root(),
+            ])
+            .args([
+                "--warehouse",
+                &self.path("warehouse"),
+                "--catalog",
+                &self.path("catalog.db"),
+            ]);
+        c
+    }
+
     /// Every id in the synthetic inventory, read back from the item files.
     pub fn item_ids(&self) -> BTreeSet<String> {
         let mut ids = BTreeSet::new();
