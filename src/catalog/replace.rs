@@ -259,6 +259,20 @@ impl Catalog {
                 counter += 1;
                 format!("{meta_dir}/{commit_uuid}-m{}.avro", counter - 1)
             };
+            let new_manifest = |path: &str,
+                                spec: &iceberg::spec::PartitionSpec|
+             -> Result<iceberg::spec::ManifestWriter> {
+                let output = file_io
+                    .new_output(path)
+                    .map_err(|e| Error::iceberg(ctx("creating a manifest"), e))?;
+                Ok(ManifestWriterBuilder::new(
+                    output,
+                    Some(snapshot_id),
+                    schema.clone(),
+                    spec.clone(),
+                )
+                .build_v2_data())
+            };
             let mut new_manifests: Vec<ManifestFile> = Vec::new();
             let (mut added_records, mut added_size) = (0u64, 0u64);
             // Added files are sorted by path (grid_partition=<cell>/year=<y>/…) and split into
@@ -269,16 +283,7 @@ impl Catalog {
             let mut pending = added.into_iter().peekable();
             while pending.peek().is_some() {
                 let path = next_manifest_path();
-                let output = file_io
-                    .new_output(&path)
-                    .map_err(|e| Error::iceberg(ctx("creating the added manifest"), e))?;
-                let mut writer = ManifestWriterBuilder::new(
-                    output,
-                    Some(snapshot_id),
-                    schema.clone(),
-                    (*spec).clone(),
-                )
-                .build_v2_data();
+                let mut writer = new_manifest(&path, &spec)?;
                 for f in pending.by_ref().take(MANIFEST_ENTRIES) {
                     summary.add_file(&f, schema.clone(), spec.clone());
                     added_records += f.record_count();
@@ -320,16 +325,7 @@ impl Catalog {
                         ))
                     })?;
                 let path = next_manifest_path();
-                let output = file_io
-                    .new_output(&path)
-                    .map_err(|e| Error::iceberg(ctx("creating a rewritten manifest"), e))?;
-                let mut writer = ManifestWriterBuilder::new(
-                    output,
-                    Some(snapshot_id),
-                    schema.clone(),
-                    (*m_spec).clone(),
-                )
-                .build_v2_data();
+                let mut writer = new_manifest(&path, &m_spec)?;
                 for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                     let seq = e.sequence_number().ok_or_else(|| {
                         Error::Config(format!(
