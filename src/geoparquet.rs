@@ -12,6 +12,7 @@ use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
+use arrow_array::cast::AsArray;
 use arrow_array::{ArrayRef, RecordBatch};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -210,6 +211,32 @@ impl<W: std::io::Write + Send> GeoParquetWriter<W> {
             .map_err(|e| Error::parquet(&self.label, e))
     }
 
+    /// Append a record batch that already has the file schema (the table's Arrow schema):
+    /// the compaction fast path. Geometry types and bbox come from the WKB column.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(geoms) = batch
+            .column_by_name("geometry")
+            .and_then(|g| g.as_binary_opt::<i32>())
+        {
+            for wkb in geoms.iter().flatten() {
+                if let Some((kind, bounds)) = crate::item::wkb_summary(wkb) {
+                    self.kinds.insert(kind);
+                    if let Some(r) = bounds {
+                        self.bbox = Some(union(self.bbox, r));
+                    }
+                }
+            }
+        }
+        self.writer
+            .write(batch)
+            .map_err(|e| Error::parquet(&self.label, e))
+    }
+
+    /// The Arrow schema files are written with.
+    pub fn schema(&self) -> Arc<arrow_schema::Schema> {
+        self.schema.clone()
+    }
+
     /// Add the `geo` metadata and close the file.
     pub fn finish(mut self) -> Result<ParquetMetaData> {
         let geo = geo_metadata(&self.kinds, self.bbox);
@@ -292,19 +319,23 @@ fn build_batch(
             kinds.insert(k);
         }
         if let Some(r) = row.bounds {
-            *bbox = Some(match *bbox {
-                None => r,
-                Some(b) => [
-                    b[0].min(r[0]),
-                    b[1].min(r[1]),
-                    b[2].max(r[2]),
-                    b[3].max(r[3]),
-                ],
-            });
+            *bbox = Some(union(*bbox, r));
         }
     }
     let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
     RecordBatch::try_new(schema, arrays).map_err(|e| Error::arrow(label, e))
+}
+
+fn union(bbox: Option<[f64; 4]>, r: [f64; 4]) -> [f64; 4] {
+    match bbox {
+        None => r,
+        Some(b) => [
+            b[0].min(r[0]),
+            b[1].min(r[1]),
+            b[2].max(r[2]),
+            b[3].max(r[3]),
+        ],
+    }
 }
 
 /// The GeoParquet 1.1 `geo` metadata JSON for a file.

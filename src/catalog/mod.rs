@@ -6,6 +6,7 @@
 //! sequence. Every change is one Iceberg commit (new metadata file + compare-and-swap of the
 //! metadata pointer in `iceberg_tables`), so a crash leaves the table before or after a commit.
 
+pub mod avro;
 pub mod datafile;
 pub mod replace;
 pub mod schema;

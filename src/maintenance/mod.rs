@@ -16,6 +16,7 @@
 //! are removed by the next run.
 //! A bucket that cannot be merged is reported and left untouched.
 
+mod columnar;
 pub mod read;
 pub mod scan;
 
@@ -391,6 +392,17 @@ async fn merge_bucket(
     crate::fault::check("compact.merge")?;
     let key = bucket.key.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<_> {
+        let name_of = || {
+            format!(
+                "{}/compacted_{:08x}.parquet",
+                key.dir(),
+                uuid::Uuid::new_v4().as_u128() as u32
+            )
+        };
+        match columnar::merge(&inputs, &table_cols, &key.cell, &writer, max_rows, name_of) {
+            Ok(m) => return Ok((m.files, m.rows_before, m.rows_after)),
+            Err(why) => tracing::debug!(bucket = %key.dir(), %why, "row-wise merge"),
+        }
         let mut rows: Vec<(usize, ItemRow)> = Vec::new();
         for (rank, url, bytes) in inputs {
             for row in read::read_file_rows(bytes, &columns, &url)? {
@@ -413,11 +425,7 @@ async fn merge_bucket(
         let chunk = max_rows.unwrap_or(usize::MAX).max(1);
         let mut files = Vec::new();
         for part in refs.chunks(chunk) {
-            let name = format!(
-                "compacted_{:08x}.parquet",
-                uuid::Uuid::new_v4().as_u128() as u32
-            );
-            let rel = format!("{}/{name}", key.dir());
+            let rel = name_of();
             let file = encode_group(part, &key.cell, &columns, &table_cols, &writer, &rel)?;
             files.push((rel, file));
         }
