@@ -160,7 +160,7 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
     }
     let (mut items, stats) = wh.search_with_stats(&req).await?;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let geojson = args.format == SearchFormat::Geojson;
     let mut count = 0u64;
     let result: std::io::Result<()> = async {

@@ -66,7 +66,7 @@ use crate::grid::{Footprint, lon_shifts, regions};
 use crate::store::Location;
 
 /// Data files fetched and decoded at once.
-pub const READ_CONCURRENCY: usize = 4;
+pub const READ_CONCURRENCY: usize = 8;
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 2048;
 
@@ -898,21 +898,25 @@ impl Warehouse {
             .map(move |bucket| {
                 let plan = Arc::clone(&plan);
                 async move {
-                    let mut merged: Vec<Hit> = Vec::new();
-                    for (rank, file) in bucket {
-                        let bytes = Location::parse(&file.path)?.get_bytes().await?;
-                        let plan = Arc::clone(&plan);
-                        let path = file.path.clone();
-                        let hits =
-                            tokio::task::spawn_blocking(move || plan.read_file(bytes, &path, rank))
-                                .await
-                                .map_err(|e| {
-                                    Error::Config(format!("decoding {} panicked: {e}", file.path))
-                                })??;
-                        merged.extend(hits);
-                    }
-                    // A file may hold several versions too (one ingest chunk).
-                    Ok::<_, Error>(newest_per_id(merged))
+                    // Fetch the bucket's files together, then decode them in one blocking task.
+                    let fetched: Vec<(usize, String, Bytes)> =
+                        futures::future::try_join_all(bucket.into_iter().map(|(rank, file)| {
+                            async move {
+                                let bytes = Location::parse(&file.path)?.get_bytes().await?;
+                                Ok::<_, Error>((rank, file.path, bytes))
+                            }
+                        }))
+                        .await?;
+                    tokio::task::spawn_blocking(move || {
+                        let mut merged: Vec<Hit> = Vec::new();
+                        for (rank, path, bytes) in fetched {
+                            merged.extend(plan.read_file(bytes, &path, rank)?);
+                        }
+                        // A file may hold several versions too (one ingest chunk).
+                        Ok::<_, Error>(newest_per_id(merged))
+                    })
+                    .await
+                    .map_err(|e| Error::Config(format!("decoding a bucket panicked: {e}")))?
                 }
             })
             .buffered(READ_CONCURRENCY);
