@@ -269,10 +269,7 @@ fn read_data_file(c: &mut Cursor, fields: &[(String, Schema)], e: &mut EntryLite
             },
             "partition" => match s {
                 Schema::Record(parts) => {
-                    e.partition = parts
-                        .iter()
-                        .map(|(_, p)| c.datum(p))
-                        .collect::<R<_>>()?;
+                    e.partition = parts.iter().map(|(_, p)| c.datum(p)).collect::<R<_>>()?;
                 }
                 _ => return Err("data_file.partition is not a record".into()),
             },

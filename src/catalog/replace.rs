@@ -92,7 +92,23 @@ impl Catalog {
             .map(|mf| {
                 let file_io = file_io.clone();
                 async move {
-                    let manifest = load_manifest(&mf, &file_io).await?;
+                    let read_err =
+                        |e| Error::iceberg(format!("reading manifest {}", mf.manifest_path), e);
+                    let bytes = file_io
+                        .new_input(&mf.manifest_path)
+                        .map_err(read_err)?
+                        .read()
+                        .await
+                        .map_err(read_err)?;
+                    // Paths only: the projection reader, or the generic one when it declines.
+                    if let Ok(entries) = super::avro::read_manifest_entries(&bytes) {
+                        return Ok(entries
+                            .into_iter()
+                            .filter(|e| e.content == 0)
+                            .map(|e| e.file_path)
+                            .collect());
+                    }
+                    let manifest = Manifest::parse_avro(&bytes).map_err(read_err)?;
                     Ok::<_, Error>(
                         manifest
                             .entries()
@@ -274,6 +290,7 @@ impl Catalog {
                 .build_v2_data())
             };
             let mut new_manifests: Vec<ManifestFile> = Vec::new();
+            let mut writers: Vec<iceberg::spec::ManifestWriter> = Vec::new();
             let (mut added_records, mut added_size) = (0u64, 0u64);
             // Added files are sorted by path (grid_partition=<cell>/year=<y>/…) and split into
             // manifests of at most MANIFEST_ENTRIES entries, so each manifest covers a narrow
@@ -293,12 +310,7 @@ impl Catalog {
                         .map_err(|e| Error::iceberg(ctx("adding a file"), e))?;
                 }
                 written.push(path);
-                new_manifests.push(
-                    writer
-                        .write_manifest_file()
-                        .await
-                        .map_err(|e| Error::iceberg(ctx("writing the added manifest"), e))?,
-                );
+                writers.push(writer);
             }
             let (mut removed_count, mut removed_records, mut removed_size) = (0u64, 0u64, 0u64);
             let mut carried: Vec<ManifestFile> = Vec::new();
@@ -348,12 +360,30 @@ impl Catalog {
                     res.map_err(|err| Error::iceberg(ctx("rewriting a manifest entry"), err))?;
                 }
                 written.push(path);
-                new_manifests.push(
-                    writer
-                        .write_manifest_file()
-                        .await
-                        .map_err(|e| Error::iceberg(ctx("writing a rewritten manifest"), e))?,
-                );
+                writers.push(writer);
+            }
+            // Encoding manifests is CPU work: write them on all worker threads, keep the order.
+            let tasks: Vec<_> = writers
+                .into_iter()
+                .map(|w| tokio::spawn(w.write_manifest_file()))
+                .collect();
+            // Every task is awaited before an error returns, so none writes after cleanup.
+            let mut first_error = None;
+            for task in tasks {
+                match task.await {
+                    Ok(Ok(file)) => new_manifests.push(file),
+                    Ok(Err(e)) => {
+                        first_error.get_or_insert(Error::iceberg(ctx("writing a manifest"), e));
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(Error::Config(ctx(&format!(
+                            "manifest writer task failed: {e}"
+                        ))));
+                    }
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
             }
 
             let list_path = format!("{meta_dir}/snap-{snapshot_id}-0-{commit_uuid}.avro");
@@ -527,7 +557,18 @@ impl Catalog {
                 let file_io = file_io.clone();
                 async move {
                     let manifest = if with_entries && file.content == ManifestContentType::Data {
-                        Some(load_manifest(&file, &file_io).await?)
+                        // Decoding is CPU work: on its own task, so manifests decode in parallel.
+                        let f = file.clone();
+                        Some(
+                            tokio::spawn(async move { load_manifest(&f, &file_io).await })
+                                .await
+                                .map_err(|e| {
+                                    Error::Config(format!(
+                                        "reading manifest {}: task failed: {e}",
+                                        file.manifest_path
+                                    ))
+                                })??,
+                        )
                     } else {
                         None
                     };

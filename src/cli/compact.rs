@@ -34,8 +34,8 @@ pub struct CompactArgs {
     /// Split compacted outputs above this many rows.
     #[arg(long)]
     max_rows_per_file: Option<usize>,
-    /// Buckets merged concurrently.
-    #[arg(long, default_value_t = 2)]
+    /// Buckets merged concurrently (memory: about one bucket's files and output per bucket).
+    #[arg(long, default_value_t = 4)]
     parallelism: usize,
     /// Print the summary as JSON.
     #[arg(long)]

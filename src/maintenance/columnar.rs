@@ -54,7 +54,8 @@ pub(crate) fn merge(
             .map_err(|e| format!("{_url}: {e}"))?;
         for batch in reader {
             let batch = batch.map_err(|e| format!("{_url}: {e}"))?;
-            let batch = conform(&batch, table, &schema, cell).map_err(|e| format!("{_url}: {e}"))?;
+            let batch =
+                conform(&batch, table, &schema, cell).map_err(|e| format!("{_url}: {e}"))?;
             ranks.extend(std::iter::repeat_n(*rank, batch.num_rows()));
             batches.push(batch);
         }
@@ -293,7 +294,10 @@ mod tests {
 
     /// A file the way the Python tool wrote them: ms timestamps without zone, int32 and
     /// float32 metrics, large_utf8 strings, a subset of the columns.
-    fn python_style_file(rows: &[(&str, Option<&str>, Option<i64>, Option<i64>, i32)]) -> Bytes {
+    /// (id, platform, datetime ms, updated ms, percent_valid_pixels)
+    type Row<'a> = (&'a str, Option<&'a str>, Option<i64>, Option<i64>, i32);
+
+    fn python_style_file(rows: &[Row]) -> Bytes {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::LargeUtf8, true),
             Field::new("grid_partition", DataType::LargeUtf8, true),
@@ -323,7 +327,9 @@ mod tests {
             vec![
                 Arc::new(arrow_array::LargeStringArray::from(ids)),
                 Arc::new(arrow_array::LargeStringArray::from(vec!["x"; rows.len()])),
-                Arc::new(arrow_array::LargeBinaryArray::from_iter_values(geoms.iter())),
+                Arc::new(arrow_array::LargeBinaryArray::from_iter_values(
+                    geoms.iter(),
+                )),
                 Arc::new(arrow_array::LargeStringArray::from(
                     rows.iter().map(|r| r.1).collect::<Vec<_>>(),
                 )),
@@ -423,9 +429,16 @@ mod tests {
             .unwrap()
             .as_primitive::<arrow_array::types::Int64Type>();
         assert_eq!(pvp.values().to_vec(), vec![31, 50, 40, 21, 10]);
-        let geo = &merged.files[0].1.metadata.file_metadata().key_value_metadata().unwrap();
-        assert!(geo.iter().any(|kv| kv.key == "geo"
-            && kv.value.as_deref().unwrap().contains("\"Point\"")));
+        let geo = &merged.files[0]
+            .1
+            .metadata
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
+        assert!(
+            geo.iter()
+                .any(|kv| kv.key == "geo" && kv.value.as_deref().unwrap().contains("\"Point\""))
+        );
     }
 
     #[test]
@@ -461,9 +474,11 @@ mod tests {
                 Field::new("id", DataType::Utf8, true),
                 Field::new(name, ty, true),
             ]));
-            let batch =
-                RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec!["a"])), value])
-                    .unwrap();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(StringArray::from(vec!["a"])), value],
+            )
+            .unwrap();
             let mut buf = Vec::new();
             let mut w = ArrowWriter::try_new(&mut buf, schema, None).unwrap();
             w.write(&batch).unwrap();

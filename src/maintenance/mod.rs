@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use crate::catalog::Catalog;
@@ -72,7 +72,7 @@ impl Default for CompactOptions {
             lock_location: None,
             dry_run: false,
             max_rows_per_file: None,
-            parallelism: 2,
+            parallelism: 4,
             writer: WriterOptions::default(),
         }
     }
@@ -179,7 +179,9 @@ async fn compact_inner(
         metrics.elapsed_secs = started.elapsed().as_secs_f64();
         return Ok(metrics);
     };
-    let live = catalog.current_files(&table).await?;
+    let live = crate::query::live_files(&table, &crate::query::Pruner::default())
+        .await?
+        .files;
     let listing = list_warehouse(&warehouse).await?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -192,10 +194,15 @@ async fn compact_inner(
     let mut buckets: BTreeMap<PartitionValue, Bucket> = BTreeMap::new();
     let mut live_urls = std::collections::HashSet::new();
     for f in &live {
-        let url = canonical(f.data_file.file_path());
+        let url = canonical(&f.path);
         live_urls.insert(url.clone());
-        let key =
-            scan::partition_of_path(&url).unwrap_or_else(|| partition_of_struct(&f.data_file));
+        let key = scan::partition_of_path(&url).unwrap_or_else(|| PartitionValue {
+            cell: f
+                .cell
+                .clone()
+                .unwrap_or_else(|| crate::grid::NONE_KEY.to_string()),
+            year: f.year,
+        });
         if !on_disk.contains_key(&url) {
             metrics.missing_files.push(url.clone());
         }
@@ -206,12 +213,7 @@ async fn compact_inner(
                 files: Vec::new(),
             })
             .files
-            .push((
-                url,
-                f.sequence_number.unwrap_or(0),
-                f.data_file.file_size_in_bytes(),
-                f.data_file.record_count(),
-            ));
+            .push((url, f.sequence_number.unwrap_or(0), f.bytes, f.rows));
     }
     metrics.files_before = live.len() as u64;
     metrics.buckets_scanned = buckets.len() as u64;
@@ -254,9 +256,7 @@ async fn compact_inner(
         reporter.finish_phase();
         return Ok(metrics);
     }
-    for url in &leftovers {
-        delete_url(url).await?;
-    }
+    delete_all(&leftovers).await?;
     metrics.leftovers_deleted = leftovers;
 
     let columns = Arc::new(Columns::new(&table_columns(
@@ -324,12 +324,7 @@ async fn compact_inner(
         // Registered paths may be spelled differently from their canonical URLs.
         let by_canonical: HashMap<String, String> = live
             .iter()
-            .map(|f| {
-                (
-                    canonical(f.data_file.file_path()),
-                    f.data_file.file_path().to_string(),
-                )
-            })
+            .map(|f| (canonical(&f.path), f.path.clone()))
             .collect();
         let removed_as_registered: Vec<String> = removed
             .iter()
@@ -350,9 +345,7 @@ async fn compact_inner(
         );
         catalog.upload().await?;
         crate::fault::check("compact.before_delete")?;
-        for url in &removed {
-            delete_url(url).await?;
-        }
+        delete_all(&removed).await?;
         metrics.files_after = metrics.files_before - removed.len() as u64 + added_count;
     } else {
         metrics.files_after = metrics.files_before;
@@ -384,11 +377,14 @@ async fn merge_bucket(
     // Read every file (oldest committed first) with its rank for the dedup tie-break.
     let mut ordered = bucket.files.clone();
     ordered.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    let mut inputs = Vec::with_capacity(ordered.len());
-    for (rank, (url, ..)) in ordered.iter().enumerate() {
-        let bytes = Location::parse(url)?.get_bytes().await?;
-        inputs.push((rank, url.clone(), bytes));
-    }
+    let inputs: Vec<(usize, String, bytes::Bytes)> =
+        futures::future::try_join_all(ordered.iter().enumerate().map(
+            |(rank, (url, ..))| async move {
+                let bytes = Location::parse(url)?.get_bytes().await?;
+                Ok::<_, Error>((rank, url.clone(), bytes))
+            },
+        ))
+        .await?;
     crate::fault::check("compact.merge")?;
     let key = bucket.key.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<_> {
@@ -488,25 +484,22 @@ pub fn dedup(rows: Vec<(usize, ItemRow)>) -> Vec<ItemRow> {
     out
 }
 
-fn partition_of_struct(df: &iceberg::spec::DataFile) -> PartitionValue {
-    use iceberg::spec::{Literal, PrimitiveLiteral};
-    let fields = df.partition().fields();
-    let cell = match fields.first() {
-        Some(Some(Literal::Primitive(PrimitiveLiteral::String(s)))) => s.clone(),
-        _ => crate::grid::NONE_KEY.to_string(),
-    };
-    let year = match fields.get(1) {
-        Some(Some(Literal::Primitive(PrimitiveLiteral::Int(y)))) => Some(1970 + y),
-        _ => None,
-    };
-    PartitionValue { cell, year }
-}
-
 /// Canonical URL of a registered path (plain paths become `file://` URLs).
 pub fn canonical(path: &str) -> String {
     Location::parse(path)
         .map(|l| l.url().to_string())
         .unwrap_or_else(|_| path.to_string())
+}
+
+/// Objects deleted concurrently.
+const DELETE_CONCURRENCY: usize = 16;
+
+async fn delete_all(urls: &[String]) -> Result<()> {
+    futures::stream::iter(urls)
+        .map(|u| delete_url(u))
+        .buffer_unordered(DELETE_CONCURRENCY)
+        .try_collect::<()>()
+        .await
 }
 
 async fn delete_url(url: &str) -> Result<()> {
@@ -573,20 +566,20 @@ async fn repair_inner(
             options.catalog
         ))
     })?;
-    let live = catalog.current_files(&table).await?;
+    let live = crate::query::live_files(&table, &crate::query::Pruner::default())
+        .await?
+        .files;
     let listing = list_warehouse(&warehouse).await?;
     let on_disk: std::collections::HashSet<&str> = listing.iter().map(|f| f.url.as_str()).collect();
-    let live_canon: std::collections::HashSet<String> = live
-        .iter()
-        .map(|f| canonical(f.data_file.file_path()))
-        .collect();
+    let live_canon: std::collections::HashSet<String> =
+        live.iter().map(|f| canonical(&f.path)).collect();
     let mut metrics = RepairMetrics {
         dry_run: options.dry_run,
         ..Default::default()
     };
     for f in &live {
-        if !on_disk.contains(canonical(f.data_file.file_path()).as_str()) {
-            metrics.removed.push(f.data_file.file_path().to_string());
+        if !on_disk.contains(canonical(&f.path).as_str()) {
+            metrics.removed.push(f.path.clone());
         }
     }
     if !live.is_empty() && metrics.removed.len() == live.len() {

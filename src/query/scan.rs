@@ -92,9 +92,9 @@ async fn manifest_entries(
                     continue;
                 }
                 // Sequence-number inheritance as in the Iceberg spec (and iceberg-rust).
-                let sequence_number = e.sequence_number.or(
-                    (e.status == 1 || m.sequence_number == 0).then_some(m.sequence_number),
-                );
+                let sequence_number = e
+                    .sequence_number
+                    .or((e.status == 1 || m.sequence_number == 0).then_some(m.sequence_number));
                 out.push(FileEntry {
                     path: e.file_path,
                     cell,
@@ -134,10 +134,10 @@ async fn manifest_entries(
                 if !pruner.matches(cell.as_deref(), year) {
                     continue;
                 }
-                let sequence_number = entry.sequence_number().or(
-                    (entry.status() == ManifestStatus::Added || m.sequence_number == 0)
-                        .then_some(m.sequence_number),
-                );
+                let sequence_number = entry.sequence_number().or((entry.status()
+                    == ManifestStatus::Added
+                    || m.sequence_number == 0)
+                    .then_some(m.sequence_number));
                 out.push(FileEntry {
                     path: file.file_path().to_string(),
                     cell,

@@ -899,14 +899,13 @@ impl Warehouse {
                 let plan = Arc::clone(&plan);
                 async move {
                     // Fetch the bucket's files together, then decode them in one blocking task.
-                    let fetched: Vec<(usize, String, Bytes)> =
-                        futures::future::try_join_all(bucket.into_iter().map(|(rank, file)| {
-                            async move {
-                                let bytes = Location::parse(&file.path)?.get_bytes().await?;
-                                Ok::<_, Error>((rank, file.path, bytes))
-                            }
-                        }))
-                        .await?;
+                    let fetched: Vec<(usize, String, Bytes)> = futures::future::try_join_all(
+                        bucket.into_iter().map(|(rank, file)| async move {
+                            let bytes = Location::parse(&file.path)?.get_bytes().await?;
+                            Ok::<_, Error>((rank, file.path, bytes))
+                        }),
+                    )
+                    .await?;
                     tokio::task::spawn_blocking(move || {
                         let mut merged: Vec<Hit> = Vec::new();
                         for (rank, path, bytes) in fetched {
