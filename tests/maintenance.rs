@@ -406,6 +406,32 @@ async fn a_corrupt_file_fails_only_its_bucket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_catalog_pointed_at_another_warehouse_deletes_nothing() {
+    // The catalog references files under `warehouse`; compacting "another" warehouse with a
+    // copy of that catalog must not read-and-delete the original files.
+    let (ds, _) = overlapping(35).await;
+    let wh = ds.dir.path().join("warehouse");
+    let before = data_files(&wh);
+    let other = ds.dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(ds.dir.path().join("catalog.db"), other.join("catalog.db")).unwrap();
+    let mut opts = compact_opts(&ds);
+    opts.warehouse = other.join("warehouse").to_string_lossy().into_owned();
+    opts.catalog = other.join("catalog.db").to_string_lossy().into_owned();
+    let m = compact_warehouse(&opts, &NoReporter).await.unwrap();
+    assert_eq!(m.buckets_compacted, 0);
+    assert!(m.buckets_scanned > 0);
+    assert_eq!(m.failed_buckets.len() as u64, m.buckets_scanned);
+    assert!(m.failed_buckets[0].reason.contains("not in the warehouse"));
+    assert_eq!(
+        data_files(&wh),
+        before,
+        "the original warehouse is untouched"
+    );
+    assert!(data_files(&other).is_empty(), "nothing written elsewhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repair_drops_missing_and_registers_strays_in_one_commit() {
     let ds = Dataset::synth(60, 34).await;
     ingest(&ds.options(1), &NoReporter).await.unwrap();

@@ -27,7 +27,14 @@ fn assert_projection_reader_agrees(root: &std::path::Path) -> BTreeSet<String> {
         }
         let bytes = std::fs::read(&p).unwrap();
         let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).to_string();
-        codecs.insert(if head.contains("deflate") { "deflate" } else { "null" }.to_string());
+        codecs.insert(
+            if head.contains("deflate") {
+                "deflate"
+            } else {
+                "null"
+            }
+            .to_string(),
+        );
         let fast = read_manifest_entries(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let slow = Manifest::parse_avro(&bytes).unwrap();
         assert_eq!(fast.len(), slow.entries().len(), "{name}");

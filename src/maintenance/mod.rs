@@ -236,10 +236,31 @@ async fn compact_inner(
         }
     }
 
-    let candidates: Vec<Bucket> = buckets
-        .into_values()
-        .filter(|b| b.files.len() >= options.threshold.max(1))
-        .collect();
+    // A bucket with a registered file that is not in the warehouse listing is left alone: the
+    // file is missing (run `repair`) or lives outside `--warehouse` (e.g. a copied catalog.db
+    // pointed at another warehouse), and compacting would delete objects this run does not own.
+    let missing: std::collections::HashSet<&str> =
+        metrics.missing_files.iter().map(String::as_str).collect();
+    let mut candidates: Vec<Bucket> = Vec::new();
+    let mut skipped = Vec::new();
+    for b in buckets.into_values() {
+        if b.files.len() < options.threshold.max(1) {
+            continue;
+        }
+        match b.files.iter().find(|f| missing.contains(f.0.as_str())) {
+            Some(f) => skipped.push(BucketFailure {
+                bucket: b.key.dir(),
+                reason: format!(
+                    "registered file {} is not in the warehouse {} (missing, or the catalog \
+                     belongs to another warehouse); bucket left untouched, run `repair`",
+                    f.0,
+                    warehouse.url()
+                ),
+            }),
+            None => candidates.push(b),
+        }
+    }
+    metrics.failed_buckets.extend(skipped);
     reporter.phase("compact", Some(candidates.len() as u64));
     if options.dry_run {
         for b in &candidates {
