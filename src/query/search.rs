@@ -66,7 +66,7 @@ use crate::grid::{Footprint, lon_shifts, regions};
 use crate::store::Location;
 
 /// Data files fetched and decoded at once.
-pub const READ_CONCURRENCY: usize = 8;
+pub const READ_CONCURRENCY: usize = 4;
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 2048;
 
