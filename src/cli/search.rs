@@ -158,6 +158,11 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
         eprintln!("{n} items written to {output}");
         return Ok(EXIT_OK);
     }
+    // JSON output splices the stored assets/links text instead of parsing it.
+    let req = SearchRequest {
+        json_text_members: true,
+        ..req
+    };
     let (mut items, stats) = wh.search_with_stats(&req).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -172,7 +177,7 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
             if geojson && count > 0 {
                 out.write_all(b",\n")?;
             }
-            serde_json::to_writer(&mut out, &item)?;
+            earthcatalog::query::write_item(&mut out, &item)?;
             if !geojson {
                 out.write_all(b"\n")?;
             }

@@ -129,13 +129,28 @@ pub fn bbox_geometry(
     let rect = |x0: f64, x1: f64| -> Polygon<f64> {
         Rect::new(coord! { x: x0, y: miny }, coord! { x: x1, y: maxy }).to_polygon()
     };
-    let g = if minx > maxx {
-        Geometry::MultiPolygon(MultiPolygon::new(vec![
-            rect(minx, 180.0),
-            rect(-180.0, maxx),
-        ]))
+    let spans = if minx > maxx {
+        vec![(minx, 180.0), (-180.0, maxx)]
     } else {
-        Geometry::Polygon(rect(minx, maxx))
+        vec![(minx, maxx)]
+    };
+    // An edge longer than 180° of longitude reads as crossing the antimeridian (the grid's
+    // rule for footprints), so wide boxes — up to the whole world — are cut into pieces of at
+    // most 90°.
+    let mut rects = Vec::new();
+    for (x0, x1) in spans {
+        let pieces = ((x1 - x0) / 90.0).ceil().max(1.0) as usize;
+        let step = (x1 - x0) / pieces as f64;
+        for k in 0..pieces {
+            let a = x0 + step * k as f64;
+            let b = if k + 1 == pieces { x1 } else { a + step };
+            rects.push(rect(a, b));
+        }
+    }
+    let g = if rects.len() == 1 {
+        Geometry::Polygon(rects.remove(0))
+    } else {
+        Geometry::MultiPolygon(MultiPolygon::new(rects))
     };
     validate_lon_lat(&g, arg)?;
     Ok(g)

@@ -35,7 +35,7 @@ use iceberg::table::Table;
 
 pub use input::{bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point};
 pub use prune::{Pruner, cell_list_sql, cells_for_geometry};
-pub use rehydrate::{ItemBatch, item_json, wkb_geometry, wkb_to_geojson};
+pub use rehydrate::{ItemBatch, item_json, wkb_geometry, wkb_to_geojson, write_item};
 pub use scan::{FileEntry, Scan, scan as live_files};
 pub use search::{
     DatetimeInterval, Fields, READ_CONCURRENCY, SearchCounts, SearchRequest, SearchStats, SortBy,

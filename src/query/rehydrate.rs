@@ -96,13 +96,20 @@ impl ItemBatch {
 
     /// The item of row `i` as STAC JSON (see the module docs for the normalisations).
     pub fn item(&self, i: usize, with_grid_partition: bool) -> Json {
+        self.item_with(i, with_grid_partition, false)
+    }
+
+    /// [`ItemBatch::item`], with `assets`, `links`, `bbox` and `stac_extensions` left as their
+    /// stored JSON text (a string) when `json_text` is set: for writers that splice the text
+    /// into their output with [`write_item`] instead of parsing and re-serialising it.
+    pub fn item_with(&self, i: usize, with_grid_partition: bool, json_text: bool) -> Json {
         let top = |name: &str| -> Option<Json> {
             let (_, a) = self.top.iter().find(|(n, _)| n == name)?;
             if a.is_null(i) {
                 return None;
             }
             let v = cell_json(a, i);
-            Some(if JSON_TOP_LEVEL.contains(&name) {
+            Some(if JSON_TOP_LEVEL.contains(&name) && !json_text {
                 parse_json_text(v)
             } else {
                 v
@@ -187,6 +194,37 @@ pub fn item_json(batch: &RecordBatch, i: usize, with_grid_partition: bool) -> Re
     Ok(ItemBatch::new(batch, "record batch")?.item(i, with_grid_partition))
 }
 
+/// Write an item as compact JSON. A top-level `assets`, `links`, `bbox` or `stac_extensions`
+/// member holding JSON text of an array or object (see [`ItemBatch::item_with`]) is written
+/// as that JSON, verbatim; the same member holding any other string is written as a string —
+/// exactly what parsing it first would have produced.
+pub fn write_item<W: std::io::Write>(out: &mut W, item: &Json) -> std::io::Result<()> {
+    let Json::Object(map) = item else {
+        return serde_json::to_writer(out, item).map_err(std::io::Error::from);
+    };
+    out.write_all(b"{")?;
+    for (n, (key, value)) in map.iter().enumerate() {
+        if n > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, key)?;
+        out.write_all(b":")?;
+        match value {
+            Json::String(text) if JSON_TOP_LEVEL.contains(&key.as_str()) && is_json_text(text) => {
+                out.write_all(text.as_bytes())?
+            }
+            _ => serde_json::to_writer(&mut *out, value)?,
+        }
+    }
+    out.write_all(b"}")
+}
+
+/// Text that [`parse_json_text`] would turn into an array or object.
+fn is_json_text(s: &str) -> bool {
+    (s.starts_with('[') || s.starts_with('{'))
+        && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+}
+
 /// JSON text of an array or object → the value; anything else unchanged.
 fn parse_json_text(v: Json) -> Json {
     match &v {
@@ -207,4 +245,30 @@ pub fn wkb_to_geojson(buf: &[u8]) -> Option<Json> {
 pub fn wkb_geometry(buf: &[u8]) -> Option<geo_types::Geometry<f64>> {
     use geo_traits::to_geo::ToGeoGeometry;
     wkb::reader::read_wkb(buf).ok()?.try_to_geometry()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_item_splices_only_json_text_members() {
+        let item = serde_json::json!({
+            "type": "Feature",
+            "assets": "{\"a\": {\"href\": \"x\"}}",
+            "links": "[broken",
+            "bbox": "not json",
+            "collection": "{\"kept\": \"as a string\"}",
+        });
+        let mut out = Vec::new();
+        write_item(&mut out, &item).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"type":"Feature","assets":{"a": {"href": "x"}},"links":"[broken","bbox":"not json","collection":"{\"kept\": \"as a string\"}"}"#
+        );
+        // Anything but an object is written as is.
+        let mut out = Vec::new();
+        write_item(&mut out, &serde_json::json!([1, "a"])).unwrap();
+        assert_eq!(out, br#"[1,"a"]"#);
+    }
 }

@@ -321,6 +321,11 @@ pub struct SearchRequest {
     pub fields: Fields,
     /// Keep `grid_partition` as a property of returned items.
     pub with_grid_partition: bool,
+    /// Return `assets`, `links`, `bbox` and `stac_extensions` as their stored JSON text (a
+    /// string) for a writer that splices them verbatim ([`super::write_item`]), saving a parse
+    /// and a re-serialisation per item. Only honoured without `filter`, `sortby` and `fields`
+    /// (those read the parsed members); otherwise items are fully parsed.
+    pub json_text_members: bool,
 }
 
 impl SearchRequest {
@@ -537,6 +542,8 @@ struct Plan {
     collections: Option<HashSet<String>>,
     filter: Option<cql2::Expr>,
     with_grid_partition: bool,
+    /// Leave JSON text members unparsed (see `SearchRequest::json_text_members`).
+    json_text: bool,
     stats: Arc<SearchStats>,
 }
 
@@ -732,7 +739,7 @@ impl Plan {
                 let Some(id) = items.id(i).map(str::to_string) else {
                     continue;
                 };
-                let item = items.item(i, self.with_grid_partition);
+                let item = items.item_with(i, self.with_grid_partition, self.json_text);
                 if let Some(filter) = &self.filter {
                     let ok = filter.clone().matches(Some(&item)).map_err(|e| {
                         Error::Config(format!("filter: cannot evaluate on item {id}: {e}"))
@@ -879,6 +886,11 @@ impl Warehouse {
                 .map(|v| v.iter().cloned().collect()),
             filter: request.filter.clone(),
             with_grid_partition: request.with_grid_partition,
+            json_text: request.json_text_members
+                && request.filter.is_none()
+                && request.sortby.is_empty()
+                && request.fields.include.is_empty()
+                && request.fields.exclude.is_empty(),
             stats: Arc::clone(&stats),
         });
         // Buckets (cell, year) in order of their newest file; the versions of an item live in
