@@ -252,6 +252,12 @@ async fn spatial_queries_match_brute_force() {
     let polar = parse_bbox("-180,-90,180,-86", "--bbox").unwrap();
     check_spatial("south polar cap", polar, 1).await;
 
+    // Boxes wider than 180° (up to the whole world) are not antimeridian crossings.
+    let world = parse_bbox("-180,-90,180,90", "--bbox").unwrap();
+    check_spatial("whole world", world, 250).await;
+    let wide = parse_bbox("-170,-80,100,80", "--bbox").unwrap();
+    check_spatial("270° wide bbox", wide, 100).await;
+
     // Nothing there.
     let ocean = parse_bbox("-140,-40,-130,-30", "--bbox").unwrap();
     check_spatial("empty ocean", ocean, 0).await;
