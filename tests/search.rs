@@ -600,48 +600,57 @@ fn cli_ndjson_geojson_and_bad_input() {
 #[tokio::test]
 async fn cli_json_output_splices_stored_text_exactly_as_parsed_items_serialise() {
     // The CLI writes assets/links/bbox/stac_extensions from their stored text; each line must
-    // be byte-identical to serialising the fully parsed item the library returns.
-    let bbox = "-180,-90,180,90";
-    let (minx, miny, maxx, maxy) = (-180.0, -90.0, 180.0, 90.0);
-    let lib = search(
-        &SearchRequest::new()
-            .with_bbox(minx, miny, maxx, maxy)
-            .unwrap(),
-    )
-    .await;
-    assert!(lib.len() > 100, "{} items", lib.len());
-    let expected: HashMap<String, String> = lib
-        .iter()
-        .map(|i| {
-            (
-                i["id"].as_str().unwrap().to_string(),
-                serde_json::to_string(i).unwrap(),
-            )
-        })
-        .collect();
-    let out = run(cli().args([
-        "search",
-        "--catalog",
-        &fixture().catalog(),
-        "--bbox",
-        bbox,
-        "--format",
-        "ndjson",
-    ]));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
-    assert_eq!(lines.len(), expected.len());
-    for line in lines {
-        let item: Json = serde_json::from_str(line).unwrap();
-        let id = item["id"].as_str().unwrap();
+    // be byte-identical to serialising the fully parsed item the library returns — with and
+    // without a CQL2 filter (which evaluates on the item).
+    let filter = "percent_valid_pixels > 50";
+    for with_filter in [false, true] {
+        let mut req = SearchRequest::new()
+            .with_bbox(-180.0, -90.0, 180.0, 90.0)
+            .unwrap();
+        let mut args = vec![
+            "search".to_string(),
+            "--catalog".into(),
+            fixture().catalog(),
+            "--bbox".into(),
+            "-180,-90,180,90".into(),
+            "--format".into(),
+            "ndjson".into(),
+        ];
+        if with_filter {
+            req.filter = Some(parse_filter(filter, None, "--filter").unwrap());
+            args.extend(["--filter".into(), filter.into()]);
+        }
+        let lib = search(&req).await;
         assert!(
-            item["assets"].is_object(),
-            "{id}: assets is JSON, not a string"
+            lib.len() > if with_filter { 20 } else { 250 },
+            "{} items",
+            lib.len()
         );
-        assert_eq!(line, expected[id], "{id}");
+        let expected: HashMap<String, String> = lib
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().to_string(),
+                    serde_json::to_string(i).unwrap(),
+                )
+            })
+            .collect();
+        let out = run(cli().args(&args));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+        assert_eq!(lines.len(), expected.len());
+        for line in lines {
+            let item: Json = serde_json::from_str(line).unwrap();
+            let id = item["id"].as_str().unwrap();
+            assert!(
+                item["assets"].is_object(),
+                "{id}: assets is JSON, not a string"
+            );
+            assert_eq!(line, expected[id], "{id}");
+        }
     }
 }

@@ -323,8 +323,9 @@ pub struct SearchRequest {
     pub with_grid_partition: bool,
     /// Return `assets`, `links`, `bbox` and `stac_extensions` as their stored JSON text (a
     /// string) for a writer that splices them verbatim ([`super::write_item`]), saving a parse
-    /// and a re-serialisation per item. Only honoured without `filter`, `sortby` and `fields`
-    /// (those read the parsed members); otherwise items are fully parsed.
+    /// and a re-serialisation per item. Only honoured without `sortby` and `fields`, and with a
+    /// `filter` that does not name those members (they read parsed members); otherwise items
+    /// are fully parsed.
     pub json_text_members: bool,
 }
 
@@ -545,6 +546,16 @@ struct Plan {
     /// Leave JSON text members unparsed (see `SearchRequest::json_text_members`).
     json_text: bool,
     stats: Arc<SearchStats>,
+}
+
+/// Whether a CQL2 filter may read `assets`, `links`, `bbox` or `stac_extensions` (which
+/// then must be parsed for it); conservative: any mention of the names counts.
+fn mentions_json_members(filter: &cql2::Expr) -> bool {
+    filter.to_text().map_or(true, |text| {
+        ["assets", "links", "bbox", "stac_extensions"]
+            .iter()
+            .any(|m| text.contains(m))
+    })
 }
 
 /// A matching row.
@@ -887,7 +898,10 @@ impl Warehouse {
             filter: request.filter.clone(),
             with_grid_partition: request.with_grid_partition,
             json_text: request.json_text_members
-                && request.filter.is_none()
+                && request
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| !mentions_json_members(f))
                 && request.sortby.is_empty()
                 && request.fields.include.is_empty()
                 && request.fields.exclude.is_empty(),
