@@ -177,8 +177,45 @@ pub fn cli() -> Command {
     c
 }
 
+/// Longest a CLI run may take in a test before it is killed and the test fails (a hang must
+/// fail the suite with the command line, not stall CI).
+const CLI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run earthcatalog")
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run earthcatalog");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for earthcatalog") {
+            break status;
+        }
+        if started.elapsed() > CLI_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("earthcatalog timed out after {CLI_TIMEOUT:?}: {cmd:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// Run a Python snippet; panics with its output when it fails.
