@@ -45,7 +45,22 @@ pub struct CurrentFile {
 /// A data manifest of the current snapshot with its loaded entries.
 struct LoadedManifest {
     file: ManifestFile,
+    /// Every entry, decoded: for manifests a commit rewrites (or all, when asked).
     manifest: Option<Manifest>,
+    /// Live data entries (path, records, bytes) of data manifests.
+    live: Vec<(String, u64, u64)>,
+}
+
+/// Which data manifests to decode in full.
+#[derive(Clone, Copy)]
+enum Decode<'a> {
+    /// None (an append only carries manifests over).
+    Nothing,
+    /// Every data manifest.
+    All,
+    /// Only those with a live entry in this set; the others are read with the projection
+    /// reader for their live paths and counts.
+    Touching(&'a HashSet<&'a str>),
 }
 
 impl Catalog {
@@ -55,7 +70,7 @@ impl Catalog {
         let Some(snapshot) = table.metadata().current_snapshot() else {
             return Ok(Vec::new());
         };
-        let manifests = self.load_manifests(table, snapshot, true).await?;
+        let manifests = self.load_manifests(table, snapshot, Decode::All).await?;
         let mut out = Vec::new();
         for m in &manifests {
             let Some(manifest) = &m.manifest else {
@@ -183,7 +198,14 @@ impl Catalog {
         // An append only needs the manifest list: every existing manifest is carried over.
         let append = removed_set.is_empty();
         let manifests = match &current {
-            Some(snapshot) => self.load_manifests(table, snapshot, !append).await?,
+            Some(snapshot) => {
+                let decode = if append {
+                    Decode::Nothing
+                } else {
+                    Decode::Touching(&removed_set)
+                };
+                self.load_manifests(table, snapshot, decode).await?
+            }
             None => Vec::new(),
         };
 
@@ -203,14 +225,11 @@ impl Catalog {
             live_size = total("total-files-size");
         }
         for m in &manifests {
-            let Some(manifest) = &m.manifest else {
-                continue;
-            };
-            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
-                live_paths.insert(e.file_path());
+            for (path, records, size) in &m.live {
+                live_paths.insert(path.as_str());
                 live_files += 1;
-                live_records += e.record_count();
-                live_size += e.file_size_in_bytes();
+                live_records += records;
+                live_size += size;
             }
         }
         let mut missing: Vec<&str> = removed_set
@@ -543,36 +562,96 @@ impl Catalog {
         }
     }
 
-    /// The manifests of `snapshot`; data manifests come with their entries.
+    /// The manifests of `snapshot`, data manifests decoded as `decode` says.
     async fn load_manifests(
         &self,
         table: &Table,
         snapshot: &SnapshotRef,
-        with_entries: bool,
+        decode: Decode<'_>,
     ) -> Result<Vec<LoadedManifest>> {
         let list = manifest_files(table, snapshot).await?;
         let file_io = table.file_io().clone();
+        let full = |file: &ManifestFile| {
+            // Decoding is CPU work: on its own task, so manifests decode in parallel.
+            let (f, io) = (file.clone(), file_io.clone());
+            async move {
+                tokio::spawn(async move { load_manifest(&f, &io).await })
+                    .await
+                    .map_err(|e| Error::Config(format!("reading a manifest: task failed: {e}")))?
+            }
+        };
         futures::stream::iter(list)
             .map(|file| {
                 let file_io = file_io.clone();
                 async move {
-                    let manifest = if with_entries && file.content == ManifestContentType::Data {
-                        // Decoding is CPU work: on its own task, so manifests decode in parallel.
-                        let f = file.clone();
-                        Some(
-                            tokio::spawn(async move { load_manifest(&f, &file_io).await })
-                                .await
-                                .map_err(|e| {
-                                    Error::Config(format!(
-                                        "reading manifest {}: task failed: {e}",
-                                        file.manifest_path
-                                    ))
-                                })??,
-                        )
-                    } else {
-                        None
+                    if file.content != ManifestContentType::Data {
+                        return Ok(LoadedManifest {
+                            file,
+                            manifest: None,
+                            live: Vec::new(),
+                        });
+                    }
+                    let touching = match decode {
+                        Decode::Nothing => {
+                            return Ok(LoadedManifest {
+                                file,
+                                manifest: None,
+                                live: Vec::new(),
+                            });
+                        }
+                        Decode::All => None,
+                        Decode::Touching(set) => Some(set),
                     };
-                    Ok::<_, Error>(LoadedManifest { file, manifest })
+                    let mut lite = None;
+                    if let Some(set) = touching {
+                        let read_err = |e| {
+                            Error::iceberg(format!("reading manifest {}", file.manifest_path), e)
+                        };
+                        let bytes = file_io
+                            .new_input(&file.manifest_path)
+                            .map_err(read_err)?
+                            .read()
+                            .await
+                            .map_err(read_err)?;
+                        if let Ok(entries) = super::avro::read_manifest_entries(&bytes) {
+                            let live: Vec<(String, u64, u64)> = entries
+                                .into_iter()
+                                .filter(|e| e.status != 2)
+                                .map(|e| {
+                                    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+                                    (e.file_path, n(e.record_count), n(e.file_size_in_bytes))
+                                })
+                                .collect();
+                            if !live.iter().any(|(p, ..)| set.contains(p.as_str())) {
+                                lite = Some(live);
+                            }
+                        }
+                    }
+                    if let Some(live) = lite {
+                        return Ok(LoadedManifest {
+                            file,
+                            manifest: None,
+                            live,
+                        });
+                    }
+                    let manifest = full(&file).await?;
+                    let live = manifest
+                        .entries()
+                        .iter()
+                        .filter(|e| e.is_alive())
+                        .map(|e| {
+                            (
+                                e.file_path().to_string(),
+                                e.record_count(),
+                                e.file_size_in_bytes(),
+                            )
+                        })
+                        .collect();
+                    Ok::<_, Error>(LoadedManifest {
+                        file,
+                        manifest: Some(manifest),
+                        live,
+                    })
                 }
             })
             .buffered(MANIFEST_READ_CONCURRENCY)
