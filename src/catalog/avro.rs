@@ -195,8 +195,13 @@ impl<'a> Cursor<'a> {
                 return Ok(());
             }
             if count < 0 {
-                count = -count;
+                count = count.checked_neg().ok_or("Avro block count out of range")?;
                 self.long()?; // block size in bytes
+            }
+            // Every element of a manifest's arrays and maps takes at least one byte: a larger
+            // count is corrupt data (and must not spin through billions of empty elements).
+            if count as u64 > (self.buf.len() - self.pos) as u64 {
+                return Err("Avro block count exceeds the data".into());
             }
             for _ in 0..count {
                 item(self)?;
@@ -386,6 +391,20 @@ mod tests {
         };
         assert!(matches!(&f[1].1, Schema::Union(b) if matches!(b[1], Schema::Fixed(16))));
         assert!(parse_schema(&serde_json::json!("nope"), &mut HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn a_corrupt_block_count_is_an_error_not_a_long_loop() {
+        // An array of nulls claiming 2^40 elements in a 3-byte buffer.
+        let mut buf = Vec::new();
+        let mut v: u64 = (1u64 << 40) << 1; // zigzag of 2^40
+        while v >= 0x80 {
+            buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        buf.push(v as u8);
+        let mut c = Cursor { buf: &buf, pos: 0 };
+        assert!(c.skip(&Schema::Array(Box::new(Schema::Null))).is_err());
     }
 
     #[test]
