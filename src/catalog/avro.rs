@@ -11,7 +11,13 @@
 use std::collections::HashMap;
 use std::io::Read;
 
+use iceberg::io::FileIO;
+use iceberg::spec::{
+    DataContentType, Literal, Manifest, ManifestFile, ManifestStatus, PrimitiveLiteral,
+};
 use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
 
 /// One partition value, as far as listing needs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +49,69 @@ pub struct EntryLite {
     pub record_count: i64,
     /// Bytes.
     pub file_size_in_bytes: i64,
+}
+
+impl EntryLite {
+    /// A live (added or existing) data file.
+    pub fn is_live_data(&self) -> bool {
+        self.status != 2 && self.content == 0
+    }
+
+    /// The data sequence number, inherited from the manifest `file` as the Iceberg spec (and
+    /// iceberg-rust) do when the entry has none.
+    pub fn sequence_number_in(&self, file: &ManifestFile) -> Option<i64> {
+        self.sequence_number
+            .or((self.status == 1 || file.sequence_number == 0).then_some(file.sequence_number))
+    }
+}
+
+/// Every entry of the manifest `file`: through [`read_manifest_entries`], or — when that
+/// declines the file — iceberg-rust's generic reader, converted to the same form.
+pub async fn manifest_entries(file: &ManifestFile, io: &FileIO) -> Result<Vec<EntryLite>> {
+    let read_err = |e| Error::iceberg(format!("reading manifest {}", file.manifest_path), e);
+    let bytes = io
+        .new_input(&file.manifest_path)
+        .map_err(read_err)?
+        .read()
+        .await
+        .map_err(read_err)?;
+    match read_manifest_entries(&bytes) {
+        Ok(entries) => Ok(entries),
+        Err(why) => {
+            tracing::debug!(manifest = %file.manifest_path, %why, "generic manifest reader");
+            let manifest = Manifest::parse_avro(&bytes).map_err(read_err)?;
+            Ok(manifest.entries().iter().map(|e| lite(e)).collect())
+        }
+    }
+}
+
+/// An entry decoded by iceberg-rust, projected (its sequence number as stored, not inherited).
+fn lite(e: &iceberg::spec::ManifestEntry) -> EntryLite {
+    let df = e.data_file();
+    let datum = |v: &Option<Literal>| match v {
+        None => PartitionDatum::Null,
+        Some(Literal::Primitive(PrimitiveLiteral::String(s))) => PartitionDatum::Str(s.clone()),
+        Some(Literal::Primitive(PrimitiveLiteral::Int(i))) => PartitionDatum::Long(i64::from(*i)),
+        Some(Literal::Primitive(PrimitiveLiteral::Long(i))) => PartitionDatum::Long(*i),
+        Some(_) => PartitionDatum::Other,
+    };
+    EntryLite {
+        status: match e.status() {
+            ManifestStatus::Existing => 0,
+            ManifestStatus::Added => 1,
+            ManifestStatus::Deleted => 2,
+        },
+        sequence_number: e.sequence_number(),
+        content: match e.content_type() {
+            DataContentType::Data => 0,
+            DataContentType::PositionDeletes => 1,
+            DataContentType::EqualityDeletes => 2,
+        },
+        file_path: df.file_path().to_string(),
+        partition: df.partition().fields().iter().map(datum).collect(),
+        record_count: i64::try_from(df.record_count()).unwrap_or(i64::MAX),
+        file_size_in_bytes: i64::try_from(df.file_size_in_bytes()).unwrap_or(i64::MAX),
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -107,29 +107,12 @@ impl Catalog {
             .map(|mf| {
                 let file_io = file_io.clone();
                 async move {
-                    let read_err =
-                        |e| Error::iceberg(format!("reading manifest {}", mf.manifest_path), e);
-                    let bytes = file_io
-                        .new_input(&mf.manifest_path)
-                        .map_err(read_err)?
-                        .read()
-                        .await
-                        .map_err(read_err)?;
-                    // Paths only: the projection reader, or the generic one when it declines.
-                    if let Ok(entries) = super::avro::read_manifest_entries(&bytes) {
-                        return Ok(entries
+                    Ok::<_, Error>(
+                        super::avro::manifest_entries(&mf, &file_io)
+                            .await?
                             .into_iter()
                             .filter(|e| e.content == 0)
                             .map(|e| e.file_path)
-                            .collect());
-                    }
-                    let manifest = Manifest::parse_avro(&bytes).map_err(read_err)?;
-                    Ok::<_, Error>(
-                        manifest
-                            .entries()
-                            .iter()
-                            .filter(|e| e.content_type() == DataContentType::Data)
-                            .map(|e| e.file_path().to_string())
                             .collect(),
                     )
                 }
@@ -584,37 +567,19 @@ impl Catalog {
             .map(|file| {
                 let file_io = file_io.clone();
                 async move {
-                    if file.content != ManifestContentType::Data {
+                    if file.content != ManifestContentType::Data
+                        || matches!(decode, Decode::Nothing)
+                    {
                         return Ok(LoadedManifest {
                             file,
                             manifest: None,
                             live: Vec::new(),
                         });
                     }
-                    let touching = match decode {
-                        Decode::Nothing => {
-                            return Ok(LoadedManifest {
-                                file,
-                                manifest: None,
-                                live: Vec::new(),
-                            });
-                        }
-                        Decode::All => None,
-                        Decode::Touching(set) => Some(set),
-                    };
-                    let mut lite = None;
-                    if let Some(set) = touching {
-                        let read_err = |e| {
-                            Error::iceberg(format!("reading manifest {}", file.manifest_path), e)
-                        };
-                        let bytes = file_io
-                            .new_input(&file.manifest_path)
-                            .map_err(read_err)?
-                            .read()
-                            .await
-                            .map_err(read_err)?;
-                        if let Ok(entries) = super::avro::read_manifest_entries(&bytes) {
-                            let live: Vec<(String, u64, u64)> = entries
+                    if let Decode::Touching(set) = decode {
+                        let live: Vec<(String, u64, u64)> =
+                            super::avro::manifest_entries(&file, &file_io)
+                                .await?
                                 .into_iter()
                                 .filter(|e| e.status != 2)
                                 .map(|e| {
@@ -622,17 +587,13 @@ impl Catalog {
                                     (e.file_path, n(e.record_count), n(e.file_size_in_bytes))
                                 })
                                 .collect();
-                            if !live.iter().any(|(p, ..)| set.contains(p.as_str())) {
-                                lite = Some(live);
-                            }
+                        if !live.iter().any(|(p, ..)| set.contains(p.as_str())) {
+                            return Ok(LoadedManifest {
+                                file,
+                                manifest: None,
+                                live,
+                            });
                         }
-                    }
-                    if let Some(live) = lite {
-                        return Ok(LoadedManifest {
-                            file,
-                            manifest: None,
-                            live,
-                        });
                     }
                     let manifest = full(&file).await?;
                     let live = manifest

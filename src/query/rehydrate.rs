@@ -219,18 +219,20 @@ pub fn write_item<W: std::io::Write>(out: &mut W, item: &Json) -> std::io::Resul
     out.write_all(b"}")
 }
 
-/// Text that [`parse_json_text`] would turn into an array or object.
+/// Text that [`parse_json_text`] turns into an array or object.
 fn is_json_text(s: &str) -> bool {
-    (s.starts_with('[') || s.starts_with('{'))
-        && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+    is_container_text(s) && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+}
+
+/// Text that may hold a JSON array or object.
+fn is_container_text(s: &str) -> bool {
+    s.starts_with('[') || s.starts_with('{')
 }
 
 /// JSON text of an array or object → the value; anything else unchanged.
 fn parse_json_text(v: Json) -> Json {
     match &v {
-        Json::String(s) if s.starts_with('[') || s.starts_with('{') => {
-            serde_json::from_str(s).unwrap_or(v)
-        }
+        Json::String(s) if is_container_text(s) => serde_json::from_str(s).unwrap_or(v),
         _ => v,
     }
 }

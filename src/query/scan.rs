@@ -2,10 +2,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use iceberg::io::FileIO;
-use iceberg::spec::{
-    DataContentType, Literal, Manifest, ManifestContentType, ManifestFile, ManifestStatus,
-    PartitionSpec, PrimitiveLiteral, Transform,
-};
+use iceberg::spec::{ManifestContentType, ManifestFile, PartitionSpec, Transform};
 use iceberg::table::Table;
 
 use super::prune::{Pruner, is_cell_field};
@@ -53,101 +50,40 @@ fn positions(spec: &PartitionSpec) -> (Option<usize>, Option<usize>) {
     (cell, year)
 }
 
-/// The live data files of one manifest that `pruner` keeps: through the projection reader
-/// (`catalog::avro`), or the `iceberg` crate's reader when that one declines the file.
+/// The live data files of one manifest that `pruner` keeps.
 async fn manifest_entries(
     m: &ManifestFile,
     io: &FileIO,
-    spec: Option<&PartitionSpec>,
+    spec: &PartitionSpec,
     pruner: &Pruner,
 ) -> Result<Vec<FileEntry>> {
-    let read_err = |e| Error::iceberg(format!("reading manifest {}", m.manifest_path), e);
-    let bytes = io
-        .new_input(&m.manifest_path)
-        .map_err(read_err)?
-        .read()
-        .await
-        .map_err(read_err)?;
-    let fast = match spec {
-        Some(spec) => avro::read_manifest_entries(&bytes).map(|e| (e, positions(spec))),
-        None => Err("partition spec not in the table metadata".to_string()),
-    };
+    let (cell_pos, year_pos) = positions(spec);
     let mut out = Vec::new();
-    match fast {
-        Ok((entries, (cell_pos, year_pos))) => {
-            for e in entries {
-                if e.status == 2 || e.content != 0 {
-                    continue;
-                }
-                let value = |pos: Option<usize>| pos.and_then(|p| e.partition.get(p));
-                let cell = match value(cell_pos) {
-                    Some(PartitionDatum::Str(s)) => Some(s.clone()),
-                    _ => None,
-                };
-                let year = match value(year_pos) {
-                    Some(PartitionDatum::Long(y)) => i32::try_from(*y).ok().map(|y| y + 1970),
-                    _ => None,
-                };
-                if !pruner.matches(cell.as_deref(), year) {
-                    continue;
-                }
-                // Sequence-number inheritance as in the Iceberg spec (and iceberg-rust).
-                let sequence_number = e
-                    .sequence_number
-                    .or((e.status == 1 || m.sequence_number == 0).then_some(m.sequence_number));
-                out.push(FileEntry {
-                    path: e.file_path,
-                    cell,
-                    year,
-                    rows: u64::try_from(e.record_count).unwrap_or(0),
-                    bytes: u64::try_from(e.file_size_in_bytes).unwrap_or(0),
-                    sequence_number,
-                });
-            }
+    for e in avro::manifest_entries(m, io).await? {
+        if !e.is_live_data() {
+            continue;
         }
-        Err(why) => {
-            tracing::debug!(manifest = %m.manifest_path, %why, "generic manifest reader");
-            let manifest = Manifest::parse_avro(&bytes).map_err(read_err)?;
-            let (cell_pos, year_pos) = positions(manifest.metadata().partition_spec());
-            for entry in manifest.entries() {
-                if entry.status() == ManifestStatus::Deleted
-                    || entry.content_type() != DataContentType::Data
-                {
-                    continue;
-                }
-                let file = entry.data_file();
-                let partition = file.partition().fields();
-                let value = |pos: Option<usize>| {
-                    pos.and_then(|p| partition.get(p)).and_then(Option::as_ref)
-                };
-                let cell = match value(cell_pos) {
-                    Some(Literal::Primitive(PrimitiveLiteral::String(s))) => Some(s.clone()),
-                    _ => None,
-                };
-                let year = match value(year_pos) {
-                    Some(Literal::Primitive(PrimitiveLiteral::Int(y))) => Some(y + 1970),
-                    Some(Literal::Primitive(PrimitiveLiteral::Long(y))) => {
-                        i32::try_from(*y).ok().map(|y| y + 1970)
-                    }
-                    _ => None,
-                };
-                if !pruner.matches(cell.as_deref(), year) {
-                    continue;
-                }
-                let sequence_number = entry.sequence_number().or((entry.status()
-                    == ManifestStatus::Added
-                    || m.sequence_number == 0)
-                    .then_some(m.sequence_number));
-                out.push(FileEntry {
-                    path: file.file_path().to_string(),
-                    cell,
-                    year,
-                    rows: file.record_count(),
-                    bytes: file.file_size_in_bytes(),
-                    sequence_number,
-                });
-            }
+        let value = |pos: Option<usize>| pos.and_then(|p| e.partition.get(p));
+        let cell = match value(cell_pos) {
+            Some(PartitionDatum::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let year = match value(year_pos) {
+            Some(PartitionDatum::Long(y)) => i32::try_from(*y).ok().map(|y| y + 1970),
+            _ => None,
+        };
+        if !pruner.matches(cell.as_deref(), year) {
+            continue;
         }
+        let sequence_number = e.sequence_number_in(m);
+        out.push(FileEntry {
+            path: e.file_path,
+            cell,
+            year,
+            rows: u64::try_from(e.record_count).unwrap_or(0),
+            bytes: u64::try_from(e.file_size_in_bytes).unwrap_or(0),
+            sequence_number,
+        });
     }
     Ok(out)
 }
@@ -181,7 +117,15 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
         .map(|m| {
             let io = file_io.clone();
             let spec = metadata.partition_spec_by_id(m.partition_spec_id).cloned();
-            async move { manifest_entries(&m, &io, spec.as_deref(), pruner).await }
+            async move {
+                let spec = spec.ok_or_else(|| {
+                    Error::Config(format!(
+                        "manifest {} uses partition spec {}, which the table metadata lacks",
+                        m.manifest_path, m.partition_spec_id
+                    ))
+                })?;
+                manifest_entries(&m, &io, &spec, pruner).await
+            }
         })
         .buffer_unordered(MANIFEST_CONCURRENCY)
         .try_collect()
