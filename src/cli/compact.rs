@@ -8,17 +8,15 @@ use earthcatalog::maintenance::{
 use super::progress::BarReporter;
 use super::{EXIT_OK, EXIT_PARTIAL};
 
+/// The warehouse, catalog and lock flags of `compact` and `repair`.
 #[derive(Debug, Args)]
-pub struct CompactArgs {
+pub struct MaintenanceTarget {
     /// Warehouse root (path, file://, s3://bucket/prefix).
     #[arg(long)]
     warehouse: String,
     /// Catalog database (path or s3://…/catalog.db).
     #[arg(long)]
     catalog: String,
-    /// Compact buckets with at least this many files.
-    #[arg(long, default_value_t = 2)]
-    threshold: usize,
     /// Take the catalog lock (the default).
     #[arg(long, conflicts_with = "no_lock")]
     use_lock: bool,
@@ -28,6 +26,23 @@ pub struct CompactArgs {
     /// Lock object (default: .lock beside the catalog).
     #[arg(long)]
     lock_key: Option<String>,
+}
+
+impl MaintenanceTarget {
+    /// The lock is taken unless `--no-lock` is given (`--use-lock` is accepted for the Python
+    /// tool's flag).
+    fn lock_wanted(&self) -> bool {
+        self.use_lock || !self.no_lock
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    target: MaintenanceTarget,
+    /// Compact buckets with at least this many files.
+    #[arg(long, default_value_t = 2)]
+    threshold: usize,
     /// Report what would happen; write and delete nothing.
     #[arg(long)]
     dry_run: bool,
@@ -42,19 +57,13 @@ pub struct CompactArgs {
     json: bool,
 }
 
-/// The lock is taken unless `--no-lock` is given (`--use-lock` is accepted for the Python
-/// tool's flag).
-fn lock_wanted(use_lock: bool, no_lock: bool) -> bool {
-    use_lock || !no_lock
-}
-
 pub async fn run(args: CompactArgs, show_progress: bool) -> anyhow::Result<u8> {
     let options = CompactOptions {
-        warehouse: args.warehouse.clone(),
-        catalog: args.catalog.clone(),
+        warehouse: args.target.warehouse.clone(),
+        catalog: args.target.catalog.clone(),
         threshold: args.threshold.max(1),
-        use_lock: lock_wanted(args.use_lock, args.no_lock),
-        lock_location: args.lock_key.clone(),
+        use_lock: args.target.lock_wanted(),
+        lock_location: args.target.lock_key.clone(),
         dry_run: args.dry_run,
         max_rows_per_file: args.max_rows_per_file,
         parallelism: args.parallelism.max(1),
@@ -116,21 +125,8 @@ fn summary(m: &CompactMetrics) -> String {
 
 #[derive(Debug, Args)]
 pub struct RepairArgs {
-    /// Warehouse root.
-    #[arg(long)]
-    warehouse: String,
-    /// Catalog database.
-    #[arg(long)]
-    catalog: String,
-    /// Take the catalog lock (the default).
-    #[arg(long, conflicts_with = "no_lock")]
-    use_lock: bool,
-    /// Do not take the catalog lock.
-    #[arg(long)]
-    no_lock: bool,
-    /// Lock object (default: .lock beside the catalog).
-    #[arg(long)]
-    lock_key: Option<String>,
+    #[command(flatten)]
+    target: MaintenanceTarget,
     /// Show additions and removals without committing.
     #[arg(long)]
     dry_run: bool,
@@ -141,10 +137,10 @@ pub struct RepairArgs {
 
 pub async fn run_repair(args: RepairArgs) -> anyhow::Result<u8> {
     let options = RepairOptions {
-        warehouse: args.warehouse.clone(),
-        catalog: args.catalog.clone(),
-        use_lock: lock_wanted(args.use_lock, args.no_lock),
-        lock_location: args.lock_key.clone(),
+        warehouse: args.target.warehouse.clone(),
+        catalog: args.target.catalog.clone(),
+        use_lock: args.target.lock_wanted(),
+        lock_location: args.target.lock_key.clone(),
         dry_run: args.dry_run,
     };
     let m = repair(&options).await?;

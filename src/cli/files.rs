@@ -1,13 +1,10 @@
 //! `earthcatalog files`: the data files that can hold items of a region and time range.
 
 use clap::{Args, ValueEnum};
-use earthcatalog::query::{
-    Warehouse, cell_list_sql, parse_bbox, parse_datetime, parse_geometry, parse_point,
-};
+use earthcatalog::query::{cell_list_sql, parse_bbox, parse_datetime, parse_geometry, parse_point};
 use earthcatalog::store::Location;
 use geo_types::Geometry;
 
-use super::ingest::DEFAULT_CATALOG;
 use super::{EXIT_OK, UsageError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -24,12 +21,8 @@ pub enum FilesFormat {
 
 #[derive(Debug, Args)]
 pub struct FilesArgs {
-    /// Catalog database (path or s3://…/catalog.db).
-    #[arg(long, default_value = DEFAULT_CATALOG)]
-    catalog: String,
-    /// Warehouse root (default: derived from the table location).
-    #[arg(long)]
-    warehouse: Option<String>,
+    #[command(flatten)]
+    target: super::ReadTarget,
     /// Region as GeoJSON (geometry, Feature or FeatureCollection) or WKT; `@path` reads it from a file.
     #[arg(long, group = "region")]
     intersects: Option<String>,
@@ -112,7 +105,7 @@ pub async fn run(args: FilesArgs) -> anyhow::Result<u8> {
         )
         .into());
     }
-    let wh = Warehouse::open(&args.catalog, args.warehouse.as_deref()).await?;
+    let wh = args.target.open().await?;
     if args.format == FilesFormat::Sql {
         let cells = match &geometry {
             Some(g) => wh.cells_for_geometry(g).await?,

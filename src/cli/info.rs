@@ -3,26 +3,21 @@
 use std::fmt::Write as _;
 
 use clap::Args;
-use earthcatalog::query::{CatalogInfo, Warehouse};
+use earthcatalog::query::CatalogInfo;
 
 use super::EXIT_OK;
-use super::ingest::DEFAULT_CATALOG;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Catalog database (path or s3://…/catalog.db).
-    #[arg(long, default_value = DEFAULT_CATALOG)]
-    catalog: String,
-    /// Warehouse root (default: derived from the table location).
-    #[arg(long)]
-    warehouse: Option<String>,
+    #[command(flatten)]
+    target: super::ReadTarget,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(args: InfoArgs) -> anyhow::Result<u8> {
-    let wh = Warehouse::open(&args.catalog, args.warehouse.as_deref()).await?;
+    let wh = args.target.open().await?;
     let info = wh.info().await?;
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&info)?));

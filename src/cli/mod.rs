@@ -136,6 +136,24 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 /// Print to stdout, treating a closed pipe as success.
+/// The catalog (and optional warehouse) flags of the read-only commands.
+#[derive(Debug, clap::Args)]
+pub struct ReadTarget {
+    /// Catalog database (path or s3://…/catalog.db).
+    #[arg(long, default_value = ingest::DEFAULT_CATALOG)]
+    catalog: String,
+    /// Warehouse root (default: derived from the table location).
+    #[arg(long)]
+    warehouse: Option<String>,
+}
+
+impl ReadTarget {
+    /// Open the warehouse these flags name.
+    pub async fn open(&self) -> earthcatalog::Result<earthcatalog::query::Warehouse> {
+        earthcatalog::query::Warehouse::open(&self.catalog, self.warehouse.as_deref()).await
+    }
+}
+
 pub fn print_stdout(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

@@ -10,7 +10,6 @@ use earthcatalog::query::{
 use futures::StreamExt;
 
 use super::files::argument_text;
-use super::ingest::DEFAULT_CATALOG;
 use super::{EXIT_OK, UsageError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,12 +34,8 @@ pub enum FilterLang {
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Catalog database (path or s3://…/catalog.db).
-    #[arg(long, default_value = DEFAULT_CATALOG)]
-    catalog: String,
-    /// Warehouse root (default: derived from the table location).
-    #[arg(long)]
-    warehouse: Option<String>,
+    #[command(flatten)]
+    target: super::ReadTarget,
     /// Items intersecting minx,miny,maxx,maxy (lon/lat); minx > maxx crosses the antimeridian.
     #[arg(long, group = "region", allow_hyphen_values = true)]
     bbox: Option<String>,
@@ -147,7 +142,7 @@ fn broken_pipe(e: &std::io::Error) -> bool {
 
 pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
     let req = request(&args).await?;
-    let wh = Warehouse::open(&args.catalog, args.warehouse.as_deref()).await?;
+    let wh = args.target.open().await?;
     if args.format == SearchFormat::Geoparquet {
         let output = args
             .output

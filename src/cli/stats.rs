@@ -3,27 +3,21 @@
 use std::fmt::Write as _;
 
 use clap::Args;
-use earthcatalog::query::Warehouse;
 
 use super::EXIT_OK;
 use super::info::{thousands, year_label};
-use super::ingest::DEFAULT_CATALOG;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Catalog database (path or s3://…/catalog.db).
-    #[arg(long, default_value = DEFAULT_CATALOG)]
-    catalog: String,
-    /// Warehouse root (default: derived from the table location).
-    #[arg(long)]
-    warehouse: Option<String>,
+    #[command(flatten)]
+    target: super::ReadTarget,
     /// Print a JSON array of {cell, year, rows, files, bytes} (year null when unknown).
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(args: StatsArgs) -> anyhow::Result<u8> {
-    let wh = Warehouse::open(&args.catalog, args.warehouse.as_deref()).await?;
+    let wh = args.target.open().await?;
     let stats = wh.stats().await?;
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&stats)?));
