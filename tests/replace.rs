@@ -192,6 +192,30 @@ async fn three_files(fx: &Fixture, table: Table) -> (Table, [DataFile; 3]) {
     (table, [a1, b1, a2])
 }
 
+/// Write `name` holding all five rows of cell A / 2020 and replace `removed` with it.
+async fn merge_cell_a(
+    fx: &Fixture,
+    table: &Table,
+    removed: &[&DataFile],
+    name: &str,
+    props: HashMap<String, String>,
+) -> (Table, DataFile) {
+    let merged = fx.write_file(
+        table,
+        CELL_A,
+        2020,
+        &["a1-0", "a1-1", "a2-0", "a2-1", "a2-2"],
+        name,
+    );
+    let removed: Vec<String> = removed.iter().map(|f| f.file_path().to_string()).collect();
+    let after = fx
+        .catalog
+        .replace_files(table, &removed, vec![merged.clone()], props)
+        .await
+        .unwrap();
+    (after, merged)
+}
+
 fn summary_value(table: &Table, key: &str) -> Option<String> {
     table
         .metadata()
@@ -231,23 +255,14 @@ async fn replace_merges_two_files_in_one_replace_snapshot() {
         ])
     );
 
-    let merged = fx.write_file(
+    let (after, merged) = merge_cell_a(
+        &fx,
         &before,
-        CELL_A,
-        2020,
-        &["a1-0", "a1-1", "a2-0", "a2-1", "a2-2"],
+        &[&a1, &a2],
         "compacted_0000cafe.parquet",
-    );
-    let after = fx
-        .catalog
-        .replace_files(
-            &before,
-            &[a1.file_path().to_string(), a2.file_path().to_string()],
-            vec![merged.clone()],
-            HashMap::from([("earthcatalog.run".to_string(), "compact-1".to_string())]),
-        )
-        .await
-        .unwrap();
+        HashMap::from([("earthcatalog.run".to_string(), "compact-1".to_string())]),
+    )
+    .await;
 
     // One new snapshot: replace, child of the previous one, next sequence number.
     let meta = after.metadata();
@@ -420,23 +435,14 @@ async fn replace_carries_untouched_manifests_and_rewrites_touched_ones() {
         .manifest_path
         .clone();
 
-    let merged = fx.write_file(
+    let (after, merged) = merge_cell_a(
+        &fx,
         &before,
-        CELL_A,
-        2020,
-        &["a1-0", "a1-1", "a2-0", "a2-1", "a2-2"],
+        &[&a1, &a2],
         "compacted_0000beef.parquet",
-    );
-    let after = fx
-        .catalog
-        .replace_files(
-            &before,
-            &[a1.file_path().to_string(), a2.file_path().to_string()],
-            vec![merged.clone()],
-            HashMap::new(),
-        )
-        .await
-        .unwrap();
+        HashMap::new(),
+    )
+    .await;
     let snap = after.metadata().current_snapshot().unwrap().clone();
     let list = after.manifest_list_reader(&snap).load().await.unwrap();
     // added + two rewritten (a1+b1, a2) + carried (c1).
@@ -497,23 +503,14 @@ async fn replace_carries_untouched_manifests_and_rewrites_touched_ones() {
     assert_eq!(summary_value(&after, "total-records").as_deref(), Some("7"));
 
     // A second replace on top of the first one (rewritten manifests become inputs).
-    let merged2 = fx.write_file(
+    let (again, merged2) = merge_cell_a(
+        &fx,
         &after,
-        CELL_A,
-        2020,
-        &["a1-0", "a1-1", "a2-0", "a2-1", "a2-2"],
+        &[&merged],
         "compacted_0000f00d.parquet",
-    );
-    let again = fx
-        .catalog
-        .replace_files(
-            &after,
-            &[merged.file_path().to_string()],
-            vec![merged2.clone()],
-            HashMap::new(),
-        )
-        .await
-        .unwrap();
+        HashMap::new(),
+    )
+    .await;
     assert_eq!(again.metadata().snapshots().len(), 5);
     assert_eq!(
         live_paths(&fx.catalog, &again).await,
