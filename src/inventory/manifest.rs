@@ -542,21 +542,19 @@ mod tests {
         assert!(msg.contains(&format!("{root}/m/d/1.csv.gz")), "{msg}");
     }
 
-    #[tokio::test]
-    async fn local_mirror_of_the_destination_bucket() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join("mirror/dest-bkt");
+    /// A local copy of an inventory below `base`: manifest.json (destination `arn`, header
+    /// `schema`) and one CSV.gz data file listing `k.stac.json`. Returns the manifest path.
+    fn local_inventory(
+        base: &std::path::Path,
+        arn: &str,
+        schema: Option<&str>,
+    ) -> std::path::PathBuf {
         let manifest = base.join("inv/src/cfg/2024-01-01T00-00Z/manifest.json");
         std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
         std::fs::create_dir_all(base.join("inv/src/cfg/data")).unwrap();
         std::fs::write(
             &manifest,
-            manifest_json(
-                "arn:aws:s3:::dest-bkt",
-                "CSV",
-                Some("Bucket, Key"),
-                &["inv/src/cfg/data/a.csv.gz"],
-            ),
+            manifest_json(arn, "CSV", schema, &["inv/src/cfg/data/a.csv.gz"]),
         )
         .unwrap();
         std::fs::write(
@@ -564,6 +562,14 @@ mod tests {
             gzip(b"src,k.stac.json\n"),
         )
         .unwrap();
+        manifest
+    }
+
+    #[tokio::test]
+    async fn local_mirror_of_the_destination_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("mirror/dest-bkt");
+        let manifest = local_inventory(&base, "arn:aws:s3:::dest-bkt", Some("Bucket, Key"));
         let (records, _) = collect(manifest.to_str().unwrap(), all()).await;
         assert_eq!(keys(&records), ["k.stac.json"]);
     }
@@ -573,24 +579,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // The destination bucket's name appears nowhere in the local path.
         let base = dir.path().join("copy");
-        let manifest = base.join("inv/src/cfg/2024-01-01T00-00Z/manifest.json");
-        std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
-        std::fs::create_dir_all(base.join("inv/src/cfg/data")).unwrap();
-        std::fs::write(
-            &manifest,
-            manifest_json(
-                "arn:aws:s3:::elsewhere",
-                "CSV",
-                None,
-                &["inv/src/cfg/data/a.csv.gz"],
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            base.join("inv/src/cfg/data/a.csv.gz"),
-            gzip(b"src,k.stac.json\n"),
-        )
-        .unwrap();
+        let manifest = local_inventory(&base, "arn:aws:s3:::elsewhere", None);
         let (records, stats) = collect(manifest.to_str().unwrap(), all()).await;
         assert_eq!(keys(&records), ["k.stac.json"]);
         assert_eq!(stats.files, 1);
