@@ -1309,11 +1309,12 @@ mod tests {
         assert_eq!(files_in(&dir.path().join("catalog")), [".lock.guard"]);
     }
 
-    #[tokio::test]
-    async fn background_renewal_keeps_the_lock_fresh() {
-        let loc = mem("background");
-        let c = clock();
-        let lock = CatalogLock::acquire(&loc, LockOptions::new("bg"), c.clone())
+    /// A lock "bg" on `loc` whose renewal ticks when the test sends on the returned channel.
+    async fn renewing_by_hand(
+        loc: &Location,
+        c: &Arc<TestClock>,
+    ) -> (RenewingLock, tokio::sync::mpsc::Sender<()>) {
+        let lock = CatalogLock::acquire(loc, LockOptions::new("bg"), c.clone())
             .await
             .unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -1322,7 +1323,14 @@ mod tests {
                 rx,
                 |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
             );
-        let renewing = lock.spawn_renewal_on(ticks);
+        (lock.spawn_renewal_on(ticks), tx)
+    }
+
+    #[tokio::test]
+    async fn background_renewal_keeps_the_lock_fresh() {
+        let loc = mem("background");
+        let c = clock();
+        let (renewing, tx) = renewing_by_hand(&loc, &c).await;
         let mut status = renewing.status();
         for n in 1..=3u64 {
             c.advance(Duration::hours(10));
@@ -1347,16 +1355,7 @@ mod tests {
     async fn background_renewal_reports_a_lost_lock() {
         let loc = mem("background-lost");
         let c = clock();
-        let lock = CatalogLock::acquire(&loc, LockOptions::new("bg"), c.clone())
-            .await
-            .unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
-        let ticks =
-            futures::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
-            );
-        let renewing = lock.spawn_renewal_on(ticks);
+        let (renewing, tx) = renewing_by_hand(&loc, &c).await;
         plant(&loc, "intruder", c.now(), 12).await;
         tx.send(()).await.unwrap();
         let mut status = renewing.status();
