@@ -321,25 +321,20 @@ async fn cli_reports_on_an_ingested_warehouse() {
     let at = format!("@{}", region.display());
     let from_file = run(&["files", "--catalog", &fx.catalog, "--intersects", &at]);
     assert_eq!(from_file, paths);
-    let sql = run(&[
-        "files",
-        "--catalog",
-        &fx.catalog,
-        "--point",
-        &point,
-        "--format",
-        "sql",
-    ]);
+    let point_as = |format: &str| {
+        run(&[
+            "files",
+            "--catalog",
+            &fx.catalog,
+            "--point",
+            &point,
+            "--format",
+            format,
+        ])
+    };
+    let sql = point_as("sql");
     assert!(sql.starts_with("grid_partition IN ('"), "{sql}");
-    let duck = run(&[
-        "files",
-        "--catalog",
-        &fx.catalog,
-        "--point",
-        &point,
-        "--format",
-        "duckdb",
-    ]);
+    let duck = point_as("duckdb");
     assert!(duck.starts_with("read_parquet(['/"), "{duck}");
     let far = run(&[
         "files",

@@ -166,23 +166,18 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
     });
 
     // Two racing writers: each either commits or fails fast on the lock; nothing is lost.
-    let a = ingest(
-        "s3://its-live-data/synth/inventory.csv",
-        Some("s3://its-live-data/synth/items"),
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let b = ingest(
-        "s3://its-live-data/synth/inventory.csv",
-        Some("s3://its-live-data/synth/items"),
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let codes: Vec<i32> = [a, b]
+    let start = || {
+        ingest(
+            "s3://its-live-data/synth/inventory.csv",
+            Some("s3://its-live-data/synth/items"),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    // Both start before either is waited for.
+    let codes: Vec<i32> = [start(), start()]
         .into_iter()
         .map(|c| c.wait_with_output().unwrap().status.code().unwrap_or(-1))
         .collect();
