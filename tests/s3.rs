@@ -94,13 +94,7 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
         "s3://its-live-data/synth/inventory.csv",
         Some("s3://its-live-data/synth/items"),
     ));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = json_summary(&out, 0);
     assert_eq!(m["items"], 120);
     assert_eq!(m["failed"], 0);
     rt.block_on(async {
@@ -235,13 +229,7 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
         c.args(["--since", "2024-01-01"]);
         c
     });
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = json_summary(&out, 0);
     assert_eq!(m["inventory"]["skipped_since"], 5);
     assert_eq!(m["items"], 15);
     rt.block_on(async { assert_eq!(snapshots(cat, wh).await, 3 + ok) });

@@ -218,6 +218,18 @@ pub fn run(cmd: &mut Command) -> Output {
     }
 }
 
+/// The `--json` summary a CLI run printed, after checking its exit code (stderr shown when
+/// the code differs).
+pub fn json_summary(out: &Output, code: i32) -> serde_json::Value {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Run a Python snippet; panics with its output when it fails.
 pub fn python(script: &str) -> String {
     let out = Command::new("python3")
