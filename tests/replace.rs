@@ -192,6 +192,20 @@ async fn three_files(fx: &Fixture, table: Table) -> (Table, [DataFile; 3]) {
     (table, [a1, b1, a2])
 }
 
+/// `catalog.replace_files` of the paths `removed` by the one file `added`, with no extra
+/// snapshot properties.
+async fn replace(
+    fx: &Fixture,
+    table: &Table,
+    removed: &[&str],
+    added: &DataFile,
+) -> earthcatalog::Result<Table> {
+    let removed: Vec<String> = removed.iter().map(|p| p.to_string()).collect();
+    fx.catalog
+        .replace_files(table, &removed, vec![added.clone()], HashMap::new())
+        .await
+}
+
 /// Write `name` holding all five rows of cell A / 2020 and replace `removed` with it.
 async fn merge_cell_a(
     fx: &Fixture,
@@ -542,14 +556,7 @@ async fn replacing_a_path_that_is_not_live_fails_and_changes_nothing() {
     let location_before = table.metadata_location().unwrap().to_string();
 
     let missing = "file:///nowhere/grid_partition=x/year=2020/part_000009_00000000.parquet";
-    let err = fx
-        .catalog
-        .replace_files(
-            &table,
-            &[a1.file_path().to_string(), missing.to_string()],
-            vec![merged.clone()],
-            HashMap::new(),
-        )
+    let err = replace(&fx, &table, &[a1.file_path(), missing], &merged)
         .await
         .unwrap_err();
     match &err {
@@ -562,26 +569,12 @@ async fn replacing_a_path_that_is_not_live_fails_and_changes_nothing() {
     assert_eq!(listing(&fx.metadata_dir()), files_before);
 
     // Replace for real, then a1 (no longer live) cannot be replaced again.
-    let after = fx
-        .catalog
-        .replace_files(
-            &table,
-            &[a1.file_path().to_string(), a2.file_path().to_string()],
-            vec![merged.clone()],
-            HashMap::new(),
-        )
+    let after = replace(&fx, &table, &[a1.file_path(), a2.file_path()], &merged)
         .await
         .unwrap();
     let files_after = listing(&fx.metadata_dir());
     let other = fx.write_file(&after, CELL_A, 2020, &["y"], "compacted_00000002.parquet");
-    let err = fx
-        .catalog
-        .replace_files(
-            &after,
-            &[a1.file_path().to_string()],
-            vec![other.clone()],
-            HashMap::new(),
-        )
+    let err = replace(&fx, &after, &[a1.file_path()], &other)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotLive { .. }), "{err}");
@@ -589,14 +582,7 @@ async fn replacing_a_path_that_is_not_live_fails_and_changes_nothing() {
     // Adding a file that is already live is refused too (checked whenever the manifests are
     // read, i.e. when something is removed; plain appends skip the check, like iceberg's
     // fast_append without duplicate checks).
-    let err = fx
-        .catalog
-        .replace_files(
-            &after,
-            &[merged.file_path().to_string()],
-            vec![merged.clone()],
-            HashMap::new(),
-        )
+    let err = replace(&fx, &after, &[merged.file_path()], &merged)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err}");
@@ -628,14 +614,7 @@ async fn concurrent_commit_turns_replace_into_a_conflict() {
     let files_before = listing(&fx.metadata_dir());
 
     let merged = fx.write_file(&table, CELL_A, 2020, &["m"], "compacted_00000003.parquet");
-    let err = fx
-        .catalog
-        .replace_files(
-            &table,
-            &[a1.file_path().to_string(), a2.file_path().to_string()],
-            vec![merged],
-            HashMap::new(),
-        )
+    let err = replace(&fx, &table, &[a1.file_path(), a2.file_path()], &merged)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::CommitConflict { .. }), "{err}");
@@ -673,14 +652,7 @@ async fn concurrent_commit_turns_replace_into_a_conflict() {
         &["m2"],
         "compacted_00000004.parquet",
     );
-    let after = fx
-        .catalog
-        .replace_files(
-            &reloaded,
-            &[a1.file_path().to_string(), a2.file_path().to_string()],
-            vec![merged.clone()],
-            HashMap::new(),
-        )
+    let after = replace(&fx, &reloaded, &[a1.file_path(), a2.file_path()], &merged)
         .await
         .unwrap();
     assert_eq!(
