@@ -46,16 +46,15 @@ pub(crate) fn merge(
     let schema = Arc::new(crate::catalog::schema::arrow_schema(table));
     let mut batches = Vec::new();
     let mut ranks: Vec<usize> = Vec::new();
-    for (rank, _url, bytes) in inputs {
+    for (rank, url, bytes) in inputs {
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .map_err(|e| format!("{_url}: {e}"))?
+            .map_err(|e| format!("{url}: {e}"))?
             .with_batch_size(65_536)
             .build()
-            .map_err(|e| format!("{_url}: {e}"))?;
+            .map_err(|e| format!("{url}: {e}"))?;
         for batch in reader {
-            let batch = batch.map_err(|e| format!("{_url}: {e}"))?;
-            let batch =
-                conform(&batch, table, &schema, cell).map_err(|e| format!("{_url}: {e}"))?;
+            let batch = batch.map_err(|e| format!("{url}: {e}"))?;
+            let batch = conform(&batch, table, &schema, cell).map_err(|e| format!("{url}: {e}"))?;
             ranks.extend(std::iter::repeat_n(*rank, batch.num_rows()));
             batches.push(batch);
         }
@@ -63,12 +62,11 @@ pub(crate) fn merge(
     let all = concat_batches(&schema, &batches).map_err(|e| e.to_string())?;
     drop(batches);
     let rows_before = all.num_rows() as u64;
+    // Dedup and sort on indices; the full rows are gathered once.
     let kept = dedup_indices(&all, &ranks)?;
-    let kept = take_record_batch(&all, &kept).map_err(|e| e.to_string())?;
+    let order = sort_indices(&all, &kept)?;
+    let sorted = take_record_batch(&all, &order).map_err(|e| e.to_string())?;
     drop(all);
-    let order = sort_indices(&kept)?;
-    let sorted = take_record_batch(&kept, &order).map_err(|e| e.to_string())?;
-    drop(kept);
     let rows_after = sorted.num_rows() as u64;
 
     let chunk = max_rows.unwrap_or(usize::MAX).max(1);
@@ -246,8 +244,8 @@ fn dedup_indices(batch: &RecordBatch, ranks: &[usize]) -> Result<UInt32Array, St
     Ok(UInt32Array::from(keep))
 }
 
-/// Sort order (platform, datetime, id), nulls first.
-fn sort_indices(batch: &RecordBatch) -> Result<UInt32Array, String> {
+/// The rows `kept` of `batch` in sort order (platform, datetime, id), nulls first.
+fn sort_indices(batch: &RecordBatch, kept: &UInt32Array) -> Result<UInt32Array, String> {
     let options = Some(SortOptions {
         descending: false,
         nulls_first: true,
@@ -264,15 +262,18 @@ fn sort_indices(batch: &RecordBatch) -> Result<UInt32Array, String> {
         };
         if typed {
             columns.push(arrow_ord::sort::SortColumn {
-                values: a.clone(),
+                values: arrow_select::take::take(a, kept, None).map_err(|e| e.to_string())?,
                 options,
             });
         }
     }
     if columns.is_empty() {
-        return Ok(UInt32Array::from_iter_values(0..batch.num_rows() as u32));
+        return Ok(kept.clone());
     }
-    arrow_ord::sort::lexsort_to_indices(&columns, None).map_err(|e| e.to_string())
+    let order = arrow_ord::sort::lexsort_to_indices(&columns, None).map_err(|e| e.to_string())?;
+    arrow_select::take::take(kept, &order, None)
+        .map(|a| a.as_primitive::<arrow_array::types::UInt32Type>().clone())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
