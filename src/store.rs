@@ -201,6 +201,15 @@ impl Location {
     }
 }
 
+/// Read the objects at `urls` concurrently, in order.
+pub async fn get_all<'a>(urls: impl IntoIterator<Item = &'a str>) -> Result<Vec<bytes::Bytes>> {
+    futures::future::try_join_all(
+        urls.into_iter()
+            .map(|url| async move { Location::parse(url)?.get_bytes().await }),
+    )
+    .await
+}
+
 /// Write `data` at `key` only if nothing exists there yet; returns `false` when it already existed.
 /// Falls back to a plain put on stores without conditional puts.
 pub async fn put_if_absent(

@@ -398,14 +398,13 @@ async fn merge_bucket(
     // Read every file (oldest committed first) with its rank for the dedup tie-break.
     let mut ordered = bucket.files.clone();
     ordered.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    let inputs: Vec<(usize, String, bytes::Bytes)> =
-        futures::future::try_join_all(ordered.iter().enumerate().map(
-            |(rank, (url, ..))| async move {
-                let bytes = Location::parse(url)?.get_bytes().await?;
-                Ok::<_, Error>((rank, url.clone(), bytes))
-            },
-        ))
-        .await?;
+    let bytes = crate::store::get_all(ordered.iter().map(|f| f.0.as_str())).await?;
+    let inputs: Vec<(usize, String, bytes::Bytes)> = ordered
+        .into_iter()
+        .zip(bytes)
+        .enumerate()
+        .map(|(rank, ((url, ..), bytes))| (rank, url, bytes))
+        .collect();
     crate::fault::check("compact.merge")?;
     let key = bucket.key.clone();
     let encoded = tokio::task::spawn_blocking(move || -> Result<_> {

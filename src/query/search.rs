@@ -63,7 +63,7 @@ use super::rehydrate::{ItemBatch, wkb_geometry};
 use super::{FileEntry, Warehouse, parse_datetime};
 use crate::error::{Error, Result};
 use crate::grid::{Footprint, lon_shifts, regions};
-use crate::store::Location;
+use crate::store::get_all;
 
 /// Data files fetched and decoded at once.
 pub const READ_CONCURRENCY: usize = 4;
@@ -903,8 +903,7 @@ impl Warehouse {
                     .as_ref()
                     .is_none_or(|f| !mentions_json_members(f))
                 && request.sortby.is_empty()
-                && request.fields.include.is_empty()
-                && request.fields.exclude.is_empty(),
+                && request.fields.is_empty(),
             stats: Arc::clone(&stats),
         });
         // Buckets (cell, year) in order of their newest file; the versions of an item live in
@@ -925,17 +924,11 @@ impl Warehouse {
                 let plan = Arc::clone(&plan);
                 async move {
                     // Fetch the bucket's files together, then decode them in one blocking task.
-                    let fetched: Vec<(usize, String, Bytes)> = futures::future::try_join_all(
-                        bucket.into_iter().map(|(rank, file)| async move {
-                            let bytes = Location::parse(&file.path)?.get_bytes().await?;
-                            Ok::<_, Error>((rank, file.path, bytes))
-                        }),
-                    )
-                    .await?;
+                    let bytes = get_all(bucket.iter().map(|(_, f)| f.path.as_str())).await?;
                     tokio::task::spawn_blocking(move || {
                         let mut merged: Vec<Hit> = Vec::new();
-                        for (rank, path, bytes) in fetched {
-                            merged.extend(plan.read_file(bytes, &path, rank)?);
+                        for ((rank, file), bytes) in bucket.into_iter().zip(bytes) {
+                            merged.extend(plan.read_file(bytes, &file.path, rank)?);
                         }
                         // A file may hold several versions too (one ingest chunk).
                         Ok::<_, Error>(newest_per_id(merged))
