@@ -232,11 +232,6 @@ impl<W: std::io::Write + Send> GeoParquetWriter<W> {
             .map_err(|e| Error::parquet(&self.label, e))
     }
 
-    /// The Arrow schema files are written with.
-    pub fn schema(&self) -> Arc<arrow_schema::Schema> {
-        self.schema.clone()
-    }
-
     /// Add the `geo` metadata and close the file.
     pub fn finish(mut self) -> Result<ParquetMetaData> {
         let geo = geo_metadata(&self.kinds, self.bbox);
