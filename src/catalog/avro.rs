@@ -136,9 +136,7 @@ type R<T> = std::result::Result<T, String>;
 
 fn parse_schema(v: &Json, names: &mut HashMap<String, Schema>) -> R<Schema> {
     match v {
-        Json::String(name) => primitive(name)
-            .or_else(|| names.get(name.as_str()).cloned())
-            .ok_or_else(|| format!("unknown Avro type `{name}`")),
+        Json::String(name) => by_name(name, names),
         Json::Array(branches) => Ok(Schema::Union(
             branches
                 .iter()
@@ -181,9 +179,7 @@ fn parse_schema(v: &Json, names: &mut HashMap<String, Schema>) -> R<Schema> {
                         .and_then(Json::as_u64)
                         .ok_or("fixed without size")? as usize,
                 ),
-                other => primitive(other)
-                    .or_else(|| names.get(other).cloned())
-                    .ok_or_else(|| format!("unknown Avro type `{other}`"))?,
+                other => by_name(other, names)?,
             };
             if matches!(ty.as_str(), "record" | "error" | "enum" | "fixed")
                 && let Some(name) = o.get("name").and_then(Json::as_str)
@@ -197,6 +193,13 @@ fn parse_schema(v: &Json, names: &mut HashMap<String, Schema>) -> R<Schema> {
         }
         _ => Err("malformed Avro schema".into()),
     }
+}
+
+/// A primitive type or a named type defined earlier in the schema.
+fn by_name(name: &str, names: &HashMap<String, Schema>) -> R<Schema> {
+    primitive(name)
+        .or_else(|| names.get(name).cloned())
+        .ok_or_else(|| format!("unknown Avro type `{name}`"))
 }
 
 fn primitive(name: &str) -> Option<Schema> {
