@@ -317,16 +317,13 @@ impl Catalog {
             let (mut removed_count, mut removed_records, mut removed_size) = (0u64, 0u64, 0u64);
             let mut carried: Vec<ManifestFile> = Vec::new();
             for m in &manifests {
-                let touched = m.manifest.as_ref().is_some_and(|man| {
-                    man.entries()
-                        .iter()
-                        .any(|e| e.is_alive() && removed_set.contains(e.file_path()))
-                });
-                if !touched {
+                // A manifest with a removed live file was decoded in full; the others carry over.
+                let touched = m
+                    .live
+                    .iter()
+                    .any(|(p, ..)| removed_set.contains(p.as_str()));
+                let (true, Some(manifest)) = (touched, &m.manifest) else {
                     carried.push(m.file.clone());
-                    continue;
-                }
-                let Some(manifest) = &m.manifest else {
                     continue;
                 };
                 let m_spec = metadata
