@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
-use crate::catalog::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
+use crate::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
 
 /// A typed cell value.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +62,31 @@ pub enum DatetimeKind {
     Missing,
     /// Present but unparsable (kept in `properties_overflow`).
     Unparsable,
+}
+
+/// The version of a stored row of an item, ordered oldest to newest by the one rule every
+/// reader applies (compaction's row and columnar merges, search): the latest `updated` wins,
+/// then the latest `created`, then the row of the file committed later. A missing timestamp is
+/// older than any present one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    /// `properties.updated`, UTC microseconds.
+    pub updated: Option<i64>,
+    /// `properties.created`, UTC microseconds.
+    pub created: Option<i64>,
+    /// Commit order of the file holding the row: higher = committed later.
+    pub commit: u64,
+}
+
+impl Version {
+    /// A row's version from its timestamps and its file's commit order.
+    pub fn new(updated: Option<i64>, created: Option<i64>, commit: u64) -> Self {
+        Self {
+            updated,
+            created,
+            commit,
+        }
+    }
 }
 
 /// Geometry kinds for GeoParquet `geometry_types`.
@@ -618,51 +643,28 @@ fn convert(ty: ColumnType, value: &Json) -> Option<(Value, DatetimeKind)> {
         ColumnType::Double => value.as_f64().map(|f| (Value::Double(f), exact)),
         ColumnType::Boolean => value.as_bool().map(|b| (Value::Bool(b), exact)),
         ColumnType::TimestampTz => {
-            let (t, kind) = parse_timestamp(value.as_str()?)?;
-            Some((Value::Timestamp(t), kind))
+            let parsed = crate::timestamp::parse(value.as_str()?)?;
+            Some((Value::Timestamp(parsed.micros()), parsed.precision.into()))
         }
         ColumnType::Binary => None,
     }
 }
 
-/// Parse a STAC timestamp into UTC microseconds: RFC 3339 (offsets converted), naive date-times
-/// and dates (taken as UTC).
-pub fn parse_timestamp(s: &str) -> Option<(i64, DatetimeKind)> {
-    let s = s.trim();
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Some((
-            dt.with_timezone(&Utc).timestamp_micros(),
-            DatetimeKind::Exact,
-        ));
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
-        if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
-            return Some((
-                dt.with_timezone(&Utc).timestamp_micros(),
-                DatetimeKind::Exact,
-            ));
+impl From<crate::timestamp::Precision> for DatetimeKind {
+    fn from(p: crate::timestamp::Precision) -> Self {
+        use crate::timestamp::Precision;
+        match p {
+            Precision::Exact => DatetimeKind::Exact,
+            Precision::Naive => DatetimeKind::Naive,
+            Precision::DateOnly => DatetimeKind::DateOnly,
         }
     }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some((dt.and_utc().timestamp_micros(), DatetimeKind::Naive));
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let dt = d.and_hms_opt(0, 0, 0)?;
-        return Some((dt.and_utc().timestamp_micros(), DatetimeKind::DateOnly));
-    }
-    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::schema::{base_schema, table_columns};
+    use crate::schema::{base_schema, table_columns};
 
     fn columns() -> Columns {
         Columns::new(&table_columns(&base_schema().unwrap()))

@@ -46,7 +46,9 @@ pub mod partition;
 pub mod pipeline;
 pub mod query;
 pub mod report;
+pub mod schema;
 pub mod store;
 pub mod synth;
+pub mod timestamp;
 
 pub use error::{Error, Result};

@@ -66,7 +66,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration as StdDuration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::{Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{
@@ -177,7 +177,7 @@ impl LockPayload {
             .ok_or_else(|| "not a JSON object".to_string())?;
         let text = |name: &str| obj.get(name).and_then(|v| v.as_str()).map(str::to_string);
         let acquired = text("acquired").ok_or_else(|| "no \"acquired\" field".to_string())?;
-        let acquired = parse_acquired(&acquired)
+        let acquired = crate::timestamp::parse_utc(&acquired)
             .ok_or_else(|| format!("cannot parse \"acquired\" {acquired:?}"))?;
         Ok(Self {
             owner: text("owner").unwrap_or_else(|| "unknown".to_string()),
@@ -773,18 +773,6 @@ async fn read_at(store: &dyn ObjectStore, key: &Path, url: &str) -> Result<Optio
 /// `2026-11-25T08:30:00.123456+00:00`, as Python's `datetime.now(timezone.utc).isoformat()`.
 fn format_acquired(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
-}
-
-fn parse_acquired(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    // Python's isoformat() of a naive datetime: no offset; read as UTC.
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|n| n.and_utc())
 }
 
 /// `3h 05m 09s` (or `0s` for anything not positive).

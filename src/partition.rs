@@ -1,9 +1,57 @@
-//! Grouping of fanned-out rows by (cell, UTC year) within one chunk.
+//! Partitions: the (cell, UTC year) key of a file, its place in the warehouse's hive layout,
+//! and the grouping of one chunk's fanned-out rows by it.
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::catalog::datafile::PartitionValue;
+use iceberg::spec::{Literal, Struct};
+
 use crate::item::ItemRow;
+
+/// The partition tuple of a file: (grid_partition, years since 1970 or null).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionValue {
+    /// The cell / region key.
+    pub cell: String,
+    /// The UTC calendar year; `None` for `year=unknown`.
+    pub year: Option<i32>,
+}
+
+impl PartitionValue {
+    /// Iceberg partition struct (year transform = years since 1970).
+    pub fn to_struct(&self) -> Struct {
+        Struct::from_iter([
+            Some(Literal::string(&self.cell)),
+            self.year.map(|y| Literal::int(y - 1970)),
+        ])
+    }
+
+    /// The hive directory `grid_partition=<cell>/year=<yyyy|unknown>`.
+    pub fn dir(&self) -> String {
+        match self.year {
+            Some(y) => format!("grid_partition={}/year={y}", self.cell),
+            None => format!("grid_partition={}/year=unknown", self.cell),
+        }
+    }
+}
+
+/// The partition encoded in a hive path `…/grid_partition=<cell>/year=<yyyy|unknown|None>/<file>`.
+pub fn partition_of_path(path: &str) -> Option<PartitionValue> {
+    let mut parts = path.rsplit('/');
+    let _file = parts.next()?;
+    let year = parts.next()?.strip_prefix("year=")?;
+    let cell = parts.next()?.strip_prefix("grid_partition=")?;
+    if cell.is_empty() {
+        return None;
+    }
+    let year = match year {
+        "unknown" | "None" | "null" | "" => None,
+        y => Some(y.parse::<i32>().ok()?),
+    };
+    Some(PartitionValue {
+        cell: cell.to_string(),
+        year,
+    })
+}
 
 /// One chunk's items and the groups they fan out to. Each item is stored once; groups hold
 /// indices, so fan-out costs a few bytes per extra cell.
@@ -81,8 +129,24 @@ impl Groups {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::schema::{base_schema, table_columns};
+
+    #[test]
+    fn parses_hive_paths_of_every_naming_scheme() {
+        let p =
+            partition_of_path("wh/grid_partition=8113bffffffffff/year=2019/part_000003.parquet")
+                .unwrap();
+        assert_eq!((p.cell.as_str(), p.year), ("8113bffffffffff", Some(2019)));
+        let p =
+            partition_of_path("grid_partition=__none__/year=unknown/part_000000_ab12cd34.parquet")
+                .unwrap();
+        assert_eq!((p.cell.as_str(), p.year), ("__none__", None));
+        let p = partition_of_path("grid_partition=x/year=None/compacted_1.parquet").unwrap();
+        assert_eq!(p.year, None);
+        assert!(partition_of_path("earthcatalog/stac_items/metadata/snap.avro").is_none());
+        assert!(partition_of_path("grid_partition=x/year=20x9/a.parquet").is_none());
+    }
     use crate::item::{Columns, ParseCounters, parse_item};
+    use crate::schema::{base_schema, table_columns};
 
     #[test]
     fn groups_by_cell_and_utc_year() {

@@ -20,8 +20,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use iceberg::table::Table;
 
-use crate::catalog::datafile::{PartitionValue, data_file_from_footer};
-use crate::catalog::schema::{PROP_HASH_INDEX, table_columns};
+use crate::catalog::datafile::data_file_from_footer;
 use crate::catalog::{Catalog, grid_from_properties};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -33,7 +32,9 @@ use crate::inventory::{InventoryOptions, InventoryRecord, InventoryStats, read_i
 use crate::item::{Columns, ItemRow, ParseCounters, parse_item};
 use crate::lock::{LockOptions, RenewingLock};
 use crate::partition::Groups;
+use crate::partition::PartitionValue;
 use crate::report::Reporter;
+use crate::schema::{PROP_HASH_INDEX, table_columns};
 use crate::store::{Location, put_if_absent};
 
 /// Commit early once this many ingested ids wait for the hash index (16 bytes each).

@@ -8,40 +8,13 @@
 use std::collections::{HashMap, HashSet};
 
 use iceberg::spec::{
-    DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, Literal, PrimitiveType,
-    Schema, Struct, Type,
+    DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, PrimitiveType, Schema, Type,
 };
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
 use crate::error::{Error, Result};
-
-/// The partition tuple of a file: (grid_partition, years since 1970 or null).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PartitionValue {
-    /// The cell / region key.
-    pub cell: String,
-    /// The UTC calendar year; `None` for `year=unknown`.
-    pub year: Option<i32>,
-}
-
-impl PartitionValue {
-    /// Iceberg partition struct (year transform = years since 1970).
-    pub fn to_struct(&self) -> Struct {
-        Struct::from_iter([
-            Some(Literal::string(&self.cell)),
-            self.year.map(|y| Literal::int(y - 1970)),
-        ])
-    }
-
-    /// The hive directory `grid_partition=<cell>/year=<yyyy|unknown>`.
-    pub fn dir(&self) -> String {
-        match self.year {
-            Some(y) => format!("grid_partition={}/year={y}", self.cell),
-            None => format!("grid_partition={}/year=unknown", self.cell),
-        }
-    }
-}
+use crate::partition::PartitionValue;
 
 /// Build the catalog entry of a Parquet file from its footer.
 pub fn data_file_from_footer(
@@ -249,6 +222,7 @@ fn bounds(ty: &PrimitiveType, stats: &Statistics, unit: TsUnit) -> (Option<Datum
 
 #[cfg(test)]
 mod tests {
+    use iceberg::spec::Literal;
     use std::sync::Arc;
 
     use arrow_array::{Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
@@ -258,7 +232,7 @@ mod tests {
     use parquet::file::properties::WriterProperties;
 
     use super::*;
-    use crate::catalog::schema::base_schema;
+    use crate::schema::base_schema;
 
     /// A file like the Python tool wrote: no field ids, int32 metric, ms timestamps, two row groups.
     fn legacy_file() -> (Vec<u8>, ParquetMetaData) {

@@ -8,8 +8,9 @@
 
 pub mod avro;
 pub mod datafile;
+pub mod live;
+pub mod prune;
 pub mod replace;
-pub mod schema;
 pub mod storage;
 
 use std::collections::HashMap;
@@ -25,12 +26,12 @@ use sqlx::Connection;
 
 use crate::error::{Error, Result};
 use crate::grid::GridConfig;
-use crate::store::Location;
-pub use replace::CurrentFile;
-use schema::{
+use crate::schema::{
     CATALOG_NAME, ColumnType, NAMESPACE, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD,
     PROP_GRID_RESOLUTION, PROP_GRID_TYPE, PROP_HASH_INDEX, PROP_NAME_MAPPING, TABLE_NAME,
 };
+use crate::store::Location;
+pub use replace::CurrentFile;
 
 /// An open catalog database.
 pub struct Catalog {
@@ -166,7 +167,7 @@ impl Catalog {
             let mut table = table;
             // Rewrite the name mapping when it is missing or stale (e.g. a run killed between
             // a schema commit and its mapping commit).
-            let mapping = schema::name_mapping(table.metadata().current_schema());
+            let mapping = crate::schema::name_mapping(table.metadata().current_schema());
             let stale = props.get(PROP_NAME_MAPPING) != Some(&mapping);
             if stale || !missing.is_empty() {
                 let mut action = Transaction::new(&table).update_table_properties();
@@ -192,13 +193,16 @@ impl Catalog {
                 .await
                 .map_err(|e| Error::iceberg("creating namespace earthcatalog", e))?;
         }
-        let base = schema::base_schema()?;
+        let base = crate::schema::base_schema()?;
         let mut props = wanted;
-        props.insert(PROP_NAME_MAPPING.to_string(), schema::name_mapping(&base));
+        props.insert(
+            PROP_NAME_MAPPING.to_string(),
+            crate::schema::name_mapping(&base),
+        );
         let creation = TableCreation::builder()
             .name(TABLE_NAME.to_string())
             .schema(base)
-            .partition_spec(schema::partition_spec()?)
+            .partition_spec(crate::schema::partition_spec()?)
             .properties(props)
             .build();
         self.sql
@@ -225,7 +229,7 @@ impl Catalog {
             ));
         }
         let table = self.commit(action.apply(Transaction::new(table))).await?;
-        let mapping = schema::name_mapping(table.metadata().current_schema());
+        let mapping = crate::schema::name_mapping(table.metadata().current_schema());
         let action = Transaction::new(&table)
             .update_table_properties()
             .set(PROP_NAME_MAPPING.to_string(), mapping);

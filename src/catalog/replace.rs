@@ -21,9 +21,9 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use sqlx::Connection;
 
-use super::schema::CATALOG_NAME;
 use super::{Catalog, sqlite_uri};
 use crate::error::{Error, Result};
+use crate::schema::CATALOG_NAME;
 
 /// Most data files written into one new manifest.
 const MANIFEST_ENTRIES: usize = 256;

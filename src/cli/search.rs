@@ -215,9 +215,9 @@ async fn write_geoparquet(
     mut items: futures::stream::BoxStream<'static, earthcatalog::Result<serde_json::Value>>,
     output: &str,
 ) -> anyhow::Result<u64> {
-    use earthcatalog::catalog::schema::{base_schema, table_columns};
     use earthcatalog::geoparquet::{GeoParquetWriter, WriterOptions};
     use earthcatalog::item::{Columns, ParseCounters, parse_item};
+    use earthcatalog::schema::{base_schema, table_columns};
     let schema = match wh.table() {
         Some(t) => t.metadata().current_schema().as_ref().clone(),
         None => base_schema()?,

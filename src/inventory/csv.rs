@@ -15,7 +15,7 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use tokio::sync::mpsc;
 
-use super::{Admit, Batcher, Filter, Flow, InventoryRecord, Message, parse_timestamp};
+use super::{Admit, Batcher, Filter, Flow, InventoryRecord, Message};
 use crate::error::{Error, Result};
 use crate::store::Location;
 
@@ -243,7 +243,7 @@ pub(super) fn parse<R: Read>(
                 .last_modified
                 .and_then(|i| record.get(i))
                 .and_then(|f| std::str::from_utf8(f).ok())
-                .and_then(parse_timestamp)
+                .and_then(crate::timestamp::parse_utc)
         });
         if admit == Admit::Skip {
             continue;

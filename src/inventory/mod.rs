@@ -22,7 +22,7 @@
 //!   counted against `limit`. Reading stops as soon as `limit` records were kept.
 //! * **`since` is fail-open.** A row whose last-modified value is missing (no such column, a
 //!   null, or text that is not a timestamp) is kept and counted in
-//!   [`InventoryStats::since_unknown`]. Text values are parsed by [`parse_timestamp`]: offsets
+//!   [`InventoryStats::since_unknown`]. Text values are parsed by [`crate::timestamp::parse`]: offsets
 //!   are *converted* to UTC (unlike the Python tool, which replaced them), a trailing `Z` is
 //!   accepted, naive values are UTC and a date alone is midnight UTC.
 //! * **CSV headers.** The first non-empty row is a header iff its first field (trimmed,
@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -495,62 +495,13 @@ async fn parse_location(url: &str) -> Result<Location> {
 /// Parse a `--since` value: a date (`2024-01-02`, midnight UTC), an RFC 3339 timestamp (offsets
 /// are converted to UTC) or a naive date-time (taken as UTC).
 pub fn parse_since(s: &str) -> Result<DateTime<Utc>> {
-    parse_timestamp(s).ok_or_else(|| {
+    crate::timestamp::parse_utc(s).ok_or_else(|| {
         Error::Config(format!(
             "invalid since value {s:?}: expected a date (2024-01-02), an RFC 3339 timestamp \
              (2024-01-02T03:04:05Z, 2024-01-02T05:04:05+02:00) or a UTC date-time \
              (2024-01-02 03:04:05)"
         ))
     })
-}
-
-/// Parse a last-modified text leniently; `None` when it is not a timestamp.
-///
-/// Accepts RFC 3339 / ISO 8601 with `T` or a space, with or without fractional seconds and
-/// seconds, with a `Z`, a `±hh:mm`/`±hhmm`/`±hh` offset (converted to UTC), a ` UTC` suffix, or
-/// nothing (taken as UTC); and a date alone (midnight UTC).
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if s.is_empty() || s.len() > 64 {
-        return None;
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    const OFFSET_FORMATS: [&str; 6] = [
-        "%Y-%m-%dT%H:%M:%S%.f%#z",
-        "%Y-%m-%d %H:%M:%S%.f%#z",
-        "%Y-%m-%dT%H:%M%#z",
-        "%Y-%m-%d %H:%M%#z",
-        "%Y-%m-%d %H:%M:%S%.f %#z",
-        "%Y-%m-%dT%H:%M:%S%.f %#z",
-    ];
-    for format in OFFSET_FORMATS {
-        if let Ok(t) = DateTime::parse_from_str(s, format) {
-            return Some(t.with_timezone(&Utc));
-        }
-    }
-    let naive = s
-        .strip_suffix(" UTC")
-        .or_else(|| s.strip_suffix('Z'))
-        .or_else(|| s.strip_suffix('z'))
-        .unwrap_or(s)
-        .trim_end();
-    const NAIVE_FORMATS: [&str; 4] = [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ];
-    for format in NAIVE_FORMATS {
-        if let Ok(t) = NaiveDateTime::parse_from_str(naive, format) {
-            return Some(t.and_utc());
-        }
-    }
-    NaiveDate::parse_from_str(naive, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
 }
 
 #[cfg(test)]
@@ -648,64 +599,6 @@ mod tests {
         assert_eq!(InventoryFormat::detect("/x/inv.csv"), Csv);
         assert_eq!(InventoryFormat::detect("/x/inv.txt"), Csv);
         assert_eq!(InventoryFormat::detect("/x/other.json"), Csv);
-    }
-
-    #[test]
-    fn timestamps_convert_offsets_to_utc() {
-        assert_eq!(
-            parse_timestamp("2024-01-01T01:00:00+02:00"),
-            Some(utc("2023-12-31T23:00:00Z"))
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-01T01:00:00+0200"),
-            Some(utc("2023-12-31T23:00:00Z"))
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-01 01:00:00-01:30"),
-            Some(utc("2024-01-01T02:30:00Z"))
-        );
-        assert_eq!(
-            parse_timestamp(" 2024-01-02T03:04:05.123Z "),
-            Some(utc("2024-01-02T03:04:05.123Z"))
-        );
-    }
-
-    #[test]
-    fn timestamps_naive_and_dates_are_utc() {
-        assert_eq!(
-            parse_timestamp("2024-01-02T03:04:05"),
-            Some(utc("2024-01-02T03:04:05Z"))
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-02 03:04:05.5"),
-            Some(utc("2024-01-02T03:04:05.5Z"))
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-02 03:04:05 UTC"),
-            Some(utc("2024-01-02T03:04:05Z"))
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-02T03:04Z"),
-            Some(utc("2024-01-02T03:04:00Z"))
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-02"),
-            Some(utc("2024-01-02T00:00:00Z"))
-        );
-    }
-
-    #[test]
-    fn garbage_timestamps_are_none() {
-        for s in [
-            "",
-            "  ",
-            "yesterday",
-            "2024-13-01",
-            "2024-01-02T25:00:00Z",
-            "1704153600",
-        ] {
-            assert_eq!(parse_timestamp(s), None, "{s:?}");
-        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use tokio::sync::mpsc;
 
-use super::{Admit, Batcher, Filter, Flow, InventoryRecord, Message, parse_timestamp};
+use super::{Admit, Batcher, Filter, Flow, InventoryRecord, Message};
 use crate::error::{Error, Result};
 use crate::store::Location;
 
@@ -194,7 +194,7 @@ impl LastModified {
             Self::Unknown => None,
             Self::Text(a) => (i < a.len() && a.is_valid(i))
                 .then(|| a.value(i))
-                .and_then(parse_timestamp),
+                .and_then(crate::timestamp::parse_utc),
             Self::Seconds(a) => value(a, i).and_then(|v| DateTime::from_timestamp(v, 0)),
             Self::Millis(a) => value(a, i).and_then(DateTime::from_timestamp_millis),
             Self::Micros(a) => value(a, i).and_then(DateTime::from_timestamp_micros),

@@ -20,10 +20,10 @@ use arrow_select::take::take_record_batch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::catalog::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
+use crate::geoparquet::read::normalise;
 use crate::geoparquet::{EncodedFile, GeoParquetWriter, WriterOptions};
-
-use super::read::normalise;
+use crate::item::Version;
+use crate::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
 
 /// Result of a columnar merge: encoded files (relative name chosen by `name_of`), rows before
 /// and after dedup.
@@ -43,7 +43,7 @@ pub(crate) fn merge(
     max_rows: Option<usize>,
     mut name_of: impl FnMut() -> String,
 ) -> Result<Merged, String> {
-    let schema = Arc::new(crate::catalog::schema::arrow_schema(table));
+    let schema = Arc::new(crate::schema::arrow_schema(table));
     let mut batches = Vec::new();
     let mut ranks: Vec<usize> = Vec::new();
     for (rank, url, bytes) in inputs {
@@ -206,8 +206,8 @@ fn timestamps<'a>(
         .and_then(|a| a.as_primitive_opt::<TimestampMicrosecondType>())
 }
 
-/// Indices of the rows to keep: per id the latest (updated, created, file rank), first
-/// occurrence on ties; every row without an id.
+/// Indices of the rows to keep: per id the newest by [`Version`] (file rank = commit order),
+/// first occurrence on ties; every row without an id.
 fn dedup_indices(batch: &RecordBatch, ranks: &[usize]) -> Result<UInt32Array, String> {
     let ids = batch
         .column_by_name("id")
@@ -222,7 +222,7 @@ fn dedup_indices(batch: &RecordBatch, ranks: &[usize]) -> Result<UInt32Array, St
     let at = |a: Option<&arrow_array::PrimitiveArray<TimestampMicrosecondType>>, i: usize| {
         a.and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
     };
-    let key = |i: usize| (at(updated, i), at(created, i), ranks[i]);
+    let key = |i: usize| Version::new(at(updated, i), at(created, i), ranks[i] as u64);
     let mut best: HashMap<&str, usize> = HashMap::with_capacity(batch.num_rows());
     let mut anonymous = Vec::new();
     for i in 0..batch.num_rows() {
@@ -279,9 +279,9 @@ fn sort_indices(batch: &RecordBatch, kept: &UInt32Array) -> Result<UInt32Array, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::schema::{base_schema, table_columns};
     use crate::geoparquet::{encode_group, sort_rows};
     use crate::item::{Columns, ItemRow};
+    use crate::schema::{base_schema, table_columns};
     use arrow_array::{Float32Array, Int32Array, TimestampMillisecondArray};
     use arrow_schema::Field;
     use parquet::arrow::ArrowWriter;
@@ -369,7 +369,8 @@ mod tests {
         let columns = Columns::new(table);
         let mut rows = Vec::new();
         for (rank, url, bytes) in inputs {
-            for r in super::super::read::read_file_rows(bytes.clone(), &columns, url).unwrap() {
+            for r in crate::geoparquet::read::read_file_rows(bytes.clone(), &columns, url).unwrap()
+            {
                 rows.push((*rank, r));
             }
         }

@@ -17,7 +17,6 @@
 //! A bucket that cannot be merged is reported and left untouched.
 
 mod columnar;
-pub mod read;
 pub mod scan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,14 +27,15 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use crate::catalog::Catalog;
-use crate::catalog::datafile::{PartitionValue, data_file_from_footer};
-use crate::catalog::schema::{OVERFLOW_COLUMN, table_columns};
+use crate::catalog::datafile::data_file_from_footer;
 use crate::clock::SystemClock;
 use crate::error::{Error, Result};
 use crate::geoparquet::{WriterOptions, encode_group, sort_rows};
-use crate::item::{Columns, ItemRow};
+use crate::item::{Columns, ItemRow, Version};
 use crate::lock::{LockOptions, RenewingLock};
+use crate::partition::PartitionValue;
 use crate::report::Reporter;
+use crate::schema::{OVERFLOW_COLUMN, table_columns};
 use crate::store::{Location, put_if_absent};
 use scan::{WarehouseFile, list_warehouse};
 
@@ -179,7 +179,7 @@ async fn compact_inner(
         metrics.elapsed_secs = started.elapsed().as_secs_f64();
         return Ok(metrics);
     };
-    let live = crate::query::live_files(&table, &crate::query::Pruner::default())
+    let live = crate::catalog::live::scan(&table, &crate::catalog::prune::Pruner::default())
         .await?
         .files;
     let listing = list_warehouse(&warehouse).await?;
@@ -196,7 +196,7 @@ async fn compact_inner(
     for f in &live {
         let url = canonical(&f.path);
         live_urls.insert(url.clone());
-        let key = scan::partition_of_path(&url).unwrap_or_else(|| PartitionValue {
+        let key = crate::partition::partition_of_path(&url).unwrap_or_else(|| PartitionValue {
             cell: f
                 .cell
                 .clone()
@@ -389,7 +389,7 @@ async fn merge_bucket(
     bucket: &Bucket,
     warehouse: &Location,
     columns: Arc<Columns>,
-    table_cols: Arc<Vec<crate::catalog::schema::TableColumn>>,
+    table_cols: Arc<Vec<crate::schema::TableColumn>>,
     schema: &iceberg::spec::SchemaRef,
     spec_id: i32,
     writer: WriterOptions,
@@ -421,7 +421,7 @@ async fn merge_bucket(
         }
         let mut rows: Vec<(usize, ItemRow)> = Vec::new();
         for (rank, url, bytes) in inputs {
-            for row in read::read_file_rows(bytes, &columns, &url)? {
+            for row in crate::geoparquet::read::read_file_rows(bytes, &columns, &url)? {
                 rows.push((rank, row));
             }
         }
@@ -481,9 +481,10 @@ async fn merge_bucket(
     })
 }
 
-/// Keep, per id, the row with the latest `updated`, then `created`, then newest file rank.
-/// Rows without an id are all kept.
+/// Keep, per id, the newest row by [`Version`] (`rank`: the file's commit order, higher =
+/// later; first occurrence on ties). Rows without an id are all kept.
 pub fn dedup(rows: Vec<(usize, ItemRow)>) -> Vec<ItemRow> {
+    let version = |rank: usize, row: &ItemRow| Version::new(row.updated, row.created, rank as u64);
     let mut best: HashMap<String, (usize, ItemRow)> = HashMap::with_capacity(rows.len());
     let mut anonymous = Vec::new();
     for (rank, row) in rows {
@@ -492,8 +493,7 @@ pub fn dedup(rows: Vec<(usize, ItemRow)>) -> Vec<ItemRow> {
             continue;
         }
         match best.get(&row.id) {
-            Some((r, cur))
-                if (cur.updated, cur.created, *r) >= (row.updated, row.created, rank) => {}
+            Some((r, cur)) if version(*r, cur) >= version(rank, &row) => {}
             _ => {
                 best.insert(row.id.clone(), (rank, row));
             }
@@ -586,7 +586,7 @@ async fn repair_inner(
             options.catalog
         ))
     })?;
-    let live = crate::query::live_files(&table, &crate::query::Pruner::default())
+    let live = crate::catalog::live::scan(&table, &crate::catalog::prune::Pruner::default())
         .await?
         .files;
     let listing = list_warehouse(&warehouse).await?;

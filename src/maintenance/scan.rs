@@ -9,8 +9,8 @@ use object_store::ObjectStore;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use parquet::file::metadata::ParquetMetaData;
 
-use crate::catalog::datafile::PartitionValue;
 use crate::error::{Error, Result};
+use crate::partition::{PartitionValue, partition_of_path};
 use crate::store::Location;
 
 /// A data file found in the warehouse.
@@ -24,25 +24,6 @@ pub struct WarehouseFile {
     pub size: u64,
     /// Partition from the hive path.
     pub partition: PartitionValue,
-}
-
-/// The partition encoded in a hive path `…/grid_partition=<cell>/year=<yyyy|unknown|None>/<file>`.
-pub fn partition_of_path(path: &str) -> Option<PartitionValue> {
-    let mut parts = path.rsplit('/');
-    let _file = parts.next()?;
-    let year = parts.next()?.strip_prefix("year=")?;
-    let cell = parts.next()?.strip_prefix("grid_partition=")?;
-    if cell.is_empty() {
-        return None;
-    }
-    let year = match year {
-        "unknown" | "None" | "null" | "" => None,
-        y => Some(y.parse::<i32>().ok()?),
-    };
-    Some(PartitionValue {
-        cell: cell.to_string(),
-        year,
-    })
 }
 
 /// Every data file in the warehouse (streamed listing; the result holds one entry per file).
@@ -88,25 +69,4 @@ pub async fn read_footer(loc: &Location, size: u64) -> Result<ParquetMetaData> {
         .await
         .map_err(|e| Error::parquet(loc.url(), e))?;
     Ok(ParquetMetaData::clone(&meta))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_hive_paths_of_every_naming_scheme() {
-        let p =
-            partition_of_path("wh/grid_partition=8113bffffffffff/year=2019/part_000003.parquet")
-                .unwrap();
-        assert_eq!((p.cell.as_str(), p.year), ("8113bffffffffff", Some(2019)));
-        let p =
-            partition_of_path("grid_partition=__none__/year=unknown/part_000000_ab12cd34.parquet")
-                .unwrap();
-        assert_eq!((p.cell.as_str(), p.year), ("__none__", None));
-        let p = partition_of_path("grid_partition=x/year=None/compacted_1.parquet").unwrap();
-        assert_eq!(p.year, None);
-        assert!(partition_of_path("earthcatalog/stac_items/metadata/snap.avro").is_none());
-        assert!(partition_of_path("grid_partition=x/year=20x9/a.parquet").is_none());
-    }
 }

@@ -173,7 +173,7 @@ pub fn parse_point(text: &str, arg: &str) -> Result<Geometry<f64>> {
 /// Parse a datetime bound like the Python tool: an ISO date (midnight UTC), an RFC 3339
 /// timestamp (offsets converted to UTC) or a naive date-time (taken as UTC).
 pub fn parse_datetime(text: &str, arg: &str) -> Result<DateTime<Utc>> {
-    crate::inventory::parse_timestamp(text).ok_or_else(|| {
+    crate::timestamp::parse_utc(text).ok_or_else(|| {
         Error::Config(format!(
             "{arg}: {text:?} is not a date or datetime (expected e.g. 2024-01-02, \
              2024-01-02T03:04:05Z or 2024-01-02T05:04:05+02:00; naive times are UTC)"

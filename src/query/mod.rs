@@ -21,7 +21,6 @@
 mod input;
 mod prune;
 mod rehydrate;
-mod scan;
 mod search;
 mod summary;
 mod wkt;
@@ -33,10 +32,11 @@ use chrono::{DateTime, Utc};
 use geo_types::Geometry;
 use iceberg::table::Table;
 
+pub use crate::catalog::live::{FileEntry, Scan};
+pub use crate::catalog::prune::Pruner;
 pub use input::{bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point};
-pub use prune::{Pruner, cell_list_sql, cells_for_geometry};
+pub use prune::{cell_list_sql, cells_for_geometry};
 pub use rehydrate::{ItemBatch, item_json, wkb_geometry, wkb_to_geojson, write_item};
-pub use scan::{FileEntry, Scan, scan as live_files};
 pub use search::{
     DatetimeInterval, Fields, READ_CONCURRENCY, SearchCounts, SearchRequest, SearchStats, SortBy,
     datetime_matches, footprint_intersects, parse_filter,
@@ -47,12 +47,12 @@ pub use summary::{
 };
 pub use wkt::parse_wkt;
 
-use crate::catalog::schema::{
-    NAMESPACE, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD, PROP_HASH_INDEX, TABLE_NAME,
-};
 use crate::catalog::{Catalog, grid_from_properties};
 use crate::error::{Error, Result};
 use crate::grid::{GridConfig, Partitioner};
+use crate::schema::{
+    NAMESPACE, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD, PROP_HASH_INDEX, TABLE_NAME,
+};
 use crate::store::Location;
 
 /// Buckets listed in [`CatalogInfo::top_buckets`].
@@ -158,7 +158,7 @@ impl Warehouse {
     /// The live data files of the current snapshot that `pruner` keeps.
     pub async fn scan(&self, pruner: &Pruner) -> Result<Scan> {
         match &self.table {
-            Some(t) if !pruner.is_empty() => scan::scan(t, pruner).await,
+            Some(t) if !pruner.is_empty() => crate::catalog::live::scan(t, pruner).await,
             _ => Ok(Scan::default()),
         }
     }

@@ -26,9 +26,9 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use serde_json::{Map, Value as Json};
 
-use crate::catalog::schema::OVERFLOW_COLUMN;
 use crate::error::Result;
-use crate::maintenance::read::{cell_json, normalise};
+use crate::geoparquet::read::{cell_json, normalise};
+use crate::schema::OVERFLOW_COLUMN;
 
 /// Top-level item members stored as JSON text, parsed back on the way out.
 const JSON_TOP_LEVEL: [&str; 4] = ["stac_extensions", "bbox", "links", "assets"];

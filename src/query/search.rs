@@ -58,11 +58,12 @@ use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 use serde_json::{Map, Value as Json};
 
-use super::prune::Pruner;
 use super::rehydrate::{ItemBatch, wkb_geometry};
 use super::{FileEntry, Warehouse, parse_datetime};
+use crate::catalog::prune::Pruner;
 use crate::error::{Error, Result};
 use crate::grid::{Footprint, lon_shifts, regions};
+use crate::item::Version;
 use crate::store::get_all;
 
 /// Data files fetched and decoded at once.
@@ -562,10 +563,8 @@ fn mentions_json_members(filter: &cql2::Expr) -> bool {
 #[derive(Debug)]
 struct Hit {
     id: String,
-    /// (updated, created) in µs.
-    version: (Option<i64>, Option<i64>),
-    /// Rank of the file: lower = committed later.
-    rank: usize,
+    /// The row's version (its file's commit order included).
+    version: Version,
     item: Json,
 }
 
@@ -657,7 +656,7 @@ impl Plan {
         let mut keep = vec![true; n];
         let col = |name: &str| -> Option<ArrayRef> {
             let a = batch.column_by_name(name)?;
-            crate::maintenance::read::normalise(a, "row filter").ok()
+            crate::geoparquet::read::normalise(a, "row filter").ok()
         };
         let strings_in = |keep: &mut [bool], name: &str, set: &HashSet<String>| {
             let a = col(name);
@@ -700,7 +699,7 @@ impl Plan {
     }
 
     /// Decode one file: the rows that match, rehydrated and CQL2-filtered.
-    fn read_file(self: &Arc<Self>, bytes: Bytes, label: &str, rank: usize) -> Result<Vec<Hit>> {
+    fn read_file(self: &Arc<Self>, bytes: Bytes, label: &str, commit: u64) -> Result<Vec<Hit>> {
         let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| Error::parquet(label, e))?
             .with_batch_size(BATCH_ROWS);
@@ -759,16 +758,12 @@ impl Plan {
                         continue;
                     }
                 }
-                let version = (
+                let version = Version::new(
                     timestamp_property(&item, "updated"),
                     timestamp_property(&item, "created"),
+                    commit,
                 );
-                hits.push(Hit {
-                    id,
-                    version,
-                    rank,
-                    item,
-                });
+                hits.push(Hit { id, version, item });
             }
         }
         SearchStats::add(&self.stats.rows_matched, hits.len() as u64);
@@ -778,7 +773,7 @@ impl Plan {
 
 fn timestamp_property(item: &Json, name: &str) -> Option<i64> {
     let s = item.get("properties")?.get(name)?.as_str()?;
-    crate::item::parse_timestamp(s).map(|(t, _)| t)
+    crate::timestamp::parse_micros(s)
 }
 
 /// The sort value of `field` in an item: top-level member, else a property.
@@ -796,10 +791,10 @@ fn compare_json(a: &Json, b: &Json) -> Ordering {
             .unwrap_or(f64::NAN)
             .total_cmp(&y.as_f64().unwrap_or(f64::NAN)),
         (Json::String(x), Json::String(y)) => match (
-            crate::item::parse_timestamp(x),
-            crate::item::parse_timestamp(y),
+            crate::timestamp::parse_micros(x),
+            crate::timestamp::parse_micros(y),
         ) {
-            (Some((tx, _)), Some((ty, _))) => tx.cmp(&ty),
+            (Some(tx), Some(ty)) => tx.cmp(&ty),
             _ => x.cmp(y),
         },
         (Json::Bool(x), Json::Bool(y)) => x.cmp(y),
@@ -847,11 +842,9 @@ fn newest_per_id(hits: Vec<Hit>) -> Vec<Hit> {
     out
 }
 
-/// Whether `a` is a newer version than `b`: latest `updated`, then `created`, then the file
-/// committed later (lower rank).
+/// Whether `a` is a newer version than `b` ([`Version`]).
 fn newer(a: &Hit, b: &Hit) -> bool {
-    (a.version.0, a.version.1, std::cmp::Reverse(a.rank))
-        > (b.version.0, b.version.1, std::cmp::Reverse(b.rank))
+    a.version > b.version
 }
 
 impl Warehouse {
@@ -909,15 +902,18 @@ impl Warehouse {
         // Buckets (cell, year) in order of their newest file; the versions of an item live in
         // the same buckets, so merging a bucket's files resolves them before anything is
         // returned.
-        let mut buckets: Vec<Vec<(usize, FileEntry)>> = Vec::new();
+        let mut buckets: Vec<Vec<(u64, FileEntry)>> = Vec::new();
         let mut index: HashMap<(Option<String>, Option<i32>), usize> = HashMap::new();
+        // Commit order: the first (newest) file gets the highest.
+        let newest = files.len() as u64;
         for (rank, file) in files.into_iter().enumerate() {
+            let commit = newest - rank as u64;
             let key = (file.cell.clone(), file.year);
             let slot = *index.entry(key).or_insert_with(|| {
                 buckets.push(Vec::new());
                 buckets.len() - 1
             });
-            buckets[slot].push((rank, file));
+            buckets[slot].push((commit, file));
         }
         let hits = stream::iter(buckets)
             .map(move |bucket| {
@@ -927,8 +923,8 @@ impl Warehouse {
                     let bytes = get_all(bucket.iter().map(|(_, f)| f.path.as_str())).await?;
                     tokio::task::spawn_blocking(move || {
                         let mut merged: Vec<Hit> = Vec::new();
-                        for ((rank, file), bytes) in bucket.into_iter().zip(bytes) {
-                            merged.extend(plan.read_file(bytes, &file.path, rank)?);
+                        for ((commit, file), bytes) in bucket.into_iter().zip(bytes) {
+                            merged.extend(plan.read_file(bytes, &file.path, commit)?);
                         }
                         // A file may hold several versions too (one ingest chunk).
                         Ok::<_, Error>(newest_per_id(merged))
@@ -967,7 +963,7 @@ impl Warehouse {
             return Ok((stream::iter(out).boxed(), stats));
         }
         let dedup_stats = Arc::clone(&stats);
-        let mut seen: HashMap<String, (Option<i64>, Option<i64>)> = HashMap::new();
+        let mut seen: HashMap<String, Version> = HashMap::new();
         let items = hits.flat_map(move |batch| {
             let out: Vec<Result<Json>> = match batch {
                 Err(e) => vec![Err(e)],

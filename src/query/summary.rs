@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::scan::FileEntry;
+use crate::catalog::live::FileEntry;
 
 /// Highest field id of the base schema; columns above it were added by schema evolution.
 pub const BASE_FIELD_IDS: i32 = 28;

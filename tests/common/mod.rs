@@ -250,7 +250,7 @@ pub fn python(script: &str) -> String {
 /// way the Python tool does (28 optional fields, identity(grid_partition) + year(datetime)),
 /// leaving the table in `t` and the catalog in `cat`.
 pub fn pyiceberg_create_table(db: &str, warehouse: &str, properties: &str) -> String {
-    use earthcatalog::catalog::schema::{BASE_COLUMNS, ColumnType};
+    use earthcatalog::schema::{BASE_COLUMNS, ColumnType};
     let fields: Vec<String> = BASE_COLUMNS
         .iter()
         .enumerate()

@@ -5,6 +5,8 @@
 //! `geo` metadata entry that is true for the file: version 1.1.0, primary column `geometry`,
 //! WKB encoding, the geometry types present and the file's bbox. No covering is declared.
 
+pub mod read;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -19,9 +21,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::catalog::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn, arrow_schema};
 use crate::error::{Error, Result};
 use crate::item::{Columns, GeometryKind, ItemRow, Value};
+use crate::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn, arrow_schema};
 
 /// Options for written files.
 #[derive(Debug, Clone)]
@@ -353,8 +355,8 @@ pub fn geo_metadata(kinds: &BTreeSet<GeometryKind>, bbox: Option<[f64; 4]>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::schema::{base_schema, table_columns};
     use crate::item::{ParseCounters, parse_item};
+    use crate::schema::{base_schema, table_columns};
     use arrow_array::cast::AsArray;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 

@@ -15,9 +15,9 @@ use chrono::{DateTime, SecondsFormat};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value as Json;
 
-use crate::catalog::schema::OVERFLOW_COLUMN;
 use crate::error::{Error, Result};
 use crate::item::{Columns, ItemRow, row_from_stored};
+use crate::schema::OVERFLOW_COLUMN;
 
 /// Decode a whole Parquet file into rows.
 pub fn read_file_rows(bytes: Bytes, columns: &Columns, label: &str) -> Result<Vec<ItemRow>> {

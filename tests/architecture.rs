@@ -1,0 +1,173 @@
+//! The module tree follows the data flow and has no import cycles.
+//!
+//! Every `crate::<module>` path in the library's non-test code is an edge from the file's
+//! top-level module to `<module>`. The edges must respect the flow below (a module may only
+//! import modules listed before it), which also proves the graph acyclic. Run
+//! `cargo test --test architecture -- --nocapture` to print the graph.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Top-level library modules in flow order: foundations, then the ingest stages
+/// (inventory → fetch → item → partition → geoparquet → catalog; `grid` comes before `item`
+/// because item parsing reads GeoJSON geometry with it), then the operations built on them.
+const FLOW: &[&str] = &[
+    // foundations
+    "error",
+    "fault",
+    "clock",
+    "report",
+    "timestamp",
+    "store",
+    "schema",
+    // stages
+    "inventory",
+    "fetch",
+    "grid",
+    "item",
+    "partition",
+    "geoparquet",
+    "layout",
+    "catalog",
+    "lock",
+    "hash_index",
+    // operations
+    "pipeline",
+    "maintenance",
+    "query",
+    "delta",
+    "server",
+    "backfill",
+    // generated test and benchmark data
+    "synth",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file under `src/` belongs to (`None` for lib.rs, main.rs and the
+/// binary's `cli`).
+fn owner(src: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel.components().next()?.as_os_str().to_str()?.to_string();
+    let name = first.trim_end_matches(".rs").to_string();
+    (!matches!(name.as_str(), "lib" | "main" | "cli")).then_some(name)
+}
+
+/// Code without comments and without the unit-test module at the end of the file.
+fn code(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("#[cfg(test)]") {
+            break;
+        }
+        if t.starts_with("//") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Modules named by `crate::x` and `crate::{x, y::z}` paths.
+fn imports(code: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = code;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for part in group[..end].split(',') {
+                let name: String = part
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let Some(from) = owner(&src, &file) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&file).unwrap();
+        let deps = edges.entry(from.clone()).or_default();
+        for to in imports(&code(&text)) {
+            if to != from && !matches!(to.as_str(), "Error" | "Result") {
+                deps.insert(to);
+            }
+        }
+    }
+    edges
+}
+
+#[test]
+fn imports_follow_the_data_flow() {
+    let edges = graph();
+    let rank = |m: &str| FLOW.iter().position(|f| *f == m);
+    let mut wrong = Vec::new();
+    for (from, deps) in &edges {
+        println!(
+            "{from} -> {}",
+            deps.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+        let Some(rf) = rank(from) else {
+            wrong.push(format!("module {from} is not placed in FLOW"));
+            continue;
+        };
+        for to in deps {
+            match rank(to) {
+                None => wrong.push(format!("{from} imports {to}, which is not placed in FLOW")),
+                Some(rt) if rt >= rf => wrong.push(format!(
+                    "{from} imports {to}, which comes later in the flow"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_import_parser_sees_grouped_and_plain_paths() {
+    let found = imports("use crate::{a, b::c};\nlet x = crate::d::e();\n");
+    assert_eq!(
+        found,
+        ["a", "b", "d"].iter().map(|s| s.to_string()).collect()
+    );
+    assert!(
+        imports(&code(
+            "// crate::x\nfn f() {}\n#[cfg(test)]\nmod t { crate::y }"
+        ))
+        .is_empty()
+    );
+}
