@@ -125,6 +125,45 @@ pub enum Error {
     /// Configuration is invalid or contradicts the existing catalog.
     #[error("configuration error: {0}")]
     Config(String),
+    /// An argument (a command-line flag or a request parameter) is invalid; `arg` names it.
+    #[error("{arg}: {reason}")]
+    InvalidArgument {
+        /// The flag or parameter, e.g. `--datetime` or `datetime`.
+        arg: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Something the operation needs does not exist (e.g. a mistyped catalog path).
+    #[error("{what} {location} does not exist{hint}")]
+    NotFound {
+        /// What is missing, e.g. `catalog`.
+        what: String,
+        /// Where it was looked for.
+        location: String,
+        /// A hint starting with `; `, or empty.
+        hint: String,
+    },
+    /// The operation refused to run because it could lose or hide data; the message says what
+    /// to do instead.
+    #[error("refusing to {action}: {reason}")]
+    Refused {
+        /// What was refused.
+        action: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// A worker task (decode, merge, encode) panicked or was cancelled.
+    #[error("{context}: a worker task failed: {reason}")]
+    Task {
+        /// What the task was doing.
+        context: String,
+        /// The panic or cancellation message.
+        reason: String,
+    },
+    /// A table or file is not in the state every earthcatalog writer leaves it in (a corrupt or
+    /// foreign catalog, or a bug).
+    #[error("{0}")]
+    Inconsistent(String),
     /// A geometry given by the user (query or boundaries file) is invalid.
     #[error("invalid geometry in {context}: {reason}")]
     Geometry {
@@ -146,7 +185,63 @@ pub enum Error {
     InjectedFault(String),
 }
 
+/// What kind of failure an [`Error`] is; the command line turns it into an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Category {
+    /// The run failed (I/O, catalog, corrupt input, a failed worker): exit 1.
+    Failure,
+    /// A usage or configuration error, or a refusal the user must resolve: exit 2.
+    Usage,
+    /// The catalog lock is held by someone else: exit 4.
+    Locked,
+}
+
 impl Error {
+    /// The kind of failure, decided by the variant alone.
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Locked { .. } => Category::Locked,
+            Error::Config(_)
+            | Error::InvalidArgument { .. }
+            | Error::InvalidLocation { .. }
+            | Error::Geometry { .. }
+            | Error::NotFound { .. }
+            | Error::Refused { .. } => Category::Usage,
+            _ => Category::Failure,
+        }
+    }
+
+    /// A worker task's join failure (a panic or a cancellation) while doing `context`.
+    pub fn task(context: impl Into<String>, err: tokio::task::JoinError) -> Self {
+        let reason = if err.is_panic() {
+            let payload = err.into_panic();
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| format!("panicked: {s}"))
+                .or_else(|| {
+                    payload
+                        .downcast_ref::<String>()
+                        .map(|s| format!("panicked: {s}"))
+                })
+                .unwrap_or_else(|| "panicked".to_string())
+        } else {
+            "cancelled".to_string()
+        };
+        Error::Task {
+            context: context.into(),
+            reason,
+        }
+    }
+
+    /// Shorthand for an invalid argument.
+    pub fn invalid_argument(arg: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            arg: arg.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// Whether retrying the same operation may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -24,12 +24,12 @@ use crate::catalog::datafile::data_file_from_footer;
 use crate::catalog::{Catalog, grid_from_properties};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::fetch::{FetchOptions, Fetcher};
+use crate::fetch::{FetchError, FetchOptions, Fetcher};
 use crate::geoparquet::{EncodedFile, WriterOptions, encode_group, sort_rows};
 use crate::grid::GridConfig;
 use crate::hash_index::{self, IdHash};
 use crate::inventory::{InventoryOptions, InventoryRecord, InventoryStats, read_inventory};
-use crate::item::{Columns, ItemRow, ParseCounters, parse_item};
+use crate::item::{Columns, ItemError, ItemRow, ParseCounters, parse_item};
 use crate::lock::{LockOptions, RenewingLock};
 use crate::partition::Groups;
 use crate::partition::PartitionValue;
@@ -165,15 +165,53 @@ pub struct IngestMetrics {
     pub items_per_sec: f64,
 }
 
+/// Why an inventory row was not ingested: carried from the stage that failed to the failures
+/// report and the summary's per-kind counts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// The item body could not be fetched.
+    #[error("fetch: {0}")]
+    Fetch(#[from] FetchError),
+    /// The body is not a usable STAC item.
+    #[error("parse: {0}")]
+    Parse(#[from] ItemError),
+    /// Parsing the item did not finish (its worker task panicked).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl FailureReason {
+    /// A stable name of the kind of failure (the key of `failures_by_reason`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FailureReason::Fetch(FetchError::NotFound) => "fetch: not found",
+            FailureReason::Fetch(FetchError::Forbidden(_)) => "fetch: access denied",
+            FailureReason::Fetch(FetchError::Failed { .. }) => "fetch: failed",
+            FailureReason::Parse(ItemError::InvalidJson(_)) => "parse: invalid JSON",
+            FailureReason::Parse(ItemError::NotAnObject) => "parse: not an object",
+            FailureReason::Parse(ItemError::MissingId) => "parse: no id",
+            FailureReason::Parse(ItemError::InvalidGeometry(_)) => "parse: invalid geometry",
+            FailureReason::Parse(ItemError::BadProperties) => "parse: bad properties",
+            FailureReason::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the body was fetched (the failure came after the fetch).
+    pub fn fetched(&self) -> bool {
+        !matches!(self, FailureReason::Fetch(_))
+    }
+}
+
 enum Outcome {
     Ok(Box<ItemRow>, Vec<String>, ParseCounters),
-    Failed(String, ParseCounters),
+    Failed(FailureReason, ParseCounters),
 }
 
 struct Failure {
     bucket: String,
     key: String,
-    reason: String,
+    reason: FailureReason,
 }
 
 /// Run an ingest.
@@ -306,9 +344,7 @@ async fn run(
                     let cpu = cpu.clone();
                     async move {
                         let outcome = match fetcher.fetch(&rec.bucket, &rec.key).await {
-                            Err(e) => {
-                                Outcome::Failed(format!("fetch: {e}"), ParseCounters::default())
-                            }
+                            Err(e) => Outcome::Failed(e.into(), ParseCounters::default()),
                             Ok(body) => {
                                 let _permit = cpu.acquire_owned().await;
                                 tokio::task::spawn_blocking(move || {
@@ -318,13 +354,15 @@ async fn run(
                                             let cells = partitioner.keys(geometry.as_ref());
                                             Outcome::Ok(Box::new(row), cells, counters)
                                         }
-                                        Err(e) => Outcome::Failed(format!("parse: {e}"), counters),
+                                        Err(e) => Outcome::Failed(e.into(), counters),
                                     }
                                 })
                                 .await
                                 .unwrap_or_else(|e| {
                                     Outcome::Failed(
-                                        format!("internal: {e}"),
+                                        FailureReason::Internal(
+                                            Error::task("parsing an item", e).to_string(),
+                                        ),
                                         ParseCounters::default(),
                                     )
                                 })
@@ -345,7 +383,7 @@ async fn run(
                         groups.add(*row, cells);
                     }
                     Outcome::Failed(reason, counters) => {
-                        if !reason.starts_with("fetch") {
+                        if reason.fetched() {
                             state.metrics.fetched += 1;
                         }
                         add_counters(&mut state.metrics.parse, &counters);
@@ -412,15 +450,11 @@ fn add_counters(total: &mut ParseCounters, c: &ParseCounters) {
 impl Run<'_> {
     fn record_failure(&mut self, f: Failure) -> Result<()> {
         self.metrics.failed += 1;
-        let kind = f
-            .reason
-            .split(':')
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(":")
-            .trim()
-            .to_string();
-        *self.metrics.failures_by_reason.entry(kind).or_default() += 1;
+        *self
+            .metrics
+            .failures_by_reason
+            .entry(f.reason.kind().to_string())
+            .or_default() += 1;
         if self.failures.is_none() {
             let tmp =
                 tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
@@ -431,7 +465,7 @@ impl Run<'_> {
             self.failures = Some((tmp, w));
         }
         if let Some((tmp, w)) = &mut self.failures {
-            w.write_record([&f.bucket, &f.key, &f.reason])
+            w.write_record([&f.bucket, &f.key, &f.reason.to_string()])
                 .map_err(|e| Error::io(tmp.path(), e.into()))?;
         }
         Ok(())
@@ -463,13 +497,14 @@ impl Run<'_> {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let (tx, rx) =
             tokio::sync::mpsc::channel::<Result<(PartitionValue, String, EncodedFile)>>(8);
+        let mut encoders = Vec::with_capacity(workers);
         for w in 0..workers {
             let groups = groups.clone();
             let columns = self.columns.clone();
             let table_cols = table_cols.clone();
             let writer = self.options.writer.clone();
             let tx = tx.clone();
-            tokio::task::spawn_blocking(move || {
+            encoders.push(tokio::task::spawn_blocking(move || {
                 for (i, (key, mut rows)) in groups.iter().enumerate() {
                     if i % workers != w {
                         continue;
@@ -488,7 +523,7 @@ impl Run<'_> {
                         return;
                     }
                 }
-            });
+            }));
         }
         drop(tx);
         let store = self.warehouse.store().clone();
@@ -506,8 +541,9 @@ impl Run<'_> {
                     let path = warehouse.key(&rel);
                     let created = put_if_absent(store.as_ref(), &path, file.bytes.into()).await?;
                     if !created {
-                        return Err(Error::Config(format!(
-                            "refusing to overwrite existing data file {}",
+                        return Err(Error::Inconsistent(format!(
+                            "data file {} already exists; new files get unique names, so \
+                             another writer used the same name",
                             warehouse.url_of(&rel)
                         )));
                     }
@@ -525,9 +561,15 @@ impl Run<'_> {
             .buffer_unordered(16)
             .try_collect()
             .await?;
+        // A panicked encoder closed its end early: say so rather than count missing files.
+        for encoder in encoders {
+            encoder
+                .await
+                .map_err(|e| Error::task("encoding data files", e))?;
+        }
         let expected = groups.group_count();
         if written.len() != expected {
-            return Err(Error::Config(format!(
+            return Err(Error::Inconsistent(format!(
                 "internal: {expected} groups but {} files written",
                 written.len()
             )));

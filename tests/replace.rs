@@ -586,7 +586,7 @@ async fn replacing_a_path_that_is_not_live_fails_and_changes_nothing() {
     let err = replace(&fx, &after, &[merged.file_path()], &merged)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert!(matches!(err, Error::Refused { .. }), "{err}");
     let reloaded = fx.catalog.load_table().await.unwrap().unwrap();
     assert_eq!(reloaded.metadata_location(), after.metadata_location());
     assert_eq!(reloaded.metadata().snapshots().len(), 3);

@@ -119,7 +119,7 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
             let spec = metadata.partition_spec_by_id(m.partition_spec_id).cloned();
             async move {
                 let spec = spec.ok_or_else(|| {
-                    Error::Config(format!(
+                    Error::Inconsistent(format!(
                         "manifest {} uses partition spec {}, which the table metadata lacks",
                         m.manifest_path, m.partition_spec_id
                     ))

@@ -160,15 +160,17 @@ impl Catalog {
         let ctx = |what: &str| format!("{what} for replace on {}", self.ident);
         let metadata = table.metadata();
         if metadata.format_version() != FormatVersion::V2 {
-            return Err(Error::Config(format!(
-                "replacing files needs an Iceberg format v2 table; {} is {}",
-                self.ident,
-                metadata.format_version()
-            )));
+            return Err(Error::Refused {
+                action: format!("replace files in {}", self.ident),
+                reason: format!(
+                    "replacing files needs an Iceberg format v2 table; it is {}",
+                    metadata.format_version()
+                ),
+            });
         }
         let removed_set: HashSet<&str> = removed.iter().map(String::as_str).collect();
         if removed_set.is_empty() && added.is_empty() {
-            return Err(Error::Config(format!(
+            return Err(Error::Inconsistent(format!(
                 "nothing to replace on {}: no files removed or added",
                 self.ident
             )));
@@ -231,14 +233,14 @@ impl Catalog {
         let mut added_paths: HashSet<String> = HashSet::new();
         for f in &added {
             if f.content_type() != DataContentType::Data {
-                return Err(Error::Config(format!(
+                return Err(Error::Inconsistent(format!(
                     "cannot add {} to {}: only data files can be added",
                     f.file_path(),
                     self.ident
                 )));
             }
             if f.partition().fields().len() != partition_arity {
-                return Err(Error::Config(format!(
+                return Err(Error::Inconsistent(format!(
                     "cannot add {} to {}: its partition tuple does not match the table's spec",
                     f.file_path(),
                     self.ident
@@ -246,11 +248,10 @@ impl Catalog {
             }
             if live_paths.contains(f.file_path()) || !added_paths.insert(f.file_path().to_string())
             {
-                return Err(Error::Config(format!(
-                    "cannot add {} to {}: the file is already in the table",
-                    f.file_path(),
-                    self.ident
-                )));
+                return Err(Error::Refused {
+                    action: format!("add {} to {}", f.file_path(), self.ident),
+                    reason: "the file is already in the table".into(),
+                });
             }
         }
 
@@ -330,7 +331,7 @@ impl Catalog {
                     .partition_spec_by_id(m.file.partition_spec_id)
                     .cloned()
                     .ok_or_else(|| {
-                        Error::Config(format!(
+                        Error::Inconsistent(format!(
                             "manifest {} uses unknown partition spec {}",
                             m.file.manifest_path, m.file.partition_spec_id
                         ))
@@ -339,7 +340,7 @@ impl Catalog {
                 let mut writer = new_manifest(&path, &m_spec)?;
                 for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                     let seq = e.sequence_number().ok_or_else(|| {
-                        Error::Config(format!(
+                        Error::Inconsistent(format!(
                             "manifest entry {} in {} has no sequence number",
                             e.file_path(),
                             m.file.manifest_path
@@ -375,9 +376,7 @@ impl Catalog {
                         first_error.get_or_insert(Error::iceberg(ctx("writing a manifest"), e));
                     }
                     Err(e) => {
-                        first_error.get_or_insert(Error::Config(ctx(&format!(
-                            "manifest writer task failed: {e}"
-                        ))));
+                        first_error.get_or_insert(Error::task(ctx("writing a manifest"), e));
                     }
                 }
             }
@@ -498,7 +497,7 @@ impl Catalog {
         }
         crate::fault::check("catalog.after_commit")?;
         self.load_table().await?.ok_or_else(|| {
-            Error::Config(format!("table {} disappeared after a commit", self.ident))
+            Error::Inconsistent(format!("table {} disappeared after a commit", self.ident))
         })
     }
 
@@ -534,7 +533,7 @@ impl Catalog {
             0 => Err(Error::CommitConflict {
                 table: self.ident.to_string(),
             }),
-            n => Err(Error::Config(format!(
+            n => Err(Error::Inconsistent(format!(
                 "catalog {} has {n} rows for table {}",
                 self.db_path.display(),
                 self.ident
@@ -557,7 +556,7 @@ impl Catalog {
             async move {
                 tokio::spawn(async move { load_manifest(&f, &io).await })
                     .await
-                    .map_err(|e| Error::Config(format!("reading a manifest: task failed: {e}")))?
+                    .map_err(|e| Error::task("reading a manifest", e))?
             }
         };
         futures::stream::iter(list)

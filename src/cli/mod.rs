@@ -99,15 +99,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The exit code of a failed command, decided by the error's variant only.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
-    use earthcatalog::Error;
-    match err.downcast_ref::<Error>() {
-        Some(Error::Locked { .. }) => EXIT_LOCKED,
-        Some(Error::Config(_))
-        | Some(Error::InvalidLocation { .. })
-        | Some(Error::Geometry { .. }) => EXIT_USAGE,
-        _ if err.downcast_ref::<UsageError>().is_some() => EXIT_USAGE,
-        _ => EXIT_FAILURE,
+    use earthcatalog::error::Category;
+    match err
+        .downcast_ref::<earthcatalog::Error>()
+        .map(|e| e.category())
+    {
+        Some(Category::Locked) => EXIT_LOCKED,
+        Some(Category::Usage) => EXIT_USAGE,
+        Some(_) => EXIT_FAILURE,
+        None if err.downcast_ref::<UsageError>().is_some() => EXIT_USAGE,
+        None => EXIT_FAILURE,
     }
 }
 

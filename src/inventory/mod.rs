@@ -496,11 +496,14 @@ async fn parse_location(url: &str) -> Result<Location> {
 /// are converted to UTC) or a naive date-time (taken as UTC).
 pub fn parse_since(s: &str) -> Result<DateTime<Utc>> {
     crate::timestamp::parse_utc(s).ok_or_else(|| {
-        Error::Config(format!(
-            "invalid since value {s:?}: expected a date (2024-01-02), an RFC 3339 timestamp \
-             (2024-01-02T03:04:05Z, 2024-01-02T05:04:05+02:00) or a UTC date-time \
-             (2024-01-02 03:04:05)"
-        ))
+        Error::invalid_argument(
+            "--since",
+            format!(
+                "{s:?} is not a date (2024-01-02), an RFC 3339 timestamp \
+                 (2024-01-02T03:04:05Z, 2024-01-02T05:04:05+02:00) or a UTC date-time \
+                 (2024-01-02 03:04:05)"
+            ),
+        )
     })
 }
 
@@ -616,7 +619,7 @@ mod tests {
             utc("2024-01-02T03:04:05Z")
         );
         let err = parse_since("last tuesday").unwrap_err();
-        assert!(matches!(err, Error::Config(_)));
+        assert!(matches!(err, Error::InvalidArgument { .. }));
         assert!(err.to_string().contains("last tuesday"));
     }
 

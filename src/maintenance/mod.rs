@@ -428,11 +428,13 @@ async fn merge_bucket(
         let rows_before = rows.len() as u64;
         let has_overflow_column = table_cols.iter().any(|c| c.name == OVERFLOW_COLUMN);
         if !has_overflow_column && rows.iter().any(|(_, r)| r.overflow.is_some()) {
-            return Err(Error::Config(format!(
-                "{} holds values outside the table schema and the table has no {OVERFLOW_COLUMN} \
-                 column to keep them in; bucket left untouched",
-                key.dir()
-            )));
+            return Err(Error::Refused {
+                action: format!("merge {}", key.dir()),
+                reason: format!(
+                    "it holds values outside the table schema and the table has no \
+                     {OVERFLOW_COLUMN} column to keep them in; bucket left untouched"
+                ),
+            });
         }
         let kept = dedup(rows);
         let rows_after = kept.len() as u64;
@@ -448,7 +450,7 @@ async fn merge_bucket(
         Ok((files, rows_before, rows_after))
     })
     .await
-    .map_err(|e| Error::Config(format!("merge task failed: {e}")))??;
+    .map_err(|e| Error::task(format!("merging {}", bucket.key.dir()), e))??;
     let (files, rows_before, rows_after) = encoded;
     let mut out = Vec::new();
     let mut bytes_total = 0;
@@ -456,8 +458,9 @@ async fn merge_bucket(
         let size = file.bytes.len() as u64;
         let path = warehouse.key(&rel);
         if !put_if_absent(warehouse.store().as_ref(), &path, file.bytes.into()).await? {
-            return Err(Error::Config(format!(
-                "refusing to overwrite {}",
+            return Err(Error::Inconsistent(format!(
+                "compacted file {} already exists; new files get unique names, so another \
+                 writer used the same name",
                 warehouse.url_of(&rel)
             )));
         }
@@ -579,12 +582,10 @@ async fn repair_inner(
 ) -> Result<RepairMetrics> {
     let catalog = Catalog::open(&options.catalog, &options.warehouse).await?;
     let warehouse = catalog.warehouse().clone();
-    let table = catalog.load_table().await?.ok_or_else(|| {
-        Error::Config(format!(
-            "no table {} in {}; run an ingest first",
-            catalog.ident(),
-            options.catalog
-        ))
+    let table = catalog.load_table().await?.ok_or_else(|| Error::NotFound {
+        what: format!("table {} in catalog", catalog.ident()),
+        location: options.catalog.clone(),
+        hint: "; run an ingest first".into(),
     })?;
     let live = crate::catalog::live::scan(&table, &crate::catalog::prune::Pruner::default())
         .await?
@@ -603,12 +604,14 @@ async fn repair_inner(
         }
     }
     if !live.is_empty() && metrics.removed.len() == live.len() {
-        return Err(Error::Config(format!(
-            "none of the {} registered files exists under {}; refusing to empty the table \
-             (wrong --warehouse?)",
-            live.len(),
-            warehouse.url()
-        )));
+        return Err(Error::Refused {
+            action: "empty the table".into(),
+            reason: format!(
+                "none of the {} registered files exists under {} (wrong --warehouse?)",
+                live.len(),
+                warehouse.url()
+            ),
+        });
     }
     let unregistered: Vec<&WarehouseFile> = listing
         .iter()

@@ -1,6 +1,6 @@
 //! Query inputs: geometries given as GeoJSON, WKT, a bbox or a point, and datetime bounds.
 //!
-//! Every error is an [`Error::Geometry`] or [`Error::Config`] whose context names the argument
+//! Every error is an [`Error::Geometry`] or [`Error::InvalidArgument`] that names the argument
 //! the text came from (e.g. `--intersects`), so a CLI can report it as a usage error.
 
 use chrono::{DateTime, Utc};
@@ -174,10 +174,13 @@ pub fn parse_point(text: &str, arg: &str) -> Result<Geometry<f64>> {
 /// timestamp (offsets converted to UTC) or a naive date-time (taken as UTC).
 pub fn parse_datetime(text: &str, arg: &str) -> Result<DateTime<Utc>> {
     crate::timestamp::parse_utc(text).ok_or_else(|| {
-        Error::Config(format!(
-            "{arg}: {text:?} is not a date or datetime (expected e.g. 2024-01-02, \
-             2024-01-02T03:04:05Z or 2024-01-02T05:04:05+02:00; naive times are UTC)"
-        ))
+        Error::invalid_argument(
+            arg,
+            format!(
+                "{text:?} is not a date or datetime (expected e.g. 2024-01-02, \
+                 2024-01-02T03:04:05Z or 2024-01-02T05:04:05+02:00; naive times are UTC)"
+            ),
+        )
     })
 }
 
@@ -222,7 +225,7 @@ mod tests {
         assert!(parse_point("1", "--point").is_err());
         assert!(parse_point("10,95", "--point").is_err());
         let e = parse_datetime("yesterday", "--start").unwrap_err();
-        assert!(matches!(e, Error::Config(_)) && e.to_string().contains("--start"));
+        assert!(matches!(e, Error::InvalidArgument { .. }) && e.to_string().contains("--start"));
     }
 
     #[test]

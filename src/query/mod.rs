@@ -86,17 +86,22 @@ impl Warehouse {
         if loc.is_local() {
             let path = std::path::PathBuf::from(format!("/{}", loc.prefix().as_ref()));
             if !path.is_file() {
-                return Err(Error::Config(format!(
-                    "catalog {catalog} does not exist (no file at {})",
-                    path.display()
-                )));
+                return Err(Error::NotFound {
+                    what: "catalog".into(),
+                    location: catalog.to_string(),
+                    hint: format!(" (no file at {})", path.display()),
+                });
             }
         } else {
             use object_store::ObjectStoreExt as _;
             match loc.store().head(loc.prefix()).await {
                 Ok(_) => {}
                 Err(object_store::Error::NotFound { .. }) => {
-                    return Err(Error::Config(format!("catalog {catalog} does not exist")));
+                    return Err(Error::NotFound {
+                        what: "catalog".into(),
+                        location: catalog.to_string(),
+                        hint: String::new(),
+                    });
                 }
                 Err(e) => return Err(Error::store(loc.url(), e)),
             }
@@ -325,11 +330,11 @@ mod tests {
         let err = Warehouse::open(path.to_str().unwrap(), None)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
         assert!(!path.exists());
         let err = Warehouse::open("memory://query-missing/catalog.db", None)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
     }
 }

@@ -97,7 +97,7 @@ impl DatetimeInterval {
         let interval = match text.split_once('/') {
             None => {
                 let t = bound(text)?
-                    .ok_or_else(|| Error::Config(format!("{arg}: an empty datetime")))?;
+                    .ok_or_else(|| Error::invalid_argument(arg, "an empty datetime"))?;
                 Self {
                     start: Some(t),
                     end: Some(t),
@@ -109,16 +109,18 @@ impl DatetimeInterval {
             },
         };
         if interval.start.is_none() && interval.end.is_none() && text.contains('/') {
-            return Err(Error::Config(format!(
-                "{arg}: {text:?} has two open ends (give at least one bound)"
-            )));
+            return Err(Error::invalid_argument(
+                arg,
+                format!("{text:?} has two open ends (give at least one bound)"),
+            ));
         }
         if let (Some(s), Some(e)) = (interval.start, interval.end)
             && s > e
         {
-            return Err(Error::Config(format!(
-                "{arg}: the start {s} is after the end {e}"
-            )));
+            return Err(Error::invalid_argument(
+                arg,
+                format!("the start {s} is after the end {e}"),
+            ));
         }
         Ok(interval)
     }
@@ -173,9 +175,10 @@ impl SortBy {
             };
             let field = field.trim();
             if field.is_empty() {
-                return Err(Error::Config(format!(
-                    "{arg}: an empty sort field in {text:?}"
-                )));
+                return Err(Error::invalid_argument(
+                    arg,
+                    format!("an empty sort field in {text:?}"),
+                ));
             }
             out.push(Self {
                 field: field.to_string(),
@@ -403,9 +406,10 @@ pub fn parse_filter(text: &str, lang: Option<&str>, arg: &str) -> Result<cql2::E
         Some("cql2-json") => true,
         Some("cql2-text") => false,
         Some(other) => {
-            return Err(Error::Config(format!(
-                "{arg}: unknown filter language {other:?} (cql2-text or cql2-json)"
-            )));
+            return Err(Error::invalid_argument(
+                arg,
+                format!("unknown filter language {other:?} (cql2-text or cql2-json)"),
+            ));
         }
         None => trimmed.starts_with('{'),
     };
@@ -415,10 +419,13 @@ pub fn parse_filter(text: &str, lang: Option<&str>, arg: &str) -> Result<cql2::E
         cql2::parse_text(trimmed).map_err(|e| e.to_string())
     };
     parsed.map_err(|e| {
-        Error::Config(format!(
-            "{arg}: not valid {}: {e}",
-            if json { "CQL2 JSON" } else { "CQL2 text" }
-        ))
+        Error::invalid_argument(
+            arg,
+            format!(
+                "not valid {}: {e}",
+                if json { "CQL2 JSON" } else { "CQL2 text" }
+            ),
+        )
     })
 }
 
@@ -930,7 +937,7 @@ impl Warehouse {
                         Ok::<_, Error>(newest_per_id(merged))
                     })
                     .await
-                    .map_err(|e| Error::Config(format!("decoding a bucket panicked: {e}")))?
+                    .map_err(|e| Error::task("decoding a bucket", e))?
                 }
             })
             .buffered(READ_CONCURRENCY);
@@ -1024,7 +1031,7 @@ mod tests {
             "",
         ] {
             let e = DatetimeInterval::parse(bad, "--datetime").unwrap_err();
-            assert!(matches!(e, Error::Config(_)), "{bad}: {e}");
+            assert!(matches!(e, Error::InvalidArgument { .. }), "{bad}: {e}");
             assert!(e.to_string().contains("--datetime"), "{e}");
         }
     }
