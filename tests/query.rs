@@ -89,6 +89,48 @@ fn ids_in(path: &str) -> BTreeSet<String> {
     ids
 }
 
+/// Whether some row of the file has a temporal extent (start/end interval, else datetime)
+/// intersecting `[lo, hi]` — brute force over the stored rows.
+fn holds_time_match(path: &str, lo: Option<DateTime<Utc>>, hi: Option<DateTime<Utc>>) -> bool {
+    let local = path.strip_prefix("file://").unwrap_or(path);
+    let file = std::fs::File::open(Path::new(local)).unwrap();
+    let (lo, hi) = (
+        lo.map(|t| t.timestamp_micros()),
+        hi.map(|t| t.timestamp_micros()),
+    );
+    for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+    {
+        let batch = batch.unwrap();
+        let col = |name: &str| {
+            batch.column_by_name(name).map(|c| {
+                c.as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+                    .clone()
+            })
+        };
+        let (d, s, e) = (col("datetime"), col("start_datetime"), col("end_datetime"));
+        let at = |a: &Option<arrow_array::TimestampMicrosecondArray>, i: usize| {
+            a.as_ref().and_then(|a| a.is_valid(i).then(|| a.value(i)))
+        };
+        for i in 0..batch.num_rows() {
+            let (first, last) = match (at(&s, i), at(&e, i), at(&d, i)) {
+                (Some(s), Some(e), _) => (Some(s), Some(e)),
+                (_, _, Some(d)) => (Some(d), Some(d)),
+                (None, None, None) => continue,
+                (s, e, None) => (s, e),
+            };
+            if first.is_none_or(|f| hi.is_none_or(|h| f <= h))
+                && last.is_none_or(|l| lo.is_none_or(|lo| l >= lo))
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 fn year_of(path: &str) -> Option<i32> {
     let part = path.split('/').find(|p| p.starts_with("year="))?;
     part.trim_start_matches("year=").parse().ok()
@@ -187,26 +229,38 @@ async fn info_stats_and_file_pruning_on_an_ingested_warehouse() {
         "{id} not in {hits:?}"
     );
 
-    // A date range keeps the year's files and the null-year files, nothing else.
+    // A date range keeps every file holding an item whose time (interval, else datetime)
+    // intersects it — the year's files and neighbouring years' files whose intervals reach in —
+    // and prunes the rest.
     let (start, end) = (utc(year, 1, 1, 0, 0, 0), utc(year, 12, 31, 23, 59, 59));
     let dated = wh.file_paths(None, start, end).await.unwrap();
-    let expected = stats
+    let year_files = stats
         .iter()
-        .filter(|b| b.year.is_none() || b.year == Some(year))
+        .filter(|b| b.year == Some(year))
         .map(|b| b.files)
         .sum::<u64>();
-    assert_eq!(dated.len() as u64, expected);
-    assert!(dated.iter().all(|p| year_of(p).is_none_or(|y| y == year)));
-    assert!(dated.iter().any(|p| p.contains("/year=unknown/")));
-    assert!(all.iter().any(|p| year_of(p).is_some_and(|y| y != year)));
+    assert_eq!(
+        dated.iter().filter(|p| year_of(p) == Some(year)).count() as u64,
+        year_files
+    );
+    for p in &all {
+        if holds_time_match(p, start, end) {
+            assert!(dated.contains(p), "{p} holds a match but was pruned");
+        }
+    }
+    assert!(dated.len() < all.len(), "nothing pruned");
     let point_dated = wh.file_paths(Some(&point), start, end).await.unwrap();
     assert!(point_dated.iter().any(|p| ids_in(p).contains(&id)));
-    // A range that ends before the item's year drops its file (unless null-year).
-    let before = wh
-        .file_paths(Some(&point), None, utc(year - 1, 12, 31, 0, 0, 0))
-        .await
-        .unwrap();
-    assert!(before.iter().all(|p| year_of(p).is_none_or(|y| y < year)));
+    // A range that ends long before the item's year drops files that cannot reach it.
+    let early = utc(year - 3, 1, 1, 0, 0, 0);
+    let before = wh.file_paths(None, None, early).await.unwrap();
+    for p in &all {
+        assert!(
+            before.contains(p) || !holds_time_match(p, None, early),
+            "{p}"
+        );
+    }
+    assert!(before.len() < all.len());
 
     // Far away from every generated region: nothing.
     let far = parse_bbox("-150,10,-145,15", "--bbox").unwrap();

@@ -35,7 +35,9 @@ fn assert_projection_reader_agrees(root: &std::path::Path) -> BTreeSet<String> {
             }
             .to_string(),
         );
-        let fast = read_manifest_entries(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // id, datetime, start_datetime, end_datetime, and a field id no file has.
+        let wanted = [1, 4, 13, 23, 999];
+        let fast = read_manifest_entries(&bytes, &wanted).unwrap_or_else(|e| panic!("{name}: {e}"));
         let slow = Manifest::parse_avro(&bytes).unwrap();
         assert_eq!(fast.len(), slow.entries().len(), "{name}");
         for (f, s) in fast.iter().zip(slow.entries()) {
@@ -61,6 +63,26 @@ fn assert_projection_reader_agrees(root: &std::path::Path) -> BTreeSet<String> {
                 })
                 .collect();
             assert_eq!(f.partition, parts, "{name}");
+            assert_eq!(f.has_value_counts, !df.value_counts().is_empty(), "{name}");
+            for (stats, id) in f.stats.iter().zip(wanted) {
+                let bytes =
+                    |d: Option<&iceberg::spec::Datum>| d.map(|d| d.to_bytes().unwrap().to_vec());
+                assert_eq!(stats.values, df.value_counts().get(&id).map(|&n| n as i64));
+                assert_eq!(
+                    stats.nulls,
+                    df.null_value_counts().get(&id).map(|&n| n as i64)
+                );
+                assert_eq!(
+                    stats.lower,
+                    bytes(df.lower_bounds().get(&id)),
+                    "{name} {id}"
+                );
+                assert_eq!(
+                    stats.upper,
+                    bytes(df.upper_bounds().get(&id)),
+                    "{name} {id}"
+                );
+            }
             checked += 1;
         }
     }
@@ -175,6 +197,9 @@ def f(lon, lat, ids, year, name):
         "grid_partition": pa.array([cell] * n, pa.large_string()),
         "geometry": pa.array([wkb] * n, pa.binary()),
         "datetime": pa.array([ms] * n, pa.timestamp("ms", tz="UTC")),
+        # An image-pair interval from 200 days before to 300 days after, in ms like the tool.
+        "start_datetime": pa.array([ms - 200 * 86400000] * n, pa.timestamp("ms", tz="UTC")),
+        "end_datetime": pa.array([ms + 300 * 86400000] * n, pa.timestamp("ms", tz="UTC")),
         "platform": pa.array(["LC08"] * n, pa.large_string()),
         "percent_valid_pixels": pa.array([60] * n, pa.int32()),
         "assets": pa.array(['{{"data": {{"href": "x"}}}}'] * n, pa.large_string()),
@@ -203,8 +228,34 @@ print("ok")
             .file_paths(Some(&point), Some(utc("2021-01-01T00:00:00Z")), None)
             .await
             .unwrap();
+        // The 2019 file's intervals end 2020-03-27: kept for 2020-03 by PyIceberg's ms bounds,
+        // pruned for 2021 (the 2021 file starts 2020-11-13).
         assert_eq!(files.len(), 1, "{files:?}");
         assert!(files[0].ends_with("compacted_ab12cd34.parquet"));
+        let march = (
+            Some(utc("2020-03-01T00:00:00Z")),
+            Some(utc("2020-03-02T00:00:00Z")),
+        );
+        let files = wh.file_paths(Some(&point), march.0, march.1).await.unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].ends_with("part_000000.parquet"));
+        let interval = earthcatalog::query::DatetimeInterval {
+            start: march.0,
+            end: march.1,
+        };
+        let items: Vec<serde_json::Value> = wh
+            .search(
+                &SearchRequest::new()
+                    .with_intersects(point.clone())
+                    .with_datetime(interval),
+            )
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let ids: BTreeSet<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, BTreeSet::from(["a", "b"]));
         let items: Vec<serde_json::Value> = wh
             .search(&SearchRequest::new().with_intersects(point))
             .await

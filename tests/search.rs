@@ -146,19 +146,22 @@ fn geometry_matches(item: &Json, query: &Geometry<f64>) -> bool {
         .any(|dx| query.intersects(&g.translate(*dx, 0.0)))
 }
 
+/// STAC item search: the item's extent is [start_datetime, end_datetime] when it has both,
+/// else its datetime; half an interval without datetime is open on the other side.
 fn datetime_matches(item: &Json, lo: Option<i64>, hi: Option<i64>) -> bool {
-    match prop_time(item, "datetime") {
-        Some(t) => lo.is_none_or(|l| t >= l) && hi.is_none_or(|h| t <= h),
-        None => {
-            let (s, e) = (
-                prop_time(item, "start_datetime"),
-                prop_time(item, "end_datetime"),
-            );
-            (s.is_some() || e.is_some())
-                && s.is_none_or(|s| hi.is_none_or(|h| s <= h))
-                && e.is_none_or(|e| lo.is_none_or(|l| e >= l))
-        }
-    }
+    let (d, s, e) = (
+        prop_time(item, "datetime"),
+        prop_time(item, "start_datetime"),
+        prop_time(item, "end_datetime"),
+    );
+    let (first, last) = match (s, e, d) {
+        (Some(s), Some(e), _) => (Some(s), Some(e)),
+        (_, _, Some(d)) => (Some(d), Some(d)),
+        (None, None, None) => return false,
+        (s, e, None) => (s, e),
+    };
+    first.is_none_or(|f| hi.is_none_or(|h| f <= h))
+        && last.is_none_or(|l| lo.is_none_or(|lo| l >= lo))
 }
 
 /// Ids of items (any version) for which `pred` holds.
@@ -594,7 +597,73 @@ fn cli_ndjson_geojson_and_bad_input() {
         assert_eq!(out.status.code(), Some(2), "{arg} {value}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(arg), "{arg}: {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "{arg}: nothing on stdout after an error"
+        );
     }
+    // Filters nested too deep for the parser's recursion are refused (they aborted the process
+    // with a stack overflow before).
+    for deep in [
+        format!("{}a = 1{}", "(".repeat(1500), ")".repeat(1500)),
+        format!("{}a = 1", "NOT ".repeat(600)),
+    ] {
+        let out = run(cli().args(["search", "--catalog", &catalog, "--filter", &deep]));
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nests"));
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// A property most items lack is NULL for them: no match, no error, complete output.
+#[test]
+fn cli_filter_on_a_missing_property_is_null_not_an_error() {
+    let f = fixture();
+    let out = run(cli().args([
+        "search",
+        "--catalog",
+        &f.catalog(),
+        "--filter",
+        "eo:cloud_cover < 50 OR platform = 'LC08'",
+        "--stats",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fc: Json = serde_json::from_slice(&out.stdout).expect("a complete FeatureCollection");
+    let got: BTreeSet<String> = fc["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    let cloud = |i: &Json| i["properties"]["eo:cloud_cover"].as_f64();
+    let want =
+        brute(|i| i["properties"]["platform"] == "LC08" || cloud(i).is_some_and(|c| c < 50.0));
+    assert!(!want.is_empty());
+    let clouded = brute(|i| cloud(i).is_some());
+    assert!(
+        clouded.len() * 4 < f.items.len(),
+        "most items lack eo:cloud_cover"
+    );
+    assert_eq!(got, want);
+    let out = run(cli().args([
+        "search",
+        "--catalog",
+        &f.catalog(),
+        "--filter",
+        "eo:cloud_cover < 50",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fc: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let want = brute(|i| cloud(i).is_some_and(|c| c < 50.0));
+    assert_eq!(fc["numberReturned"], want.len());
 }
 
 #[tokio::test]

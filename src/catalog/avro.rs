@@ -1,7 +1,8 @@
 //! A projection reader for Iceberg manifest files: decodes the Avro object container and keeps
 //! only what file listing needs (entry status, sequence number, data file content, path,
-//! partition tuple, record count and size), skipping the column statistics byte for byte
-//! without building values. The generic Avro → serde route of the `iceberg` crate spends most
+//! partition tuple, record count and size, and the column statistics of the few fields a
+//! caller asks for — the datetime columns for temporal pruning), skipping everything else
+//! byte for byte without building values. The generic Avro → serde route of the `iceberg` crate spends most
 //! of a query's pruning time on those statistics; this reader is an order of magnitude faster.
 //!
 //! Codecs `null` and `deflate` (what iceberg-rust and PyIceberg write) are read; anything
@@ -32,6 +33,19 @@ pub enum PartitionDatum {
     Other,
 }
 
+/// The statistics of one column of a data file, as the manifest records them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnStats {
+    /// Values including nulls (`None`: not recorded).
+    pub values: Option<i64>,
+    /// Nulls (`None`: not recorded).
+    pub nulls: Option<i64>,
+    /// Lower bound, Iceberg single-value serialisation.
+    pub lower: Option<Vec<u8>>,
+    /// Upper bound, Iceberg single-value serialisation.
+    pub upper: Option<Vec<u8>>,
+}
+
 /// One manifest entry, projected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntryLite {
@@ -49,6 +63,11 @@ pub struct EntryLite {
     pub record_count: i64,
     /// Bytes.
     pub file_size_in_bytes: i64,
+    /// Whether the entry records value counts for any column (then a column without a count is
+    /// not in the file: all null).
+    pub has_value_counts: bool,
+    /// Statistics of the requested field ids, in request order.
+    pub stats: Vec<ColumnStats>,
 }
 
 impl EntryLite {
@@ -65,9 +84,14 @@ impl EntryLite {
     }
 }
 
-/// Every entry of the manifest `file`: through [`read_manifest_entries`], or — when that
-/// declines the file — iceberg-rust's generic reader, converted to the same form.
-pub async fn manifest_entries(file: &ManifestFile, io: &FileIO) -> Result<Vec<EntryLite>> {
+/// Every entry of the manifest `file`, with the statistics of the field ids `stats_fields`:
+/// through [`read_manifest_entries`], or — when that declines the file — iceberg-rust's generic
+/// reader, converted to the same form.
+pub async fn manifest_entries(
+    file: &ManifestFile,
+    io: &FileIO,
+    stats_fields: &[i32],
+) -> Result<Vec<EntryLite>> {
     let read_err = |e| Error::iceberg(format!("reading manifest {}", file.manifest_path), e);
     let bytes = io
         .new_input(&file.manifest_path)
@@ -75,18 +99,22 @@ pub async fn manifest_entries(file: &ManifestFile, io: &FileIO) -> Result<Vec<En
         .read()
         .await
         .map_err(read_err)?;
-    match read_manifest_entries(&bytes) {
+    match read_manifest_entries(&bytes, stats_fields) {
         Ok(entries) => Ok(entries),
         Err(why) => {
             tracing::debug!(manifest = %file.manifest_path, %why, "generic manifest reader");
             let manifest = Manifest::parse_avro(&bytes).map_err(read_err)?;
-            Ok(manifest.entries().iter().map(|e| lite(e)).collect())
+            Ok(manifest
+                .entries()
+                .iter()
+                .map(|e| lite(e, stats_fields))
+                .collect())
         }
     }
 }
 
 /// An entry decoded by iceberg-rust, projected (its sequence number as stored, not inherited).
-fn lite(e: &iceberg::spec::ManifestEntry) -> EntryLite {
+fn lite(e: &iceberg::spec::ManifestEntry, stats_fields: &[i32]) -> EntryLite {
     let df = e.data_file();
     let datum = |v: &Option<Literal>| match v {
         None => PartitionDatum::Null,
@@ -111,6 +139,24 @@ fn lite(e: &iceberg::spec::ManifestEntry) -> EntryLite {
         partition: df.partition().fields().iter().map(datum).collect(),
         record_count: i64::try_from(df.record_count()).unwrap_or(i64::MAX),
         file_size_in_bytes: i64::try_from(df.file_size_in_bytes()).unwrap_or(i64::MAX),
+        has_value_counts: !df.value_counts().is_empty(),
+        stats: stats_fields
+            .iter()
+            .map(|id| ColumnStats {
+                values: df.value_counts().get(id).map(|&n| n as i64),
+                nulls: df.null_value_counts().get(id).map(|&n| n as i64),
+                lower: df
+                    .lower_bounds()
+                    .get(id)
+                    .and_then(|d| d.to_bytes().ok())
+                    .map(|b| b.to_vec()),
+                upper: df
+                    .upper_bounds()
+                    .get(id)
+                    .and_then(|d| d.to_bytes().ok())
+                    .map(|b| b.to_vec()),
+            })
+            .collect(),
     }
 }
 
@@ -334,9 +380,78 @@ impl<'a> Cursor<'a> {
             _ => None,
         })
     }
+
+    /// An Iceberg int-keyed map (an Avro array of `{key: int, value: …}` records, possibly
+    /// inside a `["null", …]` union): `value` is called with each key and the value's schema,
+    /// and must consume the value.
+    fn int_map(
+        &mut self,
+        s: &Schema,
+        mut value: impl FnMut(&mut Self, i64, &Schema) -> R<()>,
+    ) -> R<()> {
+        match s {
+            Schema::Union(branches) => {
+                let b = self.branch(branches)?;
+                self.int_map(b, value)
+            }
+            Schema::Null => Ok(()),
+            Schema::Array(items) => {
+                let Schema::Record(kv) = items.as_ref() else {
+                    return self.skip(s);
+                };
+                let (key_at, value_at) = (
+                    kv.iter().position(|(n, _)| n == "key"),
+                    kv.iter().position(|(n, _)| n == "value"),
+                );
+                let (Some(key_at), Some(value_at)) = (key_at, value_at) else {
+                    return self.skip(s);
+                };
+                self.blocks(|c| {
+                    let mut key = None;
+                    for (i, (_, fs)) in kv.iter().enumerate() {
+                        if i == key_at {
+                            key = c.opt_long(fs)?;
+                        } else if i == value_at {
+                            match key {
+                                Some(k) => value(c, k, fs)?,
+                                None => return Err("map value before its key".into()),
+                            }
+                        } else {
+                            c.skip(fs)?;
+                        }
+                    }
+                    Ok(())
+                })
+            }
+            other => self.skip(other),
+        }
+    }
+
+    /// Bytes (through unions); `None` for null, other types skipped.
+    fn opt_bytes(&mut self, s: &Schema) -> R<Option<Vec<u8>>> {
+        match s {
+            Schema::Union(branches) => {
+                let b = self.branch(branches)?;
+                self.opt_bytes(b)
+            }
+            Schema::Bytes | Schema::String => Ok(Some(self.bytes()?.to_vec())),
+            Schema::Fixed(n) => Ok(Some(self.take(*n)?.to_vec())),
+            other => self.skip(other).map(|_| None),
+        }
+    }
 }
 
-fn read_data_file(c: &mut Cursor, fields: &[(String, Schema)], e: &mut EntryLite) -> R<()> {
+/// The slot of field `key` among the requested statistics fields.
+fn slot(stats_fields: &[i32], key: i64) -> Option<usize> {
+    stats_fields.iter().position(|&f| i64::from(f) == key)
+}
+
+fn read_data_file(
+    c: &mut Cursor,
+    fields: &[(String, Schema)],
+    stats_fields: &[i32],
+    e: &mut EntryLite,
+) -> R<()> {
     for (name, s) in fields {
         match name.as_str() {
             "content" => e.content = c.opt_long(s)?.unwrap_or(0) as i32,
@@ -354,13 +469,43 @@ fn read_data_file(c: &mut Cursor, fields: &[(String, Schema)], e: &mut EntryLite
             "file_size_in_bytes" => {
                 e.file_size_in_bytes = c.opt_long(s)?.ok_or("no file_size_in_bytes")?
             }
+            "value_counts" => c.int_map(s, |c, key, vs| {
+                e.has_value_counts = true;
+                let v = c.opt_long(vs)?;
+                if let Some(i) = slot(stats_fields, key) {
+                    e.stats[i].values = v;
+                }
+                Ok(())
+            })?,
+            "null_value_counts" => c.int_map(s, |c, key, vs| {
+                let v = c.opt_long(vs)?;
+                if let Some(i) = slot(stats_fields, key) {
+                    e.stats[i].nulls = v;
+                }
+                Ok(())
+            })?,
+            "lower_bounds" | "upper_bounds" if !stats_fields.is_empty() => {
+                let lower = name == "lower_bounds";
+                c.int_map(s, |c, key, vs| match slot(stats_fields, key) {
+                    Some(i) => {
+                        let v = c.opt_bytes(vs)?;
+                        if lower {
+                            e.stats[i].lower = v;
+                        } else {
+                            e.stats[i].upper = v;
+                        }
+                        Ok(())
+                    }
+                    None => c.skip(vs),
+                })?
+            }
             _ => c.skip(s)?,
         }
     }
     Ok(())
 }
 
-fn read_entry(c: &mut Cursor, fields: &[(String, Schema)]) -> R<EntryLite> {
+fn read_entry(c: &mut Cursor, fields: &[(String, Schema)], stats_fields: &[i32]) -> R<EntryLite> {
     let mut e = EntryLite {
         status: -1,
         sequence_number: None,
@@ -369,12 +514,14 @@ fn read_entry(c: &mut Cursor, fields: &[(String, Schema)]) -> R<EntryLite> {
         partition: Vec::new(),
         record_count: 0,
         file_size_in_bytes: 0,
+        has_value_counts: false,
+        stats: vec![ColumnStats::default(); stats_fields.len()],
     };
     for (name, s) in fields {
         match (name.as_str(), s) {
             ("status", _) => e.status = c.opt_long(s)?.ok_or("no status")? as i32,
             ("sequence_number", _) => e.sequence_number = c.opt_long(s)?,
-            ("data_file", Schema::Record(df)) => read_data_file(c, df, &mut e)?,
+            ("data_file", Schema::Record(df)) => read_data_file(c, df, stats_fields, &mut e)?,
             ("data_file", _) => return Err("data_file is not a record".into()),
             _ => c.skip(s)?,
         }
@@ -385,8 +532,9 @@ fn read_entry(c: &mut Cursor, fields: &[(String, Schema)]) -> R<EntryLite> {
     Ok(e)
 }
 
-/// Every entry of a manifest file (live and deleted), projected.
-pub fn read_manifest_entries(file: &[u8]) -> R<Vec<EntryLite>> {
+/// Every entry of a manifest file (live and deleted), projected, with the statistics of the
+/// field ids `stats_fields`.
+pub fn read_manifest_entries(file: &[u8], stats_fields: &[i32]) -> R<Vec<EntryLite>> {
     let mut c = Cursor { buf: file, pos: 0 };
     if c.take(4)? != b"Obj\x01" {
         return Err("not an Avro object container file".into());
@@ -430,7 +578,7 @@ pub fn read_manifest_entries(file: &[u8]) -> R<Vec<EntryLite>> {
         };
         let mut block = Cursor { buf: data, pos: 0 };
         for _ in 0..count {
-            entries.push(read_entry(&mut block, &fields)?);
+            entries.push(read_entry(&mut block, &fields, stats_fields)?);
         }
     }
     Ok(entries)
@@ -481,7 +629,7 @@ mod tests {
 
     #[test]
     fn rejects_non_avro_and_truncated_input() {
-        assert!(read_manifest_entries(b"PAR1....").is_err());
-        assert!(read_manifest_entries(b"Obj\x01\x02").is_err());
+        assert!(read_manifest_entries(b"PAR1....", &[]).is_err());
+        assert!(read_manifest_entries(b"Obj\x01\x02", &[]).is_err());
     }
 }

@@ -5,7 +5,7 @@ use iceberg::io::FileIO;
 use iceberg::spec::{ManifestContentType, ManifestFile, PartitionSpec, Transform};
 use iceberg::table::Table;
 
-use super::prune::{Pruner, is_cell_field};
+use super::prune::{Pruner, TIME_COLUMNS, TemporalExtent, entry_extent, is_cell_field};
 use crate::catalog::avro::{self, PartitionDatum};
 use crate::error::{Error, Result};
 
@@ -50,16 +50,18 @@ fn positions(spec: &PartitionSpec) -> (Option<usize>, Option<usize>) {
     (cell, year)
 }
 
-/// The live data files of one manifest that `pruner` keeps.
+/// The live data files of one manifest in `pruner`'s cells, with their temporal extents when
+/// the pruner has a time filter (statistics of `time_fields` read).
 async fn manifest_entries(
     m: &ManifestFile,
     io: &FileIO,
     spec: &PartitionSpec,
     pruner: &Pruner,
-) -> Result<Vec<FileEntry>> {
+    time_fields: &[i32],
+) -> Result<Vec<(FileEntry, TemporalExtent)>> {
     let (cell_pos, year_pos) = positions(spec);
     let mut out = Vec::new();
-    for e in avro::manifest_entries(m, io).await? {
+    for e in avro::manifest_entries(m, io, time_fields).await? {
         if !e.is_live_data() {
             continue;
         }
@@ -72,18 +74,26 @@ async fn manifest_entries(
             Some(PartitionDatum::Long(y)) => i32::try_from(*y).ok().map(|y| y + 1970),
             _ => None,
         };
-        if !pruner.matches(cell.as_deref(), year) {
+        if !pruner.matches_cell(cell.as_deref()) {
             continue;
         }
+        let extent = if time_fields.is_empty() {
+            TemporalExtent::UNKNOWN
+        } else {
+            entry_extent(&e, year)
+        };
         let sequence_number = e.sequence_number_in(m);
-        out.push(FileEntry {
-            path: e.file_path,
-            cell,
-            year,
-            rows: u64::try_from(e.record_count).unwrap_or(0),
-            bytes: u64::try_from(e.file_size_in_bytes).unwrap_or(0),
-            sequence_number,
-        });
+        out.push((
+            FileEntry {
+                path: e.file_path,
+                cell,
+                year,
+                rows: u64::try_from(e.record_count).unwrap_or(0),
+                bytes: u64::try_from(e.file_size_in_bytes).unwrap_or(0),
+                sequence_number,
+            },
+            extent,
+        ));
     }
     Ok(out)
 }
@@ -112,8 +122,21 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
             out.manifests_pruned += 1;
         }
     }
+    // Statistics of the temporal columns, by the current schema's field ids (a column the
+    // schema lacks has no statistics: unknown).
+    let time_fields: Vec<i32> = match pruner.time {
+        Some(_) => {
+            let schema = metadata.current_schema();
+            TIME_COLUMNS
+                .iter()
+                .map(|name| schema.field_by_name(name).map_or(-1, |f| f.id))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let time_fields = &time_fields;
     let file_io = table.file_io().clone();
-    let per_manifest: Vec<Vec<FileEntry>> = futures::stream::iter(wanted)
+    let per_manifest: Vec<Vec<(FileEntry, TemporalExtent)>> = futures::stream::iter(wanted)
         .map(|m| {
             let io = file_io.clone();
             let spec = metadata.partition_spec_by_id(m.partition_spec_id).cloned();
@@ -124,13 +147,16 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
                         m.manifest_path, m.partition_spec_id
                     ))
                 })?;
-                manifest_entries(&m, &io, &spec, pruner).await
+                manifest_entries(&m, &io, &spec, pruner, time_fields).await
             }
         })
         .buffer_unordered(MANIFEST_CONCURRENCY)
         .try_collect()
         .await?;
-    out.files = per_manifest.into_iter().flatten().collect();
+    let mut entries: Vec<(FileEntry, TemporalExtent)> =
+        per_manifest.into_iter().flatten().collect();
+    pruner.retain_time(&mut entries);
+    out.files = entries.into_iter().map(|(f, _)| f).collect();
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }

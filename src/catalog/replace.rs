@@ -108,7 +108,7 @@ impl Catalog {
                 let file_io = file_io.clone();
                 async move {
                     Ok::<_, Error>(
-                        super::avro::manifest_entries(&mf, &file_io)
+                        super::avro::manifest_entries(&mf, &file_io, &[])
                             .await?
                             .into_iter()
                             .filter(|e| e.content == 0)
@@ -574,7 +574,7 @@ impl Catalog {
                     }
                     if let Decode::Touching(set) = decode {
                         let live: Vec<(String, u64, u64)> =
-                            super::avro::manifest_entries(&file, &file_io)
+                            super::avro::manifest_entries(&file, &file_io, &[])
                                 .await?
                                 .into_iter()
                                 .filter(|e| e.status != 2)

@@ -32,10 +32,11 @@ pub struct FilesArgs {
     /// Region as a point lon,lat.
     #[arg(long, group = "region", allow_hyphen_values = true)]
     point: Option<String>,
-    /// Items at or after this instant (date or datetime; naive = UTC, offsets converted).
+    /// Files that may hold items whose time (start_datetime/end_datetime interval, else
+    /// datetime) reaches at or after this instant (date or datetime; naive = UTC).
     #[arg(long)]
     start: Option<String>,
-    /// Items at or before this instant (date or datetime; naive = UTC, offsets converted).
+    /// Files that may hold items whose time starts at or before this instant.
     #[arg(long)]
     end: Option<String>,
     /// Output format.

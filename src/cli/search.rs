@@ -1,6 +1,6 @@
 //! `earthcatalog search`: STAC API item search over the warehouse, streamed to stdout.
 
-use std::io::Write;
+use std::io::{Seek, Write};
 
 use clap::{Args, ValueEnum};
 use earthcatalog::query::{
@@ -46,8 +46,8 @@ pub struct SearchArgs {
     /// Items intersecting a point lon,lat.
     #[arg(long, group = "region", allow_hyphen_values = true)]
     point: Option<String>,
-    /// An instant or an interval `start/end` (`..` or empty for an open end). Items without a
-    /// datetime match when their start_datetime/end_datetime interval overlaps.
+    /// An instant or an interval `start/end` (`..` or empty for an open end). An item matches
+    /// when its start_datetime/end_datetime interval (else its datetime) intersects it.
     #[arg(long)]
     datetime: Option<String>,
     /// Only these ids (comma-separated).
@@ -135,6 +135,9 @@ async fn request(args: &SearchArgs) -> anyhow::Result<SearchRequest> {
     Ok(req)
 }
 
+/// Search output kept in memory before the spool moves to a temporary file.
+const SPOOL_MEMORY: usize = 32 << 20;
+
 /// Whether a write failed because the reader went away (treated as success).
 fn broken_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
@@ -159,8 +162,10 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
         ..req
     };
     let (mut items, stats) = wh.search_with_stats(&req).await?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    // The results are spooled (in memory up to SPOOL_MEMORY, then a temporary file) and copied
+    // to stdout only when the search finished: an error never leaves half-written output.
+    let spool = tempfile::spooled_tempfile(SPOOL_MEMORY);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, spool);
     let geojson = args.format == SearchFormat::Geojson;
     let mut count = 0u64;
     let result: std::io::Result<()> = async {
@@ -181,7 +186,11 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
         if geojson {
             writeln!(out, "\n],\"numberReturned\":{count}}}")?;
         }
-        out.flush()
+        let mut spool = out.into_inner().map_err(|e| e.into_error())?;
+        spool.seek(std::io::SeekFrom::Start(0))?;
+        let mut stdout = std::io::stdout().lock();
+        std::io::copy(&mut spool, &mut stdout)?;
+        stdout.flush()
     }
     .await;
     match result {
@@ -196,13 +205,14 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
         let s = stats.snapshot();
         eprintln!(
             "{count} items; files {}, row groups {} ({} skipped by statistics), rows scanned {}, \
-             rows matched {}, duplicates dropped {}",
+             rows matched {}, duplicates dropped {}, filter not evaluable on {}",
             s.files,
             s.row_groups,
             s.row_groups_pruned,
             s.rows_scanned,
             s.rows_matched,
-            s.duplicates
+            s.duplicates,
+            s.filter_errors
         );
     }
     Ok(EXIT_OK)

@@ -24,11 +24,37 @@ pub fn parse_geometry(text: &str, arg: &str) -> Result<Geometry<f64>> {
     let geometry = if text.starts_with('{') {
         parse_geojson(text).map_err(|e| geometry_error(arg, format!("not valid GeoJSON: {e}")))?
     } else {
-        super::wkt::parse_wkt(text)
-            .map_err(|e| geometry_error(arg, format!("not valid WKT: {e}")))?
+        parse_wkt(text).map_err(|e| geometry_error(arg, format!("not valid WKT: {e}")))?
     };
     validate_lon_lat(&geometry, arg)?;
     Ok(geometry)
+}
+
+/// Deepest parenthesis nesting accepted in WKT (a MultiPolygon needs 3; collections add one
+/// per level): the reader recurses once per level.
+const MAX_WKT_DEPTH: usize = 16;
+
+/// Parse WKT (`POINT`, `LINESTRING`, `POLYGON`, the `MULTI` forms and `GEOMETRYCOLLECTION`,
+/// `Z`/`M` ordinates dropped) with the `wkt` crate.
+pub fn parse_wkt(text: &str) -> std::result::Result<Geometry<f64>, String> {
+    use wkt::TryFromWkt;
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'(' => {
+                depth += 1;
+                if depth > MAX_WKT_DEPTH {
+                    return Err(format!("nested deeper than {MAX_WKT_DEPTH} levels"));
+                }
+            }
+            b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if text.trim().is_empty() {
+        return Err("empty text".into());
+    }
+    Geometry::<f64>::try_from_wkt_str(text).map_err(|e| e.to_string())
 }
 
 fn parse_geojson(text: &str) -> std::result::Result<Geometry<f64>, String> {
@@ -188,6 +214,57 @@ pub fn parse_datetime(text: &str, arg: &str) -> Result<DateTime<Utc>> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn wkt_reads_every_supported_type() {
+        let p = parse_wkt("POINT (10 20)").unwrap();
+        assert_eq!(p, Geometry::Point(Point::new(10.0, 20.0)));
+        assert_eq!(
+            parse_wkt("linestring(0 0, 1 1, 2 0)")
+                .unwrap()
+                .coords_count(),
+            3
+        );
+        let Geometry::Polygon(poly) =
+            parse_wkt("POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0), (2 2, 3 2, 3 3, 2 2))").unwrap()
+        else {
+            panic!("not a polygon")
+        };
+        assert_eq!(poly.interiors().len(), 1);
+        let Geometry::MultiPolygon(mp) =
+            parse_wkt("MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 5, 6 6, 5 5)))").unwrap()
+        else {
+            panic!("not a multipolygon")
+        };
+        assert_eq!(mp.0.len(), 2);
+        assert_eq!(
+            parse_wkt("MULTIPOINT ((1 2), (3 4))").unwrap(),
+            parse_wkt("MULTIPOINT (1 2, 3 4)").unwrap()
+        );
+        let gc = parse_wkt("GEOMETRYCOLLECTION (POINT (1 2), LINESTRING (0 0, 1 1))").unwrap();
+        assert_eq!(gc.coords_count(), 3);
+        let z = parse_wkt("POINT Z (1.5 -2e1 300)").unwrap();
+        assert_eq!(z, Geometry::Point(Point::new(1.5, -20.0)));
+    }
+
+    #[test]
+    fn wkt_errors_and_deep_nesting() {
+        for bad in [
+            "POLYGON ((0 0, 1 0, 1 1",
+            "POINT (1)",
+            "CIRCLE (1 2)",
+            "",
+            "POINT (1 2; 3)",
+        ] {
+            assert!(parse_wkt(bad).is_err(), "{bad:?}");
+        }
+        let deep = format!(
+            "{}POINT (1 2){}",
+            "GEOMETRYCOLLECTION (".repeat(5000),
+            ")".repeat(5000)
+        );
+        assert!(parse_wkt(&deep).unwrap_err().contains("nested deeper"));
+    }
 
     #[test]
     fn geojson_and_wkt_give_the_same_polygon() {

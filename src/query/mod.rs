@@ -23,7 +23,6 @@ mod prune;
 mod rehydrate;
 mod search;
 mod summary;
-mod wkt;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -33,19 +32,20 @@ use geo_types::Geometry;
 use iceberg::table::Table;
 
 pub use crate::catalog::live::{FileEntry, Scan};
-pub use crate::catalog::prune::Pruner;
-pub use input::{bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point};
+pub use crate::catalog::prune::{Pruner, TimeFilter, temporal_match};
+pub use input::{
+    bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point, parse_wkt,
+};
 pub use prune::{cell_list_sql, cells_for_geometry};
 pub use rehydrate::{ItemBatch, item_json, wkb_geometry, wkb_to_geojson, write_item};
 pub use search::{
     DatetimeInterval, Fields, READ_CONCURRENCY, SearchCounts, SearchRequest, SearchStats, SortBy,
-    datetime_matches, footprint_intersects, parse_filter,
+    footprint_intersects, parse_filter,
 };
 pub use summary::{
     BASE_FIELD_IDS, BucketStats, CatalogInfo, SchemaField, SnapshotInfo, YearRows, bucket_stats,
     top_buckets,
 };
-pub use wkt::parse_wkt;
 
 use crate::catalog::{Catalog, grid_from_properties};
 use crate::error::{Error, Result};

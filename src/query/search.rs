@@ -3,7 +3,7 @@
 //! ```text
 //! request ─▶ cells (ingest partitioner) × years ─▶ Pruner ─▶ live files (manifests only)
 //!   buckets, newest commit first ─▶ fetch (≤ READ_CONCURRENCY buckets at once) ─▶ blocking decode:
-//!     row groups skipped by Parquet statistics (datetime, id)
+//!     row groups skipped by Parquet statistics (datetime, start/end_datetime, id)
 //!     row filter on the filter columns only (id, collection, datetime, start/end, geometry)
 //!     surviving rows decoded in full ─▶ rehydrated item JSON ─▶ residual CQL2
 //!   ─▶ dedup by id ─▶ fields ─▶ stream (or collect + sort for sortby)
@@ -15,9 +15,11 @@
 //!   more than 180° crosses the antimeridian the short way, pole-enclosing rings are polar caps,
 //!   and shapes are compared under shifts of 360°. Items without geometry never match a spatial
 //!   query.
-//! * **Datetime**: `[start, end]`, either end open. An item with a `datetime` matches when it is
-//!   inside; an item without one matches when its `[start_datetime, end_datetime]` overlaps (a
-//!   missing bound is open; with neither, it does not match).
+//! * **Datetime**: `[start, end]`, either end open. An item matches when its temporal extent
+//!   intersects it: `[start_datetime, end_datetime]` when it has both, else the instant
+//!   `datetime` (STAC API item search; [`temporal_match`] has the whole rule). Files are pruned by
+//!   the manifests' bounds of the three columns and row groups by their Parquet statistics with
+//!   the same rule ([`crate::catalog::prune`]), never by the `year` partition alone.
 //! * **ids / collections**: membership; an item without a collection never matches a
 //!   collections filter.
 //! * **filter**: CQL2 evaluated with [`cql2::Expr::matches`] on the rehydrated item (bare names
@@ -60,7 +62,7 @@ use serde_json::{Map, Value as Json};
 
 use super::rehydrate::{ItemBatch, wkb_geometry};
 use super::{FileEntry, Warehouse, parse_datetime};
-use crate::catalog::prune::Pruner;
+use crate::catalog::prune::{ColumnRange, Pruner, TemporalExtent, TimeFilter, temporal_match};
 use crate::error::{Error, Result};
 use crate::grid::{Footprint, lon_shifts, regions};
 use crate::item::Version;
@@ -130,26 +132,6 @@ impl DatetimeInterval {
             self.start.map(|t| t.timestamp_micros()),
             self.end.map(|t| t.timestamp_micros()),
         )
-    }
-}
-
-/// Whether an item's time matches `[lo, hi]` (µs; open ends `None`): its `datetime` inside, or
-/// without one, its `[start_datetime, end_datetime]` overlapping (missing bounds open; with
-/// neither bound it does not match).
-pub fn datetime_matches(
-    datetime: Option<i64>,
-    start_datetime: Option<i64>,
-    end_datetime: Option<i64>,
-    lo: Option<i64>,
-    hi: Option<i64>,
-) -> bool {
-    match datetime {
-        Some(t) => lo.is_none_or(|l| t >= l) && hi.is_none_or(|h| t <= h),
-        None => {
-            (start_datetime.is_some() || end_datetime.is_some())
-                && start_datetime.is_none_or(|s| hi.is_none_or(|h| s <= h))
-                && end_datetime.is_none_or(|e| lo.is_none_or(|l| e >= l))
-        }
     }
 }
 
@@ -402,6 +384,15 @@ impl SearchRequest {
 /// (JSON when the text starts with `{`). `arg` names the argument in errors.
 pub fn parse_filter(text: &str, lang: Option<&str>, arg: &str) -> Result<cql2::Expr> {
     let trimmed = text.trim();
+    if trimmed.len() > MAX_FILTER_BYTES {
+        return Err(Error::invalid_argument(
+            arg,
+            format!(
+                "the filter is {} bytes; at most {MAX_FILTER_BYTES} are accepted",
+                trimmed.len()
+            ),
+        ));
+    }
     let json = match lang {
         Some("cql2-json") => true,
         Some("cql2-text") => false,
@@ -413,11 +404,23 @@ pub fn parse_filter(text: &str, lang: Option<&str>, arg: &str) -> Result<cql2::E
         }
         None => trimmed.starts_with('{'),
     };
+    // The parsers and the evaluator recurse once per nesting level: bound the nesting before
+    // parsing (text; serde_json stops JSON at 128 levels by itself) and after (both), so deep
+    // input from a command line or a request is an error, not a stack overflow.
+    if !json && let Some(depth) = text_nesting(trimmed).filter(|d| *d > MAX_FILTER_DEPTH) {
+        return Err(too_deep(arg, depth));
+    }
     let parsed = if json {
         cql2::parse_json(trimmed).map_err(|e| e.to_string())
     } else {
-        cql2::parse_text(trimmed).map_err(|e| e.to_string())
+        parse_text_on_big_stack(trimmed)
     };
+    if let Ok(expr) = &parsed
+        && let depth = expr_depth(expr)
+        && depth > MAX_FILTER_DEPTH
+    {
+        return Err(too_deep(arg, depth));
+    }
     parsed.map_err(|e| {
         Error::invalid_argument(
             arg,
@@ -427,6 +430,117 @@ pub fn parse_filter(text: &str, lang: Option<&str>, arg: &str) -> Result<cql2::E
             ),
         )
     })
+}
+
+/// Filters longer than this are refused (a STAC API request body is bounded too).
+pub const MAX_FILTER_BYTES: usize = 256 * 1024;
+/// Deepest accepted filter nesting (parentheses, NOT chains, nested operations).
+pub const MAX_FILTER_DEPTH: usize = 64;
+
+fn too_deep(arg: &str, depth: usize) -> Error {
+    Error::invalid_argument(
+        arg,
+        format!("the filter nests {depth} levels deep; at most {MAX_FILTER_DEPTH} are accepted"),
+    )
+}
+
+/// An upper bound of the parse depth of CQL2 text: the deepest parenthesis nesting plus the
+/// number of `NOT` keywords and unary minus signs (each a level of the parser's recursion),
+/// outside quoted strings and identifiers. `None` when it is small enough not to matter.
+fn text_nesting(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut deepest, mut prefix_ops) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    let mut prev_significant = b'(';
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\'' | b'"' => {
+                // Skip a quoted string or identifier ('' / "" escape themselves).
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == b && bytes.get(i + 1) == Some(&b) {
+                        i += 2;
+                    } else if bytes[i] == b {
+                        break;
+                    } else {
+                        i += 1;
+                    }
+                }
+                prev_significant = b;
+            }
+            b'(' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                prev_significant = b'(';
+            }
+            b')' | b']' => {
+                depth = depth.saturating_sub(1);
+                prev_significant = b')';
+            }
+            b'-' if matches!(
+                prev_significant,
+                b'(' | b',' | b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/'
+            ) =>
+            {
+                prefix_ops += 1;
+                prev_significant = b'-';
+            }
+            b if b.is_ascii_whitespace() => {}
+            b if b.is_ascii_alphabetic() => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':')
+                {
+                    i += 1;
+                }
+                let word = &text[start..i];
+                if word.eq_ignore_ascii_case("and") || word.eq_ignore_ascii_case("or") {
+                    prev_significant = b'(';
+                } else if word.eq_ignore_ascii_case("not") && prev_significant == b'(' {
+                    // A prefix NOT (not the infix `NOT IN`, `NOT LIKE`, `IS NOT`).
+                    prefix_ops += 1;
+                } else {
+                    prev_significant = b'a';
+                }
+                continue;
+            }
+            other => prev_significant = other,
+        }
+        i += 1;
+    }
+    let bound = deepest + prefix_ops;
+    (bound > MAX_FILTER_DEPTH).then_some(bound)
+}
+
+/// Parse CQL2 text on a thread whose stack fits the input: the text parser recurses once per
+/// binary operator of a flat `a OR b OR …` chain (measured: ~700 bytes of stack per term, ~80
+/// per byte of text; 6,000 terms overflow a 2 MB stack), which the nesting bound does not limit.
+fn parse_text_on_big_stack(text: &str) -> std::result::Result<cql2::Expr, String> {
+    let owned = text.to_string();
+    let stack = (8 << 20) + 128 * text.len();
+    std::thread::Builder::new()
+        .name("cql2-parse".into())
+        .stack_size(stack)
+        .spawn(move || cql2::parse_text(&owned).map_err(|e| e.to_string()))
+        .map_err(|e| format!("cannot start the parser thread: {e}"))?
+        .join()
+        .map_err(|_| "the CQL2 parser panicked".to_string())?
+}
+
+/// The nesting depth of a parsed expression (bounded by the checks before parsing).
+fn expr_depth(expr: &cql2::Expr) -> usize {
+    use cql2::Expr;
+    let children: Box<dyn Iterator<Item = &Expr>> = match expr {
+        Expr::Operation { args, .. } => Box::new(args.iter().map(|a| a.as_ref())),
+        Expr::Interval { interval } => Box::new(interval.iter().map(|a| a.as_ref())),
+        Expr::BBox { bbox } => Box::new(bbox.iter().map(|a| a.as_ref())),
+        Expr::Array(items) => Box::new(items.iter().map(|a| a.as_ref())),
+        Expr::Timestamp { timestamp } => Box::new(std::iter::once(timestamp.as_ref())),
+        Expr::Date { date } => Box::new(std::iter::once(date.as_ref())),
+        _ => Box::new(std::iter::empty()),
+    };
+    1 + children.map(expr_depth).max().unwrap_or(0)
 }
 
 /// Counters of one search (shared with the stream; read them when it is done).
@@ -446,6 +560,8 @@ pub struct SearchStats {
     pub duplicates: AtomicU64,
     /// Dropped rows that were a strictly newer version than the returned one (streaming only).
     pub superseded_after_emit: AtomicU64,
+    /// Items the CQL2 filter could not be evaluated on (they do not match).
+    pub filter_errors: AtomicU64,
 }
 
 impl SearchStats {
@@ -464,6 +580,7 @@ impl SearchStats {
             rows_matched: g(&self.rows_matched),
             duplicates: g(&self.duplicates),
             superseded_after_emit: g(&self.superseded_after_emit),
+            filter_errors: g(&self.filter_errors),
         }
     }
 }
@@ -485,6 +602,8 @@ pub struct SearchCounts {
     pub duplicates: u64,
     /// See [`SearchStats::superseded_after_emit`].
     pub superseded_after_emit: u64,
+    /// See [`SearchStats::filter_errors`].
+    pub filter_errors: u64,
 }
 
 /// The query geometry as planar parts (unwrapped like footprints) with their bounds.
@@ -599,6 +718,31 @@ fn to_micros(v: i64, unit: &TimeUnit) -> i64 {
 }
 
 impl Plan {
+    /// Whether the CQL2 filter is TRUE of an item. NULL (a comparison with a property the item
+    /// lacks) is not a match (STAC API filter semantics), and neither is an expression that
+    /// cannot be evaluated on this item (e.g. comparing a string property with a number): such
+    /// items are counted in [`SearchStats::filter_errors`] and the first reason is logged.
+    fn filter_matches(&self, filter: &cql2::Expr, item: &Json, id: &str) -> bool {
+        match filter.clone().reduce(Some(item)) {
+            Ok(reduced) => reduced.is_true(),
+            Err(e) => {
+                if self
+                    .stats
+                    .filter_errors
+                    .fetch_add(1, AtomicOrdering::Relaxed)
+                    == 0
+                {
+                    tracing::warn!(
+                        %id,
+                        error = %e,
+                        "the filter cannot be evaluated on an item; such items do not match"
+                    );
+                }
+                false
+            }
+        }
+    }
+
     /// The columns the row filter reads.
     fn filter_columns(&self) -> Vec<&'static str> {
         let mut c = Vec::new();
@@ -628,16 +772,32 @@ impl Plan {
                 c.column_descr().name() == name && c.column_descr().path().parts().len() == 1
             })
         };
-        if let Some((lo, hi)) = self.interval
-            && let Some(c) = column("datetime")
-            && let Ok(field) = schema.field_with_name("datetime")
-            && let DataType::Timestamp(unit, _) = field.data_type()
-            && let Some(Statistics::Int64(s)) = c.statistics()
-            && s.null_count_opt() == Some(0)
-            && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
-        {
-            let (min, max) = (to_micros(*min, unit), to_micros(*max, unit));
-            if lo.is_some_and(|l| max < l) || hi.is_some_and(|h| min > h) {
+        if let Some((lo, hi)) = self.interval {
+            let range = |name: &str| -> ColumnRange {
+                let Some(c) = column(name) else {
+                    return ColumnRange::ALL_NULL;
+                };
+                let unit = match schema.field_with_name(name).map(|f| f.data_type()) {
+                    Ok(DataType::Timestamp(unit, _)) => *unit,
+                    _ => return ColumnRange::UNKNOWN,
+                };
+                match c.statistics() {
+                    Some(Statistics::Int64(s)) => ColumnRange::from_counts(
+                        Some(rg.num_rows()),
+                        s.null_count_opt().and_then(|n| i64::try_from(n).ok()),
+                        s.min_opt().map(|v| to_micros(*v, &unit)),
+                        s.max_opt().map(|v| to_micros(*v, &unit)),
+                        true,
+                    ),
+                    _ => ColumnRange::UNKNOWN,
+                }
+            };
+            let extent = TemporalExtent {
+                datetime: range("datetime"),
+                start: range("start_datetime"),
+                end: range("end_datetime"),
+            };
+            if !(TimeFilter { lo, hi }).may_match(&extent) {
                 return false;
             }
         }
@@ -686,7 +846,7 @@ impl Plan {
             let at = |v: &Option<Vec<Option<i64>>>, i: usize| v.as_ref().and_then(|v| v[i]);
             for (i, k) in keep.iter_mut().enumerate() {
                 if *k {
-                    *k = datetime_matches(at(&dt, i), at(&s, i), at(&e, i), lo, hi);
+                    *k = temporal_match(at(&dt, i), at(&s, i), at(&e, i), lo, hi);
                 }
             }
         }
@@ -757,13 +917,10 @@ impl Plan {
                     continue;
                 };
                 let item = items.item_with(i, self.with_grid_partition, self.json_text);
-                if let Some(filter) = &self.filter {
-                    let ok = filter.clone().matches(Some(&item)).map_err(|e| {
-                        Error::Config(format!("filter: cannot evaluate on item {id}: {e}"))
-                    })?;
-                    if !ok {
-                        continue;
-                    }
+                if let Some(filter) = &self.filter
+                    && !self.filter_matches(filter, &item, &id)
+                {
+                    continue;
                 }
                 let version = Version::new(
                     timestamp_property(&item, "updated"),
@@ -1037,29 +1194,6 @@ mod tests {
     }
 
     #[test]
-    fn datetime_match_uses_start_end_without_datetime() {
-        assert!(datetime_matches(Some(5), None, None, Some(1), Some(10)));
-        assert!(!datetime_matches(
-            Some(11),
-            Some(1),
-            Some(2),
-            Some(1),
-            Some(10)
-        ));
-        assert!(datetime_matches(None, Some(8), Some(20), Some(1), Some(10)));
-        assert!(!datetime_matches(
-            None,
-            Some(11),
-            Some(20),
-            Some(1),
-            Some(10)
-        ));
-        assert!(!datetime_matches(None, Some(1), Some(2), Some(3), None));
-        assert!(datetime_matches(None, None, Some(2), Some(1), Some(1)));
-        assert!(!datetime_matches(None, None, None, None, Some(10)));
-    }
-
-    #[test]
     fn fields_include_exclude() {
         let item = serde_json::json!({
             "type": "Feature", "id": "a", "geometry": null, "bbox": [0, 0, 1, 1],
@@ -1103,6 +1237,41 @@ mod tests {
         assert!(e.to_string().contains("--filter"), "{e}");
         assert!(parse_filter("{", Some("cql2-json"), "--filter").is_err());
         assert!(parse_filter("a = 1", Some("sql"), "--filter").is_err());
+    }
+
+    #[test]
+    fn deep_filters_are_refused_before_they_overflow_the_stack() {
+        let parens = format!("{}a = 1{}", "(".repeat(1500), ")".repeat(1500));
+        let nots = format!("{}a = 1", "NOT ".repeat(600));
+        let json = format!(
+            "{}{{\"op\":\"=\",\"args\":[{{\"property\":\"a\"}},1]}}{}",
+            "{\"op\":\"not\",\"args\":[".repeat(600),
+            "]}".repeat(600)
+        );
+        let minus = format!("a = {}1", "-".repeat(600));
+        for (name, text) in [
+            ("parens", parens),
+            ("nots", nots),
+            ("json", json),
+            ("minus", minus),
+        ] {
+            let e = parse_filter(&text, None, "--filter").unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument { .. }), "{name}: {e}");
+            assert!(e.to_string().contains("--filter"), "{name}: {e}");
+        }
+        // Infix NOT and ordinary nesting stay fine.
+        let many = (0..80)
+            .map(|i| format!("p{i} NOT IN ('x') AND q{i} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        parse_filter(&many, None, "--filter").unwrap();
+        parse_filter("NOT (a = 1 AND NOT (b = 2 OR NOT c = 3))", None, "--filter").unwrap();
+        // A long flat chain (the parser recurses per operator) parses on its own stack.
+        let flat = "a = 1 OR ".repeat(MAX_FILTER_BYTES / 10) + "a = 1";
+        assert!(flat.len() < MAX_FILTER_BYTES);
+        parse_filter(&flat, None, "--filter").unwrap();
+        let big = "a = 1 OR ".repeat(MAX_FILTER_BYTES / 8) + "a = 1";
+        assert!(parse_filter(&big, None, "--filter").is_err());
     }
 
     #[test]
