@@ -20,6 +20,15 @@
 //!   index untouched.
 //! * **Single writer.** The index is updated only after a successful catalog commit, by the
 //!   process holding the catalog lock ([`crate::lock`]); two concurrent merges would lose ids.
+//! * **Stamped.** Every index we write records, in its Parquet key-value metadata, the table
+//!   (uuid) and the snapshot whose ids it holds ([`IndexStamp`]; the Python tool ignores the
+//!   entries). A run reconciles the index with the catalog before trusting it
+//!   ([`reconcile`]): a crash between a commit and the index update leaves the stamp behind,
+//!   and the missing ids are added from the files those snapshots added; a gap that may have
+//!   removed ids (gc, repair, foreign operations), an unstamped or unreadable index, or one of
+//!   another table is rebuilt from the live files' `id` columns ([`rebuild`]). So an id the
+//!   catalog holds is never re-ingested because the index missed it, and an id it does not hold
+//!   is never skipped because the index has it.
 //! * **Lenient reading.** Python-written files are accepted with `id_hash` typed
 //!   `fixed_size_binary(16)`, `binary` or `large_binary` (each value 16 bytes), snappy or zstd;
 //!   null rows are skipped. An unsorted old index (never written by either tool, but possible by
@@ -42,6 +51,11 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
+use iceberg::spec::Operation;
+use iceberg::table::Table;
+use parquet::file::metadata::KeyValue;
+
+use crate::catalog::prune::Pruner;
 use crate::error::{Error, Result};
 use crate::store::Location;
 
@@ -60,6 +74,64 @@ const BATCH_ROWS: usize = 64 * 1024;
 /// Rows per row group (pyarrow's default).
 const ROW_GROUP_ROWS: usize = 1024 * 1024;
 
+/// Key-value metadata key of the table uuid the index belongs to.
+pub const META_TABLE_UUID: &str = "earthcatalog.table-uuid";
+/// Key-value metadata key of the snapshot whose ids the index holds.
+pub const META_SNAPSHOT_ID: &str = "earthcatalog.snapshot-id";
+
+/// Data files whose ids are read at once while rebuilding.
+const REBUILD_CONCURRENCY: usize = 16;
+
+/// Which catalog state an index reflects.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IndexStamp {
+    /// The table's uuid.
+    pub table_uuid: String,
+    /// The snapshot whose ids the index holds.
+    pub snapshot_id: i64,
+}
+
+impl IndexStamp {
+    /// The stamp of a table's current snapshot (`None` for a table without snapshots).
+    pub fn of(table: &Table) -> Option<Self> {
+        let md = table.metadata();
+        md.current_snapshot_id().map(|snapshot_id| Self {
+            table_uuid: md.uuid().to_string(),
+            snapshot_id,
+        })
+    }
+
+    fn key_values(&self) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new(META_TABLE_UUID.to_string(), self.table_uuid.clone()),
+            KeyValue::new(META_SNAPSHOT_ID.to_string(), self.snapshot_id.to_string()),
+        ]
+    }
+
+    fn from_key_values(kv: Option<&Vec<KeyValue>>) -> Option<Self> {
+        let get = |k: &str| {
+            kv?.iter()
+                .find(|e| e.key == k)
+                .and_then(|e| e.value.clone())
+        };
+        Some(Self {
+            table_uuid: get(META_TABLE_UUID)?,
+            snapshot_id: get(META_SNAPSHOT_ID)?.parse().ok()?,
+        })
+    }
+}
+
+/// What the index file's footer says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IndexInfo {
+    /// Rows (distinct ids).
+    pub rows: u64,
+    /// Object size in bytes.
+    pub bytes: u64,
+    /// The catalog state it reflects, when stamped.
+    pub stamp: Option<IndexStamp>,
+}
+
 /// The digest of one item id: xxh3-128 with seed 42 of its UTF-8 bytes, big-endian.
 pub fn hash_id(id: &str) -> IdHash {
     xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), HASH_SEED).to_be_bytes()
@@ -73,11 +145,20 @@ pub fn default_index_path(warehouse_url: &str) -> String {
 /// Number of rows in the index, from the Parquet footer only (a few range reads); `None` when
 /// there is no index.
 pub async fn index_len(location: &Location) -> Result<Option<u64>> {
-    let Some(builder) = open(location).await? else {
+    Ok(index_info(location).await?.map(|i| i.rows))
+}
+
+/// Rows, size and stamp of the index, from its footer; `None` when there is no index.
+pub async fn index_info(location: &Location) -> Result<Option<IndexInfo>> {
+    let Some((builder, bytes)) = open_sized(location).await? else {
         return Ok(None);
     };
-    let rows = builder.metadata().file_metadata().num_rows();
-    Ok(Some(u64::try_from(rows).unwrap_or(0)))
+    let fm = builder.metadata().file_metadata();
+    Ok(Some(IndexInfo {
+        rows: u64::try_from(fm.num_rows()).unwrap_or(0),
+        bytes,
+        stamp: IndexStamp::from_key_values(fm.key_value_metadata()),
+    }))
 }
 
 /// Load the whole index as a sorted, deduplicated `Vec` (O(n) memory: 16 bytes per id); empty
@@ -95,33 +176,63 @@ pub async fn read_index(location: &Location) -> Result<Vec<IdHash>> {
 }
 
 /// Write `hashes` (any order, duplicates allowed) as the whole index, replacing any existing
-/// one. Returns the number of rows written.
-pub async fn write_index(location: &Location, hashes: Vec<IdHash>) -> Result<u64> {
+/// one, stamped with `stamp`. Returns the number of rows written.
+pub async fn write_index(
+    location: &Location,
+    hashes: Vec<IdHash>,
+    stamp: Option<&IndexStamp>,
+) -> Result<u64> {
     let hashes = sort_dedup(hashes, location.url()).await?;
     let empty = futures::stream::empty();
-    match merge_write(location, empty, &hashes).await? {
+    match merge_write(location, empty, &hashes, Change::Add, stamp).await? {
         Merged::Done { total, .. } => Ok(total),
         Merged::Unsorted => unreachable_unsorted(location),
     }
 }
 
-/// Add `new` digests (any order, duplicates allowed) to the index, creating it if missing.
-/// Returns `(added, total)`: how many of `new` were not in the index yet, and the row count of
-/// the resulting index. Streams the existing index (see the module docs); an empty `new` leaves
-/// the index untouched (and does not create it).
-pub async fn merge_into_index(location: &Location, new: Vec<IdHash>) -> Result<(u64, u64)> {
+/// Add `new` digests (any order, duplicates allowed) to the index, creating it if missing, and
+/// stamp it with `stamp`. Returns `(added, total)`: how many of `new` were not in the index
+/// yet, and the row count of the resulting index. Streams the existing index (see the module
+/// docs). An empty `new` without a stamp leaves the index untouched (and does not create it).
+pub async fn merge_into_index(
+    location: &Location,
+    new: Vec<IdHash>,
+    stamp: Option<&IndexStamp>,
+) -> Result<(u64, u64)> {
     let new = sort_dedup(new, location.url()).await?;
-    if new.is_empty() {
+    if new.is_empty() && stamp.is_none() {
         return Ok((0, index_len(location).await?.unwrap_or(0)));
     }
+    let (added, total) = change(location, &new, Change::Add, stamp).await?;
+    Ok((added, total))
+}
+
+/// Remove `gone` digests from the index (ids whose items left the catalog) and stamp it.
+/// Returns `(removed, total)`.
+pub async fn remove_from_index(
+    location: &Location,
+    gone: Vec<IdHash>,
+    stamp: Option<&IndexStamp>,
+) -> Result<(u64, u64)> {
+    let gone = sort_dedup(gone, location.url()).await?;
+    change(location, &gone, Change::Remove, stamp).await
+}
+
+/// Stream-merge `set` into (or out of) the index.
+async fn change(
+    location: &Location,
+    set: &[IdHash],
+    how: Change,
+    stamp: Option<&IndexStamp>,
+) -> Result<(u64, u64)> {
     let Some((_, old)) = open_stream(location).await? else {
         let empty = futures::stream::empty();
-        return match merge_write(location, empty, &new).await? {
+        return match merge_write(location, empty, set, how, stamp).await? {
             Merged::Done { added, total } => Ok((added, total)),
             Merged::Unsorted => unreachable_unsorted(location),
         };
     };
-    match merge_write(location, old, &new).await? {
+    match merge_write(location, old, set, how, stamp).await? {
         Merged::Done { added, total } => Ok((added, total)),
         Merged::Unsorted => {
             tracing::warn!(
@@ -130,7 +241,7 @@ pub async fn merge_into_index(location: &Location, new: Vec<IdHash>) -> Result<(
             );
             let old = read_index(location).await?;
             let old = futures::stream::iter([Ok(old)]);
-            match merge_write(location, old, &new).await? {
+            match merge_write(location, old, set, how, stamp).await? {
                 Merged::Done { added, total } => Ok((added, total)),
                 Merged::Unsorted => unreachable_unsorted(location),
             }
@@ -145,17 +256,31 @@ fn unreachable_unsorted<T>(location: &Location) -> Result<T> {
     })
 }
 
+/// Whether [`merge_write`] adds its set to the index or removes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Add,
+    Remove,
+}
+
 /// What [`merge_write`] did.
 enum Merged {
-    /// The index was replaced.
+    /// The index was replaced; `added` counts the digests of the set that changed the index
+    /// (added, or removed).
     Done { added: u64, total: u64 },
     /// The old index turned out not to be sorted; nothing was changed.
     Unsorted,
 }
 
-/// Merge the sorted `old` chunks with sorted, deduplicated `new` into a temporary object, then
-/// move it over the index.
-async fn merge_write<S>(location: &Location, old: S, new: &[IdHash]) -> Result<Merged>
+/// Merge the sorted `old` chunks with sorted, deduplicated `new` (added, or removed, as `how`
+/// says) into a temporary object stamped with `stamp`, then move it over the index.
+async fn merge_write<S>(
+    location: &Location,
+    old: S,
+    new: &[IdHash],
+    how: Change,
+    stamp: Option<&IndexStamp>,
+) -> Result<Merged>
 where
     S: Stream<Item = Result<Vec<IdHash>>>,
 {
@@ -165,7 +290,7 @@ where
         location.prefix().as_ref(),
         uuid::Uuid::new_v4().simple()
     ));
-    let mut writer = IndexWriter::create(location, tmp.clone())?;
+    let mut writer = IndexWriter::create(location, tmp.clone(), stamp)?;
     let mut ni = 0usize;
     let mut added = 0u64;
     let mut last_old: Option<IdHash> = None;
@@ -185,12 +310,18 @@ where
             }
             last_old = Some(v);
             while ni < new.len() && new[ni] < v {
-                writer.push(new[ni]);
-                added += 1;
+                if how == Change::Add {
+                    writer.push(new[ni]);
+                    added += 1;
+                }
                 ni += 1;
             }
             if ni < new.len() && new[ni] == v {
                 ni += 1;
+                if how == Change::Remove {
+                    added += 1;
+                    continue;
+                }
             }
             writer.push(v);
         }
@@ -199,7 +330,8 @@ where
             return Err(e);
         }
     }
-    for chunk in new[ni..].chunks(BATCH_ROWS) {
+    let rest = if how == Change::Add { &new[ni..] } else { &[] };
+    for chunk in rest.chunks(BATCH_ROWS) {
         for &v in chunk {
             writer.push(v);
             added += 1;
@@ -234,12 +366,13 @@ struct IndexWriter {
 }
 
 impl IndexWriter {
-    fn create(location: &Location, key: Path) -> Result<Self> {
+    fn create(location: &Location, key: Path, stamp: Option<&IndexStamp>) -> Result<Self> {
         let schema = index_schema();
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_dictionary_enabled(false)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_key_value_metadata(stamp.map(IndexStamp::key_values))
             .build();
         let url = location.url().to_string();
         let sink = ParquetObjectWriter::new(location.store().clone(), key);
@@ -319,6 +452,13 @@ fn hashes_batch(schema: &SchemaRef, hashes: &[IdHash], url: &str) -> Result<Reco
 async fn open(
     location: &Location,
 ) -> Result<Option<ParquetRecordBatchStreamBuilder<ParquetObjectReader>>> {
+    Ok(open_sized(location).await?.map(|(b, _)| b))
+}
+
+/// [`open`], with the object's size.
+async fn open_sized(
+    location: &Location,
+) -> Result<Option<(ParquetRecordBatchStreamBuilder<ParquetObjectReader>, u64)>> {
     let meta = match location.store().head(location.prefix()).await {
         Ok(meta) => meta,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -327,7 +467,7 @@ async fn open(
     let reader = ParquetObjectReader::new(location.store().clone(), location.prefix().clone())
         .with_file_size(meta.size);
     match ParquetRecordBatchStreamBuilder::new(reader).await {
-        Ok(builder) => Ok(Some(builder)),
+        Ok(builder) => Ok(Some((builder, meta.size))),
         // Deleted between the HEAD and the footer read.
         Err(ParquetError::External(e))
             if matches!(
@@ -429,11 +569,324 @@ async fn sort_dedup(mut v: Vec<IdHash>, url: &str) -> Result<Vec<IdHash>> {
         v = work(v);
         return Ok(v);
     }
-    match tokio::task::spawn_blocking(move || work(v)).await {
-        Ok(v) => Ok(v),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::io(url, std::io::Error::other(e))),
+    tokio::task::spawn_blocking(move || work(v))
+        .await
+        .map_err(|e| Error::task(format!("sorting digests for {url}"), e))
+}
+
+/// What [`reconcile`] did to bring the index up to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Reconciled {
+    /// The index already reflected the current snapshot (or the table has none and there is
+    /// no index).
+    Current,
+    /// Snapshots committed after the index's stamp only added files: their ids were added.
+    Extended {
+        /// Snapshots the index was behind by.
+        snapshots: usize,
+        /// Ids added.
+        added: u64,
+        /// Rows after.
+        total: u64,
+    },
+    /// The index was rebuilt from the live files' `id` columns.
+    Rebuilt {
+        /// Why.
+        reason: String,
+        /// Rows after.
+        total: u64,
+    },
+}
+
+/// Bring the index at `location` up to `table`'s current snapshot (see the module docs). The
+/// caller holds the catalog lock.
+pub async fn reconcile(table: &Table, location: &Location) -> Result<Reconciled> {
+    let current = IndexStamp::of(table);
+    let info = match index_info(location).await {
+        Ok(info) => info,
+        Err(e) => {
+            return rebuild_because(table, location, format!("the index cannot be read: {e}"))
+                .await;
+        }
+    };
+    let Some(current) = current else {
+        // No snapshot: nothing is registered, whatever an index says.
+        return match info {
+            Some(i) if i.rows > 0 => {
+                rebuild_because(table, location, "the table has no snapshot".into()).await
+            }
+            _ => Ok(Reconciled::Current),
+        };
+    };
+    let Some(info) = info else {
+        return rebuild_because(table, location, "there is no index yet".into()).await;
+    };
+    let Some(stamp) = info.stamp else {
+        return rebuild_because(
+            table,
+            location,
+            "the index does not record which snapshot it reflects (written by the Python tool \
+             or an older earthcatalog)"
+                .into(),
+        )
+        .await;
+    };
+    if stamp.table_uuid != current.table_uuid {
+        return rebuild_because(
+            table,
+            location,
+            format!("the index belongs to table {}", stamp.table_uuid),
+        )
+        .await;
     }
+    if stamp.snapshot_id == current.snapshot_id {
+        return Ok(Reconciled::Current);
+    }
+    // The snapshots after the stamp, newest first, down to the stamped one.
+    let md = table.metadata();
+    let mut gap = std::collections::HashSet::new();
+    let mut at = Some(current.snapshot_id);
+    loop {
+        let Some(id) = at else {
+            return rebuild_because(
+                table,
+                location,
+                format!(
+                    "the index reflects snapshot {} which is not in the table's history",
+                    stamp.snapshot_id
+                ),
+            )
+            .await;
+        };
+        if id == stamp.snapshot_id {
+            break;
+        }
+        let Some(snapshot) = md.snapshot_by_id(id) else {
+            return rebuild_because(
+                table,
+                location,
+                format!("snapshot {id} of the table's history is missing"),
+            )
+            .await;
+        };
+        let summary = snapshot.summary();
+        let by = summary
+            .additional_properties
+            .get("earthcatalog.operation")
+            .map(String::as_str);
+        let keeps_ids = match summary.operation {
+            Operation::Append => true,
+            // Compaction keeps one row per id: no id leaves the table.
+            Operation::Replace => by == Some("compact"),
+            _ => false,
+        };
+        if !keeps_ids {
+            return rebuild_because(
+                table,
+                location,
+                format!(
+                    "snapshot {id} ({}{}) may have removed ids",
+                    summary.operation.as_str(),
+                    by.map(|b| format!(", {b}")).unwrap_or_default()
+                ),
+            )
+            .await;
+        }
+        gap.insert(id);
+        at = snapshot.parent_snapshot_id();
+    }
+    // Ids of the live files those snapshots added (compaction outputs included: they hold the
+    // ids of the files they replaced).
+    let files = crate::catalog::live::scan(table, &Pruner::default())
+        .await?
+        .files;
+    let added: Vec<(String, u64)> = files
+        .into_iter()
+        .filter(|f| gap.contains(&f.snapshot_id))
+        .map(|f| (f.path, f.bytes))
+        .collect();
+    let ids = ids_of_files(&added).await?;
+    let (n, total) = merge_into_index(location, ids, Some(&current)).await?;
+    Ok(Reconciled::Extended {
+        snapshots: gap.len(),
+        added: n,
+        total,
+    })
+}
+
+async fn rebuild_because(table: &Table, location: &Location, reason: String) -> Result<Reconciled> {
+    tracing::info!(index = %location.url(), %reason, "rebuilding the hash index");
+    let total = rebuild(table, location).await?;
+    Ok(Reconciled::Rebuilt { reason, total })
+}
+
+/// Rebuild the index from the `id` columns of the table's live files (read with range requests,
+/// nothing else of the files), stamped with the current snapshot. Returns the row count. Memory:
+/// 16 bytes per stored row (ids of every cell) until they are deduplicated.
+pub async fn rebuild(table: &Table, location: &Location) -> Result<u64> {
+    let files: Vec<(String, u64)> = crate::catalog::live::scan(table, &Pruner::default())
+        .await?
+        .files
+        .into_iter()
+        .map(|f| (f.path, f.bytes))
+        .collect();
+    let ids = ids_of_files(&files).await?;
+    write_index(location, ids, IndexStamp::of(table).as_ref()).await
+}
+
+/// The digests of every id in the given data files (path, size), unsorted.
+pub async fn ids_of_files(files: &[(String, u64)]) -> Result<Vec<IdHash>> {
+    let per_file: Vec<Vec<IdHash>> = futures::stream::iter(files.iter().cloned())
+        .map(|(path, size)| async move { file_ids(&path, size).await })
+        .buffer_unordered(REBUILD_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(per_file.concat())
+}
+
+/// The digests of the `id` column of one data file.
+async fn file_ids(path: &str, size: u64) -> Result<Vec<IdHash>> {
+    let loc = Location::parse(path)?;
+    let mut reader = ParquetObjectReader::new(loc.store().clone(), loc.prefix().clone());
+    if size > 0 {
+        reader = reader.with_file_size(size);
+    }
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| Error::parquet(path, e))?;
+    let column = builder
+        .schema()
+        .index_of("id")
+        .map_err(|_| Error::Inconsistent(format!("data file {path} has no `id` column")))?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+    let mut stream = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| Error::parquet(path, e))?;
+    let mut out = Vec::new();
+    while let Some(batch) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::parquet(path, e))?
+    {
+        let col = batch.column(0);
+        let strings = arrow_cast::cast(col, &DataType::Utf8)
+            .map_err(|e| Error::arrow(format!("the id column of {path}"), e))?;
+        out.extend(strings.as_string::<i32>().iter().flatten().map(hash_id));
+    }
+    Ok(out)
+}
+
+/// How the index and the table's ids differ ([`verify`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Verification {
+    /// Distinct ids in the table's live files.
+    pub table_ids: u64,
+    /// Rows of the index.
+    pub index_ids: u64,
+    /// Ids in the table that the index lacks (they would be fetched again).
+    pub missing_from_index: u64,
+    /// Digests in the index that no live row has (such items would be skipped).
+    pub not_in_table: u64,
+    /// Up to [`VERIFY_SAMPLE`] ids missing from the index.
+    pub sample_missing: Vec<String>,
+    /// Up to [`VERIFY_SAMPLE`] digests (hex) in the index but not the table.
+    pub sample_extra: Vec<String>,
+    /// The index's stamp.
+    pub stamp: Option<IndexStamp>,
+    /// The table's current snapshot.
+    pub current_snapshot: Option<i64>,
+}
+
+/// Examples listed by [`verify`].
+pub const VERIFY_SAMPLE: usize = 10;
+
+/// Compare the index with the ids of the table's live files (read like [`rebuild`]).
+pub async fn verify(table: &Table, location: &Location) -> Result<Verification> {
+    let files = crate::catalog::live::scan(table, &Pruner::default())
+        .await?
+        .files;
+    let mut by_hash: Vec<(IdHash, String)> = Vec::new();
+    let per_file: Vec<Vec<(IdHash, String)>> = futures::stream::iter(files)
+        .map(|f| async move { file_id_pairs(&f.path, f.bytes).await })
+        .buffer_unordered(REBUILD_CONCURRENCY)
+        .try_collect()
+        .await?;
+    for v in per_file {
+        by_hash.extend(v);
+    }
+    by_hash.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    by_hash.dedup_by(|a, b| a.0 == b.0);
+    let index = read_index(location).await?;
+    let info = index_info(location).await?;
+    let mut v = Verification {
+        table_ids: by_hash.len() as u64,
+        index_ids: index.len() as u64,
+        stamp: info.and_then(|i| i.stamp),
+        current_snapshot: table.metadata().current_snapshot_id(),
+        ..Default::default()
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < by_hash.len() || j < index.len() {
+        let ord = match (by_hash.get(i), index.get(j)) {
+            (Some(a), Some(b)) => a.0.cmp(b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Less => {
+                v.missing_from_index += 1;
+                if v.sample_missing.len() < VERIFY_SAMPLE {
+                    v.sample_missing.push(by_hash[i].1.clone());
+                }
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                v.not_in_table += 1;
+                if v.sample_extra.len() < VERIFY_SAMPLE {
+                    v.sample_extra
+                        .push(index[j].iter().map(|b| format!("{b:02x}")).collect());
+                }
+                j += 1;
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// (digest, id) of every id in one data file.
+async fn file_id_pairs(path: &str, size: u64) -> Result<Vec<(IdHash, String)>> {
+    // Small enough for a verification pass: the ids are kept only until deduplicated.
+    let loc = Location::parse(path)?;
+    let bytes = loc.get_bytes().await?;
+    let _ = size;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| Error::parquet(path, e))?;
+    let column = reader
+        .schema()
+        .index_of("id")
+        .map_err(|_| Error::Inconsistent(format!("data file {path} has no `id` column")))?;
+    let mask = ProjectionMask::roots(reader.parquet_schema(), [column]);
+    let reader = reader
+        .with_projection(mask)
+        .build()
+        .map_err(|e| Error::parquet(path, e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::arrow(path, e))?;
+        let strings = arrow_cast::cast(batch.column(0), &DataType::Utf8)
+            .map_err(|e| Error::arrow(format!("the id column of {path}"), e))?;
+        for id in strings.as_string::<i32>().iter().flatten() {
+            out.push((hash_id(id), id.to_string()));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -503,7 +956,7 @@ mod tests {
         assert!(read_index(&loc).await.unwrap().is_empty());
         assert_eq!(index_len(&loc).await.unwrap(), None);
         // An empty merge is a no-op and does not create the index.
-        assert_eq!(merge_into_index(&loc, vec![]).await.unwrap(), (0, 0));
+        assert_eq!(merge_into_index(&loc, vec![], None).await.unwrap(), (0, 0));
         assert!(loc.get_bytes_opt().await.unwrap().is_none());
     }
 
@@ -513,7 +966,7 @@ mod tests {
         let mut new = ids(0..100);
         new.extend(ids(0..10)); // duplicates count once
         new.reverse();
-        assert_eq!(merge_into_index(&loc, new).await.unwrap(), (100, 100));
+        assert_eq!(merge_into_index(&loc, new, None).await.unwrap(), (100, 100));
         let (dt, compression, rows, values) = inspect(&loc).await;
         assert_eq!(dt, DataType::FixedSizeBinary(16));
         assert!(
@@ -545,10 +998,19 @@ mod tests {
     #[tokio::test]
     async fn merge_counts_only_new_ids() {
         let loc = mem("counts");
-        assert_eq!(merge_into_index(&loc, ids(0..3)).await.unwrap(), (3, 3));
-        assert_eq!(merge_into_index(&loc, ids(2..5)).await.unwrap(), (2, 5));
-        assert_eq!(merge_into_index(&loc, ids(0..5)).await.unwrap(), (0, 5));
-        assert_eq!(merge_into_index(&loc, vec![]).await.unwrap(), (0, 5));
+        assert_eq!(
+            merge_into_index(&loc, ids(0..3), None).await.unwrap(),
+            (3, 3)
+        );
+        assert_eq!(
+            merge_into_index(&loc, ids(2..5), None).await.unwrap(),
+            (2, 5)
+        );
+        assert_eq!(
+            merge_into_index(&loc, ids(0..5), None).await.unwrap(),
+            (0, 5)
+        );
+        assert_eq!(merge_into_index(&loc, vec![], None).await.unwrap(), (0, 5));
         let mut want = ids(0..5);
         want.sort();
         assert_eq!(read_index(&loc).await.unwrap(), want);
@@ -562,12 +1024,12 @@ mod tests {
         for loc in [mem("big"), local] {
             let n = 3 * BATCH_ROWS + 123;
             assert_eq!(
-                merge_into_index(&loc, ids(0..n)).await.unwrap(),
+                merge_into_index(&loc, ids(0..n), None).await.unwrap(),
                 (n as u64, n as u64)
             );
             // Interleaved: half already present, half new, spread over every old batch.
             let new: Vec<IdHash> = ids(n / 2..n + n / 2);
-            let (added, total) = merge_into_index(&loc, new).await.unwrap();
+            let (added, total) = merge_into_index(&loc, new, None).await.unwrap();
             assert_eq!(added, (n / 2) as u64);
             assert_eq!(total, (n + n / 2) as u64);
             let mut want = ids(0..n + n / 2);
@@ -626,7 +1088,10 @@ mod tests {
             loc.put_bytes(python_style_file(&old, dt)).await.unwrap();
             assert_eq!(read_index(&loc).await.unwrap(), old);
             assert_eq!(index_len(&loc).await.unwrap(), Some(51));
-            assert_eq!(merge_into_index(&loc, ids(40..60)).await.unwrap(), (10, 60));
+            assert_eq!(
+                merge_into_index(&loc, ids(40..60), None).await.unwrap(),
+                (10, 60)
+            );
             let (dt, compression, rows, values) = inspect(&loc).await;
             assert_eq!(dt, DataType::FixedSizeBinary(16));
             assert!(matches!(compression, Compression::ZSTD(_)));
@@ -645,7 +1110,7 @@ mod tests {
         loc.put_bytes(python_style_file(&old, DataType::Binary))
             .await
             .unwrap();
-        let (added, total) = merge_into_index(&loc, ids(5..BATCH_ROWS + 20))
+        let (added, total) = merge_into_index(&loc, ids(5..BATCH_ROWS + 20), None)
             .await
             .unwrap();
         assert_eq!((added, total), (10, (BATCH_ROWS + 20) as u64));
@@ -673,7 +1138,7 @@ mod tests {
         assert!(err.to_string().contains("5 bytes"), "{err}");
         // A failed merge leaves the old index as it was.
         let before = loc.get_bytes().await.unwrap();
-        assert!(merge_into_index(&loc, ids(0..3)).await.is_err());
+        assert!(merge_into_index(&loc, ids(0..3), None).await.is_err());
         assert_eq!(loc.get_bytes().await.unwrap(), before);
         assert_only_the_index_is_stored(&loc).await;
     }
@@ -681,10 +1146,43 @@ mod tests {
     #[tokio::test]
     async fn write_index_replaces_the_whole_index() {
         let loc = mem("write");
-        assert_eq!(write_index(&loc, ids(0..10)).await.unwrap(), 10);
-        assert_eq!(write_index(&loc, ids(5..8)).await.unwrap(), 3);
+        assert_eq!(write_index(&loc, ids(0..10), None).await.unwrap(), 10);
+        assert_eq!(write_index(&loc, ids(5..8), None).await.unwrap(), 3);
         let mut want = ids(5..8);
         want.sort();
         assert_eq!(read_index(&loc).await.unwrap(), want);
+    }
+
+    #[tokio::test]
+    async fn stamps_are_written_read_and_removal_is_exact() {
+        let loc = mem("stamp");
+        let stamp = IndexStamp {
+            table_uuid: "4f1e".into(),
+            snapshot_id: 42,
+        };
+        merge_into_index(&loc, ids(0..1000), Some(&stamp))
+            .await
+            .unwrap();
+        let info = index_info(&loc).await.unwrap().unwrap();
+        assert_eq!((info.rows, info.stamp.as_ref()), (1000, Some(&stamp)));
+        // An empty change with a stamp still moves the stamp.
+        let later = IndexStamp {
+            snapshot_id: 43,
+            ..stamp.clone()
+        };
+        merge_into_index(&loc, Vec::new(), Some(&later))
+            .await
+            .unwrap();
+        assert_eq!(index_info(&loc).await.unwrap().unwrap().stamp, Some(later));
+        // Removing ids (some absent) keeps the rest, sorted.
+        let mut gone = ids(100..200);
+        gone.extend(ids(5000..5010));
+        let (removed, total) = remove_from_index(&loc, gone, None).await.unwrap();
+        assert_eq!((removed, total), (100, 900));
+        let mut want: Vec<IdHash> = ids(0..100).into_iter().chain(ids(200..1000)).collect();
+        want.sort_unstable();
+        assert_eq!(read_index(&loc).await.unwrap(), want);
+        assert_eq!(index_info(&loc).await.unwrap().unwrap().stamp, None);
+        assert_only_the_index_is_stored(&loc).await;
     }
 }

@@ -623,7 +623,8 @@ impl Run<'_> {
         let ids = std::mem::take(&mut self.pending_ids);
         if self.options.update_hash_index && !ids.is_empty() {
             let loc = Location::parse(&self.metrics.hash_index_path)?;
-            match hash_index::merge_into_index(&loc, ids).await {
+            let stamp = hash_index::IndexStamp::of(&self.table);
+            match hash_index::merge_into_index(&loc, ids, stamp.as_ref()).await {
                 Ok((added, total)) => {
                     *self.metrics.hash_index_added.get_or_insert(0) += added;
                     self.metrics.hash_index_total = Some(total);

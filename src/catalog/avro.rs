@@ -53,6 +53,8 @@ pub struct EntryLite {
     pub status: i32,
     /// Data sequence number stored in the entry (`None` = inherited from the manifest).
     pub sequence_number: Option<i64>,
+    /// Snapshot that added (or deleted) the file, as stored (`None` = inherited).
+    pub snapshot_id: Option<i64>,
     /// 0 data, 1 position deletes, 2 equality deletes (0 in v1 manifests).
     pub content: i32,
     /// The data file path.
@@ -74,6 +76,12 @@ impl EntryLite {
     /// A live (added or existing) data file.
     pub fn is_live_data(&self) -> bool {
         self.status != 2 && self.content == 0
+    }
+
+    /// The snapshot that added the file, inherited from the manifest `file` (its
+    /// `added_snapshot_id`) when the entry has none, as the Iceberg spec says.
+    pub fn snapshot_id_in(&self, file: &ManifestFile) -> i64 {
+        self.snapshot_id.unwrap_or(file.added_snapshot_id)
     }
 
     /// The data sequence number, inherited from the manifest `file` as the Iceberg spec (and
@@ -130,6 +138,7 @@ fn lite(e: &iceberg::spec::ManifestEntry, stats_fields: &[i32]) -> EntryLite {
             ManifestStatus::Deleted => 2,
         },
         sequence_number: e.sequence_number(),
+        snapshot_id: e.snapshot_id(),
         content: match e.content_type() {
             DataContentType::Data => 0,
             DataContentType::PositionDeletes => 1,
@@ -509,6 +518,7 @@ fn read_entry(c: &mut Cursor, fields: &[(String, Schema)], stats_fields: &[i32])
     let mut e = EntryLite {
         status: -1,
         sequence_number: None,
+        snapshot_id: None,
         content: 0,
         file_path: String::new(),
         partition: Vec::new(),
@@ -521,6 +531,7 @@ fn read_entry(c: &mut Cursor, fields: &[(String, Schema)], stats_fields: &[i32])
         match (name.as_str(), s) {
             ("status", _) => e.status = c.opt_long(s)?.ok_or("no status")? as i32,
             ("sequence_number", _) => e.sequence_number = c.opt_long(s)?,
+            ("snapshot_id", _) => e.snapshot_id = c.opt_long(s)?,
             ("data_file", Schema::Record(df)) => read_data_file(c, df, stats_fields, &mut e)?,
             ("data_file", _) => return Err("data_file is not a record".into()),
             _ => c.skip(s)?,

@@ -27,6 +27,8 @@ pub struct FileEntry {
     pub bytes: u64,
     /// Data sequence number (commit order; higher = committed later), when known.
     pub sequence_number: Option<i64>,
+    /// The snapshot that added the file.
+    pub snapshot_id: i64,
 }
 
 /// What a scan read.
@@ -83,6 +85,7 @@ async fn manifest_entries(
             entry_extent(&e, year)
         };
         let sequence_number = e.sequence_number_in(m);
+        let snapshot_id = e.snapshot_id_in(m);
         out.push((
             FileEntry {
                 path: e.file_path,
@@ -91,6 +94,7 @@ async fn manifest_entries(
                 rows: u64::try_from(e.record_count).unwrap_or(0),
                 bytes: u64::try_from(e.file_size_in_bytes).unwrap_or(0),
                 sequence_number,
+                snapshot_id,
             },
             extent,
         ));

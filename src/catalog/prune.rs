@@ -510,6 +510,7 @@ mod tests {
         let entry = EntryLite {
             status: 1,
             sequence_number: None,
+            snapshot_id: None,
             content: 0,
             file_path: "x".into(),
             partition: vec![],

@@ -193,6 +193,7 @@ mod tests {
     fn file(path: &str, cell: &str, year: Option<i32>, rows: u64) -> FileEntry {
         FileEntry {
             sequence_number: None,
+            snapshot_id: 1,
             path: path.into(),
             cell: Some(cell.into()),
             year,
