@@ -137,6 +137,48 @@ pub fn hash_id(id: &str) -> IdHash {
     xxhash_rust::xxh3::xxh3_128_with_seed(id.as_bytes(), HASH_SEED).to_be_bytes()
 }
 
+/// The item id an inventory key stands for before it is fetched: the key's basename minus
+/// `suffix` (the Python tool's convention; after fetching, the item's own `id` is indexed).
+pub fn key_item_id<'a>(key: &'a str, suffix: &str) -> &'a str {
+    let base = key.rsplit('/').next().unwrap_or(key);
+    base.strip_suffix(suffix).unwrap_or(base)
+}
+
+/// The ids an index holds, loaded for membership tests (sorted digests; 16 bytes per id).
+#[derive(Debug, Clone, Default)]
+pub struct KnownIds {
+    hashes: Vec<IdHash>,
+}
+
+impl KnownIds {
+    /// Load the index at `location` (empty when there is none).
+    pub async fn load(location: &Location) -> Result<Self> {
+        Ok(Self {
+            hashes: read_index(location).await?,
+        })
+    }
+
+    /// From sorted, deduplicated digests.
+    pub fn from_sorted(hashes: Vec<IdHash>) -> Self {
+        Self { hashes }
+    }
+
+    /// Whether the index holds this digest.
+    pub fn contains(&self, hash: &IdHash) -> bool {
+        self.hashes.binary_search(hash).is_ok()
+    }
+
+    /// Ids held.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// Whether no id is held.
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+}
+
 /// `{warehouse without trailing slash}_id_hashes.parquet`, the Python tool's default.
 pub fn default_index_path(warehouse_url: &str) -> String {
     format!("{}_id_hashes.parquet", warehouse_url.trim_end_matches('/'))
@@ -939,6 +981,20 @@ mod tests {
             assert_eq!(hex(&hash_id(id)), want, "{id:?}");
         }
         assert_ne!(hash_id("item-1"), hash_id("item-2"));
+    }
+
+    #[test]
+    fn key_ids_are_basenames_without_the_suffix() {
+        assert_eq!(key_item_id("a/b/X_1.stac.json", ".stac.json"), "X_1");
+        assert_eq!(key_item_id("X_1.stac.json", ".stac.json"), "X_1");
+        assert_eq!(key_item_id("a/b/c.json", ".stac.json"), "c.json");
+        let known = KnownIds::from_sorted({
+            let mut v = ids(0..10);
+            v.sort_unstable();
+            v
+        });
+        assert!(known.contains(&hash_id("item-3")));
+        assert!(!known.contains(&hash_id("item-30")));
     }
 
     #[test]

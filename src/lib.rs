@@ -32,6 +32,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod delta;
 pub mod error;
 pub mod fault;
 pub mod fetch;

@@ -2,8 +2,10 @@
 
 mod compact;
 mod config;
+mod delta;
 mod files;
 mod generate;
+mod index;
 mod info;
 mod ingest;
 mod progress;
@@ -61,6 +63,10 @@ enum Command {
     Files(files::FilesArgs),
     /// STAC API item search: bbox/intersects, datetime, ids, collections, CQL2 filter, sortby.
     Search(Box<search::SearchArgs>),
+    /// Today's inventory keys the warehouse does not hold yet (pending/delta_<date>.parquet).
+    Delta(delta::DeltaArgs),
+    /// The hash index of ingested ids: stats, verify, rebuild.
+    Index(index::IndexArgs),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -88,6 +94,8 @@ pub fn main() -> ExitCode {
             Command::Stats(args) => stats::run(args).await,
             Command::Files(args) => files::run(args).await,
             Command::Search(args) => search::run(*args).await,
+            Command::Delta(args) => delta::run(args, show_progress).await,
+            Command::Index(args) => index::run(args).await,
         }
     });
     match result {

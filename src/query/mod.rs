@@ -149,6 +149,18 @@ impl Warehouse {
         self.warehouse.as_deref()
     }
 
+    /// The hash index of this catalog: the table property, else `<warehouse>_id_hashes.parquet`.
+    pub fn hash_index_path(&self) -> Option<String> {
+        self.table
+            .as_ref()
+            .and_then(|t| t.metadata().properties().get(PROP_HASH_INDEX).cloned())
+            .or_else(|| {
+                self.warehouse
+                    .as_deref()
+                    .map(crate::hash_index::default_index_path)
+            })
+    }
+
     /// The partitioner ingest used for this table.
     pub async fn partitioner(&self) -> Result<Arc<dyn Partitioner>> {
         self.grid.load_partitioner().await
@@ -277,11 +289,7 @@ impl Warehouse {
         info.compaction_candidate_files = t.compaction_candidate_files;
         info.top_buckets = top_buckets(&buckets, TOP_BUCKETS);
 
-        info.hash_index_path = props.get(PROP_HASH_INDEX).cloned().or_else(|| {
-            self.warehouse
-                .as_deref()
-                .map(crate::hash_index::default_index_path)
-        });
+        info.hash_index_path = self.hash_index_path();
         if let Some(path) = &info.hash_index_path {
             let len = match Location::parse(path) {
                 Ok(loc) => crate::hash_index::index_len(&loc).await,
