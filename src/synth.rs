@@ -70,6 +70,7 @@ use crate::store::Location;
 
 mod draft;
 mod geom;
+pub mod inventory;
 mod rng;
 #[cfg(test)]
 mod tests;

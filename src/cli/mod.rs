@@ -55,6 +55,8 @@ enum Command {
     Repair(compact::RepairArgs),
     /// Write a deterministic synthetic ITS_LIVE-like dataset (items + inventory CSV).
     Generate(generate::GenerateArgs),
+    /// Write keys-only S3 Inventories of two days and a hash index (daily-loop benchmarks).
+    GenerateInventory(generate::GenerateInventoryArgs),
     /// Report what a catalog holds: grid, snapshot, totals, years, buckets, schema.
     Info(info::InfoArgs),
     /// Rows, files and bytes per (cell, year).
@@ -88,6 +90,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Ingest(args) => ingest::run(*args, show_progress).await,
             Command::Generate(args) => generate::run(args).await,
+            Command::GenerateInventory(args) => generate::run_inventory(args).await,
             Command::Compact(args) => compact::run(args, show_progress).await,
             Command::Repair(args) => compact::run_repair(args).await,
             Command::Info(args) => info::run(args).await,
