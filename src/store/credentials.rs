@@ -11,7 +11,8 @@
 //!    `AWS_CONTAINER_CREDENTIALS_FULL_URI` + `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (EKS Pod
 //!    Identity);
 //! 5. **instance metadata** (EC2 instance profile, IMDSv2; `AWS_METADATA_ENDPOINT` overrides the
-//!    address), when a probe of at most [`PROBE_TIMEOUT`] gets credentials from it;
+//!    address; `AWS_EC2_METADATA_DISABLED=true` skips it), when a probe of at most
+//!    [`PROBE_TIMEOUT`] gets credentials from it;
 //! 6. **none**: requests are unsigned.
 //!
 //! Sources 3–5 are `object_store`'s own providers: `AmazonS3Builder::from_env` chooses the same
