@@ -305,24 +305,13 @@ impl Error {
     }
 }
 
-/// Whether an object store error is worth retrying (throttling, 5xx, timeouts, connection resets).
+/// Whether an object store error is transient, decided by its variant: `Generic` (throttling,
+/// 5xx, timeouts, dropped connections — which the store's client has already retried as its
+/// [`RetryConfig`](object_store::RetryConfig) allows) and `JoinError` may succeed on a later
+/// try; every specific variant (not found, permission denied, precondition, ...) will not.
 pub fn store_error_retryable(err: &object_store::Error) -> bool {
-    use object_store::Error as E;
-    match err {
-        E::NotFound { .. }
-        | E::AlreadyExists { .. }
-        | E::Precondition { .. }
-        | E::NotModified { .. }
-        | E::NotImplemented { .. }
-        | E::NotSupported { .. }
-        | E::PermissionDenied { .. }
-        | E::Unauthenticated { .. }
-        | E::InvalidPath { .. }
-        | E::UnknownConfigurationKey { .. } => false,
-        E::Generic { source, .. } => {
-            let msg = source.to_string().to_ascii_lowercase();
-            !(msg.contains("403") || msg.contains("forbidden") || msg.contains("404"))
-        }
-        _ => true,
-    }
+    matches!(
+        err,
+        object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+    )
 }

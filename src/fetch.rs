@@ -1,36 +1,21 @@
-//! Fetch STAC item bodies from object storage with retries.
+//! Fetch STAC item bodies from object storage.
 //!
 //! Each inventory row `(bucket, key)` is read from `s3://bucket/key`, or from `<items_root>/key`
-//! when an items root is configured (local copies, tests, the bundled example). Throttling,
-//! 5xx and timeouts are retried with exponential backoff and jitter; 404 and 403 are not.
-
-use std::time::Duration;
+//! when an items root is configured (local copies, tests, the bundled example). Throttling, 5xx,
+//! timeouts and dropped connections are retried by the store's own client, the one retry layer
+//! (see [`crate::store::S3Options`]); this module only classifies the final outcome by the
+//! `object_store` error variant: not found, access denied, or failed.
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 
-use crate::error::store_error_retryable;
 use crate::store::Location;
 
 /// Fetch settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FetchOptions {
-    /// Attempts per item (first try included).
-    pub attempts: u32,
-    /// Backoff before the second attempt; doubles each time.
-    pub backoff: Duration,
     /// Read every key below this location instead of `s3://<bucket>/`.
     pub items_root: Option<String>,
-}
-
-impl Default for FetchOptions {
-    fn default() -> Self {
-        Self {
-            attempts: 4,
-            backoff: Duration::from_millis(250),
-            items_root: None,
-        }
-    }
 }
 
 /// Why an item could not be fetched.
@@ -42,20 +27,32 @@ pub enum FetchError {
     /// Access denied.
     #[error("access denied: {0}")]
     Forbidden(String),
-    /// Failed after retries (or a non-retryable error).
-    #[error("fetch failed after {attempts} attempt(s): {message}")]
+    /// Any other failure, after the store's retries.
+    #[error("fetch failed: {message}")]
     Failed {
-        /// Attempts made.
-        attempts: u32,
-        /// Last error.
+        /// The store's error.
         message: String,
     },
+}
+
+impl From<object_store::Error> for FetchError {
+    /// Classify by variant: `NotFound` → not found, `PermissionDenied`/`Unauthenticated` →
+    /// access denied, anything else → failed.
+    fn from(err: object_store::Error) -> Self {
+        match err {
+            object_store::Error::NotFound { .. } => FetchError::NotFound,
+            e @ (object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }) => FetchError::Forbidden(e.to_string()),
+            e => FetchError::Failed {
+                message: e.to_string(),
+            },
+        }
+    }
 }
 
 /// Fetches item bodies.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
-    options: FetchOptions,
     root: Option<Location>,
 }
 
@@ -67,7 +64,7 @@ impl Fetcher {
             .as_deref()
             .map(Location::parse)
             .transpose()?;
-        Ok(Self { options, root })
+        Ok(Self { root })
     }
 
     /// The URL an inventory row is read from.
@@ -82,53 +79,17 @@ impl Fetcher {
         match &self.root {
             Some(root) => Ok(root.join(key)),
             None => Location::parse(&self.url_for(bucket, key)).map_err(|e| FetchError::Failed {
-                attempts: 0,
                 message: e.to_string(),
             }),
         }
     }
 
-    /// Fetch one item body.
+    /// Fetch one item body (one request; the store retries transient failures).
     pub async fn fetch(&self, bucket: &str, key: &str) -> Result<Bytes, FetchError> {
         let loc = self.location(bucket, key)?;
-        let mut delay = self.options.backoff;
-        let attempts = self.options.attempts.max(1);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            let result = match loc.store().get(loc.prefix()).await {
-                Ok(r) => r.bytes().await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(b) => return Ok(b),
-                Err(object_store::Error::NotFound { .. }) => return Err(FetchError::NotFound),
-                Err(e @ object_store::Error::PermissionDenied { .. })
-                | Err(e @ object_store::Error::Unauthenticated { .. }) => {
-                    return Err(FetchError::Forbidden(e.to_string()));
-                }
-                Err(e) if !store_error_retryable(&e) => {
-                    return Err(FetchError::Failed {
-                        attempts: attempt,
-                        message: e.to_string(),
-                    });
-                }
-                Err(e) => last = e.to_string(),
-            }
-            if attempt < attempts {
-                let jitter = (jitter_seed(key, attempt) % 1000) as f64 / 1000.0;
-                tokio::time::sleep(delay.mul_f64(0.5 + jitter)).await;
-                delay = delay.saturating_mul(2);
-            }
-        }
-        Err(FetchError::Failed {
-            attempts,
-            message: last,
-        })
+        let body = loc.store().get(loc.prefix()).await?;
+        Ok(body.bytes().await?)
     }
-}
-
-fn jitter_seed(key: &str, attempt: u32) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), attempt as u64)
 }
 
 #[cfg(test)]
@@ -144,7 +105,6 @@ mod tests {
             .unwrap();
         let f = Fetcher::new(FetchOptions {
             items_root: Some("memory://fetch-test/items".into()),
-            ..Default::default()
         })
         .unwrap();
         assert_eq!(
@@ -159,6 +119,40 @@ mod tests {
             f.fetch("b", "a/missing.stac.json").await.unwrap_err(),
             FetchError::NotFound
         );
+    }
+
+    #[test]
+    fn errors_are_classified_by_variant() {
+        let source = || -> Box<dyn std::error::Error + Send + Sync> { "boom".into() };
+        let path = "k".to_string();
+        assert_eq!(
+            FetchError::from(object_store::Error::NotFound {
+                path: path.clone(),
+                source: source()
+            }),
+            FetchError::NotFound
+        );
+        for denied in [
+            object_store::Error::PermissionDenied {
+                path: path.clone(),
+                source: source(),
+            },
+            object_store::Error::Unauthenticated {
+                path: path.clone(),
+                source: source(),
+            },
+        ] {
+            assert!(matches!(FetchError::from(denied), FetchError::Forbidden(_)));
+        }
+        // A message that mentions 403 or 404 is still just a failure: only variants count.
+        let generic = object_store::Error::Generic {
+            store: "S3",
+            source: "status 403 Forbidden / 404".into(),
+        };
+        assert!(matches!(
+            FetchError::from(generic),
+            FetchError::Failed { .. }
+        ));
     }
 
     #[test]

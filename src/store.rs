@@ -8,20 +8,33 @@
 //! | `s3://bucket/prefix` | [`AmazonS3`](object_store::aws::AmazonS3) for `bucket` |
 //! | `memory://name/prefix` | a process-wide [`InMemory`] store per `name` (tests) |
 //!
-//! S3 configuration comes from the usual AWS environment variables (`AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`,
-//! `AWS_REGION`/`AWS_DEFAULT_REGION`). Without credentials requests are anonymous (unsigned).
-//! Without a region and without a custom endpoint the bucket's region is looked up once.
-//! Nothing about buckets or regions is hard-coded.
+//! S3 settings come from the usual AWS environment variables (`AWS_ENDPOINT_URL`,
+//! `AWS_ALLOW_HTTP`, `AWS_REGION`/`AWS_DEFAULT_REGION`, ...). Requests are signed with the
+//! credentials of the AWS default chain (environment keys, a shared profile, web identity,
+//! container credentials, the EC2 instance metadata service; see [`credentials`]). They go out
+//! unsigned only when [`S3Options::with_anonymous`] (the CLI's `--anonymous`,
+//! `EARTHCATALOG_S3_ANONYMOUS=1`, `AWS_SKIP_SIGNATURE=true`) asks for it, or when no credential
+//! source exists at all (logged at info level). Without a region and without a custom endpoint
+//! the bucket's region is looked up once. Nothing about buckets or regions is hard-coded.
+//!
+//! Retries of throttling, 5xx, timeouts and dropped connections happen in one place: the
+//! `object_store` client of every S3 store, configured by [`S3Options`] (a bounded number of
+//! retries with exponential backoff and jitter within a bounded total time). Nothing above the
+//! store retries a request again.
+
+pub mod credentials;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    BackoffConfig, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
 use crate::error::{Error, Result};
 
@@ -283,25 +296,197 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
         .clone()
 }
 
-fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
-    static S3: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
-    let map = S3.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut map = match map.lock() {
-        Ok(m) => m,
+/// Process-wide settings of the S3 stores: whether requests are signed, and the one retry
+/// layer (`object_store`'s [`RetryConfig`]).
+///
+/// | environment variable | meaning | default |
+/// |---|---|---|
+/// | `EARTHCATALOG_S3_ANONYMOUS`, `AWS_SKIP_SIGNATURE` | unsigned requests (`1`/`true`) | signed |
+/// | `EARTHCATALOG_S3_MAX_RETRIES` | retries of one request | 10 |
+/// | `EARTHCATALOG_S3_RETRY_TIMEOUT_SECS` | no retry starts later than this after the first try | 60 |
+/// | `EARTHCATALOG_S3_BACKOFF_MS` | first backoff; doubles (with jitter) up to 15 s | 100 |
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Options {
+    anonymous: bool,
+    max_retries: usize,
+    retry_timeout: Duration,
+    initial_backoff: Duration,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        Self {
+            anonymous: false,
+            max_retries: 10,
+            retry_timeout: Duration::from_secs(60),
+            initial_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+impl S3Options {
+    /// The defaults, overridden by the environment variables in the table above; a value that
+    /// does not parse is an error naming the variable.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let bad = |name: &str, value: &str, want: &str| {
+            Error::Config(format!("{name}={value:?}: expected {want}"))
+        };
+        let flag = |name: &str| -> Result<bool> {
+            match get(name) {
+                None => Ok(false),
+                Some(v) => match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" | "y" => Ok(true),
+                    "0" | "false" | "no" | "off" | "n" => Ok(false),
+                    _ => Err(bad(name, &v, "true or false")),
+                },
+            }
+        };
+        let mut options = Self {
+            anonymous: flag("EARTHCATALOG_S3_ANONYMOUS")? | flag("AWS_SKIP_SIGNATURE")?,
+            ..Self::default()
+        };
+        if let Some(v) = get("EARTHCATALOG_S3_MAX_RETRIES") {
+            options.max_retries = v
+                .parse()
+                .map_err(|_| bad("EARTHCATALOG_S3_MAX_RETRIES", &v, "a whole number"))?;
+        }
+        if let Some(v) = get("EARTHCATALOG_S3_RETRY_TIMEOUT_SECS") {
+            options.retry_timeout = v
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or_else(|| bad("EARTHCATALOG_S3_RETRY_TIMEOUT_SECS", &v, "seconds (>= 0)"))?;
+        }
+        if let Some(v) = get("EARTHCATALOG_S3_BACKOFF_MS") {
+            options.initial_backoff = v
+                .parse()
+                .map(Duration::from_millis)
+                .map_err(|_| bad("EARTHCATALOG_S3_BACKOFF_MS", &v, "milliseconds"))?;
+        }
+        Ok(options)
+    }
+
+    /// Send unsigned requests (public buckets) instead of looking for credentials.
+    pub fn with_anonymous(mut self, anonymous: bool) -> Self {
+        self.anonymous = anonymous;
+        self
+    }
+
+    /// Retries of one request (0: none).
+    pub fn with_max_retries(mut self, max_retries: usize) -> Self {
+        self.max_retries = max_retries;
+        self
+    }
+
+    /// No retry starts later than this after a request's first try.
+    pub fn with_retry_timeout(mut self, retry_timeout: Duration) -> Self {
+        self.retry_timeout = retry_timeout;
+        self
+    }
+
+    /// The first backoff; it doubles (with jitter) up to 15 s.
+    pub fn with_initial_backoff(mut self, backoff: Duration) -> Self {
+        self.initial_backoff = backoff;
+        self
+    }
+
+    /// Whether requests go out unsigned.
+    pub fn anonymous(&self) -> bool {
+        self.anonymous
+    }
+
+    /// The `object_store` retry configuration these options describe.
+    pub fn retry_config(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: self.initial_backoff,
+                ..BackoffConfig::default()
+            },
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
+}
+
+static S3_OPTIONS: Mutex<Option<S3Options>> = Mutex::new(None);
+static S3_STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
-    };
+    }
+}
+
+/// Use `options` for every S3 store opened from now on (stores opened before are forgotten).
+/// Without a call, the options come from [`S3Options::from_env`].
+pub fn set_s3_options(options: S3Options) {
+    *lock(&S3_OPTIONS) = Some(options);
+    if let Some(stores) = S3_STORES.get() {
+        lock(stores).clear();
+    }
+}
+
+fn s3_options() -> Result<S3Options> {
+    let mut current = lock(&S3_OPTIONS);
+    if let Some(options) = current.as_ref() {
+        return Ok(options.clone());
+    }
+    let options = S3Options::from_env()?;
+    *current = Some(options.clone());
+    Ok(options)
+}
+
+/// The process's credential source, resolved once (see [`credentials`]). Runs on its own thread
+/// and runtime so it is safe to call from any context, async or not.
+fn credential_source() -> Result<credentials::Source> {
+    static SOURCE: Mutex<Option<credentials::Source>> = Mutex::new(None);
+    let mut cached = lock(&SOURCE);
+    if let Some(source) = cached.as_ref() {
+        return Ok(source.clone());
+    }
+    let resolved = on_own_runtime(async {
+        credentials::resolve(&|name: &str| std::env::var(name).ok()).await
+    })
+    .map_err(|reason| Error::Task {
+        context: "resolving S3 credentials".into(),
+        reason,
+    })??;
+    match &resolved {
+        credentials::Source::None => tracing::info!(
+            "no AWS credentials found (environment, profile, web identity, container, instance \
+             metadata): S3 requests are unsigned"
+        ),
+        source => tracing::debug!(%source, "S3 requests are signed"),
+    }
+    *cached = Some(resolved.clone());
+    Ok(resolved)
+}
+
+fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    let map = S3_STORES.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = lock(map);
     if let Some(store) = map.get(bucket) {
         return Ok(store.clone());
     }
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    let has_creds = env_set("AWS_ACCESS_KEY_ID")
-        || env_set("AWS_WEB_IDENTITY_TOKEN_FILE")
-        || env_set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        || env_set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-        || env_set("AWS_PROFILE");
-    if !has_creds {
-        builder = builder.with_skip_signature(true);
-    }
+    let options = s3_options()?;
+    let source = if options.anonymous {
+        static ONCE: OnceLock<()> = OnceLock::new();
+        ONCE.get_or_init(|| tracing::info!("anonymous access requested: S3 requests are unsigned"));
+        None
+    } else {
+        Some(credential_source()?)
+    };
+    let mut builder = s3_builder(bucket, &options, source.as_ref());
     let has_region = env_set("AWS_REGION") || env_set("AWS_DEFAULT_REGION");
     let has_endpoint = env_set("AWS_ENDPOINT_URL") || env_set("AWS_ENDPOINT");
     if !has_region && !has_endpoint {
@@ -320,22 +505,53 @@ fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
     Ok(store)
 }
 
-/// Look the bucket's region up (one unauthenticated HEAD); `None` when that fails. Runs on its
-/// own thread and runtime so it is safe to call from any context, async or not.
-fn resolve_region(bucket: &str) -> Option<String> {
-    let bucket = bucket.to_string();
+/// The builder of bucket `bucket`'s store: `object_store`'s environment configuration, the
+/// retry layer of `options`, and the credentials of `source` (`None`: anonymous).
+fn s3_builder(
+    bucket: &str,
+    options: &S3Options,
+    source: Option<&credentials::Source>,
+) -> AmazonS3Builder {
+    let builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(options.retry_config());
+    match source {
+        None | Some(credentials::Source::None) => builder.with_skip_signature(true),
+        Some(source) => match source.provider() {
+            Some(provider) => builder.with_credentials(provider),
+            // Web identity, container and instance credentials: `from_env` chose the same
+            // source.
+            None => builder,
+        },
+    }
+}
+
+/// Run `fut` to completion on a new thread with its own runtime; `Err` when that thread could
+/// not run it (no runtime, a panic).
+fn on_own_runtime<F>(fut: F) -> std::result::Result<F::Output, String>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .ok()?;
-        rt.block_on(object_store::aws::resolve_bucket_region(
-            &bucket,
-            &object_store::ClientOptions::default(),
-        ))
-        .ok()
+            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        Ok(rt.block_on(fut))
     })
     .join()
+    .map_err(|_| "the thread panicked".to_string())?
+}
+
+/// Look the bucket's region up (one unauthenticated HEAD); `None` when that fails.
+fn resolve_region(bucket: &str) -> Option<String> {
+    let bucket = bucket.to_string();
+    on_own_runtime(async move {
+        object_store::aws::resolve_bucket_region(&bucket, &object_store::ClientOptions::default())
+            .await
+            .ok()
+    })
     .ok()
     .flatten()
 }
@@ -383,6 +599,75 @@ mod tests {
             Location::parse("s3:///y"),
             Err(Error::InvalidLocation { .. })
         ));
+    }
+
+    #[test]
+    fn s3_options_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            S3Options::from_lookup(env(&[])).unwrap(),
+            S3Options::default()
+        );
+        let o = S3Options::from_lookup(env(&[
+            ("EARTHCATALOG_S3_MAX_RETRIES", "3"),
+            ("EARTHCATALOG_S3_RETRY_TIMEOUT_SECS", "2.5"),
+            ("EARTHCATALOG_S3_BACKOFF_MS", "20"),
+        ]))
+        .unwrap();
+        let retry = o.retry_config();
+        assert_eq!(retry.max_retries, 3);
+        assert_eq!(retry.retry_timeout, Duration::from_millis(2500));
+        assert_eq!(retry.backoff.init_backoff, Duration::from_millis(20));
+        assert!(!o.anonymous());
+        for pairs in [
+            &[("EARTHCATALOG_S3_ANONYMOUS", "1")][..],
+            &[("AWS_SKIP_SIGNATURE", "true")][..],
+        ] {
+            assert!(S3Options::from_lookup(env(pairs)).unwrap().anonymous());
+        }
+        for (name, value) in [
+            ("EARTHCATALOG_S3_MAX_RETRIES", "-1"),
+            ("EARTHCATALOG_S3_RETRY_TIMEOUT_SECS", "soon"),
+            ("EARTHCATALOG_S3_BACKOFF_MS", "1.5"),
+            ("EARTHCATALOG_S3_ANONYMOUS", "maybe"),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([(name, value)]));
+            let err = S3Options::from_lookup(env(pairs)).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn s3_stores_and_locations_show_no_keys_in_debug() {
+        let source = credentials::Source::Environment(Arc::new(object_store::aws::AwsCredential {
+            key_id: "AKIADEBUGKEYID".into(),
+            secret_key: "DEBUGSECRET".into(),
+            token: Some("DEBUGTOKEN".into()),
+        }));
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            s3_builder("b", &S3Options::default(), Some(&source))
+                .with_region("us-east-1")
+                .build()
+                .unwrap(),
+        );
+        let location = Location::with_store(store.clone(), Path::from("p"), "s3://b".into());
+        for text in [
+            format!("{store:?}"),
+            format!("{location:?}"),
+            format!("{source:?}"),
+        ] {
+            for secret in ["AKIADEBUGKEYID", "DEBUGSECRET", "DEBUGTOKEN"] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -47,7 +47,6 @@ async fn build() -> Fixture {
             catalog: catalog.clone(),
             fetch: FetchOptions {
                 items_root: Some(data.url_of("items")),
-                ..Default::default()
             },
             lock: false,
             grid: Some(GridConfig::H3 { resolution: 2 }),

@@ -80,9 +80,6 @@ pub struct IngestArgs {
     /// Where the summary and failures reports go (default <warehouse>/_reports).
     #[arg(long)]
     report_dir: Option<String>,
-    /// Fetch attempts per item.
-    #[arg(long, default_value_t = 4)]
-    retries: u32,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -158,9 +155,7 @@ fn resolve(args: &IngestArgs, cfg: ConfigFile) -> anyhow::Result<IngestOptions> 
             .with_since(since)
             .with_limit(args.limit),
         fetch: FetchOptions {
-            attempts: args.retries.max(1),
             items_root: args.items_root.clone().or(cfg.ingest.items_root.clone()),
-            ..FetchOptions::default()
         },
         concurrency: cfg
             .ingest

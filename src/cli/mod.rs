@@ -41,6 +41,10 @@ pub struct Cli {
     /// Only errors on stderr (no progress bar).
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Unsigned S3 requests, no credential lookup (public buckets); also
+    /// EARTHCATALOG_S3_ANONYMOUS=1.
+    #[arg(long, global = true)]
+    anonymous: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +79,16 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
+    match earthcatalog::store::S3Options::from_env() {
+        Ok(options) => {
+            let anonymous = options.anonymous() || cli.anonymous;
+            earthcatalog::store::set_s3_options(options.with_anonymous(anonymous));
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(exit_code_for(&err.into()));
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

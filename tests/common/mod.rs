@@ -60,7 +60,6 @@ impl Dataset {
             grid: Some(GridConfig::H3 { resolution }),
             fetch: FetchOptions {
                 items_root: Some(self.items_root()),
-                ..FetchOptions::default()
             },
             lock: false,
             ..IngestOptions::default()
