@@ -21,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use iceberg::table::Table;
 
 use crate::catalog::datafile::data_file_from_footer;
-use crate::catalog::{Catalog, grid_from_properties};
+use crate::catalog::{Catalog, OpenMode, grid_from_properties};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::fetch::{FetchError, FetchOptions, Fetcher};
@@ -269,7 +269,10 @@ async fn run(
         now.format("%Y%m%dT%H%M%SZ"),
         uuid::Uuid::new_v4().as_u128() as u16
     );
-    let catalog = Catalog::open(&options.catalog, &options.warehouse).await?;
+    // Ingest is the one command that may start a catalog (and a table: not over a warehouse
+    // that already holds one, see `Catalog::load_or_create`).
+    let catalog =
+        Catalog::open_with(&options.catalog, &options.warehouse, OpenMode::Create).await?;
     let warehouse = catalog.warehouse().clone();
     let existing = catalog.load_table().await?;
     let grid = match (&options.grid, &existing) {

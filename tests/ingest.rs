@@ -464,3 +464,309 @@ fn a_failed_run_still_writes_its_summary_and_failures_report() {
             .contains("gone/missing.stac.json")
     );
 }
+
+/// What a local warehouse holds: every data file with its bytes, the run reports and the
+/// hash index, so a refused run can be shown to have written nothing.
+fn warehouse_state(ds: &Dataset) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = walk(&ds.dir.path().join("warehouse"));
+    files.push(ds.dir.path().join("warehouse_id_hashes.parquet"));
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            (p, bytes)
+        })
+        .collect()
+}
+
+/// (live data file paths, rows they register, field id of every column) of the catalog's table.
+fn table_contents(
+    catalog: &str,
+    warehouse: &str,
+) -> (BTreeSet<String>, u64, BTreeMap<String, i32>) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cat = Catalog::open(catalog, warehouse).await.unwrap();
+        let t = cat.load_table().await.unwrap().expect("a table");
+        let files = cat.current_files(&t).await.unwrap();
+        let ids = t
+            .metadata()
+            .current_schema()
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| (f.name.clone(), f.id))
+            .collect();
+        (
+            files
+                .iter()
+                .map(|f| {
+                    f.data_file
+                        .file_path()
+                        .trim_start_matches("file://")
+                        .to_string()
+                })
+                .collect(),
+            files.iter().map(|f| f.data_file.record_count()).sum(),
+            ids,
+        )
+    })
+}
+
+fn on_disk(ds: &Dataset) -> (BTreeSet<String>, u64) {
+    let files = data_files(&ds.dir.path().join("warehouse"));
+    let rows = files.iter().map(|f| read_rows(f).0.len() as u64).sum();
+    (
+        files
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        rows,
+    )
+}
+
+/// A truncated `catalog.db` over a full warehouse: ingest refuses (exit 2, naming `repair`)
+/// and writes nothing; `repair` rebuilds the table from the newest metadata file (grid,
+/// evolved columns with their ids) and registers every file; ingest works again.
+#[test]
+fn a_lost_table_is_refused_until_repair_rebuilds_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ds = rt.block_on(Dataset::synth(270, 91));
+    let (cat, wh) = (ds.path("catalog.db"), ds.path("warehouse"));
+    let first = run(ds.ingest_cmd().args(["--resolution", "2", "--json"]));
+    json_summary(&first, 0);
+    let (files, rows) = on_disk(&ds);
+    let (live, live_rows, ids) = table_contents(&cat, &wh);
+    assert_eq!((&live, live_rows), (&files, rows));
+    assert!(ids.values().any(|id| *id > 28), "evolved columns: {ids:?}");
+
+    std::fs::write(&cat, b"").unwrap();
+    let before = warehouse_state(&ds);
+    let refused = run(ds.ingest_cmd().args(["--resolution", "2"]));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("earthcatalog repair") && stderr.contains(&cat),
+        "{stderr}"
+    );
+    assert!(
+        warehouse_state(&ds) == before,
+        "a refused ingest writes nothing"
+    );
+    assert!(!ds.dir.path().join(".lock").exists(), "lock released");
+    // Compaction refuses too (it would otherwise find nothing to do and say so).
+    let out = run(cli().args(["compact", "--warehouse", &wh, "--catalog", &cat]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("earthcatalog repair"));
+
+    // A repair killed before the catalog takes the rebuilt table leaves it without one: the
+    // table is built aside, never half-registered.
+    let repair = || {
+        let mut c = cli();
+        c.args([
+            "repair",
+            "--json",
+            "--no-lock",
+            "--warehouse",
+            &wh,
+            "--catalog",
+            &cat,
+        ]);
+        c
+    };
+    let out = run(repair()
+        .env("EARTHCATALOG_FAULT", "repair.before_register")
+        .env("EARTHCATALOG_FAULT_MODE", "abort"));
+    assert!(!out.status.success(), "repair was not killed");
+    assert_eq!(
+        run(&mut ds.ingest_cmd()).status.code(),
+        Some(2),
+        "still refused"
+    );
+
+    let m = json_summary(&run(&mut repair()), 0);
+    assert!(
+        m["rebuilt"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("table metadata file://"),
+        "{m}"
+    );
+    assert_eq!(m["rebuilt"]["grid"], "h3:2");
+    assert_eq!(m["added"].as_array().unwrap().len(), files.len());
+    let (live, live_rows, ids_after) = table_contents(&cat, &wh);
+    assert_eq!(live, files, "every file registered");
+    assert_eq!(live_rows, rows, "every row registered");
+    assert_eq!(ids_after, ids, "columns keep their field ids");
+    // PyIceberg reads every row.
+    let script = format!(
+        r#"
+from pyiceberg.catalog.sql import SqlCatalog
+t = SqlCatalog("earthcatalog", uri="sqlite:///{cat}", warehouse="file://{wh}").load_table("earthcatalog.stac_items")
+print(t.scan().to_arrow().num_rows, t.properties["earthcatalog.grid.resolution"])
+"#
+    );
+    assert_eq!(python(&script).trim(), format!("{rows} 2"));
+
+    // Ingest works again and appends to the rebuilt table.
+    let again = run(&mut ds.ingest_cmd());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    let (live, _, _) = table_contents(&cat, &wh);
+    assert_eq!(live, on_disk(&ds).0);
+    assert!(live.len() > files.len());
+}
+
+/// Without any table metadata the grid is not guessed: `repair` asks for `--resolution`,
+/// refuses one that contradicts the cells, and with the right one keeps the files' field ids.
+#[test]
+fn repair_without_table_metadata_needs_the_resolution() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ds = rt.block_on(Dataset::synth(270, 92));
+    let (cat, wh) = (ds.path("catalog.db"), ds.path("warehouse"));
+    assert!(
+        run(ds.ingest_cmd().args(["--resolution", "2"]))
+            .status
+            .success()
+    );
+    let (files, rows) = on_disk(&ds);
+    let (_, _, ids) = table_contents(&cat, &wh);
+    assert!(ids.values().any(|id| *id > 28), "evolved columns: {ids:?}");
+    std::fs::write(&cat, b"").unwrap();
+    std::fs::remove_dir_all(ds.dir.path().join("warehouse/earthcatalog")).unwrap();
+
+    let repair = |extra: &[&str]| {
+        run(cli()
+            .args(["repair", "--json", "--warehouse", &wh, "--catalog", &cat])
+            .args(extra))
+    };
+    let out = repair(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--resolution"), "{stderr}");
+    let out = repair(&["--resolution", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("resolution 2"), "{stderr}");
+    assert!(
+        !ds.dir.path().join("warehouse/earthcatalog").exists(),
+        "a refused repair writes no metadata"
+    );
+    // Still no table: ingest keeps refusing.
+    assert_eq!(run(&mut ds.ingest_cmd()).status.code(), Some(2));
+
+    let m = json_summary(&repair(&["--resolution", "2"]), 0);
+    assert_eq!(m["rebuilt"]["source"], "--resolution");
+    let (live, live_rows, ids_after) = table_contents(&cat, &wh);
+    assert_eq!((live, live_rows), (files, rows));
+    // Evolved columns come back from the footers with the ids the files carry.
+    assert_eq!(ids_after, ids);
+    assert!(run(&mut ds.ingest_cmd()).status.success());
+}
+
+/// The same on S3 (moto): compact and repair on a mistyped catalog create nothing; a
+/// truncated remote `catalog.db` makes ingest refuse without uploading or writing anything;
+/// repair rebuilds the table and uploads the catalog; ingest works again.
+#[test]
+fn a_lost_table_on_s3_is_refused_and_rebuilt() {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    let moto = Moto::start();
+    moto.create_bucket("lost-table");
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(moto.endpoint())
+        .with_allow_http(true)
+        .with_bucket_name("lost-table")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_region("us-east-1")
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let objects = || {
+        rt.block_on(async {
+            let mut all: Vec<(String, u64)> = store
+                .list(None)
+                .map_ok(|m| (m.location.to_string(), m.size))
+                .try_collect()
+                .await
+                .unwrap();
+            all.sort();
+            all
+        })
+    };
+    let ds = rt.block_on(Dataset::synth(60, 93));
+    let (wh, cat) = ("s3://lost-table/wh", "s3://lost-table/cat/catalog.db");
+    let cmd = |args: &[&str]| {
+        let mut c = cli();
+        for (k, v) in moto.env() {
+            c.env(k, v);
+        }
+        c.args(args);
+        c
+    };
+    let ingest = || {
+        let mut c = cmd(&[
+            "ingest",
+            "--json",
+            "--resolution",
+            "1",
+            "--warehouse",
+            wh,
+            "--catalog",
+            cat,
+        ]);
+        c.args([
+            "--inventory",
+            &ds.inventory(),
+            "--items-root",
+            &ds.items_root(),
+        ]);
+        c
+    };
+
+    for command in ["compact", "repair"] {
+        let typo = "s3://lost-table/typo/catalog.db";
+        let out = run(&mut cmd(&[command, "--warehouse", wh, "--catalog", typo]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains(typo), "{command}: {stderr}");
+        assert!(objects().is_empty(), "{command} created {:?}", objects());
+    }
+
+    let first = json_summary(&run(&mut ingest()), 0);
+    rt.block_on(store.put(&"cat/catalog.db".into(), bytes::Bytes::new().into()))
+        .unwrap();
+    let before = objects();
+    let out = run(&mut ingest());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("earthcatalog repair"), "{stderr}");
+    assert_eq!(
+        objects(),
+        before,
+        "a refused ingest writes and uploads nothing"
+    );
+
+    let m = json_summary(
+        &run(&mut cmd(&[
+            "repair",
+            "--json",
+            "--warehouse",
+            wh,
+            "--catalog",
+            cat,
+        ])),
+        0,
+    );
+    assert_eq!(m["rebuilt"]["grid"], "h3:1");
+    let info = json_summary(&run(&mut cmd(&["info", "--json", "--catalog", cat])), 0);
+    assert_eq!(info["rows"], first["rows"]);
+    assert_eq!(info["files"], first["files"]);
+    json_summary(&run(&mut ingest()), 0);
+    let info = json_summary(&run(&mut cmd(&["info", "--json", "--catalog", cat])), 0);
+    assert_eq!(
+        info["rows"].as_u64().unwrap(),
+        2 * first["rows"].as_u64().unwrap()
+    );
+}

@@ -7,8 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::*;
+use std::sync::Arc;
+
 use earthcatalog::catalog::Catalog;
-use earthcatalog::maintenance::{CompactOptions, RepairOptions, compact_warehouse, repair};
+use earthcatalog::clock::TestClock;
+use earthcatalog::maintenance::{
+    CompactOptions, RepairOptions, compact_warehouse, compact_warehouse_with_clock, repair,
+};
 use earthcatalog::pipeline::ingest;
 use earthcatalog::report::NoReporter;
 
@@ -54,6 +59,13 @@ async fn live_paths(catalog: &str, warehouse: &str) -> (BTreeSet<String>, usize,
         t.metadata().snapshots().count(),
         op,
     )
+}
+
+/// A clock `h` hours ahead of the wall clock (file ages are measured against it).
+fn hours_from_now(h: i64) -> Arc<TestClock> {
+    Arc::new(TestClock::new(
+        chrono::Utc::now() + chrono::Duration::hours(h),
+    ))
 }
 
 fn compact_opts(ds: &Dataset) -> CompactOptions {
@@ -332,14 +344,16 @@ fn crashes_at_every_compaction_step_leave_a_consistent_catalog_and_rerun_converg
         assert_eq!(covered, distinct, "{point}: committed rows lost");
         // The killed run's lock stays; clear it like an operator would after checking.
         std::fs::remove_file(ds.dir.path().join(".lock")).unwrap();
-        // Rerun converges: one file per bucket, disk == catalog, nothing unregistered.
+        // Rerun (once the killed run's files are past the leftover age) converges: one file
+        // per bucket, disk == catalog, nothing unregistered.
         let m = rt
-            .block_on(compact_warehouse(
+            .block_on(compact_warehouse_with_clock(
                 &CompactOptions {
                     use_lock: true,
                     ..compact_opts(&ds)
                 },
                 &NoReporter,
+                hours_from_now(7),
             ))
             .unwrap();
         assert!(
@@ -473,4 +487,171 @@ async fn repair_drops_missing_and_registers_strays_in_one_commit() {
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     assert_eq!(live, on_disk);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_and_repair_never_create_a_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("no/such/catalog.db");
+    let typo = typo.to_str().unwrap();
+    let wh = dir.path().join("warehouse");
+    for command in ["compact", "repair"] {
+        for lock in ["--use-lock", "--no-lock"] {
+            let out = run(cli().args([
+                command,
+                lock,
+                "--catalog",
+                typo,
+                "--warehouse",
+                wh.to_str().unwrap(),
+            ]));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {lock}: {stderr}");
+            assert!(stderr.contains(typo), "{stderr}");
+        }
+    }
+    let err = compact_warehouse(
+        &CompactOptions {
+            catalog: typo.into(),
+            warehouse: wh.to_string_lossy().into_owned(),
+            use_lock: true,
+            ..CompactOptions::default()
+        },
+        &NoReporter,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, earthcatalog::Error::NotFound { .. }), "{err}");
+    assert!(
+        walk(dir.path()).is_empty() && !dir.path().join("no").exists(),
+        "nothing created"
+    );
+}
+
+/// A killed ingest's chunk leaves unregistered `part_*` files (and an interrupted local put a
+/// `*.parquet#<n>` staging file). A locked compaction deletes them once they are older than
+/// the leftover age, never a registered file; younger ones, or without the lock, are only
+/// reported; a dry run lists them.
+#[test]
+fn killed_ingest_leftovers_are_deleted_by_a_locked_compaction_once_old_enough() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ds = rt.block_on(Dataset::synth(90, 36));
+    let (cat, wh) = (ds.path("catalog.db"), ds.path("warehouse"));
+    let ingest_cmd = |limit: &str| {
+        let mut c = ds.ingest_cmd();
+        c.args(["--resolution", "1", "--no-lock", "--limit", limit]);
+        c
+    };
+    assert!(run(&mut ingest_cmd("40")).status.success());
+    let (registered, _, _) = rt.block_on(live_paths(&cat, &wh));
+    let rows_of = |paths: &BTreeSet<String>| -> Vec<(String, String)> {
+        let mut rows: Vec<_> = paths
+            .iter()
+            .flat_map(|p| read_rows(Path::new(p)).0)
+            .map(|(id, cell, _)| (id, cell))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let registered_rows = rows_of(&registered);
+    let out = run(ingest_cmd("90")
+        .env("EARTHCATALOG_FAULT", "ingest.after_write")
+        .env("EARTHCATALOG_FAULT_MODE", "abort"));
+    assert!(!out.status.success(), "the ingest was not killed");
+    let on_disk = || -> BTreeSet<String> {
+        data_files(Path::new(&wh))
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut leftovers: BTreeSet<String> = on_disk().difference(&registered).cloned().collect();
+    assert!(!leftovers.is_empty(), "the killed chunk left files");
+    // An interrupted local put leaves a staging file object_store never lists.
+    let staging = format!("{}#1", leftovers.iter().next().unwrap());
+    std::fs::write(&staging, b"half a parquet file").unwrap();
+    let staging_url = format!("file://{staging}");
+    let urls = |paths: &BTreeSet<String>| -> BTreeSet<String> {
+        paths.iter().map(|p| format!("file://{p}")).collect()
+    };
+    let mut leftover_urls = urls(&leftovers);
+    leftover_urls.insert(staging_url.clone());
+    // Nothing to merge: only the leftovers are at stake.
+    let opts = CompactOptions {
+        use_lock: true,
+        threshold: 1_000,
+        ..compact_opts(&ds)
+    };
+    let compact = |opts: &CompactOptions, clock| {
+        rt.block_on(compact_warehouse_with_clock(opts, &NoReporter, clock))
+            .unwrap()
+    };
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+
+    // Too young (a writer may still commit them): untouched, reported.
+    let m = compact(&opts, hours_from_now(5));
+    assert!(m.leftovers_deleted.is_empty(), "{:?}", m.leftovers_deleted);
+    assert_eq!(set(&m.unregistered_files), leftover_urls);
+    // Old enough but no lock: untouched, reported.
+    let m = compact(
+        &CompactOptions {
+            use_lock: false,
+            ..opts.clone()
+        },
+        hours_from_now(7),
+    );
+    assert!(m.leftovers_deleted.is_empty());
+    assert_eq!(set(&m.unregistered_files), leftover_urls);
+    // Dry run: listed, not deleted.
+    let m = compact(
+        &CompactOptions {
+            dry_run: true,
+            ..opts.clone()
+        },
+        hours_from_now(7),
+    );
+    assert_eq!(set(&m.leftovers_to_delete), leftover_urls);
+    assert!(m.leftovers_deleted.is_empty());
+    leftovers.insert(staging.clone());
+    assert!(
+        leftovers.iter().all(|p| Path::new(p).exists()),
+        "nothing deleted yet"
+    );
+    // The CLI's dry run with the age guard at 0 lists them too (--json).
+    let out = run(cli().args([
+        "compact",
+        "--dry-run",
+        "--json",
+        "--leftover-min-age",
+        "0",
+        "--threshold",
+        "1000",
+        "--warehouse",
+        &wh,
+        "--catalog",
+        &cat,
+    ]));
+    let j = json_summary(&out, 0);
+    let listed: BTreeSet<String> = j["leftovers_to_delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, leftover_urls);
+
+    // Locked and old enough: deleted; every registered file and row intact.
+    let m = compact(&opts, hours_from_now(7));
+    assert_eq!(set(&m.leftovers_deleted), leftover_urls);
+    assert!(
+        m.unregistered_files.is_empty(),
+        "{:?}",
+        m.unregistered_files
+    );
+    assert!(leftovers.iter().all(|p| !Path::new(p).exists()));
+    assert_eq!(on_disk(), registered, "only the leftovers went");
+    let (live, _, _) = rt.block_on(live_paths(&cat, &wh));
+    assert_eq!(live, registered);
+    assert_eq!(rows_of(&live), registered_rows);
+    // Rerunning the inventory ingests the killed chunk's items again.
+    assert!(run(&mut ingest_cmd("90")).status.success());
 }

@@ -33,8 +33,28 @@ use crate::schema::{
 use crate::store::Location;
 pub use replace::CurrentFile;
 
+/// Whether opening a catalog may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Start an empty catalog when none exists (ingest only).
+    Create,
+    /// The catalog must exist: a missing one is [`Error::NotFound`] naming it, and nothing is
+    /// created (compact, repair and every read-only command).
+    MustExist,
+}
+
+/// Warehouse-relative folders that hold the table's metadata JSON files: ours
+/// (`<warehouse>/<namespace>/<table>`, the SQL catalog's default location) and PyIceberg's
+/// default (`<warehouse>/<namespace>.db/<table>`).
+pub const METADATA_DIRS: [&str; 2] = [
+    "earthcatalog/stac_items/metadata",
+    "earthcatalog.db/stac_items/metadata",
+];
+
 /// An open catalog database.
 pub struct Catalog {
+    /// The catalog location as given (for messages).
+    url: String,
     db_path: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     remote: Option<Location>,
@@ -57,17 +77,32 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// Open (or start) the catalog at `catalog` for the warehouse at `warehouse`.
-    ///
-    /// A catalog on object storage is downloaded first; a missing one starts empty.
+    /// Open the catalog at `catalog` for the warehouse at `warehouse`, starting an empty one
+    /// when none exists (the same as [`Catalog::open_with`] and [`OpenMode::Create`]; only
+    /// ingest creates catalogs, so read-only and maintenance code uses
+    /// [`OpenMode::MustExist`]).
     pub async fn open(catalog: &str, warehouse: &str) -> Result<Self> {
+        Self::open_with(catalog, warehouse, OpenMode::Create).await
+    }
+
+    /// Open the catalog at `catalog` for the warehouse at `warehouse`.
+    ///
+    /// A catalog on object storage is downloaded first. A missing catalog starts empty under
+    /// [`OpenMode::Create`]; under [`OpenMode::MustExist`] it is [`Error::NotFound`] and
+    /// nothing is created (no file, no directory, no object).
+    pub async fn open_with(catalog: &str, warehouse: &str, mode: OpenMode) -> Result<Self> {
         let loc = Location::parse(catalog)?;
         let warehouse = Location::parse(warehouse)?;
         let mut remote_version = None;
         let (db_path, tmp, remote) = if loc.is_local() {
             let path = PathBuf::from(format!("/{}", loc.prefix().as_ref()));
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            match mode {
+                OpenMode::Create => {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                    }
+                }
+                OpenMode::MustExist => require_catalog(catalog).await?,
             }
             (path, None, None)
         } else {
@@ -83,7 +118,10 @@ impl Catalog {
                     let bytes = res.bytes().await.map_err(|e| Error::store(loc.url(), e))?;
                     std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
                 }
-                Err(object_store::Error::NotFound { .. }) => {}
+                Err(object_store::Error::NotFound { .. }) if mode == OpenMode::Create => {}
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(catalog_not_found(catalog));
+                }
                 Err(e) => return Err(Error::store(loc.url(), e)),
             }
             (path, Some(tmp), Some(loc))
@@ -105,6 +143,7 @@ impl Catalog {
             TABLE_NAME.to_string(),
         );
         Ok(Self {
+            url: catalog.to_string(),
             db_path,
             _tmp: tmp,
             remote,
@@ -113,6 +152,11 @@ impl Catalog {
             warehouse,
             ident,
         })
+    }
+
+    /// The catalog location as given to [`Catalog::open_with`].
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The warehouse location.
@@ -181,6 +225,72 @@ impl Catalog {
             }
             return Ok(table);
         }
+        self.refuse_to_orphan().await?;
+        self.create_table(crate::schema::base_schema()?, wanted)
+            .await
+    }
+
+    /// Refuse to start a new table while the warehouse already holds an earlier table's
+    /// metadata or data files: the new table would leave every one of them unregistered.
+    async fn refuse_to_orphan(&self) -> Result<()> {
+        let Some(found) = existing_table_evidence(&self.warehouse).await? else {
+            return Ok(());
+        };
+        Err(Error::Refused {
+            action: format!("create a new table {} in catalog {}", self.ident, self.url),
+            reason: format!(
+                "the catalog has no table, but the warehouse {} already holds {found}; a new \
+                 table would leave every existing file unregistered. Rebuild the table from the \
+                 warehouse first: earthcatalog repair --catalog {} --warehouse {}",
+                self.warehouse.url(),
+                self.url,
+                self.warehouse.url()
+            ),
+        })
+    }
+
+    /// Create namespace (when missing) and table with `schema`, the default partition spec and
+    /// `properties` plus the schema's name mapping. The schema's field ids are kept when they
+    /// run 1..=n in field order (Iceberg renumbers a new table's fields that way).
+    pub async fn create_table(
+        &self,
+        schema: iceberg::spec::Schema,
+        mut properties: HashMap<String, String>,
+    ) -> Result<Table> {
+        self.ensure_namespace().await?;
+        properties.insert(
+            PROP_NAME_MAPPING.to_string(),
+            crate::schema::name_mapping(&schema),
+        );
+        let creation = TableCreation::builder()
+            .name(TABLE_NAME.to_string())
+            .schema(schema)
+            .partition_spec(crate::schema::partition_spec()?)
+            .properties(properties)
+            .build();
+        let ns = NamespaceIdent::new(NAMESPACE.to_string());
+        self.sql
+            .create_table(&ns, creation)
+            .await
+            .map_err(|e| Error::iceberg(format!("creating table {}", self.ident), e))
+    }
+
+    /// Register an existing metadata file as the table (one row in `iceberg_tables`; the
+    /// table must not exist yet).
+    pub async fn register_table(&self, metadata_location: &str) -> Result<Table> {
+        self.ensure_namespace().await?;
+        self.sql
+            .register_table(&self.ident, metadata_location.to_string())
+            .await
+            .map_err(|e| {
+                Error::iceberg(
+                    format!("registering {metadata_location} as table {}", self.ident),
+                    e,
+                )
+            })
+    }
+
+    async fn ensure_namespace(&self) -> Result<()> {
         let ns = NamespaceIdent::new(NAMESPACE.to_string());
         let ns_exists = self
             .sql
@@ -193,22 +303,7 @@ impl Catalog {
                 .await
                 .map_err(|e| Error::iceberg("creating namespace earthcatalog", e))?;
         }
-        let base = crate::schema::base_schema()?;
-        let mut props = wanted;
-        props.insert(
-            PROP_NAME_MAPPING.to_string(),
-            crate::schema::name_mapping(&base),
-        );
-        let creation = TableCreation::builder()
-            .name(TABLE_NAME.to_string())
-            .schema(base)
-            .partition_spec(crate::schema::partition_spec()?)
-            .properties(props)
-            .build();
-        self.sql
-            .create_table(&ns, creation)
-            .await
-            .map_err(|e| Error::iceberg(format!("creating table {}", self.ident), e))
+        Ok(())
     }
 
     /// Add optional columns (one schema commit plus a name-mapping update).
@@ -310,6 +405,121 @@ impl Catalog {
             Err(e) => Err(Error::store(remote.url(), e)),
         }
     }
+}
+
+/// Fail with [`Error::NotFound`] unless a catalog exists at `catalog`. Checks only: nothing
+/// is created.
+pub async fn require_catalog(catalog: &str) -> Result<()> {
+    use object_store::ObjectStoreExt;
+    let loc = Location::parse(catalog)?;
+    match loc.store().head(loc.prefix()).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) => Err(catalog_not_found(catalog)),
+        Err(e) => Err(Error::store(loc.url(), e)),
+    }
+}
+
+fn catalog_not_found(catalog: &str) -> Error {
+    Error::NotFound {
+        what: "catalog".into(),
+        location: catalog.to_string(),
+        hint: "; only `earthcatalog ingest` creates a catalog (check the path)".into(),
+    }
+}
+
+/// The first sign that `warehouse` already holds a table: a metadata JSON file under one of
+/// [`METADATA_DIRS`] or a data file under `grid_partition=<cell>/year=<yyyy>/`, described for
+/// a message; `None` for a new (or empty) warehouse. Stops listing at the first hit.
+pub async fn existing_table_evidence(warehouse: &Location) -> Result<Option<String>> {
+    use futures::TryStreamExt;
+    let store = warehouse.store();
+    let not_found = |e: &object_store::Error| matches!(e, object_store::Error::NotFound { .. });
+    for dir in METADATA_DIRS {
+        let mut listing = store.list(Some(&warehouse.key(dir)));
+        loop {
+            match listing.try_next().await {
+                Ok(Some(meta)) if meta.location.as_ref().ends_with(".metadata.json") => {
+                    return Ok(Some(format!(
+                        "table metadata {}",
+                        object_url(warehouse, &meta.location)
+                    )));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) if not_found(&e) => break,
+                Err(e) => return Err(Error::store(warehouse.url_of(dir), e)),
+            }
+        }
+    }
+    let top = match store.list_with_delimiter(Some(warehouse.prefix())).await {
+        Ok(top) => top,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(Error::store(warehouse.url(), e)),
+    };
+    for dir in top.common_prefixes {
+        if !dir
+            .filename()
+            .is_some_and(|d| d.starts_with("grid_partition="))
+        {
+            continue;
+        }
+        let mut listing = store.list(Some(&dir));
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(|e| Error::store(object_url(warehouse, &dir), e))?
+        {
+            let key = meta.location.as_ref();
+            if key.ends_with(".parquet") && crate::partition::partition_of_path(key).is_some() {
+                return Ok(Some(format!(
+                    "data file {}",
+                    object_url(warehouse, &meta.location)
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A table metadata JSON file found in the warehouse.
+#[derive(Debug, Clone)]
+pub struct MetadataFile {
+    /// Its URL.
+    pub url: String,
+    /// When it was written.
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every `*.metadata.json` under [`METADATA_DIRS`], newest first (by write time, then name).
+pub async fn metadata_files(warehouse: &Location) -> Result<Vec<MetadataFile>> {
+    use futures::TryStreamExt;
+    let mut out = Vec::new();
+    for dir in METADATA_DIRS {
+        let mut listing = warehouse.store().list(Some(&warehouse.key(dir)));
+        loop {
+            match listing.try_next().await {
+                Ok(Some(meta)) => {
+                    if meta.location.as_ref().ends_with(".metadata.json") {
+                        out.push(MetadataFile {
+                            url: object_url(warehouse, &meta.location),
+                            last_modified: meta.last_modified,
+                        });
+                    }
+                }
+                Ok(None) | Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(Error::store(warehouse.url_of(dir), e)),
+            }
+        }
+    }
+    out.sort_by(|a, b| (b.last_modified, &b.url).cmp(&(a.last_modified, &a.url)));
+    Ok(out)
+}
+
+/// The URL of an object key of the warehouse's store.
+fn object_url(warehouse: &Location, key: &object_store::path::Path) -> String {
+    let base = warehouse.prefix().as_ref();
+    let rel = key.as_ref().strip_prefix(base).unwrap_or(key.as_ref());
+    warehouse.url_of(rel)
 }
 
 /// Table properties describing the grid and the hash index.
@@ -435,4 +645,120 @@ async fn checkpoint(path: &Path) -> Result<()> {
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn put(url: &str) {
+        Location::parse(url)
+            .unwrap()
+            .put_bytes(bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+
+    async fn objects(url: &str) -> usize {
+        use futures::TryStreamExt;
+        let loc = Location::parse(url).unwrap();
+        let all: Vec<_> = loc.store().list(None).try_collect().await.unwrap();
+        all.len()
+    }
+
+    #[tokio::test]
+    async fn must_exist_creates_nothing() {
+        let err = Catalog::open_with(
+            "memory://open-mode/cat/catalog.db",
+            "memory://open-mode/wh",
+            OpenMode::MustExist,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("memory://open-mode/cat/catalog.db")
+        );
+        assert_eq!(objects("memory://open-mode").await, 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("missing/catalog.db");
+        let err = Catalog::open_with(db.to_str().unwrap(), "/tmp/wh", OpenMode::MustExist)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        assert!(!dir.path().join("missing").exists(), "no directory created");
+
+        // Create mode starts one; MustExist then opens it.
+        let db = db.to_str().unwrap();
+        Catalog::open_with(db, "/tmp/wh", OpenMode::Create)
+            .await
+            .unwrap();
+        Catalog::open_with(db, "/tmp/wh", OpenMode::MustExist)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn evidence_of_a_table_is_its_metadata_or_a_hive_data_file() {
+        let evidence = |wh: &'static str| async move {
+            existing_table_evidence(&Location::parse(wh).unwrap())
+                .await
+                .unwrap()
+        };
+        assert_eq!(evidence("memory://evidence/a").await, None);
+        // Reports, stray objects and Parquet files outside cell/year folders are no table.
+        put("memory://evidence/a/_reports/ingest_x_summary.json").await;
+        put("memory://evidence/a/grid_partition=x/notes.parquet").await;
+        put("memory://evidence/a/grid_partition=x/year=2020/notes.txt").await;
+        assert_eq!(evidence("memory://evidence/a").await, None);
+        put("memory://evidence/a/grid_partition=x/year=2020/part_000000_0000abcd.parquet").await;
+        let found = evidence("memory://evidence/a").await.unwrap();
+        assert!(found.starts_with("data file memory://evidence/a/grid_partition=x/year=2020/"));
+
+        put("memory://evidence/b/earthcatalog/stac_items/metadata/snap-1.avro").await;
+        assert_eq!(evidence("memory://evidence/b").await, None);
+        put("memory://evidence/b/earthcatalog/stac_items/metadata/00000-u.metadata.json").await;
+        let found = evidence("memory://evidence/b").await.unwrap();
+        assert_eq!(
+            found,
+            "table metadata memory://evidence/b/earthcatalog/stac_items/metadata/00000-u.metadata.json"
+        );
+        // PyIceberg's default table location counts as well.
+        put("memory://evidence/c/earthcatalog.db/stac_items/metadata/00001-v.metadata.json").await;
+        assert!(evidence("memory://evidence/c").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_new_table_over_a_full_warehouse_is_refused() {
+        put("memory://orphan/wh/grid_partition=x/year=unknown/part_000000_00000001.parquet").await;
+        let cat = Catalog::open_with(
+            "memory://orphan/catalog.db",
+            "memory://orphan/wh",
+            OpenMode::Create,
+        )
+        .await
+        .unwrap();
+        let grid = GridConfig::H3 { resolution: 1 };
+        let err = cat.load_or_create(&grid, "ids.parquet").await.unwrap_err();
+        assert!(matches!(err, Error::Refused { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("earthcatalog repair"), "{msg}");
+        assert!(msg.contains("part_000000_00000001.parquet"), "{msg}");
+        assert!(
+            cat.load_table().await.unwrap().is_none(),
+            "no table created"
+        );
+
+        // An empty warehouse gets its table.
+        let fresh = Catalog::open_with(
+            "memory://orphan/fresh/catalog.db",
+            "memory://orphan/fresh-wh",
+            OpenMode::Create,
+        )
+        .await
+        .unwrap();
+        fresh.load_or_create(&grid, "ids.parquet").await.unwrap();
+    }
 }

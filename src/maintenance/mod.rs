@@ -10,13 +10,25 @@
 //!
 //! Dedup rule (decisions.md): per id, the row with the latest `updated` wins, then the latest
 //! `created`, then the row from the most recently committed file (higher sequence number).
-//! Replaced objects are deleted only after the commit (and upload) succeeded. Objects that a
-//! crashed compaction left behind — files that were replaced but not deleted (they appear in
-//! the table's history), and, when the run holds the lock, unregistered `compacted_*` files —
-//! are removed by the next run.
+//! Replaced objects are deleted only after the commit (and upload) succeeded.
+//!
+//! Leftovers of killed runs are removed by the next compaction:
+//! - files that a compaction replaced but did not delete (not live, but in a snapshot still in
+//!   the table's history), always;
+//! - files that no snapshot in the table's history has ever registered — the `part_*` files of
+//!   a killed ingest's chunk, the `compacted_*` outputs of a killed compaction, and local
+//!   `*.parquet#<n>` staging files of an interrupted put — only while the run holds the lock
+//!   and only once they are older than [`CompactOptions::leftover_min_age`], so the files of a
+//!   writer that is still running are never touched. Without the lock they are only reported.
+//!
+//! `repair` is the opposite tool for the same files: it *registers* unregistered files (use it
+//! when they hold data the catalog lost, e.g. after restoring an old `catalog.db`); `compact`
+//! *deletes* them (they are what a killed run left; rerunning its inventory ingests the items
+//! again). Neither command creates a catalog: both need an existing one.
 //! A bucket that cannot be merged is reported and left untouched.
 
 mod columnar;
+mod rebuild;
 pub mod scan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,9 +38,9 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
-use crate::catalog::Catalog;
 use crate::catalog::datafile::data_file_from_footer;
-use crate::clock::SystemClock;
+use crate::catalog::{Catalog, OpenMode, existing_table_evidence, require_catalog};
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::geoparquet::{WriterOptions, encode_group, sort_rows};
 use crate::item::{Columns, ItemRow, Version};
@@ -37,7 +49,11 @@ use crate::partition::PartitionValue;
 use crate::report::Reporter;
 use crate::schema::{OVERFLOW_COLUMN, table_columns};
 use crate::store::{Location, put_if_absent};
-use scan::{WarehouseFile, list_warehouse};
+use scan::{WarehouseFile, list_staging, list_warehouse};
+
+/// Default [`CompactOptions::leftover_min_age`]: longer than any chunk of a running ingest
+/// takes between writing its files and committing them.
+pub const DEFAULT_LEFTOVER_MIN_AGE_HOURS: i64 = 6;
 
 /// Options of a compaction (the Python `compact_warehouse` surface plus ours).
 #[derive(Debug, Clone)]
@@ -60,6 +76,9 @@ pub struct CompactOptions {
     pub parallelism: usize,
     /// File writer settings.
     pub writer: WriterOptions,
+    /// Never-committed files younger than this are left alone (a running writer may still
+    /// commit them); older ones are deleted when the run holds the lock.
+    pub leftover_min_age: chrono::Duration,
 }
 
 impl Default for CompactOptions {
@@ -74,6 +93,7 @@ impl Default for CompactOptions {
             max_rows_per_file: None,
             parallelism: 4,
             writer: WriterOptions::default(),
+            leftover_min_age: chrono::Duration::hours(DEFAULT_LEFTOVER_MIN_AGE_HOURS),
         }
     }
 }
@@ -110,10 +130,13 @@ pub struct CompactMetrics {
     pub bytes_after: u64,
     /// Registered files that do not exist.
     pub missing_files: Vec<String>,
-    /// Parquet files in the warehouse that the catalog does not reference.
+    /// Files in the warehouse that no snapshot registers and that this run did not delete
+    /// (younger than the leftover age, no lock, or a name no earthcatalog writer uses).
     pub unregistered_files: Vec<String>,
-    /// Leftovers of earlier crashed runs deleted now.
+    /// Leftovers of earlier killed runs deleted now.
     pub leftovers_deleted: Vec<String>,
+    /// Dry run: the leftovers a real run would delete.
+    pub leftovers_to_delete: Vec<String>,
     /// Buckets left untouched because they failed.
     pub failed_buckets: Vec<BucketFailure>,
     /// Snapshot after the commit.
@@ -124,19 +147,22 @@ pub struct CompactMetrics {
     pub elapsed_secs: f64,
 }
 
-/// The optional lock around a maintenance run.
+/// The optional lock around a maintenance run, taken only on an existing catalog (so a
+/// mistyped catalog path creates nothing, not even a lock beside it).
 async fn take_lock(
     wanted: bool,
     catalog: &str,
     explicit: &Option<String>,
     owner: &str,
+    clock: Arc<dyn Clock>,
 ) -> Result<Option<RenewingLock>> {
+    require_catalog(catalog).await?;
     crate::lock::acquire_for_catalog(
         wanted,
         catalog,
         explicit.as_deref(),
         LockOptions::new(owner),
-        Arc::new(SystemClock),
+        clock,
     )
     .await
 }
@@ -146,15 +172,59 @@ pub async fn compact_warehouse(
     options: &CompactOptions,
     reporter: &dyn Reporter,
 ) -> Result<CompactMetrics> {
+    compact_warehouse_with_clock(options, reporter, Arc::new(SystemClock)).await
+}
+
+/// [`compact_warehouse`] with an injected clock (lock expiry, leftover age).
+pub async fn compact_warehouse_with_clock(
+    options: &CompactOptions,
+    reporter: &dyn Reporter,
+    clock: Arc<dyn Clock>,
+) -> Result<CompactMetrics> {
     let lock = take_lock(
         options.use_lock,
         &options.catalog,
         &options.lock_location,
         "compact",
+        clock.clone(),
     )
     .await?;
-    let result = compact_inner(options, reporter, lock.as_ref()).await;
+    let result = compact_inner(options, reporter, lock.as_ref(), clock.as_ref()).await;
     crate::lock::release_after(lock, result).await
+}
+
+/// The error for a maintenance command on a catalog without the table: a refusal naming
+/// `repair` when the warehouse already holds one (the catalog lost it), else `None`.
+async fn lost_table(catalog: &Catalog, command: &str) -> Result<Option<Error>> {
+    let Some(found) = existing_table_evidence(catalog.warehouse()).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Error::Refused {
+        action: format!("{command} {}", catalog.warehouse().url()),
+        reason: format!(
+            "catalog {} has no table {}, but the warehouse holds {found}; rebuild the table \
+             first: earthcatalog repair --catalog {} --warehouse {}",
+            catalog.url(),
+            catalog.ident(),
+            catalog.url(),
+            catalog.warehouse().url()
+        ),
+    }))
+}
+
+/// Whether an earthcatalog writer (ours or the Python tool) produces files named `name`:
+/// only such files are ever deleted as leftovers.
+fn written_by_earthcatalog(name: &str) -> bool {
+    (name.starts_with("part_") || name.starts_with("compacted_")) && name.ends_with(".parquet")
+}
+
+/// Whether a file written at `written` is old enough at `now` to be a leftover.
+fn old_enough(
+    written: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    min_age: chrono::Duration,
+) -> bool {
+    now - written >= min_age
 }
 
 struct Bucket {
@@ -167,15 +237,20 @@ async fn compact_inner(
     options: &CompactOptions,
     reporter: &dyn Reporter,
     lock: Option<&RenewingLock>,
+    clock: &dyn Clock,
 ) -> Result<CompactMetrics> {
     let started = Instant::now();
     let mut metrics = CompactMetrics {
         dry_run: options.dry_run,
         ..Default::default()
     };
-    let catalog = Catalog::open(&options.catalog, &options.warehouse).await?;
+    let catalog =
+        Catalog::open_with(&options.catalog, &options.warehouse, OpenMode::MustExist).await?;
     let warehouse = catalog.warehouse().clone();
     let Some(table) = catalog.load_table().await? else {
+        if let Some(refusal) = lost_table(&catalog, "compact").await? {
+            return Err(refusal);
+        }
         metrics.elapsed_secs = started.elapsed().as_secs_f64();
         return Ok(metrics);
     };
@@ -218,21 +293,34 @@ async fn compact_inner(
     metrics.files_before = live.len() as u64;
     metrics.buckets_scanned = buckets.len() as u64;
 
-    // Leftovers of crashed runs: replaced-but-not-deleted files (in history) and our own
-    // unregistered compacted_ outputs. Other unregistered files are only reported.
+    // Leftovers of killed runs (module docs): replaced-but-not-deleted files (in history)
+    // always; never-committed files only under the lock and once older than the age guard.
     let history = catalog.historical_paths(&table).await?;
     let history: std::collections::HashSet<String> = history.iter().map(|p| canonical(p)).collect();
+    let now = clock.now();
+    let deletable = |name: &str, written| {
+        lock.is_some()
+            && written_by_earthcatalog(name)
+            && old_enough(written, now, options.leftover_min_age)
+    };
     let mut leftovers = Vec::new();
     for f in &listing {
         if live_urls.contains(&f.url) {
             continue;
         }
-        // Replaced files (in the history) are dead for sure. An unregistered compacted_ file
-        // is a leftover only if no other compaction can be running: only under the lock.
-        if history.contains(&f.url) || (lock.is_some() && f.name.starts_with("compacted_")) {
+        if history.contains(&f.url) || deletable(&f.name, f.last_modified) {
             leftovers.push(f.url.clone());
         } else {
             metrics.unregistered_files.push(f.url.clone());
+        }
+    }
+    let mut staging = Vec::new();
+    for f in list_staging(&warehouse).await? {
+        let ok = lock.is_some() && old_enough(f.last_modified, now, options.leftover_min_age);
+        if ok {
+            staging.push(f);
+        } else {
+            metrics.unregistered_files.push(f.url);
         }
     }
 
@@ -271,7 +359,10 @@ async fn compact_inner(
         metrics.files_after = metrics.files_before;
         metrics.rows_after = metrics.rows_before;
         metrics.bytes_after = metrics.bytes_before;
-        metrics.unregistered_files.extend(leftovers);
+        metrics.leftovers_to_delete = leftovers;
+        metrics
+            .leftovers_to_delete
+            .extend(staging.into_iter().map(|f| f.url));
         metrics.snapshot_id = table.metadata().current_snapshot_id();
         metrics.elapsed_secs = started.elapsed().as_secs_f64();
         reporter.finish_phase();
@@ -279,6 +370,9 @@ async fn compact_inner(
     }
     delete_all(&leftovers).await?;
     metrics.leftovers_deleted = leftovers;
+    metrics
+        .leftovers_deleted
+        .extend(delete_staging(staging).await?);
 
     let columns = Arc::new(Columns::new(&table_columns(
         table.metadata().current_schema(),
@@ -525,6 +619,24 @@ async fn delete_all(urls: &[String]) -> Result<()> {
         .await
 }
 
+/// Delete local staging files (see [`scan::list_staging`] for why not through object_store);
+/// returns their URLs.
+async fn delete_staging(files: Vec<scan::StagingFile>) -> Result<Vec<String>> {
+    tokio::task::spawn_blocking(move || {
+        let mut done = Vec::with_capacity(files.len());
+        for f in files {
+            match std::fs::remove_file(&f.path) {
+                Ok(()) => done.push(f.url),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&f.path, e)),
+            }
+        }
+        Ok(done)
+    })
+    .await
+    .map_err(|e| Error::task("deleting staging files", e))?
+}
+
 async fn delete_url(url: &str) -> Result<()> {
     let loc = Location::parse(url)?;
     match loc.store().delete(loc.prefix()).await {
@@ -546,6 +658,9 @@ pub struct RepairOptions {
     pub lock_location: Option<String>,
     /// Report only.
     pub dry_run: bool,
+    /// H3 resolution of a table rebuilt from a warehouse whose table metadata is gone; with
+    /// metadata the recorded grid is used (a different resolution is an error).
+    pub resolution: Option<u8>,
 }
 
 /// What a repair did (or would do).
@@ -557,19 +672,40 @@ pub struct RepairMetrics {
     pub added: Vec<String>,
     /// Files that could not be registered (unreadable footer, bad path).
     pub skipped: Vec<BucketFailure>,
+    /// The table was rebuilt because the catalog had none (see [`RebuiltTable`]).
+    pub rebuilt: Option<RebuiltTable>,
     /// Snapshot after the commit.
     pub snapshot_id: Option<i64>,
     /// Whether this was a dry run.
     pub dry_run: bool,
 }
 
-/// Rebuild the table's file list from what exists in the warehouse, in one commit.
+/// How `repair` rebuilt a table the catalog had lost.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RebuiltTable {
+    /// The grid, e.g. `h3:2`.
+    pub grid: String,
+    /// Where the grid, schema and properties came from: the newest table metadata file, or
+    /// `--resolution`.
+    pub source: String,
+    /// Columns beyond the 28 base columns.
+    pub extra_columns: Vec<String>,
+    /// The metadata file the catalog now points at (none on a dry run).
+    pub metadata_location: Option<String>,
+}
+
+/// Rebuild the table's file list from what exists in the warehouse, in one commit. When the
+/// catalog has no table but the warehouse holds one (a truncated or replaced `catalog.db`),
+/// the table is rebuilt: created with the grid, schema and properties of the newest table
+/// metadata file (or, without one, the H3 grid of [`RepairOptions::resolution`]), with every
+/// data file registered from its footer in one commit.
 pub async fn repair(options: &RepairOptions) -> Result<RepairMetrics> {
     let lock = take_lock(
         options.use_lock,
         &options.catalog,
         &options.lock_location,
         "repair",
+        Arc::new(SystemClock),
     )
     .await?;
     let result = repair_inner(options, lock.as_ref()).await;
@@ -580,13 +716,22 @@ async fn repair_inner(
     options: &RepairOptions,
     lock: Option<&RenewingLock>,
 ) -> Result<RepairMetrics> {
-    let catalog = Catalog::open(&options.catalog, &options.warehouse).await?;
+    let catalog =
+        Catalog::open_with(&options.catalog, &options.warehouse, OpenMode::MustExist).await?;
     let warehouse = catalog.warehouse().clone();
-    let table = catalog.load_table().await?.ok_or_else(|| Error::NotFound {
-        what: format!("table {} in catalog", catalog.ident()),
-        location: options.catalog.clone(),
-        hint: "; run an ingest first".into(),
-    })?;
+    let Some(table) = catalog.load_table().await? else {
+        if existing_table_evidence(&warehouse).await?.is_none() {
+            return Err(Error::NotFound {
+                what: format!("table {} in catalog", catalog.ident()),
+                location: options.catalog.clone(),
+                hint: format!(
+                    " and the warehouse {} holds no table to rebuild; run an ingest first",
+                    warehouse.url()
+                ),
+            });
+        }
+        return rebuild::rebuild(&catalog, options, lock).await;
+    };
     let live = crate::catalog::live::scan(&table, &crate::catalog::prune::Pruner::default())
         .await?
         .files;
@@ -665,4 +810,48 @@ async fn repair_inner(
     catalog.upload().await?;
     metrics.snapshot_id = table.metadata().current_snapshot_id();
     Ok(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_our_writers_name_are_leftovers() {
+        for name in [
+            "part_000003_0a1b2c3d.parquet",
+            "part_000003.parquet",
+            "compacted_0a1b2c3d.parquet",
+        ] {
+            assert!(written_by_earthcatalog(name), "{name}");
+        }
+        for name in [
+            "mine.parquet",
+            "part_000003_0a1b2c3d.parquet.tmp",
+            "compacted.txt",
+        ] {
+            assert!(!written_by_earthcatalog(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn leftover_age_is_measured_against_the_clock() {
+        let written = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let six = chrono::Duration::hours(6);
+        assert!(!old_enough(
+            written,
+            written + chrono::Duration::minutes(359),
+            six
+        ));
+        assert!(old_enough(written, written + six, six));
+        assert!(old_enough(written, written, chrono::Duration::zero()));
+        // A file from the future (clock skew) is never old enough.
+        assert!(!old_enough(
+            written,
+            written - chrono::Duration::hours(1),
+            six
+        ));
+    }
 }
