@@ -6,6 +6,7 @@ mod files;
 mod generate;
 mod info;
 mod ingest;
+mod lock;
 mod progress;
 mod search;
 mod stats;
@@ -61,6 +62,8 @@ enum Command {
     Files(files::FilesArgs),
     /// STAC API item search: bbox/intersects, datetime, ids, collections, CQL2 filter, sortby.
     Search(Box<search::SearchArgs>),
+    /// Inspect (`status`) or clear (`break`) the catalog lock.
+    Lock(lock::LockArgs),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
             Command::Stats(args) => stats::run(args).await,
             Command::Files(args) => files::run(args).await,
             Command::Search(args) => search::run(*args).await,
+            Command::Lock(args) => lock::run(args).await,
         }
     });
     match result {
