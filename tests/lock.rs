@@ -1,11 +1,13 @@
 //! The catalog lock from the outside: `earthcatalog lock status|break` on locks left by killed
 //! runs, live holders, stale and Python-written locks; a run whose lock is taken over stops
-//! before committing.
+//! before committing; a SQLite lock held by another connection makes `info` fail within its
+//! bound instead of hanging.
 
 mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use common::*;
 use earthcatalog::catalog::Catalog;
@@ -251,4 +253,42 @@ async fn a_run_that_lost_its_lock_stops_before_committing() {
         left["owner"], "thief",
         "the new holder's lock is left alone"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_fails_within_its_bound_while_another_connection_holds_an_exclusive_sqlite_lock() {
+    use sqlx::Connection;
+    let ds = Dataset::synth(20, 66).await;
+    earthcatalog::pipeline::ingest(&ds.options(2), &earthcatalog::report::NoReporter)
+        .await
+        .unwrap();
+    let db = ds.path("catalog.db");
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{db}"))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking({
+        let db = db.clone();
+        move || run(cli().args(["info", "--catalog", &db, "--json"]))
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&db) && err.contains("locked"), "{err}");
+    assert!(
+        took < Duration::from_secs(30),
+        "info waited {took:?} on a locked catalog"
+    );
+
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    let ok = run(cli().args(["info", "--catalog", &db, "--json"]));
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
 }
