@@ -292,3 +292,51 @@ async fn info_fails_within_its_bound_while_another_connection_holds_an_exclusive
     let ok = run(cli().args(["info", "--catalog", &db, "--json"]));
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_break_work_on_s3_with_a_conditional_takeover() {
+    let moto = Moto::start();
+    moto.create_bucket("lock-bucket");
+    let ds = Dataset::synth(10, 67).await;
+    let catalog = "s3://lock-bucket/cat/catalog.db";
+    let lock_cmd = |action: &str| {
+        let mut c = cli();
+        c.envs(moto.env())
+            .args(["lock", action, "--catalog", catalog, "--json"]);
+        c
+    };
+    let ingest = || {
+        let mut c = cli();
+        c.envs(moto.env()).args([
+            "ingest",
+            "--inventory",
+            &ds.inventory(),
+            "--items-root",
+            &ds.items_root(),
+            "--warehouse",
+            &ds.path("warehouse"),
+            "--catalog",
+            catalog,
+        ]);
+        c
+    };
+    // An ingest with its catalog (and so its lock) on S3 is killed while holding the lock.
+    let killed = run(ingest()
+        .env("EARTHCATALOG_FAULT", "catalog.before_commit")
+        .env("EARTHCATALOG_FAULT_MODE", "abort"));
+    assert!(!killed.status.success());
+    let s = json_summary(&run(&mut lock_cmd("status")), 0);
+    assert_eq!(s["lock"], "s3://lock-bucket/cat/.lock");
+    assert_eq!(s["held"], true, "{}", stderr(&killed));
+    assert_eq!(s["holder"], "dead", "{s}");
+    let blocked = run(&mut ingest());
+    assert_eq!(blocked.status.code(), Some(4));
+    let b = json_summary(&run(&mut lock_cmd("break")), 0);
+    assert_eq!(b["reason"], "holder-dead");
+    assert_eq!(
+        json_summary(&run(&mut lock_cmd("status")), 0)["held"],
+        false
+    );
+    let ok = run(&mut ingest());
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+}
