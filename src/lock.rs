@@ -1,11 +1,11 @@
 //! The catalog lock: a lease object beside the catalog, built from conditional writes.
 //!
-//! Every command that changes the catalog (ingest, compact, rebuild) holds this lock from before it
-//! downloads `catalog.db` until after it has uploaded it again. The object and its payload are the
-//! Python tool's, so the two tools exclude each other:
+//! Every command that changes the catalog (ingest, compact, repair) holds this lock from before
+//! it downloads `catalog.db` until after it has uploaded it again. The object and its payload are
+//! the Python tool's, so the two tools exclude each other:
 //!
 //! ```json
-//! {"owner": "incremental", "pid": 4242, "hostname": "runner-1", "acquired": "2026-11-25T08:30:00.123456+00:00", "ttl_hours": 12}
+//! {"owner": "incremental", "pid": 4242, "hostname": "runner-1", "acquired": "2026-11-25T08:30:00.123456+00:00", "ttl_hours": 0.25}
 //! ```
 //!
 //! # Guarantees
@@ -19,19 +19,59 @@
 //!   version that was judged stale* (`PutMode::Update` with its ETag/version, `If-Match` on S3),
 //!   never by delete-then-create, so of many processes that find the same stale lock exactly one
 //!   takes it over and a lock that was renewed or replaced in the meantime is left alone.
-//! * **Renewal.** [`CatalogLock::renew`] rewrites the payload with a fresh `acquired`, again
-//!   conditionally on the version we wrote last, so a long run never goes stale while it is alive.
-//!   [`CatalogLock::spawn_renewal`] does this in the background. A failed renewal means someone
-//!   else replaced or deleted the lock and yields [`Error::LockLost`].
+//! * **Heartbeat.** [`CatalogLock::renew`] rewrites the payload with a fresh `acquired`, again
+//!   conditionally on the version we wrote last. [`CatalogLock::spawn_renewal`] does this in the
+//!   background every TTL / [`RENEWALS_PER_TTL`] (see [`CatalogLock::renewal_interval`]). A
+//!   renewal that finds the object replaced or deleted yields [`Error::LockLost`] and stops the
+//!   heartbeat; a renewal that fails for another reason (a store outage, a timeout) is retried at
+//!   the next beat, and the heartbeat gives up only once the lease has run out.
 //! * **Verification before commit.** [`CatalogLock::verify`] succeeds only while the object is
-//!   still the one we wrote (same ETag, or same owner/pid/hostname/acquired) *and* it is not stale by
-//!   our clock. Callers verify right before committing; a run that lost its lock stops instead of
+//!   still the one we wrote (same ETag, or same owner/pid/hostname/acquired) *and* it is not stale
+//!   by our clock. [`RenewingLock::verify`] also fails once the heartbeat has failed, and renews
+//!   first when half the lease is spent, so a commit always starts with at least half a TTL of
+//!   lease left. Callers verify right before committing; a run that lost its lock stops instead of
 //!   overwriting someone else's catalog.
 //! * **Careful release.** [`CatalogLock::release`] deletes the object only if it is still ours;
 //!   a lock that someone else took over is left in place, and releasing a lock that is already
 //!   gone succeeds.
+//! * **Operator tools.** [`status`] describes the lock (holder, age, expiry, stale, whether the
+//!   holder is provably dead); [`break_lock`] removes a stale lock or one whose holder is provably
+//!   dead — conditionally on the version it judged, never a lock that changed in between.
 //! * **Injected time.** Ages and `acquired` come from a [`Clock`], so tests advance a
 //!   [`TestClock`](crate::clock::TestClock) instead of sleeping.
+//!
+//! # The TTL and the heartbeat
+//!
+//! The default lease is [`DEFAULT_TTL`], 15 minutes, written as `"ttl_hours": 0.25` (the Python
+//! tool reads it with `timedelta(hours=…)`, which takes fractional hours; whole hours are still
+//! written as integers). The holder renews every 3 minutes (TTL / 5), so:
+//!
+//! * a live holder always has at least 12 minutes of lease left, and rides out four consecutive
+//!   failed renewals (each bounded by [`DEFAULT_OP_TIMEOUT`], one minute) — a store outage, a
+//!   paused VM or clock skew between hosts of up to ~10 minutes — before anyone may take over;
+//! * a killed holder (`kill -9`, OOM, a lost spot instance) frees the lock at most 15 minutes
+//!   after its last renewal, instead of the Python tool's 12 hours. An operator who knows better
+//!   can act sooner with `earthcatalog lock break` (see [`break_lock`]).
+//!
+//! Staleness always uses the *holder's* `ttl_hours`, so a lock the Python tool writes (12 h, no
+//! heartbeat) is still respected for its full 12 hours.
+//!
+//! # Bounded waits
+//!
+//! Nothing in this module waits without a bound:
+//!
+//! * [`CatalogLock::acquire`] makes at most [`MAX_ATTEMPTS`] rounds of create/read/replace; each
+//!   store request is bounded by the store client (on S3, `object_store`'s 30 s request timeout
+//!   and 3 minute retry budget), and on the local file system the guard below by
+//!   [`LockOptions::guard_timeout`].
+//! * Each renewal attempt is bounded by [`LockOptions::op_timeout`]. A write abandoned by a
+//!   timeout may still have landed; the next attempt reads the object back and adopts that write
+//!   if it did (so a slow store never turns into a false "lock lost").
+//! * [`RenewingLock::verify`], [`RenewingLock::release`] and friends wait at most for one renewal
+//!   attempt in flight.
+//! * The local guard (`flock`) is polled up to [`LockOptions::guard_timeout`] (30 s) and then
+//!   fails with an error naming the guard file, instead of waiting forever behind a stopped
+//!   process.
 //!
 //! # Limits (what is *not* guaranteed)
 //!
@@ -39,12 +79,17 @@
 //!   [`release`](CatalogLock::release)) keeps others out until its TTL has passed, and a holder
 //!   that stays paused past its TTL without renewing can be taken over; it finds out at its next
 //!   [`verify`](CatalogLock::verify)/[`renew`](CatalogLock::renew). The window between a
-//!   successful `verify` and the commit that follows it is not covered.
+//!   successful `verify` and the commit that follows it is not covered (it starts with at least
+//!   half a TTL of lease, see above).
 //! * On S3 (and `memory://`) release is read-compare-delete, because `object_store` offers no
 //!   conditional delete: if our lock became stale *and* was taken over between that read and the
 //!   delete, the new holder's lock is deleted. This needs our own lock to be stale, which renewal
 //!   prevents. (On the local file system release runs under the guard below and has no window.)
 //! * Stale detection trusts the clocks of the writer and the reader to agree within minutes.
+//! * "Provably dead" means: the payload names this machine's host name and no process with its
+//!   pid exists here. Two machines (or containers sharing the host's UTS namespace but not its
+//!   PID namespace) with the same host name defeat that test; run `lock break` where the holder
+//!   ran.
 //! * A Python holder overrides a stale lock by delete-then-create, which is not atomic, and
 //!   releases without checking ownership; the guarantees above hold among earthcatalog (Rust)
 //!   processes. Both tools still exclude each other through the create-only PUT.
@@ -52,14 +97,14 @@
 //! # Local file system
 //!
 //! `LocalFileSystem` supports create-only PUT (a hard link, atomic) but not `PutMode::Update`.
-//! There, every check-then-write — takeover, renewal, release — runs under an exclusive OS file
-//! lock (`flock`) on a small companion file `<lock file>.guard` (created on first use and left in
-//! place; deleting a lock file that others may be waiting on would break the exclusion). Under the
-//! guard the object is read again, compared with the version that was judged (same ETag —
-//! inode/mtime/size — and same bytes) and only then overwritten by an atomic `rename(2)` or
-//! deleted. Plain acquirers need no guard: their create-only PUT cannot succeed while the object
-//! exists, and it only disappears by a guarded release. The kernel drops the guard when its
-//! holder dies, so a crash never wedges it. The guard covers processes on one host (and on
+//! There, every check-then-write — takeover, renewal, release, break — runs under an exclusive OS
+//! file lock (`flock`) on a small companion file `<lock file>.guard` (created on first use and
+//! left in place; deleting a lock file that others may be waiting on would break the exclusion).
+//! Under the guard the object is read again, compared with the version that was judged (same
+//! ETag — inode/mtime/size — and same bytes) and only then overwritten by an atomic `rename(2)`
+//! or deleted. Plain acquirers need no guard: their create-only PUT cannot succeed while the
+//! object exists, and it only disappears by a guarded release. The kernel drops the guard when
+//! its holder dies, so a crash never wedges it. The guard covers processes on one host (and on
 //! network file systems whose `flock` is coherent, such as NFSv4).
 
 use std::sync::{Arc, OnceLock};
@@ -72,6 +117,7 @@ use object_store::path::Path;
 use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult, UpdateVersion,
 };
+use serde::Serialize;
 use tokio::sync::{Mutex, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -79,26 +125,50 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::store::Location;
 
-/// Default lease length, as in the Python tool.
-pub const DEFAULT_TTL_HOURS: i64 = 12;
+/// Default lease length: 15 minutes (see the module docs for why).
+pub const DEFAULT_TTL: StdDuration = StdDuration::from_secs(15 * 60);
+
+/// [`DEFAULT_TTL`] in the payload's unit, hours.
+pub const DEFAULT_TTL_HOURS: f64 = 0.25;
+
+/// The shortest lease [`CatalogLock::acquire`] accepts.
+pub const MIN_TTL: StdDuration = StdDuration::from_secs(60);
+
+/// The heartbeat renews this many times per TTL (every 3 minutes for the default 15).
+pub const RENEWALS_PER_TTL: u32 = 5;
+
+/// Default bound on one renewal attempt.
+pub const DEFAULT_OP_TIMEOUT: StdDuration = StdDuration::from_secs(60);
+
+/// Default bound on waiting for the local guard file lock.
+pub const DEFAULT_GUARD_TIMEOUT: StdDuration = StdDuration::from_secs(30);
 
 /// How often [`CatalogLock::acquire`] re-tries when the lock object changes under it.
-const MAX_ATTEMPTS: usize = 5;
+pub const MAX_ATTEMPTS: usize = 5;
 
-/// Who takes the lock and for how long.
+/// Owner name written by [`break_lock`] for the instant between its takeover and its delete.
+pub const BREAK_OWNER: &str = "earthcatalog-lock-break";
+
+/// Who takes the lock, for how long, and how long its operations may wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockOptions {
     /// Free-form owner name written into the payload (`incremental`, `backfill-v2`, `compact`, …).
     pub owner: String,
-    /// Hours after `acquired` at which others may take the lock over (default 12).
-    pub ttl_hours: i64,
+    /// Lease length: others may take the lock over this long after `acquired` (default 15 min).
+    pub ttl: StdDuration,
+    /// Bound on one renewal attempt (default 60 s, never more than the renewal interval).
+    pub op_timeout: StdDuration,
+    /// Bound on waiting for the local file system guard (default 30 s).
+    pub guard_timeout: StdDuration,
 }
 
 impl Default for LockOptions {
     fn default() -> Self {
         Self {
             owner: "earthcatalog".to_string(),
-            ttl_hours: DEFAULT_TTL_HOURS,
+            ttl: DEFAULT_TTL,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            guard_timeout: DEFAULT_GUARD_TIMEOUT,
         }
     }
 }
@@ -112,10 +182,48 @@ impl LockOptions {
         }
     }
 
-    /// Set the lease length in hours.
-    pub fn with_ttl_hours(mut self, ttl_hours: i64) -> Self {
-        self.ttl_hours = ttl_hours;
+    /// Set the lease length.
+    pub fn with_ttl(mut self, ttl: StdDuration) -> Self {
+        self.ttl = ttl;
         self
+    }
+
+    /// Set the lease length in hours, fractions allowed (the payload's unit). A value that is not
+    /// a finite positive number is rejected by [`CatalogLock::acquire`].
+    pub fn with_ttl_hours(mut self, hours: f64) -> Self {
+        self.ttl = StdDuration::try_from_secs_f64(hours * 3600.0).unwrap_or(StdDuration::ZERO);
+        self
+    }
+
+    /// Set the bound on one renewal attempt.
+    pub fn with_op_timeout(mut self, timeout: StdDuration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Set the bound on waiting for the local guard.
+    pub fn with_guard_timeout(mut self, timeout: StdDuration) -> Self {
+        self.guard_timeout = timeout;
+        self
+    }
+
+    /// The lease in hours, as written to the payload.
+    pub fn ttl_hours(&self) -> f64 {
+        self.ttl.as_secs_f64() / 3600.0
+    }
+
+    fn chrono_ttl(&self) -> Duration {
+        Duration::from_std(self.ttl).unwrap_or(Duration::MAX)
+    }
+
+    /// TTL / [`RENEWALS_PER_TTL`].
+    fn renewal_interval(&self) -> StdDuration {
+        self.ttl / RENEWALS_PER_TTL
+    }
+
+    /// The bound on one renewal attempt: `op_timeout`, but never longer than the interval.
+    fn attempt_timeout(&self) -> StdDuration {
+        self.op_timeout.min(self.renewal_interval())
     }
 }
 
@@ -136,18 +244,19 @@ pub struct LockPayload {
 
 impl LockPayload {
     /// A payload for this process.
-    pub fn for_this_process(owner: &str, ttl_hours: i64, acquired: DateTime<Utc>) -> Self {
+    pub fn for_this_process(owner: &str, ttl_hours: f64, acquired: DateTime<Utc>) -> Self {
         Self {
             owner: owner.to_string(),
             pid: i64::from(std::process::id()),
             hostname: hostname().to_string(),
             acquired,
-            ttl_hours: Some(ttl_hours as f64),
+            ttl_hours: Some(ttl_hours),
         }
     }
 
     /// Serialise exactly as Python's `json.dumps` does (`", "`/`": "` separators, ASCII only),
-    /// with `acquired` as ISO-8601 UTC with microseconds and a `+00:00` offset.
+    /// with `acquired` as ISO-8601 UTC with microseconds and a `+00:00` offset. A whole-hour TTL
+    /// is written as an integer (`12`), a fractional one as Python's `repr` would (`0.25`).
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(160);
         out.push_str("{\"owner\": ");
@@ -198,6 +307,14 @@ impl LockPayload {
             && self.hostname == other.hostname
             && self.acquired == other.acquired
     }
+
+    /// The lease this payload declares, to the microsecond (never truncated to whole hours or
+    /// milliseconds); `None` when it declares none or a non-finite one.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl_hours
+            .filter(|t| t.is_finite())
+            .map(|t| Duration::microseconds((t * 3_600_000_000.0).round() as i64))
+    }
 }
 
 /// Read the lock object at `location`, `None` when there is none.
@@ -227,6 +344,9 @@ pub struct CatalogLock {
     version: UpdateVersion,
     /// Local file system only: the file whose OS lock serialises check-then-replace.
     guard: Option<std::path::PathBuf>,
+    /// A payload we tried to write whose outcome is unknown (the attempt timed out or failed
+    /// after the request was sent): if the object holds exactly these bytes, it is ours.
+    in_doubt: Option<Bytes>,
 }
 
 /// The object currently at the key, as read.
@@ -255,23 +375,43 @@ impl CatalogLock {
         options: LockOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        if options.ttl_hours <= 0 {
-            return Err(Error::Config(format!(
-                "lock ttl_hours must be positive, got {}",
-                options.ttl_hours
-            )));
-        }
+        check_options(&options)?;
+        let lock = Self::unheld(location, options, clock)?;
+        lock.take().await
+    }
+
+    /// A lock object handle for `location` that holds nothing yet.
+    fn unheld(location: &Location, options: LockOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         if location.prefix().as_ref().is_empty() {
             return Err(Error::InvalidLocation {
                 location: location.url().to_string(),
                 reason: "the lock needs an object key, not a bucket or store root".to_string(),
             });
         }
-        let payload = LockPayload::for_this_process(&options.owner, options.ttl_hours, clock.now());
-        let mut lock = Self {
-            store: location.store().clone(),
-            key: location.prefix().clone(),
-            url: location.url().to_string(),
+        Ok(Self::on_store(
+            location.store().clone(),
+            location.prefix().clone(),
+            location.url().to_string(),
+            guard_path(location)?,
+            options,
+            clock,
+        ))
+    }
+
+    fn on_store(
+        store: Arc<dyn ObjectStore>,
+        key: Path,
+        url: String,
+        guard: Option<std::path::PathBuf>,
+        options: LockOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let payload =
+            LockPayload::for_this_process(&options.owner, options.ttl_hours(), clock.now());
+        Self {
+            store,
+            key,
+            url,
             bytes: Bytes::from(payload.to_json()),
             payload,
             options,
@@ -280,75 +420,147 @@ impl CatalogLock {
                 e_tag: None,
                 version: None,
             },
-            guard: guard_path(location)?,
-        };
+            guard,
+            in_doubt: None,
+        }
+    }
+
+    /// The acquire loop (see [`acquire`](Self::acquire)).
+    async fn take(mut self) -> Result<Self> {
         for _ in 0..MAX_ATTEMPTS {
-            lock.set_payload(lock.clock.now());
-            if let Some(put) = lock.create().await? {
-                lock.version = lock.version_of(put).await?;
-                return Ok(lock);
+            self.set_payload(self.clock.now());
+            let created = match self.create().await {
+                Ok(created) => created,
+                // The create may have landed before the error (e.g. a response lost in transit).
+                Err(e) => return self.adopt_landed(e).await,
+            };
+            if let Some(put) = created {
+                self.version = self.version_of(put).await?;
+                return Ok(self);
             }
-            let Some(held) = lock.read().await? else {
+            let Some(held) = self.read().await? else {
                 // Released between our PUT and our GET: create again.
                 continue;
             };
+            if held.bytes == self.bytes {
+                // Our own create, retried by the store client after it had landed.
+                self.version = held.version;
+                return Ok(self);
+            }
             let holder = LockPayload::parse(&held.bytes).ok();
-            let (acquired, ttl) = lock.judge(holder.as_ref(), &held);
-            let age = lock.clock.now() - acquired;
+            let (acquired, ttl) =
+                effective_lease(holder.as_ref(), &held, self.options.chrono_ttl());
+            let age = self.clock.now() - acquired;
             if age < ttl {
-                return Err(lock.locked(holder, acquired, ttl - age));
+                return Err(locked_error(&self.url, holder, acquired, ttl - age));
             }
             tracing::warn!(
-                lock = %lock.url,
+                lock = %self.url,
                 holder = holder.as_ref().map_or("unknown", |h| h.owner.as_str()),
                 host = holder.as_ref().map_or("unknown", |h| h.hostname.as_str()),
                 since = %format_acquired(acquired),
                 "taking over a stale catalog lock"
             );
-            lock.set_payload(lock.clock.now());
-            match lock.replace(&held).await? {
-                Replace::Done(put) => {
-                    lock.version = lock.version_of(put).await?;
-                    return Ok(lock);
+            self.set_payload(self.clock.now());
+            match self.replace(&held, &self.bytes.clone()).await {
+                Ok(Replace::Done(put)) => {
+                    self.version = self.version_of(put).await?;
+                    return Ok(self);
                 }
                 // Someone else took it over, renewed it or released it: look again.
-                Replace::Changed => continue,
+                Ok(Replace::Changed) => continue,
+                Err(e) => return self.adopt_landed(e).await,
             }
         }
         Err(Error::LockLost {
-            key: lock.url,
+            key: self.url,
             reason: format!(
                 "the lock object kept changing during {MAX_ATTEMPTS} attempts to acquire it; try again"
             ),
         })
     }
 
+    /// After a failed write of our payload: if the object holds exactly our bytes, the write
+    /// landed and the lock is ours; otherwise the original error stands.
+    async fn adopt_landed(mut self, err: Error) -> Result<Self> {
+        match self.read().await {
+            Ok(Some(held)) if held.bytes == self.bytes => {
+                tracing::debug!(lock = %self.url, error = %err, "our lock write landed despite an error");
+                self.version = held.version;
+                Ok(self)
+            }
+            _ => Err(err),
+        }
+    }
+
     /// Rewrite the payload with a fresh `acquired`, conditionally on the version we wrote last,
     /// so that a long run never becomes stale. [`Error::LockLost`] when someone else replaced or
     /// deleted the lock (nothing is written then).
+    ///
+    /// Cancel-safe: if this future is dropped mid-write (a timeout), the write is remembered as
+    /// in doubt and the next call adopts it when it landed.
     pub async fn renew(&mut self) -> Result<()> {
+        self.reconcile().await?;
+        let mut next = self.payload.clone();
+        next.acquired = self.clock.now();
+        let bytes = Bytes::from(next.to_json());
         let expected = Observed {
             bytes: self.bytes.clone(),
             version: self.version.clone(),
             last_modified: self.payload.acquired,
         };
-        let previous = (self.payload.clone(), self.bytes.clone());
-        self.set_payload(self.clock.now());
-        match self.replace(&expected).await {
+        self.in_doubt = Some(bytes.clone());
+        match self.replace(&expected, &bytes).await {
             Ok(Replace::Done(put)) => {
+                self.in_doubt = None;
+                self.payload = next;
+                self.bytes = bytes;
                 self.version = self.version_of(put).await?;
                 tracing::debug!(lock = %self.url, "renewed the catalog lock");
                 Ok(())
             }
             Ok(Replace::Changed) => {
-                (self.payload, self.bytes) = previous;
+                self.in_doubt = None;
                 Err(self.lost().await)
             }
-            Err(e) => {
-                (self.payload, self.bytes) = previous;
-                Err(e)
-            }
+            // The write may or may not have landed: `in_doubt` stays for the next attempt.
+            Err(e) => Err(e),
         }
+    }
+
+    /// [`renew`](Self::renew), bounded by the options' attempt timeout.
+    async fn renew_bounded(&mut self) -> Result<()> {
+        let limit = self.options.attempt_timeout();
+        match tokio::time::timeout(limit, self.renew()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::io(
+                &self.url,
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("renewing the catalog lock took longer than {limit:?}"),
+                ),
+            )),
+        }
+    }
+
+    /// Settle a write left in doubt by an interrupted renewal: if the object holds exactly those
+    /// bytes, that write landed and becomes our current payload and version.
+    async fn reconcile(&mut self) -> Result<()> {
+        let Some(pending) = self.in_doubt.clone() else {
+            return Ok(());
+        };
+        let current = self.read().await?;
+        self.in_doubt = None;
+        if let Some(current) = current
+            && current.bytes == pending
+            && let Ok(payload) = LockPayload::parse(&pending)
+        {
+            tracing::debug!(lock = %self.url, "an interrupted renewal had landed; adopting it");
+            self.payload = payload;
+            self.bytes = pending;
+            self.version = current.version;
+        }
+        Ok(())
     }
 
     /// Check that the lock object is still ours and not stale by our clock. Call this right
@@ -361,13 +573,11 @@ impl CatalogLock {
         if !self.is_ours(&held) {
             return Err(self.lost().await);
         }
-        let age = self.clock.now() - self.payload.acquired;
-        let ttl = Duration::hours(self.options.ttl_hours);
-        if age >= ttl {
+        if self.is_expired() {
             return Err(self.lost_because(&format!(
-                "our lock is stale (acquired {}, ttl {} h) and may be taken over at any moment; renew it",
+                "our lock is stale (acquired {}, ttl {}) and may be taken over at any moment; renew it",
                 format_acquired(self.payload.acquired),
-                self.options.ttl_hours
+                human_duration(self.options.chrono_ttl())
             )));
         }
         Ok(())
@@ -398,7 +608,7 @@ impl CatalogLock {
     }
 
     /// Keep the lock fresh in the background, renewing every `every` (see
-    /// [`renewal_interval`](Self::renewal_interval) for a sensible value).
+    /// [`renewal_interval`](Self::renewal_interval) for the right value).
     pub fn spawn_renewal(self, every: StdDuration) -> RenewingLock {
         let ticks = futures::stream::unfold((), move |()| async move {
             tokio::time::sleep(every).await;
@@ -408,8 +618,8 @@ impl CatalogLock {
     }
 
     /// Keep the lock fresh in the background, renewing once per item of `ticks` (a schedule of
-    /// your own; tests feed a channel). Renewal stops when `ticks` ends, the lock is lost, or
-    /// [`RenewingLock::release`] is called.
+    /// your own; tests feed a channel). Renewal stops when `ticks` ends, the lock is lost, the
+    /// lease runs out without a successful renewal, or [`RenewingLock::release`] is called.
     pub fn spawn_renewal_on<S>(self, ticks: S) -> RenewingLock
     where
         S: Stream<Item = ()> + Send + 'static,
@@ -421,6 +631,7 @@ impl CatalogLock {
         let task = tokio::spawn(async move {
             let mut ticks = std::pin::pin!(ticks);
             let mut renewals = 0u64;
+            let mut failures = 0u64;
             loop {
                 tokio::select! {
                     biased;
@@ -431,20 +642,42 @@ impl CatalogLock {
                         }
                     }
                 }
-                // Not cancelled by a stop request: a renewal always runs to completion.
-                let result = task_lock.lock().await.renew().await;
-                match result {
+                // Not cancelled by a stop request: a renewal attempt always runs to its bound.
+                let mut lock = task_lock.lock().await;
+                let result = lock.renew_bounded().await;
+                let status = match result {
                     Ok(()) => {
                         renewals += 1;
-                        status_tx.send_replace(RenewalStatus::Active { renewals });
+                        failures = 0;
+                        RenewalStatus::Active { renewals }
                     }
+                    Err(e @ Error::LockLost { .. }) => RenewalStatus::Failed {
+                        reason: e.to_string(),
+                    },
+                    Err(e) if lock.is_expired() => RenewalStatus::Failed {
+                        reason: format!(
+                            "the lease ran out ({} since the last renewal) without a successful renewal; last error: {e}",
+                            human_duration(lock.clock.now() - lock.payload.acquired)
+                        ),
+                    },
                     Err(e) => {
-                        tracing::error!(error = %e, "catalog lock renewal failed");
-                        status_tx.send_replace(RenewalStatus::Failed {
-                            reason: e.to_string(),
-                        });
-                        return;
+                        failures += 1;
+                        tracing::warn!(lock = %lock.url, error = %e, failures, "catalog lock renewal failed; retrying at the next beat");
+                        RenewalStatus::Retrying {
+                            renewals,
+                            failures,
+                            error: e.to_string(),
+                        }
                     }
+                };
+                drop(lock);
+                let failed = matches!(status, RenewalStatus::Failed { .. });
+                if let RenewalStatus::Failed { reason } = &status {
+                    tracing::error!(error = %reason, "catalog lock renewal failed; the run will stop before its next commit");
+                }
+                status_tx.send_replace(status);
+                if failed {
+                    return;
                 }
             }
         });
@@ -456,9 +689,9 @@ impl CatalogLock {
         }
     }
 
-    /// A quarter of the TTL (three hours for the default twelve): a good renewal period.
+    /// TTL / [`RENEWALS_PER_TTL`]: 3 minutes for the default 15-minute TTL.
     pub fn renewal_interval(&self) -> StdDuration {
-        StdDuration::from_secs((self.options.ttl_hours.max(1) as u64) * 3600 / 4)
+        self.options.renewal_interval()
     }
 
     /// The payload we wrote last.
@@ -469,6 +702,16 @@ impl CatalogLock {
     /// The lock object's URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// How long ago we last wrote the lock (by our clock).
+    fn age(&self) -> Duration {
+        self.clock.now() - self.payload.acquired
+    }
+
+    /// Whether our own lease has run out (others may take the lock over).
+    fn is_expired(&self) -> bool {
+        self.age() >= self.options.chrono_ttl()
     }
 
     fn set_payload(&mut self, acquired: DateTime<Utc>) {
@@ -515,33 +758,20 @@ impl CatalogLock {
         }
     }
 
-    /// When the holder acquired the lock and how long its lease is. An unreadable payload
-    /// counts from the object's modification time with our TTL.
-    fn judge(&self, holder: Option<&LockPayload>, held: &Observed) -> (DateTime<Utc>, Duration) {
-        let ours = Duration::hours(self.options.ttl_hours);
-        match holder {
-            Some(h) => {
-                let ttl = h
-                    .ttl_hours
-                    .filter(|t| t.is_finite())
-                    .map_or(ours, |t| Duration::milliseconds((t * 3_600_000.0) as i64));
-                (h.acquired, ttl)
-            }
-            None => (held.last_modified, ours),
-        }
-    }
-
     fn is_ours(&self, held: &Observed) -> bool {
         if self.version.e_tag.is_some() && held.version.e_tag == self.version.e_tag {
+            return true;
+        }
+        if self.in_doubt.as_ref() == Some(&held.bytes) {
             return true;
         }
         LockPayload::parse(&held.bytes).is_ok_and(|p| p.same_holder(&self.payload))
     }
 
-    /// Replace `expected` (what is at the key, as read) with our payload, atomically.
-    async fn replace(&self, expected: &Observed) -> Result<Replace> {
+    /// Replace `expected` (what is at the key, as read) with `bytes`, atomically.
+    async fn replace(&self, expected: &Observed, bytes: &Bytes) -> Result<Replace> {
         if self.guard.is_some() {
-            return self.replace_guarded(expected).await;
+            return self.replace_guarded(expected, bytes).await;
         }
         let opts = PutOptions {
             mode: PutMode::Update(expected.version.clone()),
@@ -549,7 +779,7 @@ impl CatalogLock {
         };
         match self
             .store
-            .put_opts(&self.key, PutPayload::from(self.bytes.clone()), opts)
+            .put_opts(&self.key, PutPayload::from(bytes.clone()), opts)
             .await
         {
             Ok(put) => Ok(Replace::Done(put)),
@@ -564,7 +794,7 @@ impl CatalogLock {
 
     /// Conditional replacement on the local file system (see the module docs): under the guard,
     /// check that the object is still `expected`, then overwrite it (an atomic `rename(2)`).
-    async fn replace_guarded(&self, expected: &Observed) -> Result<Replace> {
+    async fn replace_guarded(&self, expected: &Observed, bytes: &Bytes) -> Result<Replace> {
         let _guard = self.lock_guard().await?;
         let Some(current) = self.read().await? else {
             return Ok(Replace::Changed);
@@ -577,7 +807,7 @@ impl CatalogLock {
         }
         let put = self
             .store
-            .put(&self.key, PutPayload::from(self.bytes.clone()))
+            .put(&self.key, PutPayload::from(bytes.clone()))
             .await
             .map_err(|e| Error::store(&self.url, e))?;
         Ok(Replace::Done(put))
@@ -585,59 +815,17 @@ impl CatalogLock {
 
     /// On the local file system, take the guard: an exclusive OS file lock (`flock`) on
     /// `<lock file>.guard`, released when the returned file is dropped, or by the kernel when the
-    /// process dies. `None` on other stores.
+    /// process dies. Waits at most `guard_timeout`. `None` on other stores.
     async fn lock_guard(&self) -> Result<Option<std::fs::File>> {
         let Some(path) = self.guard.clone() else {
             return Ok(None);
         };
-        let task = tokio::task::spawn_blocking(move || {
-            let open = || {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-            };
-            let file = match open() {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-                    }
-                    open()
-                }
-                other => other,
-            }
-            .map_err(|e| Error::io(&path, e))?;
-            file.lock().map_err(|e| Error::io(&path, e))?;
-            Ok(Some(file))
-        });
+        let limit = self.options.guard_timeout;
+        let url = self.url.clone();
+        let task = tokio::task::spawn_blocking(move || take_guard(&path, limit, &url).map(Some));
         match task.await {
             Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::io(&self.url, std::io::Error::other(e))),
-        }
-    }
-
-    fn locked(
-        &self,
-        holder: Option<LockPayload>,
-        acquired: DateTime<Utc>,
-        left: Duration,
-    ) -> Error {
-        let holder = holder.unwrap_or(LockPayload {
-            owner: "unknown".to_string(),
-            pid: 0,
-            hostname: "unknown".to_string(),
-            acquired,
-            ttl_hours: None,
-        });
-        Error::Locked {
-            key: self.url.clone(),
-            owner: holder.owner,
-            hostname: holder.hostname,
-            pid: holder.pid,
-            acquired: format_acquired(acquired),
-            remaining: human_duration(left),
+            Err(e) => Err(Error::task(format!("locking the guard of {}", self.url), e)),
         }
     }
 
@@ -668,17 +856,91 @@ impl CatalogLock {
     }
 }
 
+fn check_options(options: &LockOptions) -> Result<()> {
+    if options.ttl < MIN_TTL {
+        return Err(Error::invalid_argument(
+            "lock ttl",
+            format!(
+                "must be at least {MIN_TTL:?} (the heartbeat renews every ttl/{RENEWALS_PER_TTL}), got {:?}",
+                options.ttl
+            ),
+        ));
+    }
+    if options.op_timeout.is_zero() || options.guard_timeout.is_zero() {
+        return Err(Error::invalid_argument(
+            "lock timeouts",
+            "the renewal and guard timeouts must be positive",
+        ));
+    }
+    Ok(())
+}
+
+/// Take the exclusive `flock` on `path` (creating it and its directory when missing), polling
+/// for at most `limit`.
+fn take_guard(path: &std::path::Path, limit: StdDuration, lock_url: &str) -> Result<std::fs::File> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+    };
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io(path, e))?;
+    let started = std::time::Instant::now();
+    let mut pause = StdDuration::from_millis(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
+        if started.elapsed() >= limit {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "another process has held this guard of the catalog lock {lock_url} for more than {limit:?} (is it stopped or hung?)"
+                    ),
+                ),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(StdDuration::from_millis(100));
+    }
+}
+
 /// How background renewal is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenewalStatus {
-    /// Renewing; `renewals` have succeeded so far.
+    /// Renewing; `renewals` have succeeded so far, the last attempt among them.
     Active {
         /// Successful renewals so far.
         renewals: u64,
     },
-    /// A renewal failed (the lock was lost or the store failed); renewal has stopped.
+    /// The last `failures` attempts failed (store error or timeout) but the lease has not run
+    /// out; the next beat tries again.
+    Retrying {
+        /// Successful renewals so far.
+        renewals: u64,
+        /// Consecutive failed attempts.
+        failures: u64,
+        /// The last attempt's error.
+        error: String,
+    },
+    /// The lock was lost, or the lease ran out without a successful renewal; renewal has
+    /// stopped and [`RenewingLock::verify`] fails.
     Failed {
-        /// The error of the failed renewal.
+        /// What happened.
         reason: String,
     },
 }
@@ -698,18 +960,24 @@ impl RenewingLock {
         self.status.clone()
     }
 
-    /// [`CatalogLock::verify`], failing early when background renewal has already failed.
+    /// Call right before a commit: fails when background renewal has failed, otherwise
+    /// [`CatalogLock::verify`]; then, when half the lease is spent (renewals have been
+    /// failing), renews so that the commit starts with at least half a TTL of lease.
     pub async fn verify(&self) -> Result<()> {
-        let lock = self.lock.lock().await;
+        let mut lock = self.lock.lock().await;
         if let RenewalStatus::Failed { reason } = &*self.status.borrow() {
             return Err(lock.lost_because(&format!("background renewal failed: {reason}")));
         }
-        lock.verify().await
+        lock.verify().await?;
+        if lock.age() >= lock.options.chrono_ttl() / 2 {
+            lock.renew_bounded().await?;
+        }
+        Ok(())
     }
 
     /// Renew now, in addition to the schedule.
     pub async fn renew_now(&self) -> Result<()> {
-        self.lock.lock().await.renew().await
+        self.lock.lock().await.renew_bounded().await
     }
 
     /// The payload written last.
@@ -717,7 +985,8 @@ impl RenewingLock {
         self.lock.lock().await.payload.clone()
     }
 
-    /// Stop renewing (waiting for a renewal in flight to finish) and release the lock.
+    /// Stop renewing (waiting for a renewal attempt in flight to finish, at most its bound) and
+    /// release the lock.
     pub async fn release(mut self) -> Result<()> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -729,6 +998,329 @@ impl RenewingLock {
     }
 }
 
+/// Whether the process holding a lock is running, as far as this machine can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// The payload names this host and a process with its pid exists here.
+    Alive,
+    /// The payload names this host and no process with its pid exists here.
+    Dead,
+    /// The holder ran elsewhere (or the payload is unreadable): this machine cannot tell.
+    Unknown,
+}
+
+/// What [`status`] finds at a lock location (`earthcatalog lock status --json` prints this).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockStatus {
+    /// The lock object's URL.
+    pub lock: String,
+    /// Whether a lock object exists.
+    pub held: bool,
+    /// The holder's owner name.
+    pub owner: Option<String>,
+    /// The holder's host name.
+    pub hostname: Option<String>,
+    /// The holder's process id.
+    pub pid: Option<i64>,
+    /// When the holder acquired or last renewed the lock (ISO-8601 UTC); for an unreadable
+    /// payload, the object's modification time.
+    pub acquired: Option<String>,
+    /// Seconds since `acquired`.
+    pub age_seconds: Option<i64>,
+    /// The lease in hours: the holder's own `ttl_hours`, else this tool's default.
+    pub ttl_hours: Option<f64>,
+    /// When the lock becomes stale (`acquired + ttl`).
+    pub expires: Option<String>,
+    /// Seconds until then (zero or negative once stale).
+    pub expires_in_seconds: Option<i64>,
+    /// Whether the lease has run out (anyone may take the lock over or break it).
+    pub stale: bool,
+    /// Whether the holder's process is running (`null` when there is no lock).
+    pub holder: Option<Liveness>,
+    /// How `holder` was decided.
+    pub holder_detail: Option<String>,
+    /// Whether the holder is provably dead (same host name as this machine, no such pid).
+    pub holder_dead: bool,
+    /// Whether `earthcatalog lock break` would delete it (stale or holder provably dead).
+    pub breakable: bool,
+    /// Why the payload could not be read, when it could not.
+    pub unreadable: Option<String>,
+}
+
+impl LockStatus {
+    fn none(url: &str) -> Self {
+        Self {
+            lock: url.to_string(),
+            held: false,
+            owner: None,
+            hostname: None,
+            pid: None,
+            acquired: None,
+            age_seconds: None,
+            ttl_hours: None,
+            expires: None,
+            expires_in_seconds: None,
+            stale: false,
+            holder: None,
+            holder_detail: None,
+            holder_dead: false,
+            breakable: false,
+            unreadable: None,
+        }
+    }
+
+    fn of(url: &str, held: &Observed, now: DateTime<Utc>) -> Self {
+        let parsed = LockPayload::parse(&held.bytes);
+        let holder = parsed.as_ref().ok();
+        let default_ttl = Duration::from_std(DEFAULT_TTL).unwrap_or(Duration::MAX);
+        let (acquired, ttl) = effective_lease(holder, held, default_ttl);
+        let age = now - acquired;
+        let stale = age >= ttl;
+        let expires = acquired.checked_add_signed(ttl);
+        let (liveness, detail) = match holder {
+            Some(h) => liveness(h),
+            None => (
+                Liveness::Unknown,
+                "the payload is unreadable; no holder to check".to_string(),
+            ),
+        };
+        let dead = liveness == Liveness::Dead;
+        Self {
+            lock: url.to_string(),
+            held: true,
+            owner: holder.map(|h| h.owner.clone()),
+            hostname: holder.map(|h| h.hostname.clone()),
+            pid: holder.map(|h| h.pid),
+            acquired: Some(format_acquired(acquired)),
+            age_seconds: Some(age.num_seconds()),
+            ttl_hours: Some(
+                holder
+                    .and_then(|h| h.ttl_hours.filter(|t| t.is_finite()))
+                    .unwrap_or(DEFAULT_TTL_HOURS),
+            ),
+            expires: expires.map(format_acquired),
+            expires_in_seconds: expires.map(|e| (e - now).num_seconds()),
+            stale,
+            holder: Some(liveness),
+            holder_detail: Some(detail),
+            holder_dead: dead,
+            breakable: stale || dead,
+            unreadable: parsed.err(),
+        }
+    }
+
+    /// The refusal for a lock that may not be broken: [`Error::Locked`] naming the holder.
+    fn refusal(&self) -> Error {
+        let left = self.expires_in_seconds.unwrap_or(0);
+        Error::Locked {
+            key: self.lock.clone(),
+            owner: self.owner.clone().unwrap_or_else(|| "unknown".to_string()),
+            hostname: self
+                .hostname
+                .clone()
+                .unwrap_or_else(|| "unknown".to_string()),
+            pid: self.pid.unwrap_or(0),
+            acquired: self.acquired.clone().unwrap_or_default(),
+            remaining: human_duration(Duration::seconds(left)),
+        }
+    }
+}
+
+/// Describe the lock at `location` (nothing is written).
+pub async fn status(location: &Location, clock: &dyn Clock) -> Result<LockStatus> {
+    let url = location.url();
+    if location.prefix().as_ref().is_empty() {
+        return Err(Error::InvalidLocation {
+            location: url.to_string(),
+            reason: "the lock needs an object key, not a bucket or store root".to_string(),
+        });
+    }
+    Ok(
+        match read_at(location.store().as_ref(), location.prefix(), url).await? {
+            None => LockStatus::none(url),
+            Some(held) => LockStatus::of(url, &held, clock.now()),
+        },
+    )
+}
+
+/// What [`break_lock`] did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakOutcome {
+    /// Whether a lock was deleted.
+    pub broken: bool,
+    /// Why it could be deleted: `stale`, `holder-dead` or `forced`; `None` when nothing was.
+    pub reason: Option<String>,
+    /// The lock as judged before breaking it.
+    pub before: LockStatus,
+}
+
+/// Delete the lock at `location` if it is stale or its holder is provably dead (see
+/// [`LockStatus`]), or unconditionally with `force`. Never deletes a lock that changed after it
+/// was judged: the lock is first taken over conditionally on the version that was judged (as a
+/// stale takeover does), then our own takeover is released. A lock that may not be broken, or
+/// that changed in between, yields [`Error::Locked`] naming its holder. No lock is not an error.
+pub async fn break_lock(
+    location: &Location,
+    force: bool,
+    clock: Arc<dyn Clock>,
+) -> Result<BreakOutcome> {
+    break_with(
+        CatalogLock::unheld(location, LockOptions::new(BREAK_OWNER), clock)?,
+        force,
+    )
+    .await
+}
+
+/// [`break_lock`] through `breaker`, a handle on the lock object that holds nothing yet.
+async fn break_with(mut breaker: CatalogLock, force: bool) -> Result<BreakOutcome> {
+    let url = breaker.url.clone();
+    let Some(held) = breaker.read().await? else {
+        return Ok(BreakOutcome {
+            broken: false,
+            reason: None,
+            before: LockStatus::none(&url),
+        });
+    };
+    let before = LockStatus::of(&url, &held, breaker.clock.now());
+    let reason = if before.stale {
+        "stale"
+    } else if before.holder_dead {
+        "holder-dead"
+    } else if force {
+        "forced"
+    } else {
+        return Err(before.refusal());
+    };
+    if reason == "forced" {
+        tracing::warn!(
+            lock = %before.lock,
+            owner = before.owner.as_deref().unwrap_or("unknown"),
+            host = before.hostname.as_deref().unwrap_or("unknown"),
+            pid = before.pid.unwrap_or(0),
+            acquired = before.acquired.as_deref().unwrap_or(""),
+            "force-breaking a catalog lock that is neither stale nor held by a provably dead process"
+        );
+    } else {
+        tracing::info!(lock = %before.lock, reason, "breaking the catalog lock");
+    }
+    breaker.set_payload(breaker.clock.now());
+    let bytes = breaker.bytes.clone();
+    match breaker.replace(&held, &bytes).await? {
+        Replace::Done(put) => {
+            breaker.version = breaker.version_of(put).await?;
+            breaker.release_ref().await?;
+            Ok(BreakOutcome {
+                broken: true,
+                reason: Some(reason.to_string()),
+                before,
+            })
+        }
+        Replace::Changed => match breaker.read().await? {
+            None => Ok(BreakOutcome {
+                broken: false,
+                reason: None,
+                before,
+            }),
+            Some(now_held) => Err(LockStatus::of(&url, &now_held, breaker.clock.now()).refusal()),
+        },
+    }
+}
+
+/// Whether the holder named by `payload` is running here (see [`Liveness`]).
+fn liveness(payload: &LockPayload) -> (Liveness, String) {
+    let here = hostname();
+    if payload.hostname != here {
+        return (
+            Liveness::Unknown,
+            format!(
+                "held on host {:?}, this is {here:?}: cannot check its process",
+                payload.hostname
+            ),
+        );
+    }
+    let Ok(pid) = i32::try_from(payload.pid) else {
+        return (
+            Liveness::Unknown,
+            format!("pid {} is not a process id", payload.pid),
+        );
+    };
+    if pid <= 0 {
+        return (Liveness::Unknown, format!("pid {pid} is not a process id"));
+    }
+    match process_exists(pid) {
+        Some(true) => (
+            Liveness::Alive,
+            format!("process {pid} is running on this host"),
+        ),
+        Some(false) => (
+            Liveness::Dead,
+            format!("no process {pid} on this host ({here})"),
+        ),
+        None => (
+            Liveness::Unknown,
+            format!("cannot check process {pid} on this platform"),
+        ),
+    }
+}
+
+/// Whether a process with `pid` (> 0) exists; `None` when that cannot be told.
+#[cfg(unix)]
+fn process_exists(pid: i32) -> Option<bool> {
+    // SAFETY: signal 0 sends nothing; `kill` only checks that `pid` exists and may be
+    // signalled. `pid` is positive, so it never addresses a process group.
+    let rc = unsafe { libc::kill(pid, 0) };
+    if rc == 0 {
+        return Some(true);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => Some(false),
+        // It exists but belongs to another user.
+        Some(libc::EPERM) => Some(true),
+        _ => None,
+    }
+}
+
+#[cfg(not(unix))]
+fn process_exists(_pid: i32) -> Option<bool> {
+    None
+}
+
+/// When the holder acquired the lock and how long its lease is: its own `ttl_hours`, else
+/// `default_ttl`. An unreadable payload counts from the object's modification time.
+fn effective_lease(
+    holder: Option<&LockPayload>,
+    held: &Observed,
+    default_ttl: Duration,
+) -> (DateTime<Utc>, Duration) {
+    match holder {
+        Some(h) => (h.acquired, h.ttl().unwrap_or(default_ttl)),
+        None => (held.last_modified, default_ttl),
+    }
+}
+
+fn locked_error(
+    url: &str,
+    holder: Option<LockPayload>,
+    acquired: DateTime<Utc>,
+    left: Duration,
+) -> Error {
+    let holder = holder.unwrap_or(LockPayload {
+        owner: "unknown".to_string(),
+        pid: 0,
+        hostname: "unknown".to_string(),
+        acquired,
+        ttl_hours: None,
+    });
+    Error::Locked {
+        key: url.to_string(),
+        owner: holder.owner,
+        hostname: holder.hostname,
+        pid: holder.pid,
+        acquired: format_acquired(acquired),
+        remaining: human_duration(left),
+    }
+}
 /// `<lock file>.guard` for a lock on the local file system, `None` elsewhere.
 fn guard_path(location: &Location) -> Result<Option<std::path::PathBuf>> {
     if !location.is_local() {
@@ -776,7 +1368,7 @@ fn format_acquired(t: DateTime<Utc>) -> String {
 }
 
 /// `3h 05m 09s` (or `0s` for anything not positive).
-fn human_duration(d: Duration) -> String {
+pub fn human_duration(d: Duration) -> String {
     let secs = d.num_seconds().max(0);
     let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
     if h > 0 {
@@ -812,8 +1404,9 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `unknown`).
-fn hostname() -> &'static str {
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `unknown`), as
+/// written into our payloads and compared by [`status`].
+pub fn hostname() -> &'static str {
     static HOSTNAME: OnceLock<String> = OnceLock::new();
     HOSTNAME.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -842,10 +1435,7 @@ pub async fn acquire_for_catalog(
     if !wanted {
         return Ok(None);
     }
-    let url = match explicit {
-        Some(l) => l.to_string(),
-        None => default_lock_url(catalog)?,
-    };
+    let url = lock_url(catalog, explicit)?;
     let lock = CatalogLock::acquire(&Location::parse(&url)?, options, clock).await?;
     let every = lock.renewal_interval();
     Ok(Some(lock.spawn_renewal(every)))
@@ -863,12 +1453,21 @@ pub async fn release_after<T>(lock: Option<RenewingLock>, result: Result<T>) -> 
     result
 }
 
+/// The lock object for `catalog`: `explicit` when given, else `.lock` beside the catalog.
+pub fn lock_url(catalog: &str, explicit: Option<&str>) -> Result<String> {
+    match explicit {
+        Some(l) => Ok(l.to_string()),
+        None => default_lock_url(catalog),
+    }
+}
+
 /// The default lock object for a catalog: `.lock` beside `catalog.db` (the Python tool's key).
 pub fn default_lock_url(catalog: &str) -> Result<String> {
     let cat = Location::parse(catalog)?;
-    let (dir, _) = cat
-        .split_last()
-        .ok_or_else(|| Error::Config(format!("cannot place a lock beside catalog {catalog}")))?;
+    let (dir, _) = cat.split_last().ok_or_else(|| Error::InvalidLocation {
+        location: catalog.to_string(),
+        reason: "cannot place a lock beside it; name the lock object instead".to_string(),
+    })?;
     Ok(dir.url_of(".lock"))
 }
 
@@ -908,21 +1507,44 @@ mod tests {
         names
     }
 
-    /// Write a lock object as another process (or the Python tool) would.
-    async fn plant(location: &Location, owner: &str, acquired: DateTime<Utc>, ttl: i64) {
-        let p = LockPayload {
+    fn payload(owner: &str, host: &str, pid: i64, acquired: DateTime<Utc>, ttl: f64) -> String {
+        LockPayload {
             owner: owner.to_string(),
-            pid: 999_999,
-            hostname: "elsewhere".to_string(),
+            pid,
+            hostname: host.to_string(),
             acquired,
-            ttl_hours: Some(ttl as f64),
-        };
-        location.put_bytes(Bytes::from(p.to_json())).await.unwrap();
+            ttl_hours: Some(ttl),
+        }
+        .to_json()
+    }
+
+    /// Write a lock object as another process (or the Python tool) on another host would.
+    async fn plant(location: &Location, owner: &str, acquired: DateTime<Utc>, ttl: f64) {
+        let p = payload(owner, "elsewhere", 999_999, acquired, ttl);
+        location.put_bytes(Bytes::from(p)).await.unwrap();
+    }
+
+    /// The pid of a process that has exited (and been reaped) on this host.
+    fn dead_pid() -> i64 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        i64::from(pid)
+    }
+
+    const MIN: fn(i64) -> Duration = Duration::minutes;
+
+    /// `work`'s output, failing the test (instead of hanging it) after 10 s.
+    async fn within<T>(work: impl std::future::Future<Output = T>) -> T {
+        match tokio::time::timeout(StdDuration::from_secs(10), work).await {
+            Ok(out) => out,
+            Err(_) => panic!("not done within 10 s: the wait is not bounded"),
+        }
     }
 
     #[test]
     fn payload_json_matches_python_json_dumps() {
-        let p = LockPayload {
+        let mut p = LockPayload {
             owner: "incremental".to_string(),
             pid: 123,
             hostname: "host-1".to_string(),
@@ -934,6 +1556,20 @@ mod tests {
             r#"{"owner": "incremental", "pid": 123, "hostname": "host-1", "acquired": "2026-11-25T08:30:00.123456+00:00", "ttl_hours": 12}"#
         );
         assert_eq!(LockPayload::parse(p.to_json().as_bytes()).unwrap(), p);
+        // Fractional hours as Python's json.dumps writes floats (repr, shortest round trip).
+        for (ttl, text) in [
+            (0.25, "0.25"),
+            (1.0 / 6.0, "0.16666666666666666"),
+            (1.5, "1.5"),
+        ] {
+            p.ttl_hours = Some(ttl);
+            let json = p.to_json();
+            assert!(
+                json.ends_with(&format!(r#""ttl_hours": {text}}}"#)),
+                "{json}"
+            );
+            assert_eq!(LockPayload::parse(json.as_bytes()).unwrap(), p);
+        }
         let mut s = String::new();
         push_json_str(&mut s, "é\"\\\n😀");
         assert_eq!(s, r#""\u00e9\"\\\n\ud83d\ude00""#);
@@ -962,6 +1598,32 @@ mod tests {
     }
 
     #[test]
+    fn fractional_ttls_are_exact_to_the_microsecond() {
+        let ttl = |hours: f64| {
+            LockPayload {
+                owner: "x".into(),
+                pid: 1,
+                hostname: "h".into(),
+                acquired: start(),
+                ttl_hours: Some(hours),
+            }
+            .ttl()
+        };
+        assert_eq!(ttl(0.25), Some(MIN(15)));
+        // 1/6 h is 599.99999999999 s in binary floating point: rounds to 10 min, as Python's
+        // timedelta(hours=…) does, instead of truncating to 599.999 s.
+        assert_eq!(ttl(1.0 / 6.0), Some(MIN(10)));
+        assert_eq!(ttl(12.0), Some(Duration::hours(12)));
+        assert_eq!(ttl(0.000001), Some(Duration::microseconds(3600)));
+        assert_eq!(ttl(f64::NAN), None);
+        assert_eq!(
+            LockOptions::new("x").with_ttl_hours(0.25).ttl,
+            StdDuration::from_secs(900)
+        );
+        assert_eq!(LockOptions::new("x").with_ttl_hours(0.25).ttl_hours(), 0.25);
+    }
+
+    #[test]
     fn human_durations() {
         assert_eq!(
             human_duration(Duration::seconds(3 * 3600 + 5 * 60 + 9)),
@@ -976,7 +1638,7 @@ mod tests {
         let loc = mem("payload");
         let lock = CatalogLock::acquire(
             &loc,
-            LockOptions::new("incremental").with_ttl_hours(6),
+            LockOptions::new("incremental").with_ttl_hours(6.0),
             clock(),
         )
         .await
@@ -995,13 +1657,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn default_ttl_is_twelve_hours() {
+    async fn default_ttl_is_fifteen_minutes_renewed_every_three() {
         let loc = mem("default-ttl");
         let lock = CatalogLock::acquire(&loc, LockOptions::new("x"), clock())
             .await
             .unwrap();
-        assert_eq!(payload_at(&loc).await["ttl_hours"], 12);
-        assert_eq!(lock.renewal_interval(), StdDuration::from_secs(3 * 3600));
+        assert_eq!(payload_at(&loc).await["ttl_hours"], 0.25);
+        assert_eq!(lock.renewal_interval(), StdDuration::from_secs(180));
         lock.release().await.unwrap();
     }
 
@@ -1012,7 +1674,7 @@ mod tests {
             let first = CatalogLock::acquire(&loc, LockOptions::new("backfill-v2"), c.clone())
                 .await
                 .unwrap();
-            c.advance(Duration::hours(2));
+            c.advance(MIN(2));
             let err = CatalogLock::acquire(&loc, LockOptions::new("compact"), c.clone())
                 .await
                 .unwrap_err();
@@ -1029,7 +1691,7 @@ mod tests {
                     assert_eq!(host, hostname());
                     assert_eq!(*pid, i64::from(std::process::id()));
                     assert_eq!(acquired, "2026-11-25T08:30:00.123456+00:00");
-                    assert_eq!(remaining, "10h 00m 00s");
+                    assert_eq!(remaining, "13m 00s");
                     assert_eq!(key, loc.url());
                 }
                 other => panic!("expected Locked, got {other:?}"),
@@ -1045,8 +1707,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for loc in [mem("stale"), local(&dir)] {
             let c = clock();
-            plant(&loc, "python", start(), 12).await;
-            c.advance(Duration::hours(11) + Duration::minutes(59));
+            // A Python holder's 12 h lease is respected in full.
+            plant(&loc, "python", start(), 12.0).await;
+            c.advance(Duration::hours(11) + MIN(59));
             let err = CatalogLock::acquire(&loc, LockOptions::new("rust"), c.clone())
                 .await
                 .unwrap_err();
@@ -1070,15 +1733,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn staleness_uses_the_holders_own_ttl() {
+    async fn staleness_uses_the_holders_own_fractional_ttl() {
         let loc = mem("holder-ttl");
         let c = clock();
-        plant(&loc, "short", start(), 1).await;
-        c.advance(Duration::hours(2));
-        // Our TTL of 12 h does not matter: the holder said 1 h.
-        let lock = CatalogLock::acquire(&loc, LockOptions::new("rust"), c.clone())
-            .await
-            .unwrap();
+        plant(&loc, "short", start(), 0.25).await;
+        c.advance(MIN(15) - Duration::microseconds(1));
+        // Not truncated to whole hours (0) or to milliseconds: still fresh 1 µs before the end.
+        assert!(matches!(
+            CatalogLock::acquire(
+                &loc,
+                LockOptions::new("rust").with_ttl_hours(12.0),
+                c.clone()
+            )
+            .await,
+            Err(Error::Locked { .. })
+        ));
+        c.advance(Duration::microseconds(1));
+        // Our TTL of 12 h does not matter: the holder said 15 min.
+        let lock = CatalogLock::acquire(
+            &loc,
+            LockOptions::new("rust").with_ttl_hours(12.0),
+            c.clone(),
+        )
+        .await
+        .unwrap();
         lock.release().await.unwrap();
         // A payload without ttl_hours falls back to ours.
         loc.put_bytes(Bytes::from(format!(
@@ -1088,17 +1766,25 @@ mod tests {
         .await
         .unwrap();
         c.advance(Duration::hours(5));
-        let err = CatalogLock::acquire(&loc, LockOptions::new("rust").with_ttl_hours(6), c.clone())
-            .await
-            .unwrap_err();
+        let err = CatalogLock::acquire(
+            &loc,
+            LockOptions::new("rust").with_ttl_hours(6.0),
+            c.clone(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(&err, Error::Locked { remaining, .. } if remaining == "1h 00m 00s"));
         c.advance(Duration::hours(1));
-        CatalogLock::acquire(&loc, LockOptions::new("rust").with_ttl_hours(6), c.clone())
-            .await
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
+        CatalogLock::acquire(
+            &loc,
+            LockOptions::new("rust").with_ttl_hours(6.0),
+            c.clone(),
+        )
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
@@ -1108,7 +1794,7 @@ mod tests {
             let lock = CatalogLock::acquire(&loc, LockOptions::new("mine"), c.clone())
                 .await
                 .unwrap();
-            plant(&loc, "theirs", c.now(), 12).await;
+            plant(&loc, "theirs", c.now(), 12.0).await;
             assert!(matches!(lock.verify().await, Err(Error::LockLost { .. })));
             lock.release().await.unwrap();
             assert_eq!(payload_at(&loc).await["owner"], "theirs");
@@ -1134,13 +1820,13 @@ mod tests {
             let mut lock = CatalogLock::acquire(&loc, LockOptions::new("long-run"), c.clone())
                 .await
                 .unwrap();
-            c.advance(Duration::hours(11));
+            c.advance(MIN(14));
             lock.renew().await.unwrap();
             assert_eq!(payload_at(&loc).await["acquired"], format_acquired(c.now()));
             assert_eq!(lock.payload().acquired, c.now());
             lock.verify().await.unwrap();
-            // 13 h after the first acquire, but only 2 h after the renewal: still fresh.
-            c.advance(Duration::hours(2));
+            // 16 min after the first acquire, but only 2 min after the renewal: still fresh.
+            c.advance(MIN(2));
             let err = CatalogLock::acquire(&loc, LockOptions::new("other"), c.clone())
                 .await
                 .unwrap_err();
@@ -1159,7 +1845,7 @@ mod tests {
             let mut lock = CatalogLock::acquire(&loc, LockOptions::new("slow"), c.clone())
                 .await
                 .unwrap();
-            c.advance(Duration::hours(13));
+            c.advance(MIN(16));
             // Our own lock is stale now: verify refuses although nobody took it yet.
             let err = lock.verify().await.unwrap_err();
             assert!(err.to_string().contains("stale"), "{err}");
@@ -1189,7 +1875,7 @@ mod tests {
         let mut lock = CatalogLock::acquire(&loc, LockOptions::new("slow"), c.clone())
             .await
             .unwrap();
-        c.advance(Duration::hours(20));
+        c.advance(MIN(20));
         assert!(lock.verify().await.is_err());
         lock.renew().await.unwrap();
         lock.verify().await.unwrap();
@@ -1197,21 +1883,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lock_needs_an_object_key_and_a_positive_ttl() {
+    async fn lock_needs_an_object_key_and_a_sane_ttl() {
         let root = Location::parse("memory://lock-root").unwrap();
         assert!(matches!(
             CatalogLock::acquire(&root, LockOptions::new("x"), clock()).await,
             Err(Error::InvalidLocation { .. })
         ));
-        assert!(matches!(
-            CatalogLock::acquire(
-                &mem("ttl0"),
-                LockOptions::new("x").with_ttl_hours(0),
-                clock()
-            )
-            .await,
-            Err(Error::Config(_))
-        ));
+        for options in [
+            LockOptions::new("x").with_ttl_hours(0.0),
+            LockOptions::new("x").with_ttl_hours(-1.0),
+            LockOptions::new("x").with_ttl_hours(f64::NAN),
+            LockOptions::new("x").with_ttl(StdDuration::from_secs(30)),
+            LockOptions::new("x").with_op_timeout(StdDuration::ZERO),
+        ] {
+            let err = CatalogLock::acquire(&mem("ttl0"), options, clock())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        }
+        assert!(mem("ttl0").get_bytes_opt().await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -1226,7 +1916,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(&err, Error::Locked { owner, .. } if owner == "unknown"));
-        now.advance(Duration::hours(13));
+        now.advance(MIN(16));
         CatalogLock::acquire(&loc, LockOptions::new("x"), now)
             .await
             .unwrap();
@@ -1288,13 +1978,27 @@ mod tests {
         for loc in [mem("race-stale"), local(&dir)] {
             for _ in 0..5 {
                 let c = clock();
-                plant(&loc, "crashed", start(), 12).await;
+                plant(&loc, "crashed", start(), 12.0).await;
                 c.advance(Duration::hours(13));
                 let winners = race(&loc, c, 8).await;
                 assert_single_holder(&loc, winners).await;
             }
         }
         assert_eq!(files_in(&dir.path().join("catalog")), [".lock.guard"]);
+    }
+
+    /// Channel-driven ticks for `spawn_renewal_on`.
+    fn ticks(rx: tokio::sync::mpsc::Receiver<()>) -> impl Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
+        )
+    }
+
+    /// `lock` renewed in the background whenever the test sends on the returned channel.
+    fn by_hand(lock: CatalogLock) -> (RenewingLock, tokio::sync::mpsc::Sender<()>) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
+        (lock.spawn_renewal_on(ticks(rx)), tx)
     }
 
     /// A lock "bg" on `loc` whose renewal ticks when the test sends on the returned channel.
@@ -1305,38 +2009,56 @@ mod tests {
         let lock = CatalogLock::acquire(loc, LockOptions::new("bg"), c.clone())
             .await
             .unwrap();
-        let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
-        let ticks =
-            futures::stream::unfold(
-                rx,
-                |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
-            );
-        (lock.spawn_renewal_on(ticks), tx)
+        by_hand(lock)
+    }
+
+    /// Send one tick and wait until the renewal task has reported on it.
+    async fn beat(
+        tx: &tokio::sync::mpsc::Sender<()>,
+        status: &mut watch::Receiver<RenewalStatus>,
+        want: impl Fn(&RenewalStatus) -> bool,
+    ) {
+        status.mark_unchanged();
+        tx.send(()).await.unwrap();
+        status.changed().await.unwrap();
+        let now = status.borrow().clone();
+        assert!(want(&now), "renewal status {now:?}");
     }
 
     #[tokio::test]
-    async fn background_renewal_keeps_the_lock_fresh() {
-        let loc = mem("background");
+    async fn heartbeat_keeps_a_live_holder_fresh_and_a_killed_one_frees_within_a_ttl() {
+        let loc = mem("heartbeat");
         let c = clock();
         let (renewing, tx) = renewing_by_hand(&loc, &c).await;
         let mut status = renewing.status();
-        for n in 1..=3u64 {
-            c.advance(Duration::hours(10));
-            tx.send(()).await.unwrap();
-            status
-                .wait_for(|s| *s == RenewalStatus::Active { renewals: n })
-                .await
-                .unwrap();
+        let every = Duration::from_std(LockOptions::default().renewal_interval()).unwrap();
+        // Two hours of beats every 3 minutes: never stale for anyone else.
+        for n in 1..=40u64 {
+            c.advance(every);
+            beat(&tx, &mut status, |s| {
+                *s == RenewalStatus::Active { renewals: n }
+            })
+            .await;
             assert_eq!(payload_at(&loc).await["acquired"], format_acquired(c.now()));
-            renewing.verify().await.unwrap();
+            assert!(matches!(
+                CatalogLock::acquire(&loc, LockOptions::new("other"), c.clone()).await,
+                Err(Error::Locked { .. })
+            ));
         }
-        // 30 h after the acquire, the lock is still fresh for others.
+        renewing.verify().await.unwrap();
+        // The holder is killed: no more beats, no release.
+        drop(tx);
+        drop(renewing);
+        c.advance(MIN(15) - Duration::seconds(1));
         assert!(matches!(
             CatalogLock::acquire(&loc, LockOptions::new("other"), c.clone()).await,
             Err(Error::Locked { .. })
         ));
-        renewing.release().await.unwrap();
-        assert!(loc.get_bytes_opt().await.unwrap().is_none());
+        c.advance(Duration::seconds(1));
+        let next = CatalogLock::acquire(&loc, LockOptions::new("other"), c.clone())
+            .await
+            .unwrap();
+        next.release().await.unwrap();
     }
 
     #[tokio::test]
@@ -1344,18 +2066,446 @@ mod tests {
         let loc = mem("background-lost");
         let c = clock();
         let (renewing, tx) = renewing_by_hand(&loc, &c).await;
-        plant(&loc, "intruder", c.now(), 12).await;
-        tx.send(()).await.unwrap();
+        plant(&loc, "intruder", c.now(), 12.0).await;
         let mut status = renewing.status();
-        status
-            .wait_for(|s| matches!(s, RenewalStatus::Failed { .. }))
-            .await
-            .unwrap();
+        beat(&tx, &mut status, |s| {
+            matches!(s, RenewalStatus::Failed { .. })
+        })
+        .await;
         assert!(matches!(
             renewing.verify().await,
             Err(Error::LockLost { .. })
         ));
         renewing.release().await.unwrap();
         assert_eq!(payload_at(&loc).await["owner"], "intruder");
+    }
+
+    #[tokio::test]
+    async fn verify_renews_when_half_the_lease_is_spent() {
+        let loc = mem("verify-renews");
+        let c = clock();
+        let (renewing, _tx) = renewing_by_hand(&loc, &c).await;
+        c.advance(MIN(7));
+        renewing.verify().await.unwrap();
+        assert_eq!(
+            renewing.payload().await.acquired,
+            start(),
+            "7 of 15 min: no renewal"
+        );
+        c.advance(MIN(1));
+        renewing.verify().await.unwrap();
+        assert_eq!(renewing.payload().await.acquired, c.now());
+        assert_eq!(payload_at(&loc).await["acquired"], format_acquired(c.now()));
+        renewing.release().await.unwrap();
+    }
+
+    /// An in-memory store whose puts can fail, hang, land-then-fail, or be preceded by another
+    /// writer's change.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: object_store::memory::InMemory,
+        fault: std::sync::Mutex<Fault>,
+        /// Written (as another writer would) just before the next conditional update.
+        interpose: std::sync::Mutex<Option<Bytes>>,
+    }
+
+    #[derive(Debug, Default, Clone, Copy, PartialEq)]
+    enum Fault {
+        #[default]
+        None,
+        Fail,
+        Hang,
+        LandThenFail,
+        LandThenHang,
+    }
+
+    impl std::fmt::Display for Flaky {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Flaky")
+        }
+    }
+
+    impl Flaky {
+        fn set(&self, fault: Fault) {
+            *self.fault.lock().unwrap() = fault;
+        }
+    }
+
+    fn outage(what: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "Flaky",
+            source: what.to_string().into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Flaky {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            if matches!(opts.mode, PutMode::Update(_)) {
+                let other = self.interpose.lock().unwrap().take();
+                if let Some(other) = other {
+                    self.inner.put(location, other.into()).await?;
+                }
+            }
+            let fault = *self.fault.lock().unwrap();
+            match fault {
+                Fault::None => self.inner.put_opts(location, payload, opts).await,
+                Fault::Fail => Err(outage("injected outage")),
+                Fault::Hang => futures::future::pending().await,
+                Fault::LandThenFail => {
+                    self.inner.put_opts(location, payload, opts).await?;
+                    Err(outage("response lost after the write"))
+                }
+                Fault::LandThenHang => {
+                    self.inner.put_opts(location, payload, opts).await?;
+                    futures::future::pending().await
+                }
+            }
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn flaky_lock(store: &Arc<Flaky>, options: LockOptions, c: &Arc<TestClock>) -> CatalogLock {
+        CatalogLock::on_store(
+            store.clone(),
+            Path::from("catalog/.lock"),
+            "flaky://catalog/.lock".to_string(),
+            None,
+            options,
+            c.clone(),
+        )
+    }
+
+    async fn flaky_payload(store: &Flaky) -> serde_json::Value {
+        let got = store.inner.get(&Path::from("catalog/.lock")).await.unwrap();
+        serde_json::from_slice(&got.bytes().await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_acquire_whose_write_landed_despite_an_error_holds_the_lock() {
+        let store = Arc::new(Flaky::default());
+        let c = clock();
+        store.set(Fault::LandThenFail);
+        let lock = flaky_lock(&store, LockOptions::new("lucky"), &c)
+            .take()
+            .await
+            .unwrap();
+        store.set(Fault::None);
+        lock.verify().await.unwrap();
+        lock.release().await.unwrap();
+        assert!(
+            store
+                .inner
+                .head(&Path::from("catalog/.lock"))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_renewal_is_bounded_and_a_write_that_landed_is_adopted() {
+        let store = Arc::new(Flaky::default());
+        let c = clock();
+        let options = LockOptions::new("slow-store").with_op_timeout(StdDuration::from_millis(50));
+        let mut lock = flaky_lock(&store, options, &c).take().await.unwrap();
+        // A renewal that never answers fails within its bound instead of hanging.
+        store.set(Fault::Hang);
+        c.advance(MIN(3));
+        let err = within(lock.renew_bounded()).await.unwrap_err();
+        assert!(err.to_string().contains("took longer than"), "{err}");
+        assert!(err.is_retryable());
+        // One that lands but whose answer never comes: the next attempt finds our write in
+        // place and adopts it instead of calling the lock lost.
+        store.set(Fault::LandThenHang);
+        c.advance(MIN(3));
+        within(lock.renew_bounded()).await.unwrap_err();
+        let landed = c.now();
+        assert_eq!(
+            flaky_payload(&store).await["acquired"],
+            format_acquired(landed)
+        );
+        lock.verify().await.unwrap();
+        store.set(Fault::None);
+        c.advance(MIN(3));
+        lock.renew_bounded().await.unwrap();
+        assert_eq!(
+            flaky_payload(&store).await["acquired"],
+            format_acquired(c.now())
+        );
+        lock.verify().await.unwrap();
+        lock.release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_renewals_are_retried_until_the_lease_runs_out() {
+        let store = Arc::new(Flaky::default());
+        let c = clock();
+        let lock = flaky_lock(&store, LockOptions::new("patient"), &c)
+            .take()
+            .await
+            .unwrap();
+        let (renewing, tx) = by_hand(lock);
+        let mut status = renewing.status();
+        // A store outage: the beat fails, the lock is kept and the next beat succeeds.
+        store.set(Fault::Fail);
+        c.advance(MIN(3));
+        beat(&tx, &mut status, |s| {
+            matches!(s, RenewalStatus::Retrying { renewals: 0, failures: 1, error } if error.contains("injected outage"))
+        })
+        .await;
+        renewing.verify().await.unwrap();
+        store.set(Fault::None);
+        c.advance(MIN(3));
+        beat(&tx, &mut status, |s| {
+            *s == RenewalStatus::Active { renewals: 1 }
+        })
+        .await;
+        // An outage for a whole TTL: the heartbeat gives up and commits stop.
+        store.set(Fault::Fail);
+        for failures in 1..=4 {
+            c.advance(MIN(3));
+            beat(
+                &tx,
+                &mut status,
+                |s| matches!(s, RenewalStatus::Retrying { failures: f, .. } if *f == failures),
+            )
+            .await;
+        }
+        c.advance(MIN(3));
+        beat(
+            &tx,
+            &mut status,
+            |s| matches!(s, RenewalStatus::Failed { reason } if reason.contains("lease ran out")),
+        )
+        .await;
+        store.set(Fault::None);
+        let err = renewing.verify().await.unwrap_err();
+        assert!(matches!(err, Error::LockLost { .. }), "{err}");
+        renewing.release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_held_guard_is_waited_for_with_a_bound_naming_the_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = local(&dir);
+        let c = clock();
+        plant(&loc, "crashed", start(), 0.25).await;
+        c.advance(MIN(16));
+        // Another process (here: another open file description) holds the guard and is stuck.
+        let guard_path = dir.path().join("catalog/.lock.guard");
+        let held = std::fs::File::create(&guard_path).unwrap();
+        held.lock().unwrap();
+        let options = LockOptions::new("waiter").with_guard_timeout(StdDuration::from_millis(100));
+        let err = within(CatalogLock::acquire(&loc, options.clone(), c.clone()))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(".lock.guard") && text.contains("more than"),
+            "{text}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(payload_at(&loc).await["owner"], "crashed");
+        drop(held);
+        CatalogLock::acquire(&loc, options, c.clone())
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn status_describes_the_lock_and_its_holder() {
+        let loc = mem("status");
+        let c = clock();
+        let s = status(&loc, c.as_ref()).await.unwrap();
+        assert_eq!(s, LockStatus::none(loc.url()));
+        assert!(!s.held && !s.breakable && s.holder.is_none());
+
+        // Ours (alive, on this host), fresh.
+        let lock = CatalogLock::acquire(&loc, LockOptions::new("ingest"), c.clone())
+            .await
+            .unwrap();
+        c.advance(MIN(4));
+        let s = status(&loc, c.as_ref()).await.unwrap();
+        assert!(s.held);
+        assert_eq!(s.owner.as_deref(), Some("ingest"));
+        assert_eq!(s.hostname.as_deref(), Some(hostname()));
+        assert_eq!(s.pid, Some(i64::from(std::process::id())));
+        assert_eq!(
+            s.acquired.as_deref(),
+            Some("2026-11-25T08:30:00.123456+00:00")
+        );
+        assert_eq!(s.age_seconds, Some(240));
+        assert_eq!(s.ttl_hours, Some(0.25));
+        assert_eq!(
+            s.expires.as_deref(),
+            Some("2026-11-25T08:45:00.123456+00:00")
+        );
+        assert_eq!(s.expires_in_seconds, Some(660));
+        assert!(!s.stale);
+        assert_eq!(s.holder, Some(Liveness::Alive));
+        assert!(!s.holder_dead && !s.breakable);
+        lock.release().await.unwrap();
+
+        // Another host: liveness unknown; stale after its own 12 h.
+        plant(&loc, "backfill-v2", c.now(), 12.0).await;
+        let s = status(&loc, c.as_ref()).await.unwrap();
+        assert_eq!(s.holder, Some(Liveness::Unknown));
+        assert!(s.holder_detail.as_deref().unwrap().contains("elsewhere"));
+        assert!(!s.breakable);
+        c.advance(Duration::hours(12));
+        let s = status(&loc, c.as_ref()).await.unwrap();
+        assert!(s.stale && s.breakable && s.expires_in_seconds == Some(0));
+
+        // This host, a pid that no longer exists: provably dead, breakable while fresh.
+        let pid = dead_pid();
+        loc.put_bytes(payload("incremental", hostname(), pid, c.now(), 0.25).into())
+            .await
+            .unwrap();
+        let s = status(&loc, c.as_ref()).await.unwrap();
+        assert_eq!(s.holder, Some(Liveness::Dead), "{:?}", s.holder_detail);
+        assert!(s.holder_dead && s.breakable && !s.stale);
+        assert!(
+            s.holder_detail
+                .unwrap()
+                .contains(&format!("no process {pid}"))
+        );
+
+        // Unreadable: reported, aged from the object's time with the default TTL.
+        loc.put_bytes(Bytes::from_static(b"{oops")).await.unwrap();
+        let s = status(&loc, &crate::clock::SystemClock).await.unwrap();
+        assert!(s.held && s.unreadable.is_some() && !s.stale);
+        assert_eq!(s.holder, Some(Liveness::Unknown));
+        assert_eq!(s.ttl_hours, Some(DEFAULT_TTL_HOURS));
+    }
+
+    #[tokio::test]
+    async fn break_refuses_a_live_fresh_lock_and_deletes_a_stale_or_dead_one() {
+        for loc in [mem("break"), local(&tempfile::tempdir().unwrap())] {
+            let c = clock();
+            // No lock: nothing to do.
+            let out = break_lock(&loc, false, c.clone()).await.unwrap();
+            assert!(!out.broken && out.reason.is_none());
+
+            // A fresh lock whose holder may be alive: refused, naming the holder, untouched.
+            plant(&loc, "backfill-v2", c.now(), 0.25).await;
+            c.advance(MIN(5));
+            let err = break_lock(&loc, false, c.clone()).await.unwrap_err();
+            match &err {
+                Error::Locked {
+                    owner,
+                    hostname,
+                    remaining,
+                    ..
+                } => {
+                    assert_eq!(owner, "backfill-v2");
+                    assert_eq!(hostname, "elsewhere");
+                    assert_eq!(remaining, "10m 00s");
+                }
+                other => panic!("expected Locked, got {other:?}"),
+            }
+            assert_eq!(payload_at(&loc).await["owner"], "backfill-v2");
+
+            // Stale: broken.
+            c.advance(MIN(10));
+            let out = break_lock(&loc, false, c.clone()).await.unwrap();
+            assert!(out.broken);
+            assert_eq!(out.reason.as_deref(), Some("stale"));
+            assert_eq!(out.before.owner.as_deref(), Some("backfill-v2"));
+            assert!(loc.get_bytes_opt().await.unwrap().is_none());
+
+            // Fresh but its holder is provably dead: broken.
+            loc.put_bytes(payload("incremental", hostname(), dead_pid(), c.now(), 0.25).into())
+                .await
+                .unwrap();
+            let out = break_lock(&loc, false, c.clone()).await.unwrap();
+            assert_eq!(out.reason.as_deref(), Some("holder-dead"));
+            assert!(loc.get_bytes_opt().await.unwrap().is_none());
+
+            // Fresh and alive (this very process): only --force breaks it.
+            let ours = CatalogLock::acquire(&loc, LockOptions::new("alive"), c.clone())
+                .await
+                .unwrap();
+            assert!(matches!(
+                break_lock(&loc, false, c.clone()).await,
+                Err(Error::Locked { owner, .. }) if owner == "alive"
+            ));
+            let out = break_lock(&loc, true, c.clone()).await.unwrap();
+            assert_eq!(out.reason.as_deref(), Some("forced"));
+            assert!(loc.get_bytes_opt().await.unwrap().is_none());
+            // The force-broken holder finds out before its next commit.
+            assert!(matches!(ours.verify().await, Err(Error::LockLost { .. })));
+        }
+    }
+
+    #[tokio::test]
+    async fn break_never_deletes_a_lock_that_changed_after_it_was_judged() {
+        let store = Arc::new(Flaky::default());
+        let c = clock();
+        let key = Path::from("catalog/.lock");
+        let stale = payload("crashed", "elsewhere", 1, start(), 0.25);
+        store
+            .inner
+            .put(&key, Bytes::from(stale).into())
+            .await
+            .unwrap();
+        c.advance(MIN(20));
+        // Between the judgement and the break, the lock is taken over by a live holder.
+        let renewed = payload("rescuer", "elsewhere", 2, c.now(), 0.25);
+        *store.interpose.lock().unwrap() = Some(Bytes::from(renewed));
+        let breaker = flaky_lock(&store, LockOptions::new(BREAK_OWNER), &c);
+        let err = break_with(breaker, false).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Locked { owner, .. } if owner == "rescuer"),
+            "{err}"
+        );
+        assert_eq!(flaky_payload(&store).await["owner"], "rescuer");
     }
 }

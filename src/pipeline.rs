@@ -76,8 +76,8 @@ pub struct IngestOptions {
     pub lock_location: Option<String>,
     /// Lock owner string.
     pub owner: String,
-    /// Lock TTL in hours.
-    pub lock_ttl_hours: i64,
+    /// Lock TTL in hours, fractions allowed (default 0.25: 15 minutes, renewed every 3).
+    pub lock_ttl_hours: f64,
     /// Where summary and failures reports go; default `<warehouse>/_reports`.
     pub report_dir: Option<String>,
     /// File writer settings.
@@ -103,7 +103,7 @@ impl Default for IngestOptions {
             lock: true,
             lock_location: None,
             owner: "earthcatalog-ingest".to_string(),
-            lock_ttl_hours: 12,
+            lock_ttl_hours: crate::lock::DEFAULT_TTL_HOURS,
             report_dir: None,
             writer: WriterOptions::default(),
         }

@@ -89,7 +89,29 @@ except CatalogLocked as e:
         said.starts_with("locked:") && said.contains("earthcatalog-ingest"),
         "{said}"
     );
+    // Our default TTL is 0.25 h: Python reads it with timedelta(hours=0.25), not as 0 or 12.
+    assert_eq!(lock.payload().ttl_hours, Some(0.25));
+    assert!(said.contains("expires in 0:14:"), "{said}");
     lock.release().await.unwrap();
+
+    // A fractional-TTL lock 14 min old is fresh for Python; at 16 min it is stale and Python
+    // overrides it.
+    for (minutes, want) in [(14, "locked:"), (16, "acquired")] {
+        let ours = earthcatalog::lock::LockPayload {
+            acquired: chrono::Utc::now() - chrono::Duration::minutes(minutes),
+            ..earthcatalog::lock::LockPayload::for_this_process(
+                "earthcatalog-ingest",
+                0.25,
+                chrono::Utc::now(),
+            )
+        };
+        std::fs::write(ds.dir.path().join(".lock"), ours.to_json()).unwrap();
+        let said = python(&refused);
+        assert!(said.contains(want), "{minutes} min: {said}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ds.dir.path().join(".lock")).unwrap()).unwrap();
+    assert_eq!(v["owner"], "compact", "Python took the stale lock over");
 }
 
 fn hex(b: &[u8]) -> String {

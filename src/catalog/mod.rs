@@ -5,6 +5,22 @@
 //! [`Catalog::upload`]; callers hold the catalog lock for the whole download → mutate → upload
 //! sequence. Every change is one Iceberg commit (new metadata file + compare-and-swap of the
 //! metadata pointer in `iceberg_tables`), so a crash leaves the table before or after a commit.
+//!
+//! # Waits on `catalog.db`
+//!
+//! Another connection (a concurrent earthcatalog or PyIceberg process, an `sqlite3` shell) can
+//! hold a SQLite lock on a local `catalog.db`. Every wait for it is bounded, and the error names
+//! the catalog file:
+//!
+//! * our own connections here (schema preparation, WAL checkpoint) wait at most
+//!   [`SQLITE_BUSY_TIMEOUT`] per statement, then fail with `database is locked`;
+//! * the commit's compare-and-swap (`replace`) and the iceberg-catalog-sql pool (one
+//!   connection) use sqlx's defaults — the pool's cannot be changed through its properties: the
+//!   same 5 s busy timeout per statement, and 30 s to acquire the pooled connection.
+//!
+//! Readers (`info`, `search`, …) are only blocked while a writer holds the exclusive lock, which
+//! SQLite takes just for the moment of a commit; a connection that keeps `BEGIN EXCLUSIVE` open
+//! makes them fail after the timeout instead of hanging.
 
 pub mod avro;
 pub mod datafile;
@@ -16,6 +32,7 @@ pub mod storage;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
@@ -592,6 +609,18 @@ fn check_grid(props: &HashMap<String, String>, grid: &GridConfig) -> Result<()> 
     Ok(())
 }
 
+/// How long one statement on our own connections waits for another connection's lock on
+/// `catalog.db` before it fails (SQLITE_BUSY, "database is locked"); see the module docs.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connection settings for our own connections to the catalog file.
+fn connect_options(path: &Path) -> sqlx::sqlite::SqliteConnectOptions {
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+}
+
 fn sqlite_uri(path: &Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
 }
@@ -607,7 +636,7 @@ where
         location: path.display().to_string(),
         source: e,
     };
-    let mut conn = sqlx::SqliteConnection::connect(&sqlite_uri(path))
+    let mut conn = sqlx::SqliteConnection::connect_with(&connect_options(path))
         .await
         .map_err(sql_err)?;
     work(&mut conn).await.map_err(sql_err)?;

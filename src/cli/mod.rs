@@ -8,6 +8,7 @@ mod generate;
 mod index;
 mod info;
 mod ingest;
+mod lock;
 mod progress;
 mod search;
 mod stats;
@@ -73,6 +74,8 @@ enum Command {
     Delta(delta::DeltaArgs),
     /// The hash index of ingested ids: stats, verify, rebuild.
     Index(index::IndexArgs),
+    /// Inspect (`status`) or clear (`break`) the catalog lock.
+    Lock(lock::LockArgs),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -113,6 +116,7 @@ pub fn main() -> ExitCode {
             Command::Search(args) => search::run(*args).await,
             Command::Delta(args) => delta::run(args, show_progress).await,
             Command::Index(args) => index::run(args).await,
+            Command::Lock(args) => lock::run(args).await,
         }
     });
     match result {
