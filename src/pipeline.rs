@@ -479,6 +479,7 @@ fn add_counters(total: &mut ParseCounters, c: &ParseCounters) {
     total.datetime_unparsable += c.datetime_unparsable;
     total.overflow_values += c.overflow_values;
     total.null_geometry += c.null_geometry;
+    total.invalid_coordinates += c.invalid_coordinates;
 }
 
 impl Run<'_> {

@@ -1,6 +1,7 @@
-//! Bad input end to end: inventories that are not inventories (exit 2, nothing ingested) and
+//! Bad input end to end: inventories that are not inventories (exit 2, nothing ingested),
 //! inventories with some malformed rows (the good rows are ingested, each bad row is in the
-//! failures report with its line or row, exit 3).
+//! failures report with its line or row, exit 3), and items whose coordinates cannot be on the
+//! globe (reported as invalid geometry, exit 3).
 
 mod common;
 
@@ -355,4 +356,102 @@ async fn malformed_rows_are_reported_with_their_position_and_good_rows_ingested(
             );
         }
     }
+}
+
+/// Writes an item below the items root and returns its inventory line.
+fn extra_item(ds: &Dataset, id: &str, geometry: serde_json::Value) -> String {
+    let key = format!("extra/{id}.stac.json");
+    let item = serde_json::json!({
+        "type": "Feature", "stac_version": "1.0.0", "id": id,
+        "geometry": geometry,
+        "properties": {"datetime": "2020-06-01T00:00:00Z", "platform": "LC08"},
+        "links": [], "assets": {}
+    });
+    let path = ds.path(&format!("items/{key}"));
+    std::fs::create_dir_all(Path::new(&path).parent().unwrap()).unwrap();
+    std::fs::write(&path, item.to_string()).unwrap();
+    format!("its-live-data,{key},1,2024-01-01T00:00:00Z\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_coordinates_are_reported_not_placed() {
+    let ds = Dataset::synth(10, 15).await;
+    let mut inv = std::fs::read_to_string(ds.inventory()).unwrap();
+    inv.push_str(&extra_item(
+        &ds,
+        "lat95",
+        serde_json::json!({"type": "Point", "coordinates": [10.0, 95.0]}),
+    ));
+    inv.push_str(&extra_item(
+        &ds,
+        "lon500",
+        serde_json::json!({"type": "Polygon", "coordinates": [[
+            [499.0, 10.0], [500.0, 10.0], [500.0, 11.0], [499.0, 10.0]
+        ]]}),
+    ));
+    // Valid footprints at the edges stay valid: wrapped across the antimeridian, and on ±180/±90.
+    inv.push_str(&extra_item(
+        &ds,
+        "wrapped",
+        serde_json::json!({"type": "Polygon", "coordinates": [[
+            [179.0, -78.0], [-178.0, -78.0], [-178.0, -77.0], [179.0, -77.0], [179.0, -78.0]
+        ]]}),
+    ));
+    inv.push_str(&extra_item(
+        &ds,
+        "edges",
+        serde_json::json!({"type": "MultiPoint", "coordinates": [[180.0, 90.0], [-180.0, -90.0]]}),
+    ));
+    std::fs::write(ds.inventory(), inv).unwrap();
+
+    let out = run(ds
+        .ingest_cmd()
+        .args(["--json", "--no-lock", "--resolution", "1"]));
+    let m = json_summary(&out, 3);
+    assert_eq!(m["items"], 12, "10 synthetic items + wrapped + edges");
+    assert_eq!(m["failed"], 2);
+    assert_eq!(m["failures_by_reason"]["parse: invalid geometry"], 2);
+    assert_eq!(m["parse"]["invalid_coordinates"], 2);
+    let report = failures(&m);
+    let reason_of = |id: &str| {
+        report
+            .iter()
+            .find(|(_, key, _)| key == &format!("extra/{id}.stac.json"))
+            .map(|(_, _, r)| r.clone())
+            .unwrap_or_else(|| panic!("{id} not in {report:?}"))
+    };
+    assert_eq!(
+        reason_of("lat95"),
+        "parse: invalid geometry: coordinate [10, 95]: latitude 95 is outside [-90, 90]"
+    );
+    assert_eq!(
+        reason_of("lon500"),
+        "parse: invalid geometry: coordinate [499, 10]: longitude 499 is outside [-180, 180]"
+    );
+
+    // Neither bad item reached the warehouse; the wrapped one sits on both sides of 180°.
+    let mut cells_of_wrapped = BTreeSet::new();
+    for f in data_files(&ds.dir.path().join("warehouse")) {
+        for (id, cell, _) in read_rows(&f).0 {
+            assert!(
+                id != "lat95" && id != "lon500",
+                "{id} was written to {cell}"
+            );
+            if id == "wrapped" {
+                cells_of_wrapped.insert(cell);
+            }
+        }
+    }
+    let cell = |lon: f64, lat: f64| {
+        h3o::LatLng::new(lat, lon)
+            .unwrap()
+            .to_cell(h3o::Resolution::One)
+            .to_string()
+    };
+    assert!(
+        cells_of_wrapped.contains(&cell(179.5, -77.5))
+            && cells_of_wrapped.contains(&cell(-178.5, -77.5)),
+        "{cells_of_wrapped:?}"
+    );
+    assert!(cells_of_wrapped.len() <= 6, "{cells_of_wrapped:?}");
 }
