@@ -229,13 +229,14 @@ async fn a_gz_inventory_that_is_not_gzip_is_rejected() {
 async fn malformed_rows_are_reported_with_their_position_and_good_rows_ingested() {
     let ds = Dataset::synth(12, 14).await;
     let rows = synth_rows(&ds);
-    // Header-less, quoted like AWS; malformed rows on lines 3, 7 and 11.
+    // Header-less, quoted like AWS, with a blank line 6; malformed rows on lines 3, 7 and 11.
     let quoted = |b: &str, k: &str| format!("\"{b}\",\"{k}\",\"10\",\"2024-01-01T00:00:00Z\"\n");
     let mut text = String::new();
     let mut good = rows.iter();
-    for line in 1..=15 {
+    for line in 1..=16 {
         match line {
             3 => text.push_str("\"lonely\"\n"),
+            6 => text.push('\n'),
             7 => text.push_str("\"\",\"orphan.stac.json\",\"10\",\"2024-01-01T00:00:00Z\"\n"),
             11 => text.push_str("\"its-live-data\",\"\",\"10\",\"2024-01-01T00:00:00Z\"\n"),
             _ => {
