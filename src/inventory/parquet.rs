@@ -57,7 +57,7 @@ pub(super) async fn read_parquet(
         .await
         .map_err(|e| match e {
             // The store failed: not the file's fault.
-            e @ parquet::errors::ParquetError::External(_) => Error::parquet(url, e),
+            e if store_failure(&e) => Error::parquet(url, e),
             e => not_an_inventory(url, format!("not a readable Parquet file ({e})")),
         })?;
     let schema = builder.schema().clone();
@@ -84,6 +84,16 @@ pub(super) async fn read_parquet(
     }
     rows.finish()?;
     Ok(Flow::Continue)
+}
+
+/// Whether a Parquet error comes from the object store rather than from the file's bytes.
+fn store_failure(e: &parquet::errors::ParquetError) -> bool {
+    match e {
+        parquet::errors::ParquetError::External(inner) => {
+            inner.downcast_ref::<object_store::Error>().is_some()
+        }
+        _ => false,
+    }
 }
 
 fn required_column(schema: &Schema, name: &str, url: &str) -> Result<usize> {
@@ -481,6 +491,21 @@ pub(super) mod tests {
         put(&url, &b"bucket,key\nb,k.stac.json\n"[..]).await;
         let err = first_error(&url, all()).await;
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    }
+
+    #[test]
+    fn only_store_failures_are_not_the_files_fault() {
+        use parquet::errors::ParquetError;
+        let store = object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        };
+        assert!(store_failure(&ParquetError::External(Box::new(store))));
+        let io = std::io::Error::other("bad thrift");
+        assert!(!store_failure(&ParquetError::External(Box::new(io))));
+        assert!(!store_failure(&ParquetError::General(
+            "Corrupt footer".into()
+        )));
     }
 
     #[tokio::test]
