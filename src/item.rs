@@ -5,6 +5,13 @@
 //! every property onto a table column by name. Properties the table does not know yet become
 //! new columns (typed by value); values that do not fit their column are kept verbatim in the
 //! `properties_overflow` JSON column. Nothing is dropped.
+//!
+//! A footprint with a coordinate that cannot be on the globe — a longitude outside
+//! [-180, 180], a latitude outside [-90, 90], or a value that is not finite — is rejected
+//! ([`ItemError::InvalidGeometry`] naming the coordinate, counted in
+//! [`ParseCounters::invalid_coordinates`]): such an item cannot be placed on the grid honestly.
+//! Antimeridian footprints written within [-180, 180] (wrapped rings, RFC 7946 split
+//! MultiPolygons) and polar rings are valid; see [`crate::grid`] for how they are read.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -205,6 +212,8 @@ pub struct ParseCounters {
     pub overflow_values: u64,
     /// Items with a null or empty geometry.
     pub null_geometry: u64,
+    /// Items rejected because a footprint coordinate is out of range or not finite.
+    pub invalid_coordinates: u64,
 }
 
 struct ColumnsInner {
@@ -370,6 +379,10 @@ pub fn parse_item(
     let geometry_json = obj.remove("geometry").unwrap_or(Json::Null);
     let geometry = crate::grid::geometry_from_json(&geometry_json)
         .map_err(|e| ItemError::InvalidGeometry(e.to_string()))?;
+    if let Some(problem) = geometry.as_ref().and_then(invalid_coordinate) {
+        counters.invalid_coordinates += 1;
+        return Err(ItemError::InvalidGeometry(problem));
+    }
     let (geometry_wkb, geometry_kind, bounds) = match &geometry {
         Some(g) => {
             let mut buf = Vec::new();
@@ -465,6 +478,26 @@ pub fn parse_item(
         },
         geometry,
     ))
+}
+
+/// The first coordinate of `geometry` that is not on the globe, described: non-finite, or a
+/// longitude outside [-180, 180], or a latitude outside [-90, 90] (bounds included).
+fn invalid_coordinate(geometry: &geo_types::Geometry<f64>) -> Option<String> {
+    use geo::CoordsIter;
+    geometry.coords_iter().find_map(|c| {
+        let problem = if !c.x.is_finite() {
+            format!("longitude {} is not a finite number", c.x)
+        } else if !c.y.is_finite() {
+            format!("latitude {} is not a finite number", c.y)
+        } else if !(-180.0..=180.0).contains(&c.x) {
+            format!("longitude {} is outside [-180, 180]", c.x)
+        } else if !(-90.0..=90.0).contains(&c.y) {
+            format!("latitude {} is outside [-90, 90]", c.y)
+        } else {
+            return None;
+        };
+        Some(format!("coordinate [{}, {}]: {problem}", c.x, c.y))
+    })
 }
 
 /// Sort and dedup keys picked up while assigning properties.
@@ -810,6 +843,114 @@ mod tests {
         let (row, g) = parse_item(b"{\"id\": \"n\", \"geometry\": null}", &cols, &mut c).unwrap();
         assert!(g.is_none() && row.geometry_wkb.is_none());
         assert_eq!(row.datetime_kind, DatetimeKind::Missing);
+    }
+
+    fn with_geometry(geometry: Json) -> Vec<u8> {
+        serde_json::json!({"id": "g", "geometry": geometry, "properties": {}})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn out_of_range_coordinates_are_invalid_geometry_naming_the_coordinate() {
+        let cols = columns();
+        let cases = [
+            (
+                serde_json::json!({"type": "Point", "coordinates": [10.0, 95.0]}),
+                "coordinate [10, 95]: latitude 95 is outside [-90, 90]",
+            ),
+            (
+                serde_json::json!({"type": "Point", "coordinates": [500.0, 10.0]}),
+                "coordinate [500, 10]: longitude 500 is outside [-180, 180]",
+            ),
+            (
+                serde_json::json!({"type": "Polygon", "coordinates": [[
+                    [179.0, -78.0], [181.5, -78.0], [181.5, -77.0], [179.0, -77.0], [179.0, -78.0]
+                ]]}),
+                "longitude 181.5 is outside [-180, 180]",
+            ),
+            (
+                serde_json::json!({"type": "MultiPolygon", "coordinates": [
+                    [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]],
+                    [[[0.0, -90.5], [1.0, 0.0], [1.0, 1.0], [0.0, -90.5]]]
+                ]}),
+                "latitude -90.5 is outside [-90, 90]",
+            ),
+            (
+                serde_json::json!({"type": "GeometryCollection", "geometries": [
+                    {"type": "LineString", "coordinates": [[0.0, 0.0], [-180.25, 0.0]]}
+                ]}),
+                "longitude -180.25 is outside [-180, 180]",
+            ),
+        ];
+        for (geometry, expected) in cases {
+            let mut c = ParseCounters::default();
+            let err = parse_item(&with_geometry(geometry.clone()), &cols, &mut c).unwrap_err();
+            match &err {
+                ItemError::InvalidGeometry(reason) => {
+                    assert!(reason.contains(expected), "{geometry}: {reason}")
+                }
+                other => panic!("{geometry}: {other:?}"),
+            }
+            assert_eq!(c.invalid_coordinates, 1, "{geometry}");
+        }
+    }
+
+    #[test]
+    fn non_finite_coordinates_are_invalid() {
+        use geo_types::{Geometry, Point, point};
+        for (g, expected) in [
+            (Geometry::Point(Point::new(f64::NAN, 0.0)), "longitude NaN"),
+            (
+                Geometry::Point(point!(x: 0.0, y: f64::INFINITY)),
+                "latitude inf",
+            ),
+            (
+                Geometry::Point(point!(x: f64::NEG_INFINITY, y: 0.0)),
+                "longitude -inf",
+            ),
+        ] {
+            let reason = invalid_coordinate(&g).unwrap();
+            assert!(reason.contains(expected), "{reason}");
+            assert!(reason.contains("not a finite number"), "{reason}");
+        }
+        // JSON cannot spell them: an overflowing number is invalid JSON, not a coordinate.
+        let mut c = ParseCounters::default();
+        let body = br#"{"id": "g", "geometry": {"type": "Point", "coordinates": [1e999, 0]}}"#;
+        assert!(matches!(
+            parse_item(body, &columns(), &mut c),
+            Err(ItemError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn boundary_and_antimeridian_coordinates_stay_valid() {
+        let cols = columns();
+        for geometry in [
+            // Bounds are included.
+            serde_json::json!({"type": "Point", "coordinates": [180.0, 90.0]}),
+            serde_json::json!({"type": "Point", "coordinates": [-180.0, -90.0]}),
+            // A ring crossing the antimeridian with wrapped longitudes (python-failures C1).
+            serde_json::json!({"type": "Polygon", "coordinates": [[
+                [179.0, -78.0], [-178.0, -78.0], [-178.0, -77.0], [179.0, -77.0], [179.0, -78.0]
+            ]]}),
+            // RFC 7946 split at ±180 (B1) and a ring around the south pole (B2).
+            serde_json::json!({"type": "MultiPolygon", "coordinates": [
+                [[[179.0, -78.0], [180.0, -78.0], [180.0, -77.0], [179.0, -77.0], [179.0, -78.0]]],
+                [[[-180.0, -78.0], [-178.0, -78.0], [-178.0, -77.0], [-180.0, -77.0], [-180.0, -78.0]]]
+            ]}),
+            serde_json::json!({"type": "Polygon", "coordinates": [[
+                [-180.0, -88.5], [-90.0, -88.5], [0.0, -88.5], [90.0, -88.5], [180.0, -88.5], [-180.0, -88.5]
+            ]]}),
+            // Elevation is not a latitude.
+            serde_json::json!({"type": "Point", "coordinates": [10.0, 60.0, 4000.0]}),
+        ] {
+            let mut c = ParseCounters::default();
+            let (row, g) = parse_item(&with_geometry(geometry.clone()), &cols, &mut c)
+                .unwrap_or_else(|e| panic!("{geometry}: {e}"));
+            assert!(g.is_some() && row.geometry_wkb.is_some(), "{geometry}");
+            assert_eq!(c.invalid_coordinates, 0);
+        }
     }
 
     fn arb_json() -> impl proptest::strategy::Strategy<Value = Json> {

@@ -10,7 +10,10 @@
 //!
 //! Memory is bounded by one chunk (`chunk_items` items or `chunk_bytes`, whichever comes first),
 //! not by the inventory. Every item that is not ingested is counted by reason and listed in a
-//! failures report (bucket, key, reason). A crash leaves the catalog at its last commit; the
+//! failures report (bucket, key, reason), and so is every malformed inventory row: its bucket
+//! is empty, its key locates the row (`<inventory file>#line=<n>` for CSV, 1-based;
+//! `<inventory file>#row=<i>` for Parquet, 0-based) and its reason starts `inventory: malformed
+//! row:`. A crash leaves the catalog at its last commit; the
 //! data files of an interrupted chunk stay unregistered and are never overwritten.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -28,7 +31,9 @@ use crate::fetch::{FetchError, FetchOptions, Fetcher};
 use crate::geoparquet::{EncodedFile, WriterOptions, encode_group, sort_rows};
 use crate::grid::GridConfig;
 use crate::hash_index::{self, IdHash};
-use crate::inventory::{InventoryOptions, InventoryRecord, InventoryStats, read_inventory};
+use crate::inventory::{
+    InventoryEntry, InventoryOptions, InventoryRecord, InventoryStats, MalformedRow, read_inventory,
+};
 use crate::item::{Columns, ItemError, ItemRow, ParseCounters, parse_item};
 use crate::lock::{LockOptions, RenewingLock};
 use crate::partition::Groups;
@@ -121,7 +126,7 @@ pub struct IngestMetrics {
     pub inventory: InventoryStats,
     /// Items fetched successfully.
     pub fetched: u64,
-    /// Items not ingested (fetch or parse failures).
+    /// Inventory rows not ingested: fetch or parse failures and malformed inventory rows.
     pub failed: u64,
     /// Failures by reason.
     pub failures_by_reason: BTreeMap<String, u64>,
@@ -179,6 +184,10 @@ pub enum FailureReason {
     /// Parsing the item did not finish (its worker task panicked).
     #[error("internal: {0}")]
     Internal(String),
+    /// A row of the inventory has no usable bucket or key (nothing was fetched); the failure's
+    /// key is [`MalformedRow::locator`].
+    #[error("inventory: malformed row: {}", .0.problem)]
+    InventoryRow(MalformedRow),
 }
 
 impl FailureReason {
@@ -194,18 +203,24 @@ impl FailureReason {
             FailureReason::Parse(ItemError::InvalidGeometry(_)) => "parse: invalid geometry",
             FailureReason::Parse(ItemError::BadProperties) => "parse: bad properties",
             FailureReason::Internal(_) => "internal",
+            FailureReason::InventoryRow(_) => "inventory: malformed row",
         }
     }
 
     /// Whether the body was fetched (the failure came after the fetch).
     pub fn fetched(&self) -> bool {
-        !matches!(self, FailureReason::Fetch(_))
+        !matches!(
+            self,
+            FailureReason::Fetch(_) | FailureReason::InventoryRow(_)
+        )
     }
 }
 
 enum Outcome {
     Ok(Box<ItemRow>, Vec<String>, ParseCounters),
-    Failed(FailureReason, ParseCounters),
+    Failed(InventoryRecord, FailureReason, ParseCounters),
+    /// A malformed inventory row: not an item, nothing fetched.
+    Malformed(MalformedRow),
 }
 
 struct Failure {
@@ -340,52 +355,64 @@ async fn run(
         ));
         {
             let items = (&mut inventory)
-                .map_ok(|rec: InventoryRecord| {
+                .map_ok(|entry: InventoryEntry| {
                     let fetcher = fetcher.clone();
                     let columns = columns.clone();
                     let partitioner = partitioner.clone();
                     let cpu = cpu.clone();
                     async move {
+                        let rec = match entry {
+                            InventoryEntry::Record(rec) => rec,
+                            InventoryEntry::Malformed(row) => {
+                                return Ok::<_, Error>(Outcome::Malformed(row));
+                            }
+                        };
                         let outcome = match fetcher.fetch(&rec.bucket, &rec.key).await {
-                            Err(e) => Outcome::Failed(e.into(), ParseCounters::default()),
+                            Err(e) => Outcome::Failed(rec, e.into(), ParseCounters::default()),
                             Ok(body) => {
                                 let _permit = cpu.acquire_owned().await;
-                                tokio::task::spawn_blocking(move || {
+                                let parsed = tokio::task::spawn_blocking(move || {
                                     let mut counters = ParseCounters::default();
                                     match parse_item(&body, &columns, &mut counters) {
                                         Ok((row, geometry)) => {
                                             let cells = partitioner.keys(geometry.as_ref());
-                                            Outcome::Ok(Box::new(row), cells, counters)
+                                            Ok((Box::new(row), cells, counters))
                                         }
-                                        Err(e) => Outcome::Failed(e.into(), counters),
+                                        Err(e) => Err((FailureReason::from(e), counters)),
                                     }
                                 })
                                 .await
                                 .unwrap_or_else(|e| {
-                                    Outcome::Failed(
+                                    Err((
                                         FailureReason::Internal(
                                             Error::task("parsing an item", e).to_string(),
                                         ),
                                         ParseCounters::default(),
-                                    )
-                                })
+                                    ))
+                                });
+                                match parsed {
+                                    Ok((row, cells, counters)) => Outcome::Ok(row, cells, counters),
+                                    Err((reason, counters)) => {
+                                        Outcome::Failed(rec, reason, counters)
+                                    }
+                                }
                             }
                         };
-                        Ok::<_, Error>((rec, outcome))
+                        Ok(outcome)
                     }
                 })
                 .try_buffer_unordered(options.concurrency.max(1));
             futures::pin_mut!(items);
             while let Some(next) = items.next().await {
-                let (rec, outcome) = next?;
-                reporter.advance(1);
-                match outcome {
+                match next? {
                     Outcome::Ok(row, cells, counters) => {
+                        reporter.advance(1);
                         state.metrics.fetched += 1;
                         add_counters(&mut state.metrics.parse, &counters);
                         groups.add(*row, cells);
                     }
-                    Outcome::Failed(reason, counters) => {
+                    Outcome::Failed(rec, reason, counters) => {
+                        reporter.advance(1);
                         if reason.fetched() {
                             state.metrics.fetched += 1;
                         }
@@ -394,6 +421,13 @@ async fn run(
                             bucket: rec.bucket,
                             key: rec.key,
                             reason,
+                        })?;
+                    }
+                    Outcome::Malformed(row) => {
+                        state.record_failure(Failure {
+                            bucket: String::new(),
+                            key: row.locator(),
+                            reason: FailureReason::InventoryRow(row),
                         })?;
                     }
                 }
@@ -448,6 +482,7 @@ fn add_counters(total: &mut ParseCounters, c: &ParseCounters) {
     total.datetime_unparsable += c.datetime_unparsable;
     total.overflow_values += c.overflow_values;
     total.null_geometry += c.null_geometry;
+    total.invalid_coordinates += c.invalid_coordinates;
 }
 
 impl Run<'_> {

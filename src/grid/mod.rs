@@ -21,7 +21,8 @@
 //!
 //! * Edges are straight lines in lon/lat (RFC 7946 §3.1.1, and what the Python tool did).
 //! * **Invalid coordinates** (non-finite, or |lat| > 90°) are dropped; a geometry left with no
-//!   valid coordinate counts as empty. Longitudes outside ±180° are wrapped.
+//!   valid coordinate counts as empty. Longitudes outside ±180° are wrapped. (Ingest never gets
+//!   here with such a footprint: [`crate::item::parse_item`] rejects the item first.)
 //! * **Antimeridian.** Consecutive vertices whose longitudes differ by more than 180° are joined
 //!   the *short* way across ±180° (as H3 itself does): each ring or line is "unwrapped" so that
 //!   consecutive longitudes differ by at most 180°, e.g. `179 → -178` becomes `179 → 182`.

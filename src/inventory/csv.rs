@@ -4,9 +4,13 @@
 //! small bounded channel to a blocking thread, where a [`std::io::Read`] adapter feeds the gzip
 //! decoder (for `.gz`) and the `csv` parser. Kept records go back in batches over the bounded
 //! output channel. At no point is more than a few chunks and a few batches held in memory.
+//!
+//! Before parsing, the first [`SNIFF_BYTES`] are checked: a `.gz` file must start with the
+//! gzip magic bytes, and the (decompressed) text must not contain a NUL byte — CSV inventories
+//! are text, and a NUL is how git and ripgrep recognise binary data.
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -15,12 +19,21 @@ use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use tokio::sync::mpsc;
 
-use super::{Admit, Batcher, Filter, Flow, InventoryRecord, Message};
+use super::{
+    Admit, Batcher, FileRows, Filter, Flow, InventoryEntry, InventoryRecord, Message, RowPosition,
+    Sink, excerpt, not_an_inventory,
+};
 use crate::error::{Error, Result};
 use crate::store::Location;
 
 /// How many object-store chunks may wait for the parser.
 const CHUNK_QUEUE: usize = 4;
+
+/// How many bytes at the start of a file are checked for gzip magic and binary content.
+const SNIFF_BYTES: usize = 8192;
+
+/// The first two bytes of every gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// How to read one CSV file.
 #[derive(Debug, Clone, Copy)]
@@ -142,25 +155,12 @@ pub(super) async fn read_csv(
     }
 }
 
-/// Receives kept records.
-pub(super) trait Sink {
-    /// Take one record; `Stop` when nobody wants more.
-    fn push(&mut self, record: InventoryRecord) -> Flow;
-}
-
-impl Sink for Vec<InventoryRecord> {
-    fn push(&mut self, record: InventoryRecord) -> Flow {
-        Vec::push(self, record);
-        Flow::Continue
-    }
-}
-
 /// Sends batches over the stream's channel from the blocking thread.
 struct ChannelSink(Batcher);
 
 impl Sink for ChannelSink {
-    fn push(&mut self, record: InventoryRecord) -> Flow {
-        self.0.buf.push(record);
+    fn push(&mut self, entry: InventoryEntry) -> Flow {
+        self.0.buf.push(entry);
         if self.0.full() {
             self.0.blocking_flush()
         } else {
@@ -170,33 +170,56 @@ impl Sink for ChannelSink {
 }
 
 /// Parse CSV bytes from `reader` (blocking). Never panics, whatever the bytes.
+///
+/// Entries go to `sink`: kept records, and malformed rows (with their line) once the file has
+/// shown a usable row. A file that cannot be an inventory is an error (see the module docs).
 pub(super) fn parse<R: Read>(
-    reader: R,
+    mut reader: R,
     opts: CsvOptions,
     filter: &Filter,
     sink: &mut impl Sink,
     url: &str,
 ) -> Result<Flow> {
+    let what = if opts.gzip { "gzip CSV" } else { "CSV" };
+    let read_error =
+        |e: std::io::Error| Error::inventory(url, format!("cannot read {what} data: {e}"));
+    let raw_head = read_head(&mut reader, SNIFF_BYTES).map_err(read_error)?;
     let reader: Box<dyn Read> = if opts.gzip {
-        Box::new(MultiGzDecoder::new(reader))
+        if raw_head.is_empty() {
+            return Ok(Flow::Continue);
+        }
+        if !raw_head.starts_with(&GZIP_MAGIC) {
+            return Err(not_an_inventory(
+                url,
+                format!(
+                    "not gzip data (it does not start with the gzip magic bytes 1f 8b){}",
+                    looks_like(&raw_head)
+                ),
+            ));
+        }
+        let mut decoder = MultiGzDecoder::new(Cursor::new(raw_head).chain(reader));
+        let head = read_head(&mut decoder, SNIFF_BYTES).map_err(read_error)?;
+        check_text(&head, url, "gzip data whose content is")?;
+        Box::new(Cursor::new(head).chain(decoder))
     } else {
-        Box::new(reader)
+        check_text(&raw_head, url, "")?;
+        Box::new(Cursor::new(raw_head).chain(reader))
     };
     let mut csv = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(reader);
+        .from_reader(Tail::new(reader));
     let mut layout = match opts.columns {
         Columns::Fixed(layout) => Some(layout),
         Columns::Detect => None,
     };
+    let mut rows = FileRows::new(url);
     let mut record = ::csv::ByteRecord::new();
     loop {
         match csv.read_byte_record(&mut record) {
             Ok(true) => {}
-            Ok(false) => return Ok(Flow::Continue),
+            Ok(false) => return rows.finish().map(|()| Flow::Continue),
             Err(e) => {
-                let what = if opts.gzip { "gzip CSV" } else { "CSV" };
                 return Err(Error::inventory(
                     url,
                     format!("cannot read {what} data: {e}"),
@@ -209,7 +232,7 @@ pub(super) fn parse<R: Read>(
         let layout = match layout {
             Some(layout) => layout,
             None => {
-                let (detected, is_header) = detect_header(&record);
+                let (detected, is_header) = detect_header(&record, url)?;
                 layout = Some(detected);
                 if is_header {
                     continue;
@@ -217,26 +240,20 @@ pub(super) fn parse<R: Read>(
                 detected
             }
         };
-        let (Some(bucket), Some(key)) = (record.get(layout.bucket), record.get(layout.key)) else {
-            filter.malformed();
-            continue;
+        let (bucket, key) = match fields(&record, layout, opts.url_decode_keys) {
+            Ok(found) => found,
+            Err(problem) => {
+                filter.malformed();
+                let line = start_line(&csv, &record);
+                let problem = format!("{problem}: {}", excerpt(&row_text(&record)));
+                if rows.malformed(RowPosition::Line(line), problem, sink) == Flow::Stop {
+                    return Ok(Flow::Stop);
+                }
+                continue;
+            }
         };
-        let Ok(bucket) = std::str::from_utf8(clean(bucket)) else {
-            filter.malformed();
-            continue;
-        };
-        let key = if opts.url_decode_keys {
-            url_decode(key).map(Cow::Owned)
-        } else {
-            std::str::from_utf8(key).ok().map(Cow::Borrowed)
-        };
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
-            filter.malformed();
-            continue;
-        };
-        if bucket.is_empty() {
-            filter.malformed();
-            continue;
+        if rows.usable(sink) == Flow::Stop {
+            return Ok(Flow::Stop);
         }
         let (admit, last_modified) = filter.admit(&key, || {
             layout
@@ -248,34 +265,191 @@ pub(super) fn parse<R: Read>(
         if admit == Admit::Skip {
             continue;
         }
-        let flow = sink.push(InventoryRecord {
+        let flow = sink.push(InventoryEntry::Record(InventoryRecord {
             bucket: bucket.to_string(),
             key: key.into_owned(),
             last_modified,
-        });
+        }));
         if admit == Admit::KeepLast || flow == Flow::Stop {
             return Ok(Flow::Stop);
         }
     }
 }
 
-/// The layout implied by the first non-empty row, and whether that row is a header.
-fn detect_header(record: &::csv::ByteRecord) -> (Layout, bool) {
+/// The 1-based line on which the `record` just read starts.
+///
+/// The `csv` crate's own record position points at the start of any blank lines it skipped
+/// before the record, so the line is computed backwards from the reader's position after the
+/// record: minus the newlines inside its fields, minus its terminator when that was a `\n`
+/// (a `\r\n` terminator stops at the `\r`; the last record may have none).
+fn start_line<R: Read>(csv: &::csv::Reader<Tail<R>>, record: &::csv::ByteRecord) -> u64 {
+    let after = csv.position();
+    let inside = record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+    let terminator = after
+        .byte()
+        .checked_sub(1)
+        .and_then(|last| csv.get_ref().byte_at(last))
+        .is_some_and(|b| b == b'\n');
+    after
+        .line()
+        .saturating_sub(inside + u64::from(terminator))
+        .max(1)
+}
+
+/// How many of the last bytes read a [`Tail`] remembers; more than the `csv` reader's buffer
+/// (8 KiB), which is how far it reads ahead of what it has parsed.
+const TAIL_BYTES: usize = 64 * 1024;
+
+/// A reader that remembers the last [`TAIL_BYTES`] bytes it read, by offset.
+struct Tail<R> {
+    inner: R,
+    ring: Vec<u8>,
+    read: u64,
+}
+
+impl<R> Tail<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            ring: vec![0; TAIL_BYTES],
+            read: 0,
+        }
+    }
+
+    /// The byte at `offset` from the start, if it was read recently enough to be remembered.
+    fn byte_at(&self, offset: u64) -> Option<u8> {
+        let recent = offset < self.read && self.read - offset <= TAIL_BYTES as u64;
+        recent
+            .then(|| {
+                self.ring
+                    .get((offset % TAIL_BYTES as u64) as usize)
+                    .copied()
+            })
+            .flatten()
+    }
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, &b) in buf.iter().take(n).enumerate() {
+            let at = ((self.read + i as u64) % TAIL_BYTES as u64) as usize;
+            if let Some(slot) = self.ring.get_mut(at) {
+                *slot = b;
+            }
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// The bucket and key of a data row, or what is wrong with them.
+fn fields(
+    record: &::csv::ByteRecord,
+    layout: Layout,
+    url_decode_keys: bool,
+) -> std::result::Result<(&str, Cow<'_, str>), String> {
+    let (Some(bucket), Some(key)) = (record.get(layout.bucket), record.get(layout.key)) else {
+        return Err(format!(
+            "{} field(s), need a bucket (column {}) and a key (column {})",
+            record.len(),
+            layout.bucket + 1,
+            layout.key + 1
+        ));
+    };
+    let bucket = std::str::from_utf8(clean(bucket)).map_err(|_| "bucket is not UTF-8")?;
+    let key = if url_decode_keys {
+        url_decode(key)
+            .map(Cow::Owned)
+            .ok_or("key is not UTF-8 after URL-decoding")?
+    } else {
+        Cow::Borrowed(std::str::from_utf8(key).map_err(|_| "key is not UTF-8")?)
+    };
+    if key.is_empty() {
+        return Err("empty key".to_string());
+    }
+    if bucket.is_empty() {
+        return Err("empty bucket".to_string());
+    }
+    Ok((bucket, key))
+}
+
+/// A row's fields joined by commas (lossy UTF-8), for messages.
+fn row_text(record: &::csv::ByteRecord) -> String {
+    let fields: Vec<Cow<'_, str>> = record.iter().map(String::from_utf8_lossy).collect();
+    fields.join(",")
+}
+
+/// Up to `n` bytes from the start of `reader` (fewer only at the end of the data).
+fn read_head(reader: &mut impl Read, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(n);
+    reader.take(n as u64).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// An error when `head`, the start of the CSV text, is binary (contains a NUL byte).
+fn check_text(head: &[u8], url: &str, prefix: &str) -> Result<()> {
+    match head.iter().position(|&b| b == 0) {
+        None => Ok(()),
+        Some(offset) => {
+            let prefix = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix} ")
+            };
+            Err(not_an_inventory(
+                url,
+                format!(
+                    "{prefix}binary data, not CSV text (a NUL byte at offset {offset}){}",
+                    looks_like(head)
+                ),
+            ))
+        }
+    }
+}
+
+/// A hint naming the format the bytes of a misnamed file look like, or "".
+fn looks_like(head: &[u8]) -> &'static str {
+    if head.starts_with(b"PAR1") {
+        "; it looks like a Parquet file: Parquet inventories must be named *.parquet"
+    } else if head.starts_with(&GZIP_MAGIC) {
+        "; it looks like gzip data: gzip CSV inventories must be named *.gz"
+    } else if head.starts_with(b"ORC") {
+        "; it looks like an ORC file, which is not supported (use CSV or Parquet)"
+    } else if !head.contains(&0) && std::str::from_utf8(head).is_ok() {
+        "; it looks like plain text: a plain CSV inventory must not be named *.gz"
+    } else {
+        ""
+    }
+}
+
+/// The layout implied by the first non-empty row, and whether that row is a header. A header
+/// without a key column is an error.
+fn detect_header(record: &::csv::ByteRecord, url: &str) -> Result<(Layout, bool)> {
     let first = record.get(0).map(clean).unwrap_or_default();
     if !first.eq_ignore_ascii_case(b"bucket") {
-        return (Layout::DEFAULT, false);
+        return Ok((Layout::DEFAULT, false));
     }
     let names: Vec<Cow<'_, str>> = record
         .iter()
         .map(|f| String::from_utf8_lossy(clean(f)))
         .collect();
     let (_, key, last_modified) = find_columns(names.iter().map(|n| n.as_ref()));
+    let Some(key) = key else {
+        return Err(not_an_inventory(
+            url,
+            format!(
+                "the header row has no key column (columns: {})",
+                names.join(", ")
+            ),
+        ));
+    };
     let layout = Layout {
         bucket: 0,
-        key: key.unwrap_or(1),
+        key,
         last_modified,
     };
-    (layout, true)
+    Ok((layout, true))
 }
 
 /// A field without a UTF-8 byte-order mark and surrounding ASCII whitespace.
@@ -351,7 +525,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::test_support::*;
-    use super::super::{Counters, InventoryOptions};
+    use super::super::{Counters, HOLD_MALFORMED, InventoryOptions};
     use super::*;
 
     fn filter(options: InventoryOptions) -> Filter {
@@ -591,7 +765,7 @@ mod tests {
         let data = b"b,k1.stac.json,2000-01-01\nb,k2.stac.json\n";
         let since = parse_since_for_test("2024-01-01");
         let f = filter(InventoryOptions::default().with_since(Some(since)));
-        let mut out = Vec::new();
+        let mut out: Vec<InventoryRecord> = Vec::new();
         parse(&data[..], PLAIN, &f, &mut out, "t").unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(f.counters.snapshot().since_unknown, 2);
@@ -676,8 +850,18 @@ mod tests {
         let garbage = format!("{root}/garbage.csv.gz");
         put(&garbage, &b"this is not gzip at all\n"[..]).await;
         let err = first_error(&garbage, all()).await;
-        assert!(matches!(err, Error::Inventory { .. }), "{err}");
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
         assert!(err.to_string().contains(&garbage), "{err}");
+
+        // Damage after a valid gzip header is a read failure, not bad input.
+        let mut damaged = gzip(b"b,k.stac.json\n");
+        damaged.truncate(10);
+        damaged.extend_from_slice(&[0xff; 32]);
+        let damaged_url = format!("{root}/damaged.csv.gz");
+        put(&damaged_url, damaged).await;
+        let err = first_error(&damaged_url, all()).await;
+        assert!(matches!(err, Error::Inventory { .. }), "{err}");
+        assert!(err.to_string().contains(&damaged_url), "{err}");
 
         // A truncated file delivers the rows before the damage, then the error.
         let truncated = format!("{root}/truncated.csv.gz");
@@ -706,6 +890,266 @@ mod tests {
         assert!(records.is_empty());
         assert_eq!(stats.files, 1);
         assert_eq!(stats.rows, 0);
+    }
+
+    /// The error of parsing `data` as a whole file.
+    fn parse_error(data: &[u8], opts: CsvOptions) -> Error {
+        let f = filter(all());
+        let mut out: Vec<InventoryEntry> = Vec::new();
+        let err = parse(data, opts, &f, &mut out, "mem://inv").unwrap_err();
+        assert!(
+            out.is_empty(),
+            "nothing may come out of a rejected file: {out:?}"
+        );
+        err
+    }
+
+    const GZ: CsvOptions = CsvOptions {
+        gzip: true,
+        columns: Columns::Detect,
+        url_decode_keys: false,
+    };
+
+    #[test]
+    fn binary_data_is_not_an_inventory() {
+        // Random bytes (fixed seed): a NUL byte somewhere in the first 8 KiB.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let random: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let err = parse_error(&random, PLAIN);
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--inventory") && msg.contains("mem://inv"),
+            "{msg}"
+        );
+        assert!(msg.contains("binary data, not CSV text"), "{msg}");
+
+        // A Parquet or gzip file under a CSV name says what it looks like.
+        let parquet = b"PAR1\x15\x00\x15\x1c\x00 rest of a parquet file";
+        let msg = parse_error(parquet, PLAIN).to_string();
+        assert!(msg.contains("looks like a Parquet file"), "{msg}");
+        let msg = parse_error(&gzip(b"b,k.stac.json\n"), PLAIN).to_string();
+        assert!(msg.contains("looks like gzip"), "{msg}");
+
+        // Gzip whose content is binary.
+        let msg = parse_error(&gzip(&random), GZ).to_string();
+        assert!(
+            msg.contains("gzip data whose content is binary data"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn gz_that_is_not_gzip_is_not_an_inventory() {
+        let err = parse_error(b"bucket,key\nb,k.stac.json\n", GZ);
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("not gzip data"), "{msg}");
+        assert!(msg.contains("looks like plain text"), "{msg}");
+        let msg = parse_error(b"\x00\x01\x02binary", GZ).to_string();
+        assert!(
+            msg.contains("not gzip data") && !msg.contains("plain text"),
+            "{msg}"
+        );
+        // An empty .gz is an empty inventory.
+        let f = filter(all());
+        let mut out: Vec<InventoryEntry> = Vec::new();
+        assert_eq!(
+            parse(&b""[..], GZ, &f, &mut out, "t").unwrap(),
+            Flow::Continue
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn header_without_key_column_is_not_an_inventory() {
+        let err = parse_error(b"Bucket,Size,ETag\nb,10,e\nb,11,f\n", PLAIN);
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("no key column"), "{msg}");
+        assert!(msg.contains("Bucket, Size, ETag"), "{msg}");
+    }
+
+    #[test]
+    fn no_usable_row_is_not_an_inventory() {
+        // One column: keys only, no bucket.
+        let err = parse_error(b"a.stac.json\nb.stac.json\n\nc.stac.json\n", PLAIN);
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("no usable row: all 3 data row(s) are malformed"),
+            "{msg}"
+        );
+        assert!(msg.contains("first, line 1: 1 field(s)"), "{msg}");
+        // Up to the hold-back limit, malformed rows of a rejected file never come out; beyond
+        // it they do (memory stays bounded), and the file is still rejected at its end.
+        let body: String = (0..1000).map(|i| format!("x{i}\n")).collect();
+        let msg = parse_error(body.as_bytes(), PLAIN).to_string();
+        assert!(msg.contains("all 1000 data row(s)"), "{msg}");
+        let body: String = (0..3000).map(|i| format!("x{i}\n")).collect();
+        let f = filter(all());
+        let mut out: Vec<InventoryEntry> = Vec::new();
+        let err = parse(body.as_bytes(), PLAIN, &f, &mut out, "t").unwrap_err();
+        assert!(err.to_string().contains("all 3000 data row(s)"), "{err}");
+        assert_eq!(out.len(), 3000 - HOLD_MALFORMED);
+        // Header only, blank lines only, nothing at all: no rows, not an error.
+        for empty in [&b"bucket,key\n"[..], b"\n\n  \n", b""] {
+            let f = filter(all());
+            let mut out: Vec<InventoryEntry> = Vec::new();
+            parse(empty, PLAIN, &f, &mut out, "t").unwrap();
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn malformed_rows_come_out_with_their_line() {
+        let data = b"bucket,key\n\
+                     lonely\n\
+                     b,k1.stac.json\n\
+                     \n\
+                     b,\n\
+                     \"b\",\"two\nlines.stac.json\"\n\
+                     ,k2.stac.json\n\
+                     b,\xFF\n\
+                     b,k3.stac.json\n";
+        let f = filter(InventoryOptions::default());
+        let mut out: Vec<InventoryEntry> = Vec::new();
+        parse(&data[..], PLAIN, &f, &mut out, "mem://inv.csv").unwrap();
+        let malformed: Vec<(String, String)> = out
+            .iter()
+            .filter_map(|e| match e {
+                InventoryEntry::Malformed(m) => Some((m.locator(), m.problem.clone())),
+                _ => None,
+            })
+            .collect();
+        let lines: Vec<&str> = malformed.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "mem://inv.csv#line=2",
+                "mem://inv.csv#line=5",
+                "mem://inv.csv#line=8",
+                "mem://inv.csv#line=9"
+            ],
+            "{malformed:?}"
+        );
+        assert!(
+            malformed[0].1.starts_with(
+                "1 field(s), need a bucket (column 1) and a key (column 2): \"lonely\""
+            ),
+            "{malformed:?}"
+        );
+        assert_eq!(malformed[1].1, "empty key: \"b,\"");
+        assert_eq!(malformed[2].1, "empty bucket: \",k2.stac.json\"");
+        assert!(
+            malformed[3].1.starts_with("key is not UTF-8"),
+            "{malformed:?}"
+        );
+        let stats = f.counters.snapshot();
+        assert_eq!(stats.malformed, 4);
+        assert_eq!(stats.kept, 3);
+        let kept: Vec<&str> = out
+            .iter()
+            .filter_map(|e| match e {
+                InventoryEntry::Record(r) => Some(r.key.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            ["k1.stac.json", "two\nlines.stac.json", "k3.stac.json"]
+        );
+    }
+
+    /// The locators of the malformed rows of `data`.
+    fn malformed_lines(data: &[u8]) -> Vec<u64> {
+        let f = filter(all());
+        let mut out: Vec<InventoryEntry> = Vec::new();
+        parse(data, PLAIN, &f, &mut out, "t").unwrap();
+        out.iter()
+            .filter_map(|e| match e {
+                InventoryEntry::Malformed(m) => match m.position {
+                    RowPosition::Line(n) => Some(n),
+                    RowPosition::Row(_) => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines_crlf_and_quoted_newlines() {
+        assert_eq!(malformed_lines(b"b,k\n\n\nbad\n\n\nb,k\nbad"), [4, 8]);
+        assert_eq!(
+            malformed_lines(b"b,k\r\n\r\n\r\nbad\r\n\"q\r\nq\"\r\nbad\r\n\r\n  \r\nbad"),
+            [4, 5, 7, 10]
+        );
+        assert_eq!(
+            malformed_lines(b"\n\nb,\"multi\n\nline\"\n\n\"only\none\"\n\nb,\n"),
+            [7, 10]
+        );
+        // Lines far apart, beyond the parser's read-ahead.
+        let mut big: String = (0..20_000).map(|i| format!("b,k{i}\n\n")).collect();
+        big.push_str("bad\n");
+        assert_eq!(malformed_lines(big.as_bytes()), [40_001]);
+    }
+
+    #[test]
+    fn malformed_rows_before_the_first_usable_row_are_all_released() {
+        // More than the hold-back limit, then one good row.
+        let mut body: String = (0..1500).map(|i| format!("x{i}\n")).collect();
+        body.push_str("b,k.stac.json\n");
+        let f = filter(InventoryOptions::default());
+        let mut out: Vec<InventoryEntry> = Vec::new();
+        parse(body.as_bytes(), PLAIN, &f, &mut out, "t").unwrap();
+        let mut lines: Vec<u64> = out
+            .iter()
+            .filter_map(|e| match e {
+                InventoryEntry::Malformed(m) => match m.position {
+                    RowPosition::Line(n) => Some(n),
+                    RowPosition::Row(_) => None,
+                },
+                _ => None,
+            })
+            .collect();
+        lines.sort_unstable();
+        assert_eq!(lines, (1..=1500).collect::<Vec<u64>>());
+        assert_eq!(out.len(), 1501);
+    }
+
+    #[test]
+    fn gzip_lines_count_decompressed_text() {
+        let data = gzip(b"b,k1.stac.json\nbad\nb,k2.stac.json\n");
+        let f = filter(InventoryOptions::default());
+        let mut out: Vec<InventoryEntry> = Vec::new();
+        parse(&data[..], GZ, &f, &mut out, "t.gz").unwrap();
+        assert!(
+            out.contains(&InventoryEntry::Malformed(crate::inventory::MalformedRow {
+                location: "t.gz".into(),
+                position: RowPosition::Line(2),
+                problem: "1 field(s), need a bucket (column 1) and a key (column 2): \"bad\""
+                    .into(),
+            })),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_rows_through_the_stream() {
+        let url = format!("{}/mixed.csv", memory_root("mixed"));
+        put(&url, "b,good.stac.json\nbad row\nb,other.stac.json\n").await;
+        let (records, malformed, stats) = collect_entries(&url, InventoryOptions::default()).await;
+        assert_eq!(keys(&records), ["good.stac.json", "other.stac.json"]);
+        assert_eq!(malformed.len(), 1);
+        assert_eq!(malformed[0].locator(), format!("{url}#line=2"));
+        assert_eq!(stats.malformed, 1);
     }
 
     #[test]
@@ -737,7 +1181,7 @@ mod tests {
                 url_decode_keys: decode,
             };
             let f = filter(InventoryOptions::default().with_suffix("").with_since(Some(utc("2024-01-01T00:00:00Z"))));
-            let mut out = Vec::new();
+            let mut out: Vec<InventoryRecord> = Vec::new();
             let _ = parse(&data[..], opts, &f, &mut out, "fuzz");
             let _ = parse(&gzip(&data)[..], CsvOptions { gzip: true, ..opts }, &f, &mut out, "fuzz");
         }
@@ -748,7 +1192,7 @@ mod tests {
         ) {
             let data = lines.join("\n");
             let f = filter(InventoryOptions::default().with_suffix("").with_since(Some(utc("2024-01-01T00:00:00Z"))));
-            let mut out = Vec::new();
+            let mut out: Vec<InventoryRecord> = Vec::new();
             let opts = CsvOptions { url_decode_keys: true, ..PLAIN };
             if parse(data.as_bytes(), opts, &f, &mut out, "fuzz").is_ok() {
                 let s = f.counters.snapshot();

@@ -24,6 +24,11 @@
 //!      `<prefix>/<source>/<config>/data/<file>`, so a copy of that tree resolves wherever it
 //!      was put;
 //!   4. `<manifest directory>/<key>` (hand-written manifests with keys relative to themselves).
+//!
+//! A manifest that cannot be used (invalid JSON, ORC or an unknown `fileFormat`, a `fileSchema`
+//! without Bucket and Key, no destination bucket for an S3 manifest) is not an inventory (exit
+//! 2, see [`super`]); each data file is checked on its own like a plain inventory file, and
+//! malformed rows name the data file.
 
 use std::sync::Arc;
 
@@ -32,7 +37,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::csv::{self, Columns, CsvOptions, Layout, find_columns};
-use super::{Filter, Flow, Message, parquet};
+use super::{Filter, Flow, Message, not_an_inventory, parquet};
 use crate::error::{Error, Result};
 use crate::store::Location;
 
@@ -81,7 +86,7 @@ impl Manifest {
     /// Parse manifest JSON; `location` names it in errors.
     pub fn parse(bytes: &[u8], location: &str) -> Result<Self> {
         serde_json::from_slice(bytes)
-            .map_err(|e| Error::inventory(location, format!("invalid manifest.json: {e}")))
+            .map_err(|e| not_an_inventory(location, format!("invalid manifest.json: {e}")))
     }
 
     /// The destination bucket name (the part after `:::` of an ARN).
@@ -102,7 +107,7 @@ impl Manifest {
             Some(f) if f.eq_ignore_ascii_case("csv") => Ok(ManifestFormat::Csv),
             Some(f) if f.eq_ignore_ascii_case("parquet") => Ok(ManifestFormat::Parquet),
             Some(f) if f.eq_ignore_ascii_case("orc") => Ok(ManifestFormat::Orc),
-            Some(other) => Err(Error::inventory(
+            Some(other) => Err(not_an_inventory(
                 location,
                 format!("unknown fileFormat {other:?} (expected CSV or Parquet)"),
             )),
@@ -131,7 +136,7 @@ impl Manifest {
                 key,
                 last_modified,
             })),
-            _ => Err(Error::inventory(
+            _ => Err(not_an_inventory(
                 location,
                 format!("fileSchema {schema:?} has no Bucket and Key columns"),
             )),
@@ -154,7 +159,7 @@ pub(super) async fn read_manifest(
     let format = manifest.format(url)?;
     let columns = match format {
         ManifestFormat::Orc => {
-            return Err(Error::inventory(
+            return Err(not_an_inventory(
                 url,
                 "ORC inventories are not supported; configure the S3 Inventory to write CSV or \
                  Parquet",
@@ -249,7 +254,7 @@ pub(super) fn data_file_candidates(
     };
     if scheme == "s3" || scheme == "s3a" {
         let bucket = dest
-            .ok_or_else(|| Error::inventory(manifest.url(), "manifest has no destinationBucket"))?;
+            .ok_or_else(|| not_an_inventory(manifest.url(), "manifest has no destinationBucket"))?;
         return Ok(vec![bucket_url("s3", bucket)?]);
     }
     let mut candidates = Vec::new();
@@ -480,7 +485,7 @@ mod tests {
         )
         .await;
         let err = first_error(&manifest, all()).await;
-        assert!(matches!(err, Error::Inventory { .. }));
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
         let msg = err.to_string();
         assert!(msg.contains("ORC") && msg.contains(&manifest), "{msg}");
     }
@@ -495,6 +500,62 @@ mod tests {
         put(&manifest, "{\"fileFormat\": \"JSON\", \"files\": []}").await;
         let err = first_error(&manifest, all()).await;
         assert!(err.to_string().contains("JSON"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn data_files_are_checked_one_by_one_and_name_themselves() {
+        let root = memory_root("mdata");
+        let manifest = format!("{root}/m/manifest.json");
+        put(
+            &manifest,
+            manifest_json(
+                bucket_name(&root),
+                "CSV",
+                Some("Bucket, Key"),
+                &["d/1.csv.gz", "d/2.csv.gz"],
+            ),
+        )
+        .await;
+        put(
+            &format!("{root}/d/1.csv.gz"),
+            gzip(b"\"b\",\"a.stac.json\"\n\"b\"\n\"b\",\"c.stac.json\"\n"),
+        )
+        .await;
+        // The second data file is not gzip.
+        put(&format!("{root}/d/2.csv.gz"), &b"b,d.stac.json\n"[..]).await;
+        let mut stream = super::super::read_inventory(&manifest, all());
+        let mut entries = Vec::new();
+        let err = loop {
+            match futures::StreamExt::next(&mut stream).await {
+                Some(Ok(entry)) => entries.push(entry),
+                Some(Err(e)) => break e,
+                None => panic!("the second data file must fail"),
+            }
+        };
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{root}/d/2.csv.gz")) && msg.contains("not gzip data"),
+            "{msg}"
+        );
+        let malformed: Vec<String> = entries
+            .iter()
+            .filter_map(|e| match e {
+                super::super::InventoryEntry::Malformed(m) => Some(m.locator()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(malformed, [format!("{root}/d/1.csv.gz#line=2")]);
+        assert_eq!(entries.len(), 3, "{entries:?}");
+
+        // A data file with no usable row fails even after a good one.
+        put(&format!("{root}/d/2.csv.gz"), gzip(b"only-one-field\n")).await;
+        let err = first_error(&manifest, all()).await;
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{root}/d/2.csv.gz")) && msg.contains("no usable row"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! Inventory readers: S3 Inventory manifests, CSV, gzip CSV and Parquet → a stream of
-//! `(bucket, key, last_modified)` records.
+//! `(bucket, key, last_modified)` records and of the malformed rows met on the way.
 //!
 //! ```text
 //! read_inventory(location) ──▶ dispatch by suffix
@@ -28,15 +28,33 @@
 //! * **CSV headers.** The first non-empty row is a header iff its first field (trimmed,
 //!   lower-cased) is `bucket`; the `key` and `last_modified_date` columns are then located by
 //!   name, ignoring case and any non-alphanumeric characters (so `LastModifiedDate` matches
-//!   too). Without a header column 0 is the bucket and column 1 the key. Rows with too few fields
-//!   or fields that are not UTF-8 are counted in [`InventoryStats::malformed`] and skipped.
+//!   too); a header without a key column is an error. Without a header column 0 is the bucket
+//!   and column 1 the key.
+//! * **Malformed rows.** A data row without a usable bucket or key (too few fields, a field
+//!   that is not UTF-8, an empty or null value) is counted in [`InventoryStats::malformed`] and
+//!   comes out of the stream as [`InventoryEntry::Malformed`], naming its file and position
+//!   ([`RowPosition`]: the 1-based line of the (decompressed) CSV text, or the 0-based row index
+//!   of a Parquet file), so the pipeline can list it in the failures report. Until a file has
+//!   shown one usable row, its first malformed rows are held back, so a file that is not an
+//!   inventory fails with one error instead of thousands of report lines.
+//! * **Not an inventory.** A file whose content cannot be an inventory at all fails the read
+//!   with [`Error::InvalidArgument`] for `--inventory` (exit 2), naming the file and what was
+//!   wrong, before any of its rows is used: a `.gz` file that is not gzip, CSV data that is
+//!   binary (a NUL byte in its first 8 KiB, as git and ripgrep tell text from binary; the
+//!   message says when it looks like Parquet or gzip under the wrong name), a file that is not
+//!   Parquet, a CSV header or Parquet schema without a key (or bucket) column, an unusable
+//!   `manifest.json`, and a non-empty file in which **no** data row is usable. An empty file,
+//!   or one with only a header, has no rows and is not an error. Manifests check each data
+//!   file on its own.
 //! * **URL-encoded keys.** AWS documents the keys in CSV inventory files as URL-encoded, so keys
 //!   read from the CSV data files of a `manifest.json` are decoded (`%XX` escapes and `+` for a
 //!   space, the form encoding AWS uses). Keys in plain CSV files given directly, and in Parquet
 //!   files, are used exactly as written.
 //! * **Manifest data files.** See [`manifest`] for where data files are looked up.
-//! * **Errors.** A missing inventory file, a corrupt gzip or Parquet file, or a manifest that
-//!   cannot be used makes the stream yield one `Err` naming the file, after which it ends.
+//! * **Errors.** A missing inventory file, data damaged after the start of a file (a truncated
+//!   gzip stream, a corrupt Parquet page) or a store failure makes the stream yield one
+//!   [`Error::Inventory`] (or store/Parquet error) naming the file (exit 1), after which it ends;
+//!   entries read before the damage are delivered first.
 
 // `crate::Error` is large (it embeds `iceberg::Error` by value); shrinking it belongs in
 // `error.rs` (boxing that source), not in every module returning it.
@@ -66,6 +84,61 @@ const BATCH_RECORDS: usize = 1024;
 
 /// How many batches may wait between a reader and the stream (memory bound).
 const CHANNEL_BATCHES: usize = 4;
+
+/// One entry of an inventory stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventoryEntry {
+    /// A row with a bucket and a key that passed the suffix, `since` and `limit` filters.
+    Record(InventoryRecord),
+    /// A data row without a usable bucket or key.
+    Malformed(MalformedRow),
+}
+
+/// Where a row is in its inventory file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowPosition {
+    /// 1-based line of a CSV file (of the decompressed text for gzip), where the row starts.
+    Line(u64),
+    /// 0-based row index of a Parquet file.
+    Row(u64),
+}
+
+impl std::fmt::Display for RowPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowPosition::Line(n) => write!(f, "line {n}"),
+            RowPosition::Row(n) => write!(f, "row {n}"),
+        }
+    }
+}
+
+/// A data row of an inventory file that has no usable bucket or key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedRow {
+    /// The file the row is in (for a manifest, the data file).
+    pub location: String,
+    /// Where the row is in that file.
+    pub position: RowPosition,
+    /// What is wrong with it, followed by an excerpt of the row.
+    pub problem: String,
+}
+
+impl MalformedRow {
+    /// The row as one string: `<location>#line=<n>` (CSV, 1-based) or `<location>#row=<i>`
+    /// (Parquet, 0-based). The failures report puts this in its `key` column.
+    pub fn locator(&self) -> String {
+        match self.position {
+            RowPosition::Line(n) => format!("{}#line={n}", self.location),
+            RowPosition::Row(n) => format!("{}#row={n}", self.location),
+        }
+    }
+}
+
+impl std::fmt::Display for MalformedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.location, self.position, self.problem)
+    }
+}
 
 /// One object listed in an inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +208,8 @@ pub struct InventoryStats {
     /// Rows kept although `since` was given, because their last-modified value was missing,
     /// null or unparsable (fail-open).
     pub since_unknown: u64,
-    /// Rows skipped because they had no bucket or key (too few fields, empty or not UTF-8).
+    /// Rows without a usable bucket or key (too few fields, empty, null or not UTF-8); each is
+    /// also an [`InventoryEntry::Malformed`].
     pub malformed: u64,
     /// Reading stopped early because `limit` records were kept.
     pub limited: bool,
@@ -264,14 +338,116 @@ impl Filter {
     }
 }
 
-/// Messages from a reader to the stream: a batch of kept records, or the error that ended it.
-type Message = Result<Vec<InventoryRecord>>;
+/// Messages from a reader to the stream: a batch of entries, or the error that ended it.
+type Message = Result<Vec<InventoryEntry>>;
 
-/// Collects kept records and sends them in batches.
+/// Receives the entries of a reader.
+trait Sink {
+    /// Take one entry; `Stop` when nobody wants more.
+    fn push(&mut self, entry: InventoryEntry) -> Flow;
+}
+
+impl Sink for Vec<InventoryEntry> {
+    fn push(&mut self, entry: InventoryEntry) -> Flow {
+        Vec::push(self, entry);
+        Flow::Continue
+    }
+}
+
+/// How many malformed rows of a file are held back until the file shows a usable row.
+const HOLD_MALFORMED: usize = 1024;
+
+/// Usable and malformed rows of one file: decides when its malformed rows are released and
+/// whether the file had any usable row at all (see the module docs).
+#[derive(Debug)]
+struct FileRows {
+    location: String,
+    usable: u64,
+    malformed: u64,
+    first: Option<MalformedRow>,
+    held: Vec<MalformedRow>,
+}
+
+impl FileRows {
+    fn new(location: &str) -> Self {
+        Self {
+            location: location.to_string(),
+            usable: 0,
+            malformed: 0,
+            first: None,
+            held: Vec::new(),
+        }
+    }
+
+    /// A row with a bucket and a key: the file is an inventory, release what was held.
+    fn usable(&mut self, sink: &mut impl Sink) -> Flow {
+        self.usable += 1;
+        for row in self.held.drain(..) {
+            if sink.push(InventoryEntry::Malformed(row)) == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// A row without a usable bucket or key, at `position`.
+    fn malformed(&mut self, position: RowPosition, problem: String, sink: &mut impl Sink) -> Flow {
+        let row = MalformedRow {
+            location: self.location.clone(),
+            position,
+            problem,
+        };
+        self.malformed += 1;
+        if self.first.is_none() {
+            self.first = Some(row.clone());
+        }
+        if self.usable == 0 && self.held.len() < HOLD_MALFORMED {
+            self.held.push(row);
+            Flow::Continue
+        } else {
+            sink.push(InventoryEntry::Malformed(row))
+        }
+    }
+
+    /// The file ended: an error when it had data rows and none of them was usable.
+    fn finish(self) -> Result<()> {
+        match self.first {
+            Some(first) if self.usable == 0 => Err(not_an_inventory(
+                &self.location,
+                format!(
+                    "no usable row: all {} data row(s) are malformed (first, {}: {})",
+                    self.malformed, first.position, first.problem
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The error for a file whose content cannot be an inventory (bad input, exit 2).
+fn not_an_inventory(location: &str, what: impl std::fmt::Display) -> Error {
+    Error::invalid_argument(
+        "--inventory",
+        format!("{location} is not a usable inventory: {what}"),
+    )
+}
+
+/// A short, escaped excerpt of a row for messages.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 100;
+    let head: String = text.chars().take(MAX).collect();
+    if head.len() < text.len() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// Collects entries and sends them in batches.
 #[derive(Debug)]
 struct Batcher {
     tx: mpsc::Sender<Message>,
-    buf: Vec<InventoryRecord>,
+    buf: Vec<InventoryEntry>,
 }
 
 impl Batcher {
@@ -311,14 +487,14 @@ impl Batcher {
     }
 }
 
-/// The stream of kept records returned by [`read_inventory`].
+/// The stream of entries returned by [`read_inventory`]: kept records and malformed rows.
 ///
 /// Reading starts on the first poll, which must happen inside a tokio runtime. After an `Err`
 /// the stream ends. Dropping the stream stops the reader.
 pub struct InventoryStream {
     location: String,
     state: State,
-    buffer: std::vec::IntoIter<InventoryRecord>,
+    buffer: std::vec::IntoIter<InventoryEntry>,
     counters: Arc<Counters>,
 }
 
@@ -373,7 +549,7 @@ impl InventoryStream {
 }
 
 impl Stream for InventoryStream {
-    type Item = Result<InventoryRecord>;
+    type Item = Result<InventoryEntry>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -445,10 +621,11 @@ impl InventoryFormat {
     }
 }
 
-/// Open any inventory and stream its kept records.
+/// Open any inventory and stream its kept records and malformed rows.
 ///
 /// The format is chosen by [`InventoryFormat::detect`]. Nothing is read until the stream is
-/// first polled; errors (missing file, corrupt data) come out of the stream.
+/// first polled; errors (missing file, a file that is not an inventory, corrupt data) come out
+/// of the stream.
 pub fn read_inventory(location: &str, options: InventoryOptions) -> InventoryStream {
     InventoryStream {
         location: location.to_string(),
@@ -540,17 +717,40 @@ pub(crate) mod test_support {
         enc.finish().unwrap()
     }
 
-    /// Read everything; panics on an error.
+    /// Read everything; panics on an error. Malformed rows are left out (see
+    /// [`collect_entries`]).
     pub(crate) async fn collect(
         location: &str,
         options: InventoryOptions,
     ) -> (Vec<InventoryRecord>, InventoryStats) {
+        let (records, _, stats) = collect_entries(location, options).await;
+        (records, stats)
+    }
+
+    /// Read everything, records and malformed rows apart; panics on an error.
+    pub(crate) async fn collect_entries(
+        location: &str,
+        options: InventoryOptions,
+    ) -> (Vec<InventoryRecord>, Vec<MalformedRow>, InventoryStats) {
         let mut stream = read_inventory(location, options);
-        let mut out = Vec::new();
+        let (mut records, mut malformed) = (Vec::new(), Vec::new());
         while let Some(r) = stream.next().await {
-            out.push(r.unwrap());
+            match r.unwrap() {
+                InventoryEntry::Record(rec) => records.push(rec),
+                InventoryEntry::Malformed(row) => malformed.push(row),
+            }
         }
-        (out, stream.stats())
+        (records, malformed, stream.stats())
+    }
+
+    /// Keeps records, drops malformed rows (reader unit tests).
+    impl Sink for Vec<InventoryRecord> {
+        fn push(&mut self, entry: InventoryEntry) -> Flow {
+            if let InventoryEntry::Record(rec) = entry {
+                Vec::push(self, rec);
+            }
+            Flow::Continue
+        }
     }
 
     /// Read until the first error and return it.
@@ -672,7 +872,10 @@ mod tests {
         let mut stream = read_inventory(&url, InventoryOptions::default());
         assert_eq!(stream.stats(), InventoryStats::default());
         let first = stream.next().await.unwrap().unwrap();
-        assert_eq!(first.key, "k0.stac.json");
+        assert!(
+            matches!(&first, InventoryEntry::Record(r) if r.key == "k0.stac.json"),
+            "{first:?}"
+        );
         assert!(stream.stats().kept >= 1);
         let mut n = 1;
         while let Some(r) = stream.next().await {

@@ -6,6 +6,10 @@
 //! `Utf8View`, dictionary-encoded strings). `last_modified_date` may be a string (parsed like
 //! CSV values), a timestamp of any unit with or without a time zone (naive values are UTC), or a
 //! date; any other type counts as unknown (fail-open).
+//!
+//! A file that is not Parquet, or has no `bucket` or `key` column, is not an inventory (see the
+//! module docs of [`super`]); a row with a null or empty bucket or key is malformed and is
+//! reported with its 0-based row index in the file.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -21,7 +25,10 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use tokio::sync::mpsc;
 
-use super::{Admit, Batcher, Filter, Flow, InventoryRecord, Message};
+use super::{
+    Admit, Batcher, FileRows, Filter, Flow, InventoryEntry, InventoryRecord, Message, RowPosition,
+    excerpt, not_an_inventory,
+};
 use crate::error::{Error, Result};
 use crate::store::Location;
 
@@ -48,7 +55,11 @@ pub(super) async fn read_parquet(
         .with_file_size(meta.size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
-        .map_err(|e| Error::parquet(url, e))?;
+        .map_err(|e| match e {
+            // The store failed: not the file's fault.
+            e if store_failure(&e) => Error::parquet(url, e),
+            e => not_an_inventory(url, format!("not a readable Parquet file ({e})")),
+        })?;
     let schema = builder.schema().clone();
     let bucket = required_column(&schema, "bucket", url)?;
     let key = required_column(&schema, "key", url)?;
@@ -61,59 +72,90 @@ pub(super) async fn read_parquet(
         .build()
         .map_err(|e| Error::parquet(url, e))?;
     let mut batcher = Batcher::new(tx.clone());
+    let mut rows = FileRows::new(url);
+    let mut first_row = 0u64;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| Error::parquet(url, e))?;
-        let flow = filter_batch(&batch, url, filter, &mut batcher.buf)?;
+        let flow = filter_batch(&batch, first_row, url, filter, &mut rows, &mut batcher.buf)?;
+        first_row += batch.num_rows() as u64;
         if batcher.flush().await == Flow::Stop || flow == Flow::Stop {
             return Ok(Flow::Stop);
         }
     }
+    rows.finish()?;
     Ok(Flow::Continue)
+}
+
+/// Whether a Parquet error comes from the object store rather than from the file's bytes.
+fn store_failure(e: &parquet::errors::ParquetError) -> bool {
+    match e {
+        parquet::errors::ParquetError::External(inner) => {
+            inner.downcast_ref::<object_store::Error>().is_some()
+        }
+        _ => false,
+    }
 }
 
 fn required_column(schema: &Schema, name: &str, url: &str) -> Result<usize> {
     schema.index_of(name).map_err(|_| {
         let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        Error::inventory(
+        not_an_inventory(
             url,
             format!(
-                "Parquet inventory has no `{name}` column (columns: {})",
+                "the Parquet schema has no `{name}` column (columns: {})",
                 columns.join(", ")
             ),
         )
     })
 }
 
-/// Run the filter over one batch, appending kept records to `out`.
+/// Run the filter over one batch whose first row is row `first_row` of the file, appending
+/// kept records and malformed rows to `out`.
 fn filter_batch(
     batch: &RecordBatch,
+    first_row: u64,
     url: &str,
     filter: &Filter,
-    out: &mut Vec<InventoryRecord>,
+    file_rows: &mut FileRows,
+    out: &mut Vec<InventoryEntry>,
 ) -> Result<Flow> {
     let bucket = strings(batch.column_by_name("bucket"), url, "bucket")?;
     let key = strings(batch.column_by_name("key"), url, "key")?;
     let last_modified = LastModified::new(batch.column_by_name("last_modified_date"));
     let rows = batch.num_rows().min(bucket.len()).min(key.len());
     for i in 0..rows {
-        if bucket.is_null(i) || key.is_null(i) {
-            filter.malformed();
-            continue;
-        }
-        let (b, k) = (bucket.value(i), key.value(i));
-        if b.is_empty() || k.is_empty() {
-            filter.malformed();
-            continue;
-        }
+        let b = (!bucket.is_null(i)).then(|| bucket.value(i));
+        let k = (!key.is_null(i)).then(|| key.value(i));
+        let (b, k) = match (b, k) {
+            (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => (b, k),
+            (b, k) => {
+                filter.malformed();
+                let problem = match (b, k) {
+                    (_, None) => "null key",
+                    (None, _) => "null bucket",
+                    (_, Some("")) => "empty key",
+                    _ => "empty bucket",
+                };
+                let problem = format!(
+                    "{problem}: bucket {}, key {}",
+                    b.map_or("null".to_string(), excerpt),
+                    k.map_or("null".to_string(), excerpt)
+                );
+                let position = RowPosition::Row(first_row + i as u64);
+                file_rows.malformed(position, problem, out);
+                continue;
+            }
+        };
+        file_rows.usable(out);
         let (admit, lm) = filter.admit(k, || last_modified.at(i));
         if admit == Admit::Skip {
             continue;
         }
-        out.push(InventoryRecord {
+        out.push(InventoryEntry::Record(InventoryRecord {
             bucket: b.to_string(),
             key: k.to_string(),
             last_modified: lm,
-        });
+        }));
         if admit == Admit::KeepLast {
             return Ok(Flow::Stop);
         }
@@ -371,7 +413,10 @@ pub(super) mod tests {
             let batch = batch.unwrap();
             assert!(batch.len() <= 100);
             batches += 1;
-            got.extend(batch.into_iter().map(|r| r.key));
+            got.extend(batch.into_iter().map(|e| match e {
+                InventoryEntry::Record(r) => r.key,
+                other => panic!("{other:?}"),
+            }));
         }
         assert_eq!(got, keys_in);
         assert!(batches >= 3, "{batches} batches");
@@ -424,7 +469,7 @@ pub(super) mod tests {
         )
         .await;
         let err = first_error(&url, all()).await;
-        assert!(matches!(err, Error::Inventory { .. }), "{err}");
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
         let msg = err.to_string();
         assert!(msg.contains(&url) && msg.contains("`key`"), "{msg}");
     }
@@ -437,6 +482,124 @@ pub(super) mod tests {
         let err = stream.next().await.unwrap().unwrap_err();
         assert!(err.to_string().contains(&url), "{err}");
         assert!(stream.next().await.is_none());
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        assert!(
+            err.to_string().contains("not a readable Parquet file"),
+            "{err}"
+        );
+        // CSV text under a Parquet name.
+        put(&url, &b"bucket,key\nb,k.stac.json\n"[..]).await;
+        let err = first_error(&url, all()).await;
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+    }
+
+    #[test]
+    fn only_store_failures_are_not_the_files_fault() {
+        use parquet::errors::ParquetError;
+        let store = object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        };
+        assert!(store_failure(&ParquetError::External(Box::new(store))));
+        let io = std::io::Error::other("bad thrift");
+        assert!(!store_failure(&ParquetError::External(Box::new(io))));
+        assert!(!store_failure(&ParquetError::General(
+            "Corrupt footer".into()
+        )));
+    }
+
+    #[tokio::test]
+    async fn missing_bucket_column_is_a_clear_error() {
+        let url = format!("{}/nobucket.parquet", memory_root("pqnobucket"));
+        put(
+            &url,
+            parquet_bytes(vec![("key", text(&["k.stac.json"]))], 10),
+        )
+        .await;
+        let err = first_error(&url, all()).await;
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("no `bucket` column (columns: key)"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn malformed_rows_carry_their_row_index_across_batches() {
+        let url = format!("{}/mixed.parquet", memory_root("pqmixed"));
+        let mut buckets = vec![Some("b"); 10];
+        let mut keys_in: Vec<Option<String>> =
+            (0..10).map(|i| Some(format!("k{i}.stac.json"))).collect();
+        keys_in[1] = None;
+        keys_in[7] = Some(String::new());
+        buckets[8] = None;
+        let keys_ref: Vec<Option<&str>> = keys_in.iter().map(|k| k.as_deref()).collect();
+        put(
+            &url,
+            parquet_bytes(
+                vec![("bucket", text_opt(&buckets)), ("key", text_opt(&keys_ref))],
+                3,
+            ),
+        )
+        .await;
+        let loc = Location::parse(&url).unwrap();
+        let counters = Arc::new(Counters::default());
+        let filter = Filter::new(InventoryOptions::default(), counters.clone());
+        let (tx, mut rx) = mpsc::channel(100);
+        read_parquet(&loc, &filter, &tx, 4).await.unwrap();
+        drop(tx);
+        let mut malformed = Vec::new();
+        let mut kept = 0;
+        while let Some(batch) = rx.recv().await {
+            for entry in batch.unwrap() {
+                match entry {
+                    InventoryEntry::Malformed(m) => malformed.push((m.locator(), m.problem)),
+                    InventoryEntry::Record(_) => kept += 1,
+                }
+            }
+        }
+        assert_eq!(kept, 7);
+        assert_eq!(
+            malformed,
+            [
+                (
+                    format!("{url}#row=1"),
+                    "null key: bucket \"b\", key null".to_string()
+                ),
+                (
+                    format!("{url}#row=7"),
+                    "empty key: bucket \"b\", key \"\"".to_string()
+                ),
+                (
+                    format!("{url}#row=8"),
+                    "null bucket: bucket null, key \"k8.stac.json\"".to_string()
+                ),
+            ]
+        );
+        assert_eq!(counters.snapshot().malformed, 3);
+    }
+
+    #[tokio::test]
+    async fn parquet_without_a_usable_row_is_not_an_inventory() {
+        let url = format!("{}/nulls-only.parquet", memory_root("pqnullsonly"));
+        put(
+            &url,
+            parquet_bytes(
+                vec![
+                    ("bucket", text_opt(&[None, Some("b")])),
+                    ("key", text_opt(&[Some("k"), None])),
+                ],
+                10,
+            ),
+        )
+        .await;
+        let err = first_error(&url, all()).await;
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(
+                "no usable row: all 2 data row(s) are malformed (first, row 0: null bucket"
+            ),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
