@@ -859,7 +859,7 @@ pub async fn verify(table: &Table, location: &Location) -> Result<Verification> 
     for v in per_file {
         by_hash.extend(v);
     }
-    by_hash.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    by_hash.sort_unstable_by_key(|a| a.0);
     by_hash.dedup_by(|a, b| a.0 == b.0);
     let index = read_index(location).await?;
     let info = index_info(location).await?;

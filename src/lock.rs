@@ -451,7 +451,13 @@ impl CatalogLock {
             let (acquired, ttl) =
                 effective_lease(holder.as_ref(), &held, self.options.chrono_ttl());
             let age = self.clock.now() - acquired;
-            if age < ttl {
+            // A holder that ran on this host and whose process is gone (a killed run) cannot
+            // renew: its lock is taken over at once instead of blocking for the rest of its
+            // lease (the same rule as `lock break`).
+            let dead = holder
+                .as_ref()
+                .is_some_and(|h| liveness(h).0 == Liveness::Dead);
+            if age < ttl && !dead {
                 return Err(locked_error(&self.url, holder, acquired, ttl - age));
             }
             tracing::warn!(
@@ -459,7 +465,8 @@ impl CatalogLock {
                 holder = holder.as_ref().map_or("unknown", |h| h.owner.as_str()),
                 host = holder.as_ref().map_or("unknown", |h| h.hostname.as_str()),
                 since = %format_acquired(acquired),
-                "taking over a stale catalog lock"
+                reason = if dead { "its process is gone" } else { "stale" },
+                "taking over a catalog lock"
             );
             self.set_payload(self.clock.now());
             match self.replace(&held, &self.bytes.clone()).await {

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::fetch::{FetchError, FetchOptions, Fetcher};
 use crate::geoparquet::{EncodedFile, WriterOptions, encode_group, sort_rows};
 use crate::grid::GridConfig;
-use crate::hash_index::{self, IdHash};
+use crate::hash_index::{self, IdHash, KnownIds, key_item_id};
 use crate::inventory::{
     InventoryEntry, InventoryOptions, InventoryRecord, InventoryStats, MalformedRow, read_inventory,
 };
@@ -45,6 +45,21 @@ use crate::store::{Location, put_if_absent};
 /// Commit early once this many ingested ids wait for the hash index (16 bytes each).
 const MAX_PENDING_IDS: usize = 2_000_000;
 
+/// Which inventory keys an ingest fetches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestMode {
+    /// Skip keys whose id (the key's basename minus the suffix) the hash index holds, before
+    /// fetching (the default whenever the hash index is used).
+    #[default]
+    New,
+    /// Fetch every listed key (e.g. the changed keys of a `diff`).
+    All,
+}
+
+/// Sample size of the ids whose key basename differs from the fetched id.
+const MISMATCH_SAMPLE: usize = 10;
+
 /// Everything an ingest run needs.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -58,8 +73,11 @@ pub struct IngestOptions {
     pub grid: Option<GridConfig>,
     /// Hash index location; default: the table property, else `<warehouse>_id_hashes.parquet`.
     pub hash_index: Option<String>,
-    /// Update the hash index after each commit.
+    /// Use the hash index: reconcile it with the catalog first, skip known ids (mode `New`),
+    /// and add the ingested ids after each commit.
     pub update_hash_index: bool,
+    /// Which keys to fetch.
+    pub mode: IngestMode,
     /// Inventory filters.
     pub inventory_options: InventoryOptions,
     /// Fetch settings.
@@ -98,6 +116,7 @@ impl Default for IngestOptions {
             grid: None,
             hash_index: None,
             update_hash_index: true,
+            mode: IngestMode::New,
             inventory_options: InventoryOptions::default(),
             fetch: FetchOptions::default(),
             concurrency: 256,
@@ -156,6 +175,16 @@ pub struct IngestMetrics {
     pub hash_index_total: Option<u64>,
     /// Hash index location.
     pub hash_index_path: String,
+    /// Which keys were fetched (`new` skips ids the index holds).
+    pub mode: IngestMode,
+    /// Inventory keys not fetched because the hash index holds their id.
+    pub skipped_known: u64,
+    /// What bringing the hash index up to the catalog took, when it is used.
+    pub index_reconciled: Option<hash_index::Reconciled>,
+    /// Items whose `id` differs from their key's basename (indexed by their `id`).
+    pub id_mismatch: u64,
+    /// Up to ten (key, id) pairs of such items.
+    pub id_mismatch_sample: Vec<(String, String)>,
     /// Non-fatal warnings (e.g. a hash index update that failed after a commit).
     pub warnings: Vec<String>,
     /// The error that stopped the run, if any (earlier commits stay; see `commits`).
@@ -217,7 +246,9 @@ impl FailureReason {
 }
 
 enum Outcome {
-    Ok(Box<ItemRow>, Vec<String>, ParseCounters),
+    Ok(Box<ItemRow>, Vec<String>, ParseCounters, InventoryRecord),
+    /// The hash index holds the key's id: not fetched.
+    Known,
     Failed(InventoryRecord, FailureReason, ParseCounters),
     /// A malformed inventory row: not an item, nothing fetched.
     Malformed(MalformedRow),
@@ -344,8 +375,28 @@ async fn run(
     };
 
     let mut inventory = read_inventory(&options.inventory, options.inventory_options.clone());
+    state.metrics.mode = if options.update_hash_index {
+        options.mode
+    } else {
+        IngestMode::All
+    };
     // The main work; whatever happens, the summary and failures report are written after it.
     let outcome: Result<()> = async {
+        // The hash index must agree with the catalog before it decides anything: a crash
+        // between a commit and its index update, or a foreign index, is repaired first.
+        let known: Option<Arc<KnownIds>> = if options.update_hash_index {
+            let loc = Location::parse(&state.metrics.hash_index_path)?;
+            reporter.phase("hash index", None);
+            let reconciled = hash_index::reconcile(&state.table, &loc).await?;
+            reporter.finish_phase();
+            state.metrics.index_reconciled = Some(reconciled);
+            match options.mode {
+                IngestMode::New => Some(Arc::new(KnownIds::load(&loc).await?)),
+                IngestMode::All => None,
+            }
+        } else {
+            None
+        };
         let fetcher = Arc::new(Fetcher::new(options.fetch.clone())?);
         reporter.phase("ingest", options.inventory_options.limit);
         let mut groups = Groups::new();
@@ -356,6 +407,8 @@ async fn run(
         {
             let items = (&mut inventory)
                 .map_ok(|entry: InventoryEntry| {
+                    let known = known.clone();
+                    let suffix = options.inventory_options.suffix.clone();
                     let fetcher = fetcher.clone();
                     let columns = columns.clone();
                     let partitioner = partitioner.clone();
@@ -367,6 +420,12 @@ async fn run(
                                 return Ok::<_, Error>(Outcome::Malformed(row));
                             }
                         };
+                        if let Some(known) = &known {
+                            let id = key_item_id(&rec.key, &suffix);
+                            if known.contains(&hash_index::hash_id(id)) {
+                                return Ok(Outcome::Known);
+                            }
+                        }
                         let outcome = match fetcher.fetch(&rec.bucket, &rec.key).await {
                             Err(e) => Outcome::Failed(rec, e.into(), ParseCounters::default()),
                             Ok(body) => {
@@ -391,7 +450,9 @@ async fn run(
                                     ))
                                 });
                                 match parsed {
-                                    Ok((row, cells, counters)) => Outcome::Ok(row, cells, counters),
+                                    Ok((row, cells, counters)) => {
+                                        Outcome::Ok(row, cells, counters, rec)
+                                    }
                                     Err((reason, counters)) => {
                                         Outcome::Failed(rec, reason, counters)
                                     }
@@ -405,11 +466,24 @@ async fn run(
             futures::pin_mut!(items);
             while let Some(next) = items.next().await {
                 match next? {
-                    Outcome::Ok(row, cells, counters) => {
+                    Outcome::Ok(row, cells, counters, rec) => {
                         reporter.advance(1);
                         state.metrics.fetched += 1;
                         add_counters(&mut state.metrics.parse, &counters);
+                        if row.id != key_item_id(&rec.key, &options.inventory_options.suffix) {
+                            state.metrics.id_mismatch += 1;
+                            if state.metrics.id_mismatch_sample.len() < MISMATCH_SAMPLE {
+                                state
+                                    .metrics
+                                    .id_mismatch_sample
+                                    .push((rec.key, row.id.clone()));
+                            }
+                        }
                         groups.add(*row, cells);
+                    }
+                    Outcome::Known => {
+                        reporter.advance(1);
+                        state.metrics.skipped_known += 1;
                     }
                     Outcome::Failed(rec, reason, counters) => {
                         reporter.advance(1);
@@ -657,6 +731,8 @@ impl Run<'_> {
         self.table = self.catalog.append(&self.table, files, props).await?;
         self.catalog.upload().await?;
         self.metrics.commits += 1;
+        // A crash here leaves the index behind the catalog: the next run reconciles it.
+        crate::fault::check("ingest.before_index")?;
         self.chunks_since_commit = 0;
         let ids = std::mem::take(&mut self.pending_ids);
         if self.options.update_hash_index && !ids.is_empty() {

@@ -5,83 +5,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
 use common::*;
 
 /// How many 503s each existing key answers before its body.
 const FLAKY: usize = 2;
-
-/// A tiny HTTP server: GET /<bucket>/<key> → 503 for the first `fail` requests of each key, then
-/// the body; keys below `denied/` → 403; unknown keys → 404. Counts requests per path.
-fn flaky_server(
-    objects: HashMap<String, Vec<u8>>,
-    fail: usize,
-) -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let seen = counts.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let objects = objects.clone();
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                    }
-                    let n = {
-                        let mut c = seen.lock().unwrap();
-                        let e = c.entry(path.clone()).or_default();
-                        *e += 1;
-                        *e
-                    };
-                    let (status, body): (&str, Vec<u8>) = match objects.get(&path) {
-                        _ if path.contains("/denied/") => (
-                            "403 Forbidden",
-                            b"<Error><Code>AccessDenied</Code></Error>".to_vec(),
-                        ),
-                        Some(_) if n <= fail => (
-                            "503 Service Unavailable",
-                            b"<Error><Code>SlowDown</Code></Error>".to_vec(),
-                        ),
-                        Some(b) => ("200 OK", b.clone()),
-                        None => (
-                            "404 Not Found",
-                            b"<Error><Code>NoSuchKey</Code></Error>".to_vec(),
-                        ),
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: \"e\"\r\nLast-Modified: Wed, 25 Nov 2026 08:00:00 GMT\r\n\r\n",
-                        body.len()
-                    );
-                    if stream
-                        .write_all(head.as_bytes())
-                        .and_then(|_| stream.write_all(&body))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, counts)
-}
 
 /// The synthetic items as objects of bucket `flaky`, and an inventory of them plus one missing
 /// and one denied key.
@@ -147,7 +76,7 @@ fn throttled_items_are_retried_by_the_store_and_fail_without_retries() {
     let (objects, inv) = flaky_inventory(&ds);
 
     // Retries on (3 > FLAKY): every throttled item arrives.
-    let (port, counts) = flaky_server(objects.clone(), FLAKY);
+    let (port, counts) = s3_stub(objects.clone(), FLAKY);
     let out = run(ingest(&ds, &inv, port, "retried").env("EARTHCATALOG_S3_MAX_RETRIES", "3"));
     let m = json_summary(&out, 3);
     assert_eq!(m["items"], 5, "every throttled item arrives after retries");
@@ -161,7 +90,7 @@ fn throttled_items_are_retried_by_the_store_and_fail_without_retries() {
     }
 
     // The same run with retries disabled through the configuration: the throttled items fail.
-    let (port, counts) = flaky_server(objects.clone(), FLAKY);
+    let (port, counts) = s3_stub(objects.clone(), FLAKY);
     let out = run(ingest(&ds, &inv, port, "no-retries").env("EARTHCATALOG_S3_MAX_RETRIES", "0"));
     let m = json_summary(&out, 3);
     assert_eq!(m["items"], 0, "{m}");

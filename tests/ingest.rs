@@ -293,17 +293,15 @@ fn killed_runs_leave_the_catalog_at_its_last_commit_and_rerun_converges() {
             Some(first),
             "catalog moved after a crash at {point}"
         );
-        // The lock of the killed run is still there; a new run must not be able to take it...
+        // The lock of the killed run is still there, its holder known to be gone (the next
+        // run on this host takes it over; tests/lock.rs covers that).
         let lock = ds.dir.path().join(".lock");
         assert!(lock.exists(), "killed run should leave its lock");
-        let blocked = run(&mut base("60"));
-        assert_eq!(
-            blocked.status.code(),
-            Some(4),
-            "{}",
-            String::from_utf8_lossy(&blocked.stderr)
+        let status = json_summary(
+            &run(cli().args(["lock", "status", "--json", "--catalog", &cat])),
+            0,
         );
-        assert!(String::from_utf8_lossy(&blocked.stderr).contains("locked by"));
+        assert_eq!(status["holder"], "dead", "{status}");
         std::fs::remove_file(&lock).unwrap();
     }
     // Crash right after the commit: the commit is durable.
@@ -608,8 +606,9 @@ print(t.scan().to_arrow().num_rows, t.properties["earthcatalog.grid.resolution"]
     );
     assert_eq!(python(&script).trim(), format!("{rows} 2"));
 
-    // Ingest works again and appends to the rebuilt table.
-    let again = run(&mut ds.ingest_cmd());
+    // Ingest works again and appends to the rebuilt table (every key fetched again: the
+    // rebuilt table is a new table, whose ids the reconciled index holds).
+    let again = run(ds.ingest_cmd().args(["--mode", "all"]));
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(0), "{stderr}");
     let (live, _, _) = table_contents(&cat, &wh);
@@ -763,7 +762,7 @@ fn a_lost_table_on_s3_is_refused_and_rebuilt() {
     let info = json_summary(&run(&mut cmd(&["info", "--json", "--catalog", cat])), 0);
     assert_eq!(info["rows"], first["rows"]);
     assert_eq!(info["files"], first["files"]);
-    json_summary(&run(&mut ingest()), 0);
+    json_summary(&run(ingest().args(["--mode", "all"])), 0);
     let info = json_summary(&run(&mut cmd(&["info", "--json", "--catalog", cat])), 0);
     assert_eq!(
         info["rows"].as_u64().unwrap(),

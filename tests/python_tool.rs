@@ -53,16 +53,35 @@ print(json.dumps({{"hashes": len(hashes), "item1": hash_id("item-1").hex(), "gri
             .all(|f| ours.contains(f) && !f.contains("year=unknown"))
     );
 
-    // Python holds the lock: our ingest fails with exit 4 naming the Python owner.
+    // A live Python process holds the lock: our ingest fails with exit 4 naming the Python
+    // owner. (A holder whose process is gone would be taken over: see tests/lock.rs.)
     let hold = format!(
         r#"{PRELUDE}
+import time
 lock = S3Lock(owner="incremental", store=LocalStore("{root}"), key=".lock")
 lock.acquire() if hasattr(lock, "acquire") else lock.__enter__()
-print("held")
+print("held", flush=True)
+time.sleep(300)
 "#
     );
-    assert!(python(&hold).trim().ends_with("held"));
+    let mut holder = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&hold)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    {
+        use std::io::BufRead;
+        let out = holder.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(out).lines();
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l.trim() == "held")),
+            "the Python holder did not report the lock"
+        );
+    }
     let blocked = run(&mut ds.ingest_cmd());
+    let _ = holder.kill();
+    let _ = holder.wait();
     assert_eq!(blocked.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&blocked.stderr).contains("incremental"));
     std::fs::remove_file(ds.dir.path().join(".lock")).unwrap();

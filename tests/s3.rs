@@ -128,7 +128,7 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
     }
     writeln!(f, "its-live-data,synth/items/missing.stac.json").unwrap();
     drop(f);
-    let out = run(&mut ingest(inv_path.to_str().unwrap(), None));
+    let out = run(ingest(inv_path.to_str().unwrap(), None).args(["--mode", "all"]));
     assert_eq!(out.status.code(), Some(3), "one missing item → partial");
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -159,12 +159,14 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
         assert_eq!(snapshots(cat, wh).await, 2, "a blocked run must not commit");
     });
 
-    // Two racing writers: each either commits or fails fast on the lock; nothing is lost.
+    // Two racing writers (fetching every key again, so each has a commit to make): each either
+    // commits or fails fast on the lock; nothing is lost.
     let start = || {
         ingest(
             "s3://its-live-data/synth/inventory.csv",
             Some("s3://its-live-data/synth/items"),
         )
+        .args(["--mode", "all"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -226,7 +228,8 @@ fn s3_end_to_end_with_lock_and_racing_writers() {
             "s3://manifest-bucket/inv/2024-06-02T01-00Z/manifest.json",
             None,
         );
-        c.args(["--since", "2024-01-01"]);
+        // Already ingested keys: fetch them again, the manifest and --since are under test.
+        c.args(["--since", "2024-01-01", "--mode", "all"]);
         c
     });
     let m = json_summary(&out, 0);

@@ -170,7 +170,6 @@ async fn fixture() -> Fixture {
             grid: Some(GridConfig::H3 { resolution: 1 }),
             fetch: FetchOptions {
                 items_root: Some(root.join("items").to_string_lossy().into_owned()),
-                ..FetchOptions::default()
             },
             lock: false,
             ..IngestOptions::default()

@@ -75,7 +75,7 @@ pub async fn run(args: IndexArgs) -> anyhow::Result<u8> {
 async fn stats(t: IndexTarget) -> anyhow::Result<u8> {
     let (wh, loc) = t.open().await?;
     let info = hash_index::index_info(&loc).await?;
-    let current = wh.table().and_then(|t| hash_index::IndexStamp::of(t));
+    let current = wh.table().and_then(hash_index::IndexStamp::of);
     let is_current = match (&info, &current) {
         (Some(i), Some(c)) => i.stamp.as_ref() == Some(c),
         (None, None) => true,

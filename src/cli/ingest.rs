@@ -68,9 +68,13 @@ pub struct IngestArgs {
     /// Hash index location (default: table property, else <warehouse>_id_hashes.parquet).
     #[arg(long)]
     hash_index: Option<String>,
-    /// Do not update the hash index.
+    /// Do not use the hash index (fetch every key, do not record the ingested ids).
     #[arg(long)]
     no_hash_index: bool,
+    /// `new`: skip keys whose id (basename minus the suffix) the hash index holds, before
+    /// fetching; `all`: fetch every listed key (e.g. a diff's changed keys).
+    #[arg(long, value_enum, default_value_t = ModeArg::New)]
+    mode: ModeArg,
     /// Do not take the catalog lock (single local user only).
     #[arg(long)]
     no_lock: bool,
@@ -83,6 +87,14 @@ pub struct IngestArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Skip ids the hash index holds.
+    New,
+    /// Fetch every listed key.
+    All,
 }
 
 fn resolve(args: &IngestArgs, cfg: ConfigFile) -> anyhow::Result<IngestOptions> {
@@ -150,6 +162,10 @@ fn resolve(args: &IngestArgs, cfg: ConfigFile) -> anyhow::Result<IngestOptions> 
             .clone()
             .or(cfg.catalog.hash_index_path.clone()),
         update_hash_index: !args.no_hash_index,
+        mode: match args.mode {
+            ModeArg::New => earthcatalog::pipeline::IngestMode::New,
+            ModeArg::All => earthcatalog::pipeline::IngestMode::All,
+        },
         inventory_options: InventoryOptions::default()
             .with_suffix(args.suffix.clone())
             .with_since(since)
@@ -230,9 +246,25 @@ fn summary_text(m: &IngestMetrics, o: &IngestOptions) -> String {
         m.inventory.since_unknown, m.inventory.malformed, if m.inventory.limited { " (limit reached)" } else { "" }
     ));
     s.push_str(&format!(
-        "  items:      {} fetched, {} ingested, {} failed\n",
-        m.fetched, m.items, m.failed
+        "  items:      {} fetched, {} ingested, {} failed, {} skipped as known (mode {})\n",
+        m.fetched,
+        m.items,
+        m.failed,
+        m.skipped_known,
+        match m.mode {
+            earthcatalog::pipeline::IngestMode::New => "new",
+            earthcatalog::pipeline::IngestMode::All => "all",
+        }
     ));
+    if m.id_mismatch > 0 {
+        s.push_str(&format!(
+            "  ids:        {} items have an id other than their key's basename (indexed by id)\n",
+            m.id_mismatch
+        ));
+        for (key, id) in &m.id_mismatch_sample {
+            s.push_str(&format!("    {key} → {id}\n"));
+        }
+    }
     for (reason, n) in &m.failures_by_reason {
         s.push_str(&format!("    {n:>8}  {reason}\n"));
     }
@@ -265,6 +297,17 @@ fn summary_text(m: &IngestMetrics, o: &IngestOptions) -> String {
         m.commits,
         m.snapshot_id.map_or("-".to_string(), |id| id.to_string())
     ));
+    match &m.index_reconciled {
+        Some(earthcatalog::hash_index::Reconciled::Extended {
+            snapshots, added, ..
+        }) => s.push_str(&format!(
+            "  hash index: was {snapshots} snapshot(s) behind the catalog; {added} ids added\n"
+        )),
+        Some(earthcatalog::hash_index::Reconciled::Rebuilt { reason, total }) => s.push_str(
+            &format!("  hash index: rebuilt from the table ({total} ids): {reason}\n"),
+        ),
+        _ => {}
+    }
     if let Some(total) = m.hash_index_total {
         s.push_str(&format!(
             "  hash index: +{} → {} ids ({})\n",

@@ -3,7 +3,9 @@
 mod compact;
 mod config;
 mod delta;
+mod diff;
 mod files;
+mod gc;
 mod generate;
 mod index;
 mod info;
@@ -72,6 +74,10 @@ enum Command {
     Search(Box<search::SearchArgs>),
     /// Today's inventory keys the warehouse does not hold yet (pending/delta_<date>.parquet).
     Delta(delta::DeltaArgs),
+    /// Keys new or changed between two inventory days, and keys removed (bounded memory).
+    Diff(diff::DiffArgs),
+    /// Remove the rows of items whose source keys disappeared (one replace commit).
+    Gc(gc::GcArgs),
     /// The hash index of ingested ids: stats, verify, rebuild.
     Index(index::IndexArgs),
     /// Inspect (`status`) or clear (`break`) the catalog lock.
@@ -115,6 +121,8 @@ pub fn main() -> ExitCode {
             Command::Files(args) => files::run(args).await,
             Command::Search(args) => search::run(*args).await,
             Command::Delta(args) => delta::run(args, show_progress).await,
+            Command::Diff(args) => diff::run(args, show_progress).await,
+            Command::Gc(args) => gc::run(args, show_progress).await,
             Command::Index(args) => index::run(args).await,
             Command::Lock(args) => lock::run(args).await,
         }

@@ -21,6 +21,8 @@
 //! output stream. A delta for today that already exists is reported and left alone unless
 //! forced (like the Python tool's "tier 1").
 
+pub mod diff;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,7 +39,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
 use crate::hash_index::{IdHash, KnownIds, hash_id, key_item_id};
-use crate::inventory::{InventoryOptions, InventoryStats, read_inventory};
+use crate::inventory::{InventoryEntry, InventoryOptions, InventoryStats, read_inventory};
 use crate::report::Reporter;
 use crate::store::Location;
 
@@ -150,7 +152,11 @@ pub async fn run_delta(options: &DeltaOptions, reporter: &dyn Reporter) -> Resul
     let outcome: Result<()> = async {
         reporter.phase("inventory", options.inventory_options.limit);
         let mut inventory = read_inventory(&options.inventory, options.inventory_options.clone());
-        while let Some(rec) = inventory.try_next().await? {
+        while let Some(entry) = inventory.try_next().await? {
+            let InventoryEntry::Record(rec) = entry else {
+                // Counted in the inventory stats (`malformed`).
+                continue;
+            };
             reporter.advance(1);
             let hash = hash_id(key_item_id(&rec.key, &options.inventory_options.suffix));
             if known.contains(&hash) {
@@ -352,7 +358,10 @@ pub async fn pending_deltas(prefix: &str) -> Result<Vec<Location>> {
 pub async fn read_delta(loc: &Location) -> Result<Vec<(String, String, IdHash)>> {
     let mut out = Vec::new();
     let mut records = read_inventory(loc.url(), InventoryOptions::default().with_suffix(""));
-    while let Some(rec) = records.try_next().await? {
+    while let Some(entry) = records.try_next().await? {
+        let InventoryEntry::Record(rec) = entry else {
+            continue;
+        };
         let hash = hash_id(key_item_id(&rec.key, crate::inventory::DEFAULT_SUFFIX));
         out.push((rec.bucket, rec.key, hash));
     }

@@ -61,6 +61,7 @@ pub(super) struct Layout {
     pub(super) bucket: usize,
     pub(super) key: usize,
     pub(super) last_modified: Option<usize>,
+    pub(super) size: Option<usize>,
 }
 
 impl Layout {
@@ -69,15 +70,14 @@ impl Layout {
         bucket: 0,
         key: 1,
         last_modified: None,
+        size: None,
     };
 }
 
 /// Positions of `bucket`, `key` and `last_modified_date` among column `names`, compared without
 /// case and ignoring non-alphanumeric characters (`LastModifiedDate` = `last_modified_date`).
-pub(super) fn find_columns<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-) -> (Option<usize>, Option<usize>, Option<usize>) {
-    let (mut bucket, mut key, mut lm) = (None, None, None);
+pub(super) fn find_columns<'a>(names: impl IntoIterator<Item = &'a str>) -> FoundColumns {
+    let (mut bucket, mut key, mut lm, mut size) = (None, None, None, None);
     for (i, name) in names.into_iter().enumerate() {
         let norm: String = name
             .chars()
@@ -88,11 +88,26 @@ pub(super) fn find_columns<'a>(
             "bucket" => &mut bucket,
             "key" => &mut key,
             "lastmodifieddate" => &mut lm,
+            "size" => &mut size,
             _ => continue,
         };
         slot.get_or_insert(i);
     }
-    (bucket, key, lm)
+    FoundColumns {
+        bucket,
+        key,
+        last_modified: lm,
+        size,
+    }
+}
+
+/// Positions [`find_columns`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct FoundColumns {
+    pub(super) bucket: Option<usize>,
+    pub(super) key: Option<usize>,
+    pub(super) last_modified: Option<usize>,
+    pub(super) size: Option<usize>,
 }
 
 /// Read one CSV (or gzip CSV) file at `loc` through `filter` into `tx`.
@@ -265,9 +280,15 @@ pub(super) fn parse<R: Read>(
         if admit == Admit::Skip {
             continue;
         }
+        let size = layout
+            .size
+            .and_then(|i| record.get(i))
+            .and_then(|f| std::str::from_utf8(clean(f)).ok())
+            .and_then(|f| f.parse::<u64>().ok());
         let flow = sink.push(InventoryEntry::Record(InventoryRecord {
             bucket: bucket.to_string(),
             key: key.into_owned(),
+            size,
             last_modified,
         }));
         if admit == Admit::KeepLast || flow == Flow::Stop {
@@ -434,8 +455,8 @@ fn detect_header(record: &::csv::ByteRecord, url: &str) -> Result<(Layout, bool)
         .iter()
         .map(|f| String::from_utf8_lossy(clean(f)))
         .collect();
-    let (_, key, last_modified) = find_columns(names.iter().map(|n| n.as_ref()));
-    let Some(key) = key else {
+    let found = find_columns(names.iter().map(|n| n.as_ref()));
+    let Some(key) = found.key else {
         return Err(not_an_inventory(
             url,
             format!(
@@ -447,7 +468,8 @@ fn detect_header(record: &::csv::ByteRecord, url: &str) -> Result<(Layout, bool)
     let layout = Layout {
         bucket: 0,
         key,
-        last_modified,
+        last_modified: found.last_modified,
+        size: found.size,
     };
     Ok((layout, true))
 }
@@ -560,11 +582,13 @@ mod tests {
                 InventoryRecord {
                     bucket: "b1".into(),
                     key: "a/one.stac.json".into(),
+                    size: None,
                     last_modified: None
                 },
                 InventoryRecord {
                     bucket: "b2".into(),
                     key: "a/two.stac.json".into(),
+                    size: None,
                     last_modified: None
                 },
             ]
@@ -777,6 +801,7 @@ mod tests {
             bucket: 0,
             key: 1,
             last_modified: Some(3),
+            size: None,
         };
         let opts = CsvOptions {
             columns: Columns::Fixed(layout),
@@ -1154,11 +1179,16 @@ mod tests {
 
     #[test]
     fn find_columns_normalises_names() {
+        let f = find_columns(["Bucket", " Key", "Size", "LastModifiedDate"]);
         assert_eq!(
-            find_columns(["Bucket", " Key", "Size", "LastModifiedDate"]),
-            (Some(0), Some(1), Some(3))
+            (f.bucket, f.key, f.last_modified, f.size),
+            (Some(0), Some(1), Some(3), Some(2))
         );
-        assert_eq!(find_columns(["size", "KEY"]), (None, Some(1), None));
+        let f = find_columns(["size", "KEY"]);
+        assert_eq!(
+            (f.bucket, f.key, f.last_modified, f.size),
+            (None, Some(1), None, Some(0))
+        );
     }
 
     proptest! {
@@ -1174,7 +1204,7 @@ mod tests {
             let opts = CsvOptions {
                 gzip: gzip_it,
                 columns: if fixed {
-                    Columns::Fixed(Layout { bucket: 5, key: 0, last_modified: Some(usize::MAX) })
+                    Columns::Fixed(Layout { bucket: 5, key: 0, last_modified: Some(usize::MAX), size: None })
                 } else {
                     Columns::Detect
                 },

@@ -131,10 +131,16 @@ impl Manifest {
             return Ok(None);
         };
         match find_columns(schema.split(',')) {
-            (Some(bucket), Some(key), last_modified) => Ok(Some(Layout {
+            super::csv::FoundColumns {
+                bucket: Some(bucket),
+                key: Some(key),
+                last_modified,
+                size,
+            } => Ok(Some(Layout {
                 bucket,
                 key,
                 last_modified,
+                size,
             })),
             _ => Err(not_an_inventory(
                 location,
@@ -704,7 +710,8 @@ mod tests {
             Some(Layout {
                 bucket: 0,
                 key: 1,
-                last_modified: Some(5)
+                last_modified: Some(5),
+                size: Some(4),
             })
         );
         m.file_schema = Some("Size, ETag".into());

@@ -147,6 +147,8 @@ pub struct InventoryRecord {
     pub bucket: String,
     /// Key of the object inside the bucket.
     pub key: String,
+    /// Object size in bytes, when the inventory has a `size` column.
+    pub size: Option<u64>,
     /// Last modification time, when the inventory has a parsable one.
     pub last_modified: Option<DateTime<Utc>>,
 }

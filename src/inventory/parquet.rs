@@ -64,7 +64,8 @@ pub(super) async fn read_parquet(
     let bucket = required_column(&schema, "bucket", url)?;
     let key = required_column(&schema, "key", url)?;
     let last_modified = schema.index_of("last_modified_date").ok();
-    let roots = [bucket, key].into_iter().chain(last_modified);
+    let size = schema.index_of("size").ok();
+    let roots = [bucket, key].into_iter().chain(last_modified).chain(size);
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let mut stream = builder
         .with_projection(mask)
@@ -122,6 +123,14 @@ fn filter_batch(
     let bucket = strings(batch.column_by_name("bucket"), url, "bucket")?;
     let key = strings(batch.column_by_name("key"), url, "key")?;
     let last_modified = LastModified::new(batch.column_by_name("last_modified_date"));
+    let sizes = batch
+        .column_by_name("size")
+        .and_then(|c| arrow_cast::cast(c, &arrow_schema::DataType::UInt64).ok());
+    let sizes = sizes.as_ref().and_then(|c| {
+        c.as_any()
+            .downcast_ref::<arrow_array::UInt64Array>()
+            .cloned()
+    });
     let rows = batch.num_rows().min(bucket.len()).min(key.len());
     for i in 0..rows {
         let b = (!bucket.is_null(i)).then(|| bucket.value(i));
@@ -151,9 +160,13 @@ fn filter_batch(
         if admit == Admit::Skip {
             continue;
         }
+        let size = sizes
+            .as_ref()
+            .and_then(|s| (!s.is_null(i)).then(|| s.value(i)));
         out.push(InventoryEntry::Record(InventoryRecord {
             bucket: b.to_string(),
             key: k.to_string(),
+            size,
             last_modified: lm,
         }));
         if admit == Admit::KeepLast {

@@ -8,7 +8,7 @@
 //! same rules: keep per id the latest `updated`, then `created`, then newest file; rows without
 //! an id are all kept; sort by (platform, datetime, id), nulls first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -22,6 +22,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::geoparquet::read::normalise;
 use crate::geoparquet::{EncodedFile, GeoParquetWriter, WriterOptions};
+use crate::hash_index::{IdHash, hash_id};
 use crate::item::Version;
 use crate::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
 
@@ -33,14 +34,15 @@ pub(crate) struct Merged {
     pub rows_after: u64,
 }
 
-/// Merge `inputs` ((rank, url, bytes), oldest rank first) of one bucket, or say why a file
-/// needs the row-wise path.
+/// Merge `inputs` ((rank, url, bytes), oldest rank first) of one bucket, dropping the rows
+/// whose id digest is in `exclude`, or say why a file needs the row-wise path.
 pub(crate) fn merge(
     inputs: &[(usize, String, Bytes)],
     table: &[TableColumn],
     cell: &str,
     writer: &WriterOptions,
     max_rows: Option<usize>,
+    exclude: Option<&HashSet<IdHash>>,
     mut name_of: impl FnMut() -> String,
 ) -> Result<Merged, String> {
     let schema = Arc::new(crate::schema::arrow_schema(table));
@@ -63,7 +65,7 @@ pub(crate) fn merge(
     drop(batches);
     let rows_before = all.num_rows() as u64;
     // Dedup and sort on indices; the full rows are gathered once.
-    let kept = dedup_indices(&all, &ranks)?;
+    let kept = dedup_indices(&all, &ranks, exclude)?;
     let order = sort_indices(&all, &kept)?;
     let sorted = take_record_batch(&all, &order).map_err(|e| e.to_string())?;
     drop(all);
@@ -207,8 +209,12 @@ fn timestamps<'a>(
 }
 
 /// Indices of the rows to keep: per id the newest by [`Version`] (file rank = commit order),
-/// first occurrence on ties; every row without an id.
-fn dedup_indices(batch: &RecordBatch, ranks: &[usize]) -> Result<UInt32Array, String> {
+/// first occurrence on ties; every row without an id; none whose id digest is in `exclude`.
+fn dedup_indices(
+    batch: &RecordBatch,
+    ranks: &[usize],
+    exclude: Option<&HashSet<IdHash>>,
+) -> Result<UInt32Array, String> {
     let ids = batch
         .column_by_name("id")
         .and_then(|a| a.as_string_opt::<i32>())
@@ -227,6 +233,9 @@ fn dedup_indices(batch: &RecordBatch, ranks: &[usize]) -> Result<UInt32Array, St
     let mut anonymous = Vec::new();
     for i in 0..batch.num_rows() {
         let id = ids.value(i);
+        if exclude.is_some_and(|x| x.contains(&hash_id(id))) {
+            continue;
+        }
         if id.is_empty() {
             anonymous.push(i as u32);
             continue;
@@ -413,6 +422,7 @@ mod tests {
             "8101bffffffffff",
             &WriterOptions::default(),
             None,
+            None,
             || "out.parquet".to_string(),
         )
         .expect("the fast path applies to Python-format files");
@@ -458,6 +468,7 @@ mod tests {
             "c",
             &WriterOptions::default(),
             Some(2),
+            None,
             || {
                 n += 1;
                 format!("{n}.parquet")
@@ -493,14 +504,14 @@ mod tests {
             DataType::Utf8,
             Arc::new(StringArray::from(vec!["v"])),
         );
-        assert!(merge(&unknown, &table, "c", &opts, None, || "o".into()).is_err());
+        assert!(merge(&unknown, &table, "c", &opts, None, None, || "o".into()).is_err());
         // A float in a long column does not fit: it goes to the overflow column (row-wise).
         let misfit = file_with(
             "percent_valid_pixels",
             DataType::Float64,
             Arc::new(arrow_array::Float64Array::from(vec![37.5])),
         );
-        assert!(merge(&misfit, &table, "c", &opts, None, || "o".into()).is_err());
+        assert!(merge(&misfit, &table, "c", &opts, None, None, || "o".into()).is_err());
         let mut with_overflow = table.clone();
         with_overflow.push(TableColumn {
             name: OVERFLOW_COLUMN.into(),
@@ -512,7 +523,11 @@ mod tests {
             DataType::Utf8,
             Arc::new(StringArray::from(vec![r#"{"x":1}"#])),
         );
-        assert!(merge(&overflow, &with_overflow, "c", &opts, None, || "o".into()).is_err());
+        assert!(
+            merge(&overflow, &with_overflow, "c", &opts, None, None, || "o"
+                .into())
+            .is_err()
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! A bucket that cannot be merged is reported and left untouched.
 
 mod columnar;
+pub mod gc;
 mod rebuild;
 pub mod scan;
 
@@ -391,6 +392,7 @@ async fn compact_inner(
             async move {
                 let r = merge_bucket(
                     &bucket, &warehouse, columns, table_cols, &schema, spec_id, writer, max_rows,
+                    None,
                 )
                 .await;
                 (bucket, r)
@@ -488,6 +490,7 @@ async fn merge_bucket(
     spec_id: i32,
     writer: WriterOptions,
     max_rows: Option<usize>,
+    exclude: Option<Arc<std::collections::HashSet<crate::hash_index::IdHash>>>,
 ) -> Result<MergedBucket> {
     // Read every file (oldest committed first) with its rank for the dedup tie-break.
     let mut ordered = bucket.files.clone();
@@ -509,13 +512,25 @@ async fn merge_bucket(
                 uuid::Uuid::new_v4().as_u128() as u32
             )
         };
-        match columnar::merge(&inputs, &table_cols, &key.cell, &writer, max_rows, name_of) {
+        let exclude = exclude.as_deref();
+        match columnar::merge(
+            &inputs,
+            &table_cols,
+            &key.cell,
+            &writer,
+            max_rows,
+            exclude,
+            name_of,
+        ) {
             Ok(m) => return Ok((m.files, m.rows_before, m.rows_after)),
             Err(why) => tracing::debug!(bucket = %key.dir(), %why, "row-wise merge"),
         }
         let mut rows: Vec<(usize, ItemRow)> = Vec::new();
         for (rank, url, bytes) in inputs {
             for row in crate::geoparquet::read::read_file_rows(bytes, &columns, &url)? {
+                if exclude.is_some_and(|x| x.contains(&crate::hash_index::hash_id(&row.id))) {
+                    continue;
+                }
                 rows.push((rank, row));
             }
         }

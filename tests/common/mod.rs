@@ -2,11 +2,12 @@
 //! server (moto) on 127.0.0.1 and Python interop helpers.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow_array::Array;
@@ -345,4 +346,73 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A tiny S3-compatible HTTP server on 127.0.0.1 serving `objects` (path `/<bucket>/<key>`):
+/// GET answers 503 for the first `fail` requests of each key, then the body; keys below
+/// `denied/` answer 403; unknown keys 404. Counts requests per path. Returns (port, counts).
+pub fn s3_stub(
+    objects: HashMap<String, Vec<u8>>,
+    fail: usize,
+) -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let seen = counts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let objects = objects.clone();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let n = {
+                        let mut c = seen.lock().unwrap();
+                        let e = c.entry(path.clone()).or_default();
+                        *e += 1;
+                        *e
+                    };
+                    let (status, body): (&str, Vec<u8>) = match objects.get(&path) {
+                        _ if path.contains("/denied/") => (
+                            "403 Forbidden",
+                            b"<Error><Code>AccessDenied</Code></Error>".to_vec(),
+                        ),
+                        Some(_) if n <= fail => (
+                            "503 Service Unavailable",
+                            b"<Error><Code>SlowDown</Code></Error>".to_vec(),
+                        ),
+                        Some(b) => ("200 OK", b.clone()),
+                        None => (
+                            "404 Not Found",
+                            b"<Error><Code>NoSuchKey</Code></Error>".to_vec(),
+                        ),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nETag: \"e\"\r\nLast-Modified: Wed, 25 Nov 2026 08:00:00 GMT\r\n\r\n",
+                        body.len()
+                    );
+                    if stream
+                        .write_all(head.as_bytes())
+                        .and_then(|_| stream.write_all(&body))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, counts)
 }
