@@ -37,7 +37,7 @@ use crate::inventory::{
 use crate::item::{Columns, ItemError, ItemRow, ParseCounters, parse_item};
 use crate::lock::{LockOptions, RenewingLock};
 use crate::partition::Groups;
-use crate::partition::PartitionValue;
+use crate::partition::{Layout, PartitionValue, Placement};
 use crate::report::Reporter;
 use crate::schema::{PROP_HASH_INDEX, table_columns};
 use crate::store::{Location, put_if_absent};
@@ -71,6 +71,9 @@ pub struct IngestOptions {
     pub catalog: String,
     /// Grid for a new table; must match an existing table's grid. `None`: the table's, else H3 res 1.
     pub grid: Option<GridConfig>,
+    /// Warehouse layout for a new table; must match an existing table's. `None`: the table's,
+    /// else `grid_partition`.
+    pub layout: Option<Layout>,
     /// Hash index location; default: the table property, else `<warehouse>_id_hashes.parquet`.
     pub hash_index: Option<String>,
     /// Use the hash index: reconcile it with the catalog first, skip known ids (mode `New`),
@@ -114,6 +117,7 @@ impl Default for IngestOptions {
             warehouse: String::new(),
             catalog: String::new(),
             grid: None,
+            layout: None,
             hash_index: None,
             update_hash_index: true,
             mode: IngestMode::New,
@@ -292,6 +296,7 @@ struct Run<'a> {
     table: Table,
     columns: Arc<Columns>,
     warehouse: Location,
+    placement: Arc<Placement>,
     metrics: IngestMetrics,
     pending_files: Vec<iceberg::spec::DataFile>,
     pending_ids: Vec<IdHash>,
@@ -336,7 +341,13 @@ async fn run(
             .unwrap_or_else(|| hash_index::default_index_path(warehouse.url())),
         (None, None) => hash_index::default_index_path(warehouse.url()),
     };
-    let table = catalog.load_or_create(&grid, &hash_index_path).await?;
+    let table = catalog
+        .load_or_create_with(&grid, &hash_index_path, options.layout)
+        .await?;
+    let placement = Arc::new(Placement::new(
+        crate::catalog::table_layout(&table).await?,
+        &grid,
+    ));
     // Publish a new table (or backfilled properties) even if the run writes no file.
     if catalog.is_remote() {
         catalog.upload().await?;
@@ -364,6 +375,7 @@ async fn run(
         table,
         columns: columns.clone(),
         warehouse,
+        placement,
         metrics,
         pending_files: Vec::new(),
         pending_ids: Vec::new(),
@@ -615,6 +627,7 @@ impl Run<'_> {
             let columns = self.columns.clone();
             let table_cols = table_cols.clone();
             let writer = self.options.writer.clone();
+            let placement = self.placement.clone();
             let tx = tx.clone();
             encoders.push(tokio::task::spawn_blocking(move || {
                 for (i, (key, mut rows)) in groups.iter().enumerate() {
@@ -626,7 +639,7 @@ impl Run<'_> {
                         "part_{chunk:06}_{:08x}.parquet",
                         uuid::Uuid::new_v4().as_u128() as u32
                     );
-                    let rel = format!("{}/{name}", key.dir());
+                    let rel = format!("{}/{name}", placement.dir(key));
                     let encoded =
                         encode_group(&rows, &key.cell, &columns, &table_cols, &writer, &rel)
                             .map(|file| (key.clone(), rel, file));

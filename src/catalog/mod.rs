@@ -43,6 +43,7 @@ use sqlx::Connection;
 
 use crate::error::{Error, Result};
 use crate::grid::GridConfig;
+use crate::partition::{Layout, PROP_LAYOUT};
 use crate::schema::{
     CATALOG_NAME, ColumnType, NAMESPACE, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD,
     PROP_GRID_RESOLUTION, PROP_GRID_TYPE, PROP_HASH_INDEX, PROP_NAME_MAPPING, TABLE_NAME,
@@ -215,11 +216,38 @@ impl Catalog {
 
     /// Load the table, creating namespace and table when missing. Grid and hash-index
     /// properties are written on create and added when missing; an existing grid that
-    /// contradicts `grid` is an error.
+    /// contradicts `grid` is an error. A new table gets the default layout.
     pub async fn load_or_create(&self, grid: &GridConfig, hash_index: &str) -> Result<Table> {
-        let wanted = grid_properties(grid, hash_index);
+        self.load_or_create_with(grid, hash_index, None).await
+    }
+
+    /// [`Catalog::load_or_create`] with a layout for a new table (`None`: the default). An
+    /// existing table keeps its layout: the property, else the layout its files follow (then
+    /// recorded); asking for another one is an error.
+    pub async fn load_or_create_with(
+        &self,
+        grid: &GridConfig,
+        hash_index: &str,
+        layout: Option<Layout>,
+    ) -> Result<Table> {
+        let mut wanted = grid_properties(grid, hash_index);
         if let Some(table) = self.load_table().await? {
             check_grid(table.metadata().properties(), grid)?;
+            let current = match table.metadata().properties().get(PROP_LAYOUT) {
+                Some(v) => Layout::parse(v)?,
+                None => live_layout(&table).await?,
+            };
+            if let Some(asked) = layout
+                && asked != current
+            {
+                return Err(Error::Config(format!(
+                    "the table's layout is {} but this run asks for {}; drop --layout (an \
+                     existing table keeps its layout) or use a new catalog",
+                    current.as_str(),
+                    asked.as_str()
+                )));
+            }
+            wanted.insert(PROP_LAYOUT.to_string(), current.as_str().to_string());
             let props = table.metadata().properties().clone();
             let missing: Vec<(String, String)> = wanted
                 .into_iter()
@@ -243,6 +271,10 @@ impl Catalog {
             return Ok(table);
         }
         self.refuse_to_orphan().await?;
+        wanted.insert(
+            PROP_LAYOUT.to_string(),
+            layout.unwrap_or_default().as_str().to_string(),
+        );
         self.create_table(crate::schema::base_schema()?, wanted)
             .await
     }
@@ -476,7 +508,7 @@ pub async fn existing_table_evidence(warehouse: &Location) -> Result<Option<Stri
     for dir in top.common_prefixes {
         if !dir
             .filename()
-            .is_some_and(|d| d.starts_with("grid_partition="))
+            .is_some_and(crate::partition::is_partition_dir)
         {
             continue;
         }
@@ -557,6 +589,30 @@ pub fn grid_properties(grid: &GridConfig, hash_index: &str) -> HashMap<String, S
     }
     p.insert(PROP_HASH_INDEX.to_string(), hash_index.to_string());
     p
+}
+
+/// The layout the live files of a table follow (`grid_partition` when it has none, or when
+/// they are in no hive layout at all).
+pub async fn live_layout(table: &Table) -> Result<Layout> {
+    let files = live::scan(table, &prune::Pruner::default()).await?.files;
+    let v2 = files.iter().any(|f| {
+        f.path
+            .split('/')
+            .any(|s| s.starts_with("tile=") || s.starts_with("grid="))
+    });
+    Ok(if v2 {
+        Layout::GridLevelTile
+    } else {
+        Layout::GridPartition
+    })
+}
+
+/// The layout a table records, else the one its files follow.
+pub async fn table_layout(table: &Table) -> Result<Layout> {
+    match table.metadata().properties().get(PROP_LAYOUT) {
+        Some(v) => Layout::parse(v),
+        None => live_layout(table).await,
+    }
 }
 
 /// The grid recorded in table properties (Python defaults: type h3, resolution 1).

@@ -71,6 +71,11 @@ pub struct IngestArgs {
     /// Do not use the hash index (fetch every key, do not record the ingested ids).
     #[arg(long)]
     no_hash_index: bool,
+    /// Warehouse layout of a new table: `grid_partition` (grid_partition=<cell>/year=<yyyy>/,
+    /// the default) or `grid/level/tile` (grid=h3/level=<res>/tile=<cell>/year=<yyyy>/). An
+    /// existing table keeps its own; a different value is an error.
+    #[arg(long)]
+    layout: Option<String>,
     /// `new`: skip keys whose id (basename minus the suffix) the hash index holds, before
     /// fetching; `all`: fetch every listed key (e.g. a diff's changed keys).
     #[arg(long, value_enum, default_value_t = ModeArg::New)]
@@ -161,6 +166,11 @@ fn resolve(args: &IngestArgs, cfg: ConfigFile) -> anyhow::Result<IngestOptions> 
             .hash_index
             .clone()
             .or(cfg.catalog.hash_index_path.clone()),
+        layout: args
+            .layout
+            .as_deref()
+            .map(earthcatalog::partition::Layout::parse)
+            .transpose()?,
         update_hash_index: !args.no_hash_index,
         mode: match args.mode {
             ModeArg::New => earthcatalog::pipeline::IngestMode::New,

@@ -21,18 +21,16 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::{Bucket, MergedBucket, canonical, delete_all, merge_bucket};
+use super::{Bucket, MergeContext, MergedBucket, canonical, delete_all, merge_bucket};
 use crate::catalog::{Catalog, OpenMode};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::geoparquet::WriterOptions;
 use crate::hash_index::{self, IdHash, IndexStamp, hash_id, key_item_id};
 use crate::inventory::{InventoryEntry, InventoryOptions, read_inventory};
-use crate::item::Columns;
 use crate::lock::RenewingLock;
 use crate::partition::PartitionValue;
 use crate::report::Reporter;
-use crate::schema::table_columns;
 use crate::store::Location;
 
 /// Files whose ids are read at once while looking for gone ids.
@@ -208,32 +206,14 @@ async fn gc_inner(
     }
 
     // Rewrite the affected files of each bucket without the gone rows.
-    let columns = Arc::new(Columns::new(&table_columns(
-        table.metadata().current_schema(),
-    )));
-    let table_cols = Arc::new(table_columns(table.metadata().current_schema()));
-    let schema = table.metadata().current_schema().clone();
-    let spec_id = table.metadata().default_partition_spec_id();
+    let ctx = MergeContext::of(&table, &warehouse, options.writer.clone(), None).await?;
     let exclude = Arc::new(found.clone());
     reporter.phase("rewriting", Some(buckets.len() as u64));
     let merged: Vec<(Bucket, MergedBucket)> = futures::stream::iter(buckets.into_values())
         .map(|bucket| {
-            let (columns, table_cols) = (columns.clone(), table_cols.clone());
-            let (warehouse, schema) = (warehouse.clone(), schema.clone());
-            let (writer, exclude) = (options.writer.clone(), exclude.clone());
+            let (ctx, exclude) = (ctx.clone(), exclude.clone());
             async move {
-                let m = merge_bucket(
-                    &bucket,
-                    &warehouse,
-                    columns,
-                    table_cols,
-                    &schema,
-                    spec_id,
-                    writer,
-                    None,
-                    Some(exclude),
-                )
-                .await?;
+                let m = merge_bucket(&bucket, &ctx, Some(exclude)).await?;
                 Ok::<_, Error>((bucket, m))
             }
         })

@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::geoparquet::{WriterOptions, encode_group, sort_rows};
 use crate::item::{Columns, ItemRow, Version};
 use crate::lock::{LockOptions, RenewingLock};
-use crate::partition::PartitionValue;
+use crate::partition::{PartitionValue, Placement};
 use crate::report::Reporter;
 use crate::schema::{OVERFLOW_COLUMN, table_columns};
 use crate::store::{Location, put_if_absent};
@@ -375,26 +375,18 @@ async fn compact_inner(
         .leftovers_deleted
         .extend(delete_staging(staging).await?);
 
-    let columns = Arc::new(Columns::new(&table_columns(
-        table.metadata().current_schema(),
-    )));
-    let table_cols = Arc::new(table_columns(table.metadata().current_schema()));
-    let schema = table.metadata().current_schema().clone();
-    let spec_id = table.metadata().default_partition_spec_id();
+    let ctx = MergeContext::of(
+        &table,
+        &warehouse,
+        options.writer.clone(),
+        options.max_rows_per_file,
+    )
+    .await?;
     let results: Vec<(Bucket, Result<MergedBucket>)> = futures::stream::iter(candidates)
         .map(|bucket| {
-            let columns = columns.clone();
-            let table_cols = table_cols.clone();
-            let warehouse = warehouse.clone();
-            let schema = schema.clone();
-            let writer = options.writer.clone();
-            let max_rows = options.max_rows_per_file;
+            let ctx = ctx.clone();
             async move {
-                let r = merge_bucket(
-                    &bucket, &warehouse, columns, table_cols, &schema, spec_id, writer, max_rows,
-                    None,
-                )
-                .await;
+                let r = merge_bucket(&bucket, &ctx, None).await;
                 (bucket, r)
             }
         })
@@ -480,18 +472,57 @@ struct MergedBucket {
     bytes: u64,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn merge_bucket(
-    bucket: &Bucket,
-    warehouse: &Location,
+/// What every bucket merge of one run shares: where files go and how they are encoded.
+#[derive(Clone)]
+struct MergeContext {
+    warehouse: Location,
+    placement: Arc<Placement>,
     columns: Arc<Columns>,
     table_cols: Arc<Vec<crate::schema::TableColumn>>,
-    schema: &iceberg::spec::SchemaRef,
+    schema: iceberg::spec::SchemaRef,
     spec_id: i32,
     writer: WriterOptions,
     max_rows: Option<usize>,
+}
+
+impl MergeContext {
+    /// The context of `table` in `warehouse` (its layout and grid place the outputs).
+    async fn of(
+        table: &iceberg::table::Table,
+        warehouse: &Location,
+        writer: WriterOptions,
+        max_rows: Option<usize>,
+    ) -> Result<Self> {
+        let md = table.metadata();
+        let grid = crate::catalog::grid_from_properties(md.properties())?;
+        let layout = crate::catalog::table_layout(table).await?;
+        let table_cols = table_columns(md.current_schema());
+        Ok(Self {
+            warehouse: warehouse.clone(),
+            placement: Arc::new(Placement::new(layout, &grid)),
+            columns: Arc::new(Columns::new(&table_cols)),
+            table_cols: Arc::new(table_cols),
+            schema: md.current_schema().clone(),
+            spec_id: md.default_partition_spec_id(),
+            writer,
+            max_rows,
+        })
+    }
+}
+
+/// Merge a bucket's files into new files (dedup by the version rule, sort, split at
+/// `max_rows`), dropping the rows whose id digest is in `exclude`; write them and build their
+/// catalog entries. Nothing is committed or deleted here.
+async fn merge_bucket(
+    bucket: &Bucket,
+    ctx: &MergeContext,
     exclude: Option<Arc<std::collections::HashSet<crate::hash_index::IdHash>>>,
 ) -> Result<MergedBucket> {
+    let warehouse = &ctx.warehouse;
+    let (columns, table_cols) = (ctx.columns.clone(), ctx.table_cols.clone());
+    let (schema, spec_id) = (&ctx.schema, ctx.spec_id);
+    let (writer, max_rows) = (ctx.writer.clone(), ctx.max_rows);
+    let placement = ctx.placement.clone();
     // Read every file (oldest committed first) with its rank for the dedup tie-break.
     let mut ordered = bucket.files.clone();
     ordered.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
@@ -508,7 +539,7 @@ async fn merge_bucket(
         let name_of = || {
             format!(
                 "{}/compacted_{:08x}.parquet",
-                key.dir(),
+                placement.dir(&key),
                 uuid::Uuid::new_v4().as_u128() as u32
             )
         };

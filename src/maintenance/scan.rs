@@ -1,4 +1,5 @@
-//! Listing the warehouse: Parquet data files under `grid_partition=<cell>/year=<yyyy>/`.
+//! Listing the warehouse: Parquet data files under `grid_partition=<cell>/year=<yyyy>/` or
+//! `grid=<type>/level=<res>/tile=<cell>/year=<yyyy>/` (see [`crate::partition`]).
 //!
 //! Every file-name variant the Python tool wrote is accepted (`part_NNNNNN.parquet`,
 //! `part_NNNNNN_<hex>.parquet`, `compacted_<hex>.parquet`, anything else ending `.parquet`);
@@ -133,23 +134,41 @@ fn staging_below(root: &std::path::Path, warehouse: &Location) -> Result<Vec<Sta
         }
         Ok(names)
     };
+    // The partition folders of both layouts: `grid_partition=…/year=…` and
+    // `grid=…/level=…/tile=…/year=…`; staging files sit in a `year=` folder.
     let mut out = Vec::new();
-    for cell in entries(root, &|n| n.starts_with("grid_partition="))? {
-        let cell_dir = root.join(&cell);
-        for year in entries(&cell_dir, &|n| n.starts_with("year="))? {
-            let year_dir = cell_dir.join(&year);
-            for name in entries(&year_dir, &is_staging_name)? {
-                let path = year_dir.join(&name);
+    let mut stack: Vec<(std::path::PathBuf, String, usize)> =
+        entries(root, &|n| crate::partition::is_partition_dir(n))?
+            .into_iter()
+            .map(|n| (root.join(&n), n, 1))
+            .collect();
+    while let Some((dir, rel, depth)) = stack.pop() {
+        let is_year = rel
+            .rsplit('/')
+            .next()
+            .is_some_and(|s| s.starts_with("year="));
+        if is_year {
+            for name in entries(&dir, &is_staging_name)? {
+                let path = dir.join(&name);
                 let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
                 if !meta.is_file() {
                     continue;
                 }
                 let modified = meta.modified().map_err(|e| Error::io(&path, e))?;
                 out.push(StagingFile {
-                    url: warehouse.url_of(&format!("{cell}/{year}/{name}")),
+                    url: warehouse.url_of(&format!("{rel}/{name}")),
                     path,
                     last_modified: DateTime::<Utc>::from(modified),
                 });
+            }
+        } else if depth < 4 {
+            let next = |n: &str| {
+                ["year=", "level=", "tile="]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+            };
+            for name in entries(&dir, &next)? {
+                stack.push((dir.join(&name), format!("{rel}/{name}"), depth + 1));
             }
         }
     }
