@@ -2,23 +2,25 @@
 //! and the keys that disappeared, with bounded memory.
 //!
 //! ```text
-//! previous ─▶ hash(bucket, key) mod P ─▶ P zstd spill files ┐
-//! current  ─▶ hash(bucket, key) mod P ─▶ P zstd spill files ┤
-//!   per partition (on every core): previous into a map, stream current against it
+//! previous ─▶ identity = xxh3-128(bucket, key) ─▶ P zstd spill files ┐ (both days read
+//! current  ─▶ identity = xxh3-128(bucket, key) ─▶ P zstd spill files ┤  at the same time)
+//!   per partition (on every core): previous (identity → size, date) into a map, stream
+//!   current against it
 //!     ─▶ new/changed rows ─▶ NEW  (bucket, key, id_hash: a delta, ingestible with --mode all)
-//!     ─▶ what is left of the map ─▶ GONE (the same columns, for `gc --removed`)
+//!     ─▶ what is left of the map, keys read back from the spill ─▶ GONE (same columns)
 //! ```
 //!
-//! Memory is bounded by `max_memory`: the partition count is chosen so one partition's map of
-//! the previous day fits in a quarter of it even for 100 M keys a day, and only one side's
-//! spill writers are open at a time (~0.6 MB each). Spill files live in a temporary directory
-//! (`earthcatalog-diff-<pid>-…` under `temp_dir`) removed at the end; one left by a killed run
-//! is removed by the next run. Outputs are written to temporary objects and moved into place,
-//! so a killed run leaves no partial output and a re-run converges.
+//! Memory is bounded by `max_memory`: the partition count is chosen so one partition's maps (a
+//! 128-bit identity of each object with its size and date — no key strings) fit in a quarter
+//! of it even for 100 M keys a day; the spill writers take ~0.6 MB each. Spill files live in a
+//! temporary directory (`earthcatalog-diff-<pid>-…` under `temp_dir`) removed at the end; one
+//! left by a killed run is removed by the next run. Outputs are written to temporary objects and
+//! moved into place, so a killed run leaves no partial output and a re-run converges.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::TryStreamExt;
@@ -30,8 +32,9 @@ use crate::inventory::{InventoryEntry, InventoryOptions, InventoryStats, read_in
 use crate::report::Reporter;
 use crate::store::Location;
 
-/// Bytes a key costs in a partition's map, for sizing partitions.
-const BYTES_PER_KEY: u64 = 200;
+/// Bytes a key costs in a partition's maps (identity, size, date, hash-table slack), for
+/// sizing partitions.
+const BYTES_PER_KEY: u64 = 64;
 /// Keys per day the partition count is sized for.
 const SIZED_FOR_KEYS: u64 = 100_000_000;
 /// Rows handed to an output writer at once.
@@ -71,7 +74,7 @@ pub struct DiffMetrics {
     pub unchanged: u64,
     /// Keys only in the previous day.
     pub removed: u64,
-    /// Keys listed twice in one day (the later listing counts).
+    /// Keys listed twice in one day (the first listing counts).
     pub duplicates: u64,
     /// Spill partitions.
     pub partitions: usize,
@@ -89,20 +92,20 @@ pub struct DiffMetrics {
     pub elapsed_secs: f64,
 }
 
-/// One listed object, as spilled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Listed {
-    bucket: u32,
-    key: String,
-    size: Option<u64>,
-    modified: Option<i64>,
-}
-
 /// The partition count for a memory bound (see the module docs).
 pub fn partitions_for(max_memory: u64) -> usize {
     let per_partition = (max_memory / 4).max(1 << 20);
     let wanted = (SIZED_FOR_KEYS * BYTES_PER_KEY).div_ceil(per_partition);
     (wanted.clamp(16, 4096) as usize).next_power_of_two()
+}
+
+/// What reading one day gave.
+struct Spilled {
+    stats: InventoryStats,
+    keys: u64,
+    bytes: u64,
+    /// Bucket names by the number spilled records carry.
+    buckets: Vec<String>,
 }
 
 /// Compare two inventories (see the module docs).
@@ -119,33 +122,31 @@ pub async fn run_diff(options: &DiffOptions, reporter: &dyn Reporter) -> Result<
         partitions: parts,
         ..Default::default()
     };
-    let mut buckets: Vec<String> = Vec::new();
-    for (side, url) in [
-        ("previous", &options.previous),
-        ("current", &options.current),
-    ] {
-        reporter.phase(&format!("reading the {side} inventory"), None);
-        let (stats, keys, bytes) = spill_side(
-            url,
+    reporter.phase("reading both inventories", None);
+    let (previous, current) = futures::try_join!(
+        spill_side(
+            &options.previous,
             &options.inventory_options,
             spill.path(),
-            side,
+            "previous",
             parts,
-            &mut buckets,
-            reporter,
-        )
-        .await?;
-        reporter.finish_phase();
-        m.spilled_bytes += bytes;
-        if side == "previous" {
-            m.previous_inventory = stats;
-            m.previous_keys = keys;
-        } else {
-            m.current_inventory = stats;
-            m.current_keys = keys;
-        }
-        crate::fault::check(&format!("diff.after_spill_{side}"))?;
-    }
+            reporter
+        ),
+        spill_side(
+            &options.current,
+            &options.inventory_options,
+            spill.path(),
+            "current",
+            parts,
+            reporter
+        ),
+    )?;
+    reporter.finish_phase();
+    crate::fault::check("diff.after_spill")?;
+    m.spilled_bytes = previous.bytes + current.bytes;
+    (m.previous_keys, m.current_keys) = (previous.keys, current.keys);
+    let tables = Arc::new((previous.buckets, current.buckets));
+    (m.previous_inventory, m.current_inventory) = (previous.stats, current.stats);
 
     let out = Location::parse(&options.out)?;
     let removed_loc = options
@@ -155,7 +156,6 @@ pub async fn run_diff(options: &DiffOptions, reporter: &dyn Reporter) -> Result<
         .transpose()?;
     let mut out_w = DeltaWriter::create(&out)?;
     let mut gone_w = removed_loc.as_ref().map(DeltaWriter::create).transpose()?;
-    let buckets = std::sync::Arc::new(buckets);
     reporter.phase("comparing partitions", Some(parts as u64));
     let result: Result<()> = async {
         let dir = spill.path().to_path_buf();
@@ -164,9 +164,9 @@ pub async fn run_diff(options: &DiffOptions, reporter: &dyn Reporter) -> Result<
         let mut running = futures::stream::FuturesOrdered::new();
         loop {
             while running.len() < workers && next < parts {
-                let (dir, buckets, p) = (dir.clone(), buckets.clone(), next);
+                let (dir, tables, p) = (dir.clone(), tables.clone(), next);
                 running.push_back(tokio::task::spawn_blocking(move || {
-                    compare_partition(&dir, p, &buckets)
+                    compare_partition(&dir, p, &tables.0, &tables.1)
                 }));
                 next += 1;
             }
@@ -243,64 +243,72 @@ fn spill_path(dir: &Path, side: &str, p: usize) -> PathBuf {
     dir.join(format!("{side}-{p:05}.zst"))
 }
 
-/// Stream one inventory into `parts` spill files; returns its stats, keys and spilled bytes.
+/// The identity of a listed object: a 128-bit digest of its bucket and key (collisions are out
+/// of reach: ~2^-128 per pair).
+fn identity(bucket: &str, key: &str) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(bucket.as_bytes());
+    h.update(&[0xff]);
+    h.update(key.as_bytes());
+    h.digest128()
+}
+
+/// Stream one inventory into `parts` spill files.
 async fn spill_side(
     url: &str,
     filters: &InventoryOptions,
     dir: &Path,
     side: &str,
     parts: usize,
-    buckets: &mut Vec<String>,
     reporter: &dyn Reporter,
-) -> Result<(InventoryStats, u64, u64)> {
+) -> Result<Spilled> {
     let mut writers = Vec::with_capacity(parts);
     for p in 0..parts {
         let path = spill_path(dir, side, p);
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let mut enc = zstd::stream::Encoder::new(BufWriter::with_capacity(64 * 1024, file), 1)
+        // A negative ("fast") level: spills are read once or twice and thrown away.
+        let mut enc = zstd::stream::Encoder::new(BufWriter::with_capacity(64 * 1024, file), -3)
             .map_err(|e| Error::io(&path, e))?;
         // A small window keeps each of the many open encoders at ~0.5 MB.
         enc.window_log(17).map_err(|e| Error::io(&path, e))?;
         writers.push((path, enc));
     }
-    let mut bucket_ids: HashMap<String, u32> = buckets
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (b.clone(), i as u32))
-        .collect();
+    let mut buckets: Vec<String> = Vec::new();
     let mut keys = 0u64;
     let mut stream = read_inventory(url, filters.clone());
     let mut buf = Vec::with_capacity(256);
-    while let Some(entry) = stream.try_next().await? {
-        let InventoryEntry::Record(rec) = entry else {
-            continue;
-        };
-        keys += 1;
-        if keys.is_multiple_of(4096) {
-            reporter.advance(4096);
+    while let Some(batch) = stream.next_batch().await {
+        let batch = batch?;
+        reporter.advance(batch.len() as u64);
+        for entry in batch {
+            let InventoryEntry::Record(rec) = entry else {
+                continue;
+            };
+            keys += 1;
+            // Buckets repeat: almost always the last one.
+            let bucket = match buckets.iter().rposition(|b| *b == rec.bucket) {
+                Some(b) => b,
+                None => {
+                    buckets.push(rec.bucket.clone());
+                    buckets.len() - 1
+                }
+            };
+            let id = identity(&rec.bucket, &rec.key);
+            let p = ((id >> 64) as u64 % parts as u64) as usize;
+            buf.clear();
+            encode(
+                &Spill {
+                    identity: id,
+                    bucket: bucket as u32,
+                    key: rec.key.as_bytes(),
+                    size: rec.size,
+                    modified: rec.last_modified.map(|t| t.timestamp_micros()),
+                },
+                &mut buf,
+            );
+            let (path, w) = &mut writers[p];
+            w.write_all(&buf).map_err(|e| Error::io(&*path, e))?;
         }
-        let bucket = match bucket_ids.get(&rec.bucket) {
-            Some(&b) => b,
-            None => {
-                let b = buckets.len() as u32;
-                buckets.push(rec.bucket.clone());
-                bucket_ids.insert(rec.bucket.clone(), b);
-                b
-            }
-        };
-        let p = partition_of(bucket, &rec.key, parts);
-        buf.clear();
-        encode(
-            &Listed {
-                bucket,
-                key: rec.key,
-                size: rec.size,
-                modified: rec.last_modified.map(|t| t.timestamp_micros()),
-            },
-            &mut buf,
-        );
-        let (path, w) = &mut writers[p];
-        w.write_all(&buf).map_err(|e| Error::io(&*path, e))?;
     }
     let stats = stream.stats();
     let mut bytes = 0;
@@ -310,54 +318,104 @@ async fn spill_side(
         drop(inner);
         bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
     }
-    Ok((stats, keys, bytes))
+    Ok(Spilled {
+        stats,
+        keys,
+        bytes,
+        buckets,
+    })
 }
 
-fn partition_of(bucket: u32, key: &str, parts: usize) -> usize {
-    let h = xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), u64::from(bucket));
-    (h % parts as u64) as usize
+/// One spilled record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Spill<'a> {
+    identity: u128,
+    bucket: u32,
+    key: &'a [u8],
+    size: Option<u64>,
+    modified: Option<i64>,
 }
 
-/// `u32 bucket | u32 key length | key | u64 size+1 (0 = none) | i64 modified (MIN = none)`.
-fn encode(l: &Listed, out: &mut Vec<u8>) {
+/// `u128 identity | u32 bucket | u32 key length | key | u64 size+1 (0 = none) |
+/// i64 modified (MIN = none)`, little-endian.
+fn encode(l: &Spill<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&l.identity.to_le_bytes());
     out.extend_from_slice(&l.bucket.to_le_bytes());
     out.extend_from_slice(&(l.key.len() as u32).to_le_bytes());
-    out.extend_from_slice(l.key.as_bytes());
+    out.extend_from_slice(l.key);
     out.extend_from_slice(&l.size.map_or(0, |s| s.saturating_add(1)).to_le_bytes());
     out.extend_from_slice(&l.modified.unwrap_or(i64::MIN).to_le_bytes());
 }
 
-/// Read the next spilled record; `None` at the end.
-fn decode(r: &mut impl BufRead, path: &Path) -> Result<Option<Listed>> {
-    let mut word = [0u8; 4];
-    match r.read_exact(&mut word) {
+/// One spilled record read into reusable buffers (no allocation per record).
+#[derive(Debug, Default)]
+struct Raw {
+    identity: u128,
+    bucket: u32,
+    key: Vec<u8>,
+    size: Option<u64>,
+    modified: Option<i64>,
+}
+
+impl Raw {
+    /// The delta row of this record: (bucket, key, id digest).
+    fn row(&self, buckets: &[String]) -> Result<Row> {
+        let key = String::from_utf8(self.key.clone())
+            .map_err(|e| Error::Inconsistent(format!("a spilled key is not UTF-8: {e}")))?;
+        let hash = hash_id(key_item_id(&key, crate::inventory::DEFAULT_SUFFIX));
+        let bucket = buckets
+            .get(self.bucket as usize)
+            .cloned()
+            .unwrap_or_default();
+        Ok((bucket, key, hash))
+    }
+}
+
+/// Read the next spilled record into `raw`; `false` at the end.
+fn decode_into(r: &mut impl BufRead, raw: &mut Raw, path: &Path) -> Result<bool> {
+    let mut ident = [0u8; 16];
+    match r.read_exact(&mut ident) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
         Err(e) => return Err(Error::io(path, e)),
     }
-    let bucket = u32::from_le_bytes(word);
+    raw.identity = u128::from_le_bytes(ident);
+    let mut word = [0u8; 4];
+    r.read_exact(&mut word).map_err(|e| Error::io(path, e))?;
+    raw.bucket = u32::from_le_bytes(word);
     r.read_exact(&mut word).map_err(|e| Error::io(path, e))?;
     let len = u32::from_le_bytes(word) as usize;
-    let mut key = vec![0u8; len];
-    r.read_exact(&mut key).map_err(|e| Error::io(path, e))?;
+    raw.key.resize(len, 0);
+    r.read_exact(&mut raw.key).map_err(|e| Error::io(path, e))?;
     let mut long = [0u8; 8];
     r.read_exact(&mut long).map_err(|e| Error::io(path, e))?;
-    let size = u64::from_le_bytes(long).checked_sub(1);
+    raw.size = u64::from_le_bytes(long).checked_sub(1);
     r.read_exact(&mut long).map_err(|e| Error::io(path, e))?;
-    let modified = Some(i64::from_le_bytes(long)).filter(|&m| m != i64::MIN);
-    let key = String::from_utf8(key).map_err(|e| {
-        Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-        )
-    })?;
-    Ok(Some(Listed {
-        bucket,
-        key,
-        size,
-        modified,
-    }))
+    raw.modified = Some(i64::from_le_bytes(long)).filter(|&m| m != i64::MIN);
+    Ok(true)
 }
+
+/// A hasher for keys that are digests already: their low 64 bits.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u128` keys are hashed; fold anything else in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type DigestMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<DigestHasher>>;
+type DigestSet = std::collections::HashSet<u128, std::hash::BuildHasherDefault<DigestHasher>>;
 
 /// Rows of a delta file: (bucket, key, id digest).
 type Row = (String, String, IdHash);
@@ -380,13 +438,15 @@ fn open_spill(
     Ok(BufReader::with_capacity(64 * 1024, dec))
 }
 
-fn row(buckets: &[String], l: Listed) -> Row {
-    let hash = hash_id(key_item_id(&l.key, crate::inventory::DEFAULT_SUFFIX));
-    let bucket = buckets.get(l.bucket as usize).cloned().unwrap_or_default();
-    (bucket, l.key, hash)
-}
-
-fn compare_partition(dir: &Path, p: usize, buckets: &[String]) -> Result<PartitionDiff> {
+/// Compare one partition: the previous day's (size, date) by identity in a map, the current
+/// day streamed against it; the keys of what is left (removed) come from a second read of the
+/// previous day's spill.
+fn compare_partition(
+    dir: &Path,
+    p: usize,
+    previous_buckets: &[String],
+    current_buckets: &[String],
+) -> Result<PartitionDiff> {
     let mut out = PartitionDiff {
         new: Vec::new(),
         gone: Vec::new(),
@@ -396,11 +456,12 @@ fn compare_partition(dir: &Path, p: usize, buckets: &[String]) -> Result<Partiti
         duplicates: 0,
     };
     let prev_path = spill_path(dir, "previous", p);
-    let mut previous: HashMap<(u32, String), (Option<u64>, Option<i64>)> = HashMap::new();
+    let mut previous: DigestMap<(Option<u64>, Option<i64>)> = DigestMap::default();
+    let mut raw = Raw::default();
     let mut r = open_spill(&prev_path)?;
-    while let Some(l) = decode(&mut r, &prev_path)? {
+    while decode_into(&mut r, &mut raw, &prev_path)? {
         if previous
-            .insert((l.bucket, l.key), (l.size, l.modified))
+            .insert(raw.identity, (raw.size, raw.modified))
             .is_some()
         {
             out.duplicates += 1;
@@ -409,41 +470,36 @@ fn compare_partition(dir: &Path, p: usize, buckets: &[String]) -> Result<Partiti
     drop(r);
     let cur_path = spill_path(dir, "current", p);
     let mut r = open_spill(&cur_path)?;
-    let mut seen: std::collections::HashSet<(u32, String)> = std::collections::HashSet::new();
-    while let Some(l) = decode(&mut r, &cur_path)? {
-        let id = (l.bucket, l.key.clone());
-        if !seen.insert(id.clone()) {
+    let mut seen = DigestSet::default();
+    while decode_into(&mut r, &mut raw, &cur_path)? {
+        if !seen.insert(raw.identity) {
             out.duplicates += 1;
             continue;
         }
-        match previous.remove(&id) {
+        match previous.remove(&raw.identity) {
             None => {
                 out.added += 1;
-                out.new.push(row(buckets, l));
+                out.new.push(raw.row(current_buckets)?);
             }
-            Some((size, modified)) if size != l.size || modified != l.modified => {
+            Some((size, modified)) if size != raw.size || modified != raw.modified => {
                 out.changed += 1;
-                out.new.push(row(buckets, l));
+                out.new.push(raw.row(current_buckets)?);
             }
             Some(_) => out.unchanged += 1,
         }
     }
-    let mut gone: Vec<Row> = previous
-        .into_iter()
-        .map(|((bucket, key), (size, modified))| {
-            row(
-                buckets,
-                Listed {
-                    bucket,
-                    key,
-                    size,
-                    modified,
-                },
-            )
-        })
-        .collect();
-    gone.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    out.gone = gone;
+    drop(r);
+    drop(seen);
+    if !previous.is_empty() {
+        let mut gone: DigestSet = previous.into_keys().collect();
+        let mut r = open_spill(&prev_path)?;
+        while decode_into(&mut r, &mut raw, &prev_path)? {
+            if gone.remove(&raw.identity) {
+                out.gone.push(raw.row(previous_buckets)?);
+            }
+        }
+        out.gone.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    }
     // The spill files of this partition are not needed again.
     let _ = std::fs::remove_file(&prev_path);
     let _ = std::fs::remove_file(&cur_path);
@@ -457,22 +513,35 @@ mod tests {
 
     #[test]
     fn spill_records_round_trip() {
-        let l = Listed {
+        let l = Spill {
+            identity: identity("b", "a/b.stac.json"),
             bucket: 3,
-            key: "a/b.stac.json".into(),
+            key: b"a/b.stac.json",
             size: Some(0),
             modified: None,
         };
         let mut buf = Vec::new();
         encode(&l, &mut buf);
         let mut r = std::io::Cursor::new(buf);
-        assert_eq!(decode(&mut r, Path::new("x")).unwrap(), Some(l));
-        assert_eq!(decode(&mut r, Path::new("x")).unwrap(), None);
+        let mut raw = Raw::default();
+        assert!(decode_into(&mut r, &mut raw, Path::new("x")).unwrap());
+        assert_eq!(
+            (
+                raw.identity,
+                raw.bucket,
+                raw.key.as_slice(),
+                raw.size,
+                raw.modified
+            ),
+            (l.identity, 3, l.key, Some(0), None)
+        );
+        assert!(!decode_into(&mut r, &mut raw, Path::new("x")).unwrap());
+        assert_ne!(identity("b", "ak"), identity("ba", "k"));
     }
 
     #[test]
     fn partitions_shrink_with_more_memory() {
-        assert_eq!(partitions_for(1 << 30), 128);
+        assert_eq!(partitions_for(1 << 30), 32);
         assert!(partitions_for(8 << 30) < partitions_for(1 << 30));
         assert_eq!(partitions_for(1 << 20), 4096);
         assert_eq!(partitions_for(u64::MAX), 16);

@@ -152,19 +152,29 @@ pub async fn run_delta(options: &DeltaOptions, reporter: &dyn Reporter) -> Resul
     let outcome: Result<()> = async {
         reporter.phase("inventory", options.inventory_options.limit);
         let mut inventory = read_inventory(&options.inventory, options.inventory_options.clone());
-        while let Some(entry) = inventory.try_next().await? {
-            let InventoryEntry::Record(rec) = entry else {
-                // Counted in the inventory stats (`malformed`).
-                continue;
-            };
-            reporter.advance(1);
-            let hash = hash_id(key_item_id(&rec.key, &options.inventory_options.suffix));
-            if known.contains(&hash) {
-                m.skipped_known += 1;
-            } else if sink.push(rec.bucket, rec.key, hash).await? {
-                m.new_items += 1;
-            } else {
-                m.duplicates += 1;
+        let suffix = &options.inventory_options.suffix;
+        let (mut hashes, mut held) = (Vec::new(), Vec::new());
+        while let Some(batch) = inventory.next_batch().await {
+            // Malformed rows are counted in the inventory stats.
+            let records: Vec<_> = batch?
+                .into_iter()
+                .filter_map(|e| match e {
+                    InventoryEntry::Record(rec) => Some(rec),
+                    InventoryEntry::Malformed(_) => None,
+                })
+                .collect();
+            reporter.advance(records.len() as u64);
+            hashes.clear();
+            hashes.extend(records.iter().map(|r| hash_id(key_item_id(&r.key, suffix))));
+            known.contains_batch(&hashes, &mut held);
+            for ((rec, hash), known) in records.into_iter().zip(&hashes).zip(&held) {
+                if *known {
+                    m.skipped_known += 1;
+                } else if sink.push(rec.bucket, rec.key, *hash).await? {
+                    m.new_items += 1;
+                } else {
+                    m.duplicates += 1;
+                }
             }
         }
         m.inventory = inventory.stats();

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Daily-loop benchmark: keys-only S3 Inventories of two "days" at production scale (manifest.json
+# + gzipped CSV shards of ITS_LIVE-like keys; day 2 adds, changes and removes 0.1 % of the keys)
+# and a hash index of day 1's ids, then times `delta`, `diff`, a no-op re-ingest and
+# `index rebuild` (wall time and peak RSS of each, REPEAT runs).
+#
+#   bench/daily.sh [KEYS=43000000] [WORKDIR=/var/tmp/ec-daily] [REPEAT=3]
+#
+# PYTHON_COMPARE=N also runs the Python tool's daily_delta.py logic (its own functions, on local
+# Parquet shards of N keys; see bench/daily_python.py) and ours on the same files.
+set -euo pipefail
+KEYS=${1:-43000000}
+WORK=${2:-/var/tmp/ec-daily}
+REPEAT=${3:-3}
+BIN=${EARTHCATALOG_BIN:-target/release/earthcatalog}
+mkdir -p "$WORK"
+
+measure() { # label, command...
+  local label=$1; shift
+  local out
+  out=$( { /usr/bin/time -f "%e %M %U %S" "$@" >/dev/null; } 2>&1 | tail -1)
+  echo "$label: $(echo "$out" | awk '{printf "%.1f s wall, %.1f s CPU, %.0f MB peak RSS", $1, $3+$4, $2/1024}')"
+}
+
+gen="$WORK/gen-$KEYS"
+if [ ! -f "$gen/summary.json" ]; then
+  echo "generating $KEYS keys per day (134 CSV.gz shards) …" >&2
+  rm -rf "$gen"
+  "$BIN" generate-inventory --out "$gen" --keys "$KEYS" --shards 134 --churn 0.001 \
+    > "$gen.json" && mkdir -p "$gen" && mv "$gen.json" "$gen/summary.json"
+fi
+day1="$gen/day1/manifest.json"
+day2="$gen/day2/manifest.json"
+index="$gen/index.parquet"
+echo "inventories: $(du -sh "$gen/day1" | cut -f1) per day, index $(du -h "$index" | cut -f1)"
+
+for i in $(seq "$REPEAT"); do
+  rm -rf "$WORK/delta"
+  measure "delta  ($KEYS keys, run $i)" "$BIN" -q delta --inventory "$day2" --hash-index "$index" \
+    --delta-prefix "$WORK/delta" --date 2026-11-25 --force
+  rm -f "$WORK/new.parquet" "$WORK/gone.parquet"
+  measure "diff   (2 × $KEYS keys, --max-memory 1GB, run $i)" "$BIN" -q diff \
+    --current "$day2" --previous "$day1" --out "$WORK/new.parquet" --removed "$WORK/gone.parquet" \
+    --max-memory 1GB
+done
+
+if [ -n "${PYTHON_COMPARE:-}" ]; then
+  N=$PYTHON_COMPARE
+  pq="$WORK/gen-$N-parquet"
+  if [ ! -f "$pq/summary.json" ]; then
+    rm -rf "$pq"
+    "$BIN" generate-inventory --out "$pq" --keys "$N" --shards 16 --churn 0.001 --format parquet \
+      > "$pq.json" && mkdir -p "$pq" && mv "$pq.json" "$pq/summary.json"
+  fi
+  for i in $(seq "$REPEAT"); do
+    rm -rf "$WORK/pydelta" "$WORK/rsdelta"
+    measure "python daily_delta logic ($N keys, Parquet, run $i)" \
+      python3 "$(dirname "$0")/daily_python.py" "$pq/day2/manifest.json" "$pq/index.parquet" "$WORK/pydelta"
+    measure "ours   delta             ($N keys, Parquet, run $i)" "$BIN" -q delta \
+      --inventory "$pq/day2/manifest.json" --hash-index "$pq/index.parquet" \
+      --delta-prefix "$WORK/rsdelta" --date 2026-11-25 --force
+  done
+fi
