@@ -404,3 +404,203 @@ fn delta_and_diff_match_brute_force() {
         .count();
     assert_eq!(spills, 0);
 }
+
+#[test]
+fn diff_killed_during_its_spills_leaves_nothing_and_reruns_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gen");
+    let (g, code) = js(cli().args([
+        "generate-inventory",
+        "--out",
+        out.to_str().unwrap(),
+        "--keys",
+        "5000",
+        "--shards",
+        "2",
+        "--churn",
+        "0.01",
+    ]));
+    assert_eq!(code, Some(0), "{g}");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let new = dir.path().join("new.parquet");
+    let diff = || {
+        let mut c = cli();
+        c.args(["diff", "--json", "--current", g["day2"].as_str().unwrap()])
+            .args(["--previous", g["day1"].as_str().unwrap()])
+            .args([
+                "--out",
+                new.to_str().unwrap(),
+                "--temp-dir",
+                tmp.to_str().unwrap(),
+            ]);
+        c
+    };
+    let killed = run(diff()
+        .env("EARTHCATALOG_FAULT", "diff.after_spill")
+        .env("EARTHCATALOG_FAULT_MODE", "abort"));
+    assert!(!killed.status.success());
+    assert!(!new.exists(), "a killed diff left an output");
+    let leaked = std::fs::read_dir(&tmp).unwrap().count();
+    assert_eq!(
+        leaked, 1,
+        "the killed run's spill directory stays until the next run"
+    );
+    let (m, code) = js(&mut diff());
+    assert_eq!(code, Some(0), "{m}");
+    assert_eq!(m["added"], 50);
+    assert_eq!(m["changed"], 50);
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "stale spills removed"
+    );
+}
+
+#[test]
+fn gc_killed_before_or_after_its_commit_converges() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ds = rt.block_on(Dataset::synth(60, 86));
+    let (objects, inv, keys) = served(&ds);
+    let (port, counts) = s3_stub(objects, 0);
+    let (_, code) = js(&mut ingest_cmd(&ds, port, &inv));
+    assert_eq!(code, Some(0));
+    let before = table_ids(&ds);
+    let gone_keys: Vec<&String> = keys.iter().step_by(7).collect();
+    let gone = ds.path("gone.csv");
+    std::fs::write(
+        &gone,
+        gone_keys
+            .iter()
+            .map(|k| format!("daily,{k}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let gc = || {
+        let mut c = cli();
+        c.args(["gc", "--json", "--warehouse", &ds.path("wh")])
+            .args(["--catalog", &ds.path("catalog.db"), "--removed", &gone]);
+        c
+    };
+    // Killed before the commit: the table is as it was.
+    let killed = run(gc()
+        .env("EARTHCATALOG_FAULT", "gc.before_commit")
+        .env("EARTHCATALOG_FAULT_MODE", "abort"));
+    assert!(!killed.status.success());
+    assert_eq!(table_ids_registered(&ds), before);
+    // Killed after the commit, before the index update: the ids are gone from the table and
+    // the index still has them — the next ingest rebuilds it and fetches them again.
+    let killed = run(gc()
+        .env("EARTHCATALOG_FAULT", "gc.after_commit")
+        .env("EARTHCATALOG_FAULT_MODE", "abort"));
+    assert!(!killed.status.success());
+    let gone_ids: BTreeSet<String> = gone_keys
+        .iter()
+        .map(|k| hash_index::key_item_id(k, ".stac.json").to_string())
+        .collect();
+    let after = table_ids_registered(&ds);
+    assert_eq!(after, before.difference(&gone_ids).cloned().collect());
+    let gets = total(&counts);
+    let (rerun, code) = js(&mut ingest_cmd(&ds, port, &inv));
+    assert_eq!(code, Some(0), "{rerun}");
+    assert_eq!(rerun["index_reconciled"]["action"], "rebuilt", "{rerun}");
+    assert_eq!(rerun["fetched"], gone_keys.len() as u64);
+    assert_eq!(total(&counts), gets + gone_keys.len());
+    assert_eq!(table_ids_registered(&ds), before);
+}
+
+/// Ids of the rows of the table's registered files (what PyIceberg would read).
+fn table_ids_registered(ds: &Dataset) -> BTreeSet<String> {
+    let out = run(cli().args([
+        "search",
+        "--catalog",
+        &ds.path("catalog.db"),
+        "--format",
+        "ndjson",
+        "--fields",
+        "id",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_ingest_reruns_without_refetching_what_was_committed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ds = rt.block_on(Dataset::synth(240, 87));
+    let (objects, inv, keys) = served(&ds);
+    let (port, counts) = s3_stub(objects, 0);
+    // Small chunks, a commit after each: killed (SIGKILL) after the first commits landed.
+    let mut child = ingest_cmd(&ds, port, &inv)
+        .args([
+            "--chunk-items",
+            "40",
+            "--commit-every",
+            "1",
+            "--concurrency",
+            "4",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let index = Location::parse(&ds.path("wh_id_hashes.parquet")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let rows = rt
+            .block_on(hash_index::index_len(&index))
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        if rows >= 40 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no commit landed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let committed = table_ids_registered(&ds);
+    assert!(!committed.is_empty());
+    let gets = total(&counts);
+    let (rerun, code) = js(&mut ingest_cmd(&ds, port, &inv));
+    assert_eq!(code, Some(0), "{rerun}");
+    // Nothing committed is fetched again; at most the killed chunk's items are repeated.
+    let refetched = total(&counts) - gets;
+    assert_eq!(refetched as u64, rerun["fetched"].as_u64().unwrap());
+    assert!(refetched <= keys.len() - committed.len(), "{refetched}");
+    let ids: BTreeSet<String> = keys
+        .iter()
+        .map(|k| hash_index::key_item_id(k, ".stac.json").to_string())
+        .collect();
+    assert_eq!(table_ids_registered(&ds), ids);
+    // After compaction each id is stored once per cell.
+    let (c, code) = js(cli().args([
+        "compact",
+        "--json",
+        "--leftover-min-age",
+        "0",
+        "--warehouse",
+        &ds.path("wh"),
+        "--catalog",
+        &ds.path("catalog.db"),
+    ]));
+    assert_eq!(code, Some(0), "{c}");
+    for f in data_files(&ds.dir.path().join("wh")) {
+        let (rows, _) = read_rows(&f);
+        let distinct: BTreeSet<&String> = rows.iter().map(|r| &r.0).collect();
+        assert_eq!(distinct.len(), rows.len(), "{} repeats an id", f.display());
+    }
+}
