@@ -63,6 +63,74 @@ enum Decode<'a> {
     Touching(&'a HashSet<&'a str>),
 }
 
+/// Live files, records and bytes of the table before a commit.
+#[derive(Debug, Default, Clone, Copy)]
+struct LiveTotals {
+    files: u64,
+    records: u64,
+    size: u64,
+}
+
+/// What one commit writes under: its snapshot id and sequence number, the names of its files,
+/// and the schema and spec of new manifests.
+struct CommitTarget {
+    snapshot_id: i64,
+    sequence_number: i64,
+    commit_uuid: uuid::Uuid,
+    meta_dir: String,
+    schema: iceberg::spec::SchemaRef,
+    spec: iceberg::spec::PartitionSpecRef,
+    counter: u32,
+}
+
+impl CommitTarget {
+    fn next_manifest_path(&mut self) -> String {
+        self.counter += 1;
+        format!(
+            "{}/{}-m{}.avro",
+            self.meta_dir,
+            self.commit_uuid,
+            self.counter - 1
+        )
+    }
+
+    fn manifest_writer(
+        &self,
+        file_io: &FileIO,
+        path: &str,
+        spec: &iceberg::spec::PartitionSpec,
+        catalog: &Catalog,
+    ) -> Result<iceberg::spec::ManifestWriter> {
+        let output = file_io
+            .new_output(path)
+            .map_err(|e| Error::iceberg(catalog.ctx("creating a manifest"), e))?;
+        Ok(ManifestWriterBuilder::new(
+            output,
+            Some(self.snapshot_id),
+            self.schema.clone(),
+            spec.clone(),
+        )
+        .build_v2_data())
+    }
+}
+
+/// The manifests a commit wrote, what it carries over, and its counts.
+#[derive(Default)]
+struct Changes {
+    snapshot_id: i64,
+    sequence_number: i64,
+    list_path: String,
+    new_manifests: Vec<ManifestFile>,
+    carried: Vec<ManifestFile>,
+    summary: HashMap<String, String>,
+    added_count: u64,
+    added_records: u64,
+    added_size: u64,
+    removed_count: u64,
+    removed_records: u64,
+    removed_size: u64,
+}
+
 impl Catalog {
     /// Every live (added or existing) data file of the table's current snapshot.
     /// An empty table yields an empty list.
@@ -157,7 +225,6 @@ impl Catalog {
         added: Vec<DataFile>,
         snapshot_properties: HashMap<String, String>,
     ) -> Result<Table> {
-        let ctx = |what: &str| format!("{what} for replace on {}", self.ident);
         let metadata = table.metadata();
         if metadata.format_version() != FormatVersion::V2 {
             return Err(Error::Refused {
@@ -177,7 +244,7 @@ impl Catalog {
         }
         let current_location = table
             .metadata_location_result()
-            .map_err(|e| Error::iceberg(ctx("reading the metadata location"), e))?
+            .map_err(|e| Error::iceberg(self.ctx("reading the metadata location"), e))?
             .to_string();
         let current = metadata.current_snapshot().cloned();
         // An append only needs the manifest list: every existing manifest is carried over.
@@ -193,286 +260,34 @@ impl Catalog {
             }
             None => Vec::new(),
         };
-
         // Validate before writing anything.
-        let mut live_paths: HashSet<&str> = HashSet::new();
-        let (mut live_files, mut live_records, mut live_size) = (0u64, 0u64, 0u64);
-        if append {
-            let total = |key: &str| {
-                current
-                    .as_ref()
-                    .and_then(|s| s.summary().additional_properties.get(key))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            live_files = total("total-data-files");
-            live_records = total("total-records");
-            live_size = total("total-files-size");
-        }
-        for m in &manifests {
-            for (path, records, size) in &m.live {
-                live_paths.insert(path.as_str());
-                live_files += 1;
-                live_records += records;
-                live_size += size;
-            }
-        }
-        let mut missing: Vec<&str> = removed_set
-            .iter()
-            .copied()
-            .filter(|p| !live_paths.contains(p))
-            .collect();
-        if !missing.is_empty() {
-            missing.sort_unstable();
-            return Err(Error::NotLive {
-                table: self.ident.to_string(),
-                paths: missing.into_iter().map(str::to_string).collect(),
-            });
-        }
-        let partition_arity = metadata.default_partition_type().fields().len();
-        let mut added_paths: HashSet<String> = HashSet::new();
-        for f in &added {
-            if f.content_type() != DataContentType::Data {
-                return Err(Error::Inconsistent(format!(
-                    "cannot add {} to {}: only data files can be added",
-                    f.file_path(),
-                    self.ident
-                )));
-            }
-            if f.partition().fields().len() != partition_arity {
-                return Err(Error::Inconsistent(format!(
-                    "cannot add {} to {}: its partition tuple does not match the table's spec",
-                    f.file_path(),
-                    self.ident
-                )));
-            }
-            if live_paths.contains(f.file_path()) || !added_paths.insert(f.file_path().to_string())
-            {
-                return Err(Error::Refused {
-                    action: format!("add {} to {}", f.file_path(), self.ident),
-                    reason: "the file is already in the table".into(),
-                });
-            }
-        }
+        let totals = self.validate(table, &manifests, &removed_set, &added, append)?;
 
-        let schema = metadata.current_schema().clone();
-        let spec = metadata.default_partition_spec().clone();
-        let snapshot_id = new_snapshot_id(metadata);
-        let sequence_number = metadata.next_sequence_number();
-        let commit_uuid = uuid::Uuid::new_v4();
-        let meta_dir = format!("{}/metadata", metadata.location());
+        let target = CommitTarget {
+            snapshot_id: new_snapshot_id(metadata),
+            sequence_number: metadata.next_sequence_number(),
+            commit_uuid: uuid::Uuid::new_v4(),
+            meta_dir: format!("{}/metadata", metadata.location()),
+            schema: metadata.current_schema().clone(),
+            spec: metadata.default_partition_spec().clone(),
+            counter: 0,
+        };
         let file_io = table.file_io();
         let mut written: Vec<String> = Vec::new();
-
         let result: Result<String> = async {
-            let mut summary = SnapshotSummaryCollector::default();
-            summary.set_partition_summary_limit(
-                metadata
-                    .properties()
-                    .get(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT),
-            );
-            let mut counter = 0u32;
-            let mut next_manifest_path = || {
-                counter += 1;
-                format!("{meta_dir}/{commit_uuid}-m{}.avro", counter - 1)
-            };
-            let new_manifest = |path: &str,
-                                spec: &iceberg::spec::PartitionSpec|
-             -> Result<iceberg::spec::ManifestWriter> {
-                let output = file_io
-                    .new_output(path)
-                    .map_err(|e| Error::iceberg(ctx("creating a manifest"), e))?;
-                Ok(ManifestWriterBuilder::new(
-                    output,
-                    Some(snapshot_id),
-                    schema.clone(),
-                    spec.clone(),
-                )
-                .build_v2_data())
-            };
-            let mut new_manifests: Vec<ManifestFile> = Vec::new();
-            let mut writers: Vec<iceberg::spec::ManifestWriter> = Vec::new();
-            let (mut added_records, mut added_size) = (0u64, 0u64);
-            // Added files are sorted by path (grid_partition=<cell>/year=<y>/…) and split into
-            // manifests of at most MANIFEST_ENTRIES entries, so each manifest covers a narrow
-            // range of cells and readers skip most manifests by their partition summaries.
-            let mut added = added;
-            added.sort_by(|a, b| a.file_path().cmp(b.file_path()));
-            let mut pending = added.into_iter().peekable();
-            while pending.peek().is_some() {
-                let path = next_manifest_path();
-                let mut writer = new_manifest(&path, &spec)?;
-                for f in pending.by_ref().take(MANIFEST_ENTRIES) {
-                    summary.add_file(&f, schema.clone(), spec.clone());
-                    added_records += f.record_count();
-                    added_size += f.file_size_in_bytes();
-                    writer
-                        .add_file(f, sequence_number)
-                        .map_err(|e| Error::iceberg(ctx("adding a file"), e))?;
-                }
-                written.push(path);
-                writers.push(writer);
-            }
-            let (mut removed_count, mut removed_records, mut removed_size) = (0u64, 0u64, 0u64);
-            let mut carried: Vec<ManifestFile> = Vec::new();
-            for m in &manifests {
-                // A manifest with a removed live file was decoded in full; the others carry over.
-                let touched = m
-                    .live
-                    .iter()
-                    .any(|(p, ..)| removed_set.contains(p.as_str()));
-                let (true, Some(manifest)) = (touched, &m.manifest) else {
-                    carried.push(m.file.clone());
-                    continue;
-                };
-                let m_spec = metadata
-                    .partition_spec_by_id(m.file.partition_spec_id)
-                    .cloned()
-                    .ok_or_else(|| {
-                        Error::Inconsistent(format!(
-                            "manifest {} uses unknown partition spec {}",
-                            m.file.manifest_path, m.file.partition_spec_id
-                        ))
-                    })?;
-                let path = next_manifest_path();
-                let mut writer = new_manifest(&path, &m_spec)?;
-                for e in manifest.entries().iter().filter(|e| e.is_alive()) {
-                    let seq = e.sequence_number().ok_or_else(|| {
-                        Error::Inconsistent(format!(
-                            "manifest entry {} in {} has no sequence number",
-                            e.file_path(),
-                            m.file.manifest_path
-                        ))
-                    })?;
-                    let file_seq = e.file_sequence_number.or(Some(seq));
-                    let res = if removed_set.contains(e.file_path()) {
-                        summary.remove_file(e.data_file(), schema.clone(), m_spec.clone());
-                        removed_count += 1;
-                        removed_records += e.record_count();
-                        removed_size += e.file_size_in_bytes();
-                        writer.add_delete_file(e.data_file().clone(), seq, file_seq)
-                    } else {
-                        let added_by = e.snapshot_id().unwrap_or(m.file.added_snapshot_id);
-                        writer.add_existing_file(e.data_file().clone(), added_by, seq, file_seq)
-                    };
-                    res.map_err(|err| Error::iceberg(ctx("rewriting a manifest entry"), err))?;
-                }
-                written.push(path);
-                writers.push(writer);
-            }
-            // Encoding manifests is CPU work: write them on all worker threads, keep the order.
-            let tasks: Vec<_> = writers
-                .into_iter()
-                .map(|w| tokio::spawn(w.write_manifest_file()))
-                .collect();
-            // Every task is awaited before an error returns, so none writes after cleanup.
-            let mut first_error = None;
-            for task in tasks {
-                match task.await {
-                    Ok(Ok(file)) => new_manifests.push(file),
-                    Ok(Err(e)) => {
-                        first_error.get_or_insert(Error::iceberg(ctx("writing a manifest"), e));
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(Error::task(ctx("writing a manifest"), e));
-                    }
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-
-            let list_path = format!("{meta_dir}/snap-{snapshot_id}-0-{commit_uuid}.avro");
-            let list_out = file_io
-                .new_output(&list_path)
-                .map_err(|e| Error::iceberg(ctx("creating the manifest list"), e))?
-                .writer()
-                .await
-                .map_err(|e| Error::iceberg(ctx("opening the manifest list"), e))?;
-            let mut list = ManifestListWriter::v2(
-                list_out,
-                snapshot_id,
-                current.as_ref().map(|s| s.snapshot_id()),
-                sequence_number,
-            );
-            written.push(list_path.clone());
-            list.add_manifests(new_manifests.into_iter().chain(carried))
-                .map_err(|e| Error::iceberg(ctx("listing manifests"), e))?;
-            list.close()
-                .await
-                .map_err(|e| Error::iceberg(ctx("writing the manifest list"), e))?;
-
-            let mut props = snapshot_properties;
-            props.extend(summary.build());
-            let added_count = added_paths.len() as u64;
-            let previous = current.as_ref().map(|s| s.summary());
-            let carry = |key: &str| {
-                previous
-                    .and_then(|s| s.additional_properties.get(key))
-                    .cloned()
-                    .unwrap_or_else(|| "0".to_string())
-            };
-            for (key, value) in [
-                ("added-data-files", added_count.to_string()),
-                ("deleted-data-files", removed_count.to_string()),
-                ("added-records", added_records.to_string()),
-                ("deleted-records", removed_records.to_string()),
-                ("added-files-size", added_size.to_string()),
-                ("removed-files-size", removed_size.to_string()),
-                (
-                    "total-data-files",
-                    (live_files - removed_count + added_count).to_string(),
-                ),
-                (
-                    "total-records",
-                    (live_records - removed_records + added_records).to_string(),
-                ),
-                (
-                    "total-files-size",
-                    (live_size - removed_size + added_size).to_string(),
-                ),
-                ("total-delete-files", carry("total-delete-files")),
-                ("total-position-deletes", carry("total-position-deletes")),
-                ("total-equality-deletes", carry("total-equality-deletes")),
-            ] {
-                props.insert(key.to_string(), value);
-            }
-            let snapshot = Snapshot::builder()
-                .with_snapshot_id(snapshot_id)
-                .with_parent_snapshot_id(current.as_ref().map(|s| s.snapshot_id()))
-                .with_sequence_number(sequence_number)
-                .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
-                .with_manifest_list(list_path)
-                .with_summary(Summary {
-                    operation: if append {
-                        Operation::Append
-                    } else {
-                        Operation::Replace
-                    },
-                    additional_properties: props,
-                })
-                .with_schema_id(metadata.current_schema_id())
-                .build();
-            let new_metadata = metadata
-                .clone()
-                .into_builder(Some(current_location.clone()))
-                .set_branch_snapshot(snapshot, MAIN_BRANCH)
-                .and_then(|b| b.build())
-                .map_err(|e| Error::iceberg(ctx("building table metadata"), e))?
-                .metadata;
-            let location = MetadataLocation::from_str(&current_location)
-                .map_err(|e| Error::iceberg(ctx("parsing the metadata location"), e))?
-                .with_next_version()
-                .with_new_metadata(&new_metadata);
-            let location_str = location.to_string();
-            written.push(location_str.clone());
-            new_metadata
-                .write_to(file_io, &location)
-                .await
-                .map_err(|e| Error::iceberg(ctx("writing table metadata"), e))?;
-            Ok(location_str)
+            let changes = self
+                .write_manifests(table, target, &manifests, &removed_set, added, &mut written)
+                .await?;
+            self.write_snapshot(
+                table,
+                &current_location,
+                changes,
+                totals,
+                snapshot_properties,
+                append,
+                &mut written,
+            )
+            .await
         }
         .await;
         let new_location = match result {
@@ -499,6 +314,314 @@ impl Catalog {
         self.load_table().await?.ok_or_else(|| {
             Error::Inconsistent(format!("table {} disappeared after a commit", self.ident))
         })
+    }
+
+    /// `what` for replace on this table (error context).
+    fn ctx(&self, what: &str) -> String {
+        format!("{what} for replace on {}", self.ident)
+    }
+
+    /// Check a replace before anything is written: every removed file is live, every added
+    /// file is a data file of the table's spec and not in the table yet. Returns the live
+    /// totals before the commit.
+    fn validate(
+        &self,
+        table: &Table,
+        manifests: &[LoadedManifest],
+        removed_set: &HashSet<&str>,
+        added: &[DataFile],
+        append: bool,
+    ) -> Result<LiveTotals> {
+        let metadata = table.metadata();
+        let mut live_paths: HashSet<&str> = HashSet::new();
+        let mut totals = LiveTotals::default();
+        if append {
+            let total = |key: &str| {
+                metadata
+                    .current_snapshot()
+                    .and_then(|s| s.summary().additional_properties.get(key))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            totals.files = total("total-data-files");
+            totals.records = total("total-records");
+            totals.size = total("total-files-size");
+        }
+        for m in manifests {
+            for (path, records, size) in &m.live {
+                live_paths.insert(path.as_str());
+                totals.files += 1;
+                totals.records += records;
+                totals.size += size;
+            }
+        }
+        let mut missing: Vec<&str> = removed_set
+            .iter()
+            .copied()
+            .filter(|p| !live_paths.contains(p))
+            .collect();
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            return Err(Error::NotLive {
+                table: self.ident.to_string(),
+                paths: missing.into_iter().map(str::to_string).collect(),
+            });
+        }
+        let partition_arity = metadata.default_partition_type().fields().len();
+        let mut added_paths: HashSet<&str> = HashSet::new();
+        for f in added {
+            if f.content_type() != DataContentType::Data {
+                return Err(Error::Inconsistent(format!(
+                    "cannot add {} to {}: only data files can be added",
+                    f.file_path(),
+                    self.ident
+                )));
+            }
+            if f.partition().fields().len() != partition_arity {
+                return Err(Error::Inconsistent(format!(
+                    "cannot add {} to {}: its partition tuple does not match the table's spec",
+                    f.file_path(),
+                    self.ident
+                )));
+            }
+            if live_paths.contains(f.file_path()) || !added_paths.insert(f.file_path()) {
+                return Err(Error::Refused {
+                    action: format!("add {} to {}", f.file_path(), self.ident),
+                    reason: "the file is already in the table".into(),
+                });
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Write the manifests of a replace: the added files (sorted by path, at most
+    /// [`MANIFEST_ENTRIES`] per manifest) and, for each manifest with a removed live file, a
+    /// rewrite marking it deleted; the other manifests carry over. Every path written is
+    /// pushed to `written` (for cleanup on failure).
+    async fn write_manifests(
+        &self,
+        table: &Table,
+        mut target: CommitTarget,
+        manifests: &[LoadedManifest],
+        removed_set: &HashSet<&str>,
+        added: Vec<DataFile>,
+        written: &mut Vec<String>,
+    ) -> Result<Changes> {
+        let metadata = table.metadata();
+        let file_io = table.file_io();
+        let mut summary = SnapshotSummaryCollector::default();
+        summary.set_partition_summary_limit(
+            metadata
+                .properties()
+                .get(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT_DEFAULT),
+        );
+        let mut changes = Changes {
+            snapshot_id: target.snapshot_id,
+            sequence_number: target.sequence_number,
+            list_path: format!(
+                "{}/snap-{}-0-{}.avro",
+                target.meta_dir, target.snapshot_id, target.commit_uuid
+            ),
+            ..Changes::default()
+        };
+        let mut writers: Vec<iceberg::spec::ManifestWriter> = Vec::new();
+        // Added files are sorted by path (<partition dirs>/…) and split into manifests of at
+        // most MANIFEST_ENTRIES entries, so each manifest covers a narrow range of cells and
+        // readers skip most manifests by their partition summaries.
+        let mut added = added;
+        added.sort_by(|a, b| a.file_path().cmp(b.file_path()));
+        changes.added_count = added.len() as u64;
+        let mut pending = added.into_iter().peekable();
+        while pending.peek().is_some() {
+            let path = target.next_manifest_path();
+            let mut writer = target.manifest_writer(file_io, &path, &target.spec, self)?;
+            for f in pending.by_ref().take(MANIFEST_ENTRIES) {
+                summary.add_file(&f, target.schema.clone(), target.spec.clone());
+                changes.added_records += f.record_count();
+                changes.added_size += f.file_size_in_bytes();
+                writer
+                    .add_file(f, target.sequence_number)
+                    .map_err(|e| Error::iceberg(self.ctx("adding a file"), e))?;
+            }
+            written.push(path);
+            writers.push(writer);
+        }
+        for m in manifests {
+            // A manifest with a removed live file was decoded in full; the others carry over.
+            let touched = m
+                .live
+                .iter()
+                .any(|(p, ..)| removed_set.contains(p.as_str()));
+            let (true, Some(manifest)) = (touched, &m.manifest) else {
+                changes.carried.push(m.file.clone());
+                continue;
+            };
+            let m_spec = metadata
+                .partition_spec_by_id(m.file.partition_spec_id)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::Inconsistent(format!(
+                        "manifest {} uses unknown partition spec {}",
+                        m.file.manifest_path, m.file.partition_spec_id
+                    ))
+                })?;
+            let path = target.next_manifest_path();
+            let mut writer = target.manifest_writer(file_io, &path, &m_spec, self)?;
+            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                let seq = e.sequence_number().ok_or_else(|| {
+                    Error::Inconsistent(format!(
+                        "manifest entry {} in {} has no sequence number",
+                        e.file_path(),
+                        m.file.manifest_path
+                    ))
+                })?;
+                let file_seq = e.file_sequence_number.or(Some(seq));
+                let res = if removed_set.contains(e.file_path()) {
+                    summary.remove_file(e.data_file(), target.schema.clone(), m_spec.clone());
+                    changes.removed_count += 1;
+                    changes.removed_records += e.record_count();
+                    changes.removed_size += e.file_size_in_bytes();
+                    writer.add_delete_file(e.data_file().clone(), seq, file_seq)
+                } else {
+                    let added_by = e.snapshot_id().unwrap_or(m.file.added_snapshot_id);
+                    writer.add_existing_file(e.data_file().clone(), added_by, seq, file_seq)
+                };
+                res.map_err(|err| Error::iceberg(self.ctx("rewriting a manifest entry"), err))?;
+            }
+            written.push(path);
+            writers.push(writer);
+        }
+        // Encoding manifests is CPU work: write them on all worker threads, keep the order.
+        let tasks: Vec<_> = writers
+            .into_iter()
+            .map(|w| tokio::spawn(w.write_manifest_file()))
+            .collect();
+        // Every task is awaited before an error returns, so none writes after cleanup.
+        let mut first_error = None;
+        for task in tasks {
+            match task.await {
+                Ok(Ok(file)) => changes.new_manifests.push(file),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(Error::iceberg(self.ctx("writing a manifest"), e));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::task(self.ctx("writing a manifest"), e));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        changes.summary = summary.build();
+        Ok(changes)
+    }
+
+    /// Write the manifest list, the snapshot (`append` without removed files, else `replace`)
+    /// and the next table metadata file; returns its location. Paths go to `written`.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_snapshot(
+        &self,
+        table: &Table,
+        current_location: &str,
+        changes: Changes,
+        totals: LiveTotals,
+        snapshot_properties: HashMap<String, String>,
+        append: bool,
+        written: &mut Vec<String>,
+    ) -> Result<String> {
+        let metadata = table.metadata();
+        let file_io = table.file_io();
+        let current = metadata.current_snapshot();
+        let list_path = changes.list_path.clone();
+        let list_out = file_io
+            .new_output(&list_path)
+            .map_err(|e| Error::iceberg(self.ctx("creating the manifest list"), e))?
+            .writer()
+            .await
+            .map_err(|e| Error::iceberg(self.ctx("opening the manifest list"), e))?;
+        let mut list = ManifestListWriter::v2(
+            list_out,
+            changes.snapshot_id,
+            current.map(|s| s.snapshot_id()),
+            changes.sequence_number,
+        );
+        written.push(list_path.clone());
+        list.add_manifests(changes.new_manifests.into_iter().chain(changes.carried))
+            .map_err(|e| Error::iceberg(self.ctx("listing manifests"), e))?;
+        list.close()
+            .await
+            .map_err(|e| Error::iceberg(self.ctx("writing the manifest list"), e))?;
+
+        let mut props = snapshot_properties;
+        props.extend(changes.summary);
+        let previous = current.map(|s| s.summary());
+        let carry = |key: &str| {
+            previous
+                .and_then(|s| s.additional_properties.get(key))
+                .cloned()
+                .unwrap_or_else(|| "0".to_string())
+        };
+        for (key, value) in [
+            ("added-data-files", changes.added_count.to_string()),
+            ("deleted-data-files", changes.removed_count.to_string()),
+            ("added-records", changes.added_records.to_string()),
+            ("deleted-records", changes.removed_records.to_string()),
+            ("added-files-size", changes.added_size.to_string()),
+            ("removed-files-size", changes.removed_size.to_string()),
+            (
+                "total-data-files",
+                (totals.files - changes.removed_count + changes.added_count).to_string(),
+            ),
+            (
+                "total-records",
+                (totals.records - changes.removed_records + changes.added_records).to_string(),
+            ),
+            (
+                "total-files-size",
+                (totals.size - changes.removed_size + changes.added_size).to_string(),
+            ),
+            ("total-delete-files", carry("total-delete-files")),
+            ("total-position-deletes", carry("total-position-deletes")),
+            ("total-equality-deletes", carry("total-equality-deletes")),
+        ] {
+            props.insert(key.to_string(), value);
+        }
+        let snapshot = Snapshot::builder()
+            .with_snapshot_id(changes.snapshot_id)
+            .with_parent_snapshot_id(current.map(|s| s.snapshot_id()))
+            .with_sequence_number(changes.sequence_number)
+            .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+            .with_manifest_list(list_path)
+            .with_summary(Summary {
+                operation: if append {
+                    Operation::Append
+                } else {
+                    Operation::Replace
+                },
+                additional_properties: props,
+            })
+            .with_schema_id(metadata.current_schema_id())
+            .build();
+        let new_metadata = metadata
+            .clone()
+            .into_builder(Some(current_location.to_string()))
+            .set_branch_snapshot(snapshot, MAIN_BRANCH)
+            .and_then(|b| b.build())
+            .map_err(|e| Error::iceberg(self.ctx("building table metadata"), e))?
+            .metadata;
+        let location = MetadataLocation::from_str(current_location)
+            .map_err(|e| Error::iceberg(self.ctx("parsing the metadata location"), e))?
+            .with_next_version()
+            .with_new_metadata(&new_metadata);
+        let location_str = location.to_string();
+        written.push(location_str.clone());
+        new_metadata
+            .write_to(file_io, &location)
+            .await
+            .map_err(|e| Error::iceberg(self.ctx("writing table metadata"), e))?;
+        Ok(location_str)
     }
 
     /// Point the table at `new` if it still points at `current` (one SQL statement on its
