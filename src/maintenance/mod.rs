@@ -265,91 +265,19 @@ async fn compact_inner(
         listed = listing.len(),
         "catalog and warehouse scanned"
     );
-    let on_disk: HashMap<String, &WarehouseFile> =
-        listing.iter().map(|f| (f.url.clone(), f)).collect();
-    let mut buckets: BTreeMap<PartitionValue, Bucket> = BTreeMap::new();
-    let mut live_urls = std::collections::HashSet::new();
-    for f in &live {
-        let url = canonical(&f.path);
-        live_urls.insert(url.clone());
-        let key = crate::partition::partition_of_path(&url).unwrap_or_else(|| PartitionValue {
-            cell: f
-                .cell
-                .clone()
-                .unwrap_or_else(|| crate::grid::NONE_KEY.to_string()),
-            year: f.year,
-        });
-        if !on_disk.contains_key(&url) {
-            metrics.missing_files.push(url.clone());
-        }
-        buckets
-            .entry(key.clone())
-            .or_insert_with(|| Bucket {
-                key,
-                files: Vec::new(),
-            })
-            .files
-            .push((url, f.sequence_number.unwrap_or(0), f.bytes, f.rows));
-    }
-    metrics.files_before = live.len() as u64;
-    metrics.buckets_scanned = buckets.len() as u64;
-
-    // Leftovers of killed runs (module docs): replaced-but-not-deleted files (in history)
-    // always; never-committed files only under the lock and once older than the age guard.
-    let history = catalog.historical_paths(&table).await?;
-    let history: std::collections::HashSet<String> = history.iter().map(|p| canonical(p)).collect();
-    let now = clock.now();
-    let deletable = |name: &str, written| {
-        lock.is_some()
-            && written_by_earthcatalog(name)
-            && old_enough(written, now, options.leftover_min_age)
-    };
-    let mut leftovers = Vec::new();
-    for f in &listing {
-        if live_urls.contains(&f.url) {
-            continue;
-        }
-        if history.contains(&f.url) || deletable(&f.name, f.last_modified) {
-            leftovers.push(f.url.clone());
-        } else {
-            metrics.unregistered_files.push(f.url.clone());
-        }
-    }
-    let mut staging = Vec::new();
-    for f in list_staging(&warehouse).await? {
-        let ok = lock.is_some() && old_enough(f.last_modified, now, options.leftover_min_age);
-        if ok {
-            staging.push(f);
-        } else {
-            metrics.unregistered_files.push(f.url);
-        }
-    }
-
-    // A bucket with a registered file that is not in the warehouse listing is left alone: the
-    // file is missing (run `repair`) or lives outside `--warehouse` (e.g. a copied catalog.db
-    // pointed at another warehouse), and compacting would delete objects this run does not own.
-    let missing: std::collections::HashSet<&str> =
-        metrics.missing_files.iter().map(String::as_str).collect();
-    let mut candidates: Vec<Bucket> = Vec::new();
-    let mut skipped = Vec::new();
-    for b in buckets.into_values() {
-        if b.files.len() < options.threshold.max(1) {
-            continue;
-        }
-        match b.files.iter().find(|f| missing.contains(f.0.as_str())) {
-            Some(f) => skipped.push(BucketFailure {
-                bucket: b.key.dir(),
-                reason: format!(
-                    "registered file {} is not in the warehouse {} (missing, or the catalog \
-                     belongs to another warehouse); bucket left untouched, run `repair`",
-                    f.0,
-                    warehouse.url()
-                ),
-            }),
-            None => candidates.push(b),
-        }
-    }
-    metrics.failed_buckets.extend(skipped);
+    let buckets = group_live_files(&live, &listing, &mut metrics);
+    let (leftovers, staging) = find_leftovers(
+        &catalog,
+        &table,
+        &live,
+        &listing,
+        lock,
+        clock,
+        options,
+        &mut metrics,
+    )
+    .await?;
+    let candidates = choose_buckets(buckets, options.threshold, &warehouse, &mut metrics);
     reporter.phase("compact", Some(candidates.len() as u64));
     if options.dry_run {
         for b in &candidates {
@@ -399,6 +327,150 @@ async fn compact_inner(
         buckets = results.len(),
         "buckets merged"
     );
+    let table = commit_merged(
+        &catalog,
+        table,
+        &live,
+        results,
+        lock,
+        reporter,
+        &mut metrics,
+    )
+    .await?;
+    metrics.snapshot_id = table.metadata().current_snapshot_id();
+    metrics.elapsed_secs = started.elapsed().as_secs_f64();
+    reporter.finish_phase();
+    Ok(metrics)
+}
+
+/// Group the live files by bucket (from their path, else their partition), noting the
+/// registered files that are not in the warehouse listing.
+fn group_live_files(
+    live: &[crate::catalog::live::FileEntry],
+    listing: &[WarehouseFile],
+    metrics: &mut CompactMetrics,
+) -> BTreeMap<PartitionValue, Bucket> {
+    let on_disk: std::collections::HashSet<&str> = listing.iter().map(|f| f.url.as_str()).collect();
+    let mut buckets: BTreeMap<PartitionValue, Bucket> = BTreeMap::new();
+    for f in live {
+        let url = canonical(&f.path);
+        let key = crate::partition::partition_of_path(&url).unwrap_or_else(|| PartitionValue {
+            cell: f
+                .cell
+                .clone()
+                .unwrap_or_else(|| crate::grid::NONE_KEY.to_string()),
+            year: f.year,
+        });
+        if !on_disk.contains(url.as_str()) {
+            metrics.missing_files.push(url.clone());
+        }
+        buckets
+            .entry(key.clone())
+            .or_insert_with(|| Bucket {
+                key,
+                files: Vec::new(),
+            })
+            .files
+            .push((url, f.sequence_number.unwrap_or(0), f.bytes, f.rows));
+    }
+    metrics.files_before = live.len() as u64;
+    metrics.buckets_scanned = buckets.len() as u64;
+    buckets
+}
+
+/// Leftovers of killed runs (module docs): replaced-but-not-deleted files (in history)
+/// always; never-committed files and staging files only under the lock and once older than
+/// the age guard. Others are reported as unregistered.
+#[allow(clippy::too_many_arguments)]
+async fn find_leftovers(
+    catalog: &Catalog,
+    table: &iceberg::table::Table,
+    live: &[crate::catalog::live::FileEntry],
+    listing: &[WarehouseFile],
+    lock: Option<&RenewingLock>,
+    clock: &dyn Clock,
+    options: &CompactOptions,
+    metrics: &mut CompactMetrics,
+) -> Result<(Vec<String>, Vec<scan::StagingFile>)> {
+    let live_urls: std::collections::HashSet<String> =
+        live.iter().map(|f| canonical(&f.path)).collect();
+    let history = catalog.historical_paths(table).await?;
+    let history: std::collections::HashSet<String> = history.iter().map(|p| canonical(p)).collect();
+    let now = clock.now();
+    let deletable = |name: &str, written| {
+        lock.is_some()
+            && written_by_earthcatalog(name)
+            && old_enough(written, now, options.leftover_min_age)
+    };
+    let mut leftovers = Vec::new();
+    for f in listing {
+        if live_urls.contains(&f.url) {
+            continue;
+        }
+        if history.contains(&f.url) || deletable(&f.name, f.last_modified) {
+            leftovers.push(f.url.clone());
+        } else {
+            metrics.unregistered_files.push(f.url.clone());
+        }
+    }
+    let mut staging = Vec::new();
+    for f in list_staging(catalog.warehouse()).await? {
+        let ok = lock.is_some() && old_enough(f.last_modified, now, options.leftover_min_age);
+        if ok {
+            staging.push(f);
+        } else {
+            metrics.unregistered_files.push(f.url);
+        }
+    }
+    Ok((leftovers, staging))
+}
+
+/// The buckets with at least `threshold` files. A bucket with a registered file that is not
+/// in the warehouse listing is left alone: the file is missing (run `repair`) or lives outside
+/// `--warehouse` (e.g. a copied catalog.db pointed at another warehouse), and compacting would
+/// delete objects this run does not own.
+fn choose_buckets(
+    buckets: BTreeMap<PartitionValue, Bucket>,
+    threshold: usize,
+    warehouse: &Location,
+    metrics: &mut CompactMetrics,
+) -> Vec<Bucket> {
+    let missing: std::collections::HashSet<&str> =
+        metrics.missing_files.iter().map(String::as_str).collect();
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
+    for b in buckets.into_values() {
+        if b.files.len() < threshold.max(1) {
+            continue;
+        }
+        match b.files.iter().find(|f| missing.contains(f.0.as_str())) {
+            Some(f) => skipped.push(BucketFailure {
+                bucket: b.key.dir(),
+                reason: format!(
+                    "registered file {} is not in the warehouse {} (missing, or the catalog \
+                     belongs to another warehouse); bucket left untouched, run `repair`",
+                    f.0,
+                    warehouse.url()
+                ),
+            }),
+            None => candidates.push(b),
+        }
+    }
+    metrics.failed_buckets.extend(skipped);
+    candidates
+}
+
+/// Replace the merged buckets' files by their outputs in one commit, upload the catalog, then
+/// delete the replaced files. Buckets that failed are reported and left untouched.
+async fn commit_merged(
+    catalog: &Catalog,
+    table: iceberg::table::Table,
+    live: &[crate::catalog::live::FileEntry],
+    results: Vec<(Bucket, Result<MergedBucket>)>,
+    lock: Option<&RenewingLock>,
+    reporter: &dyn Reporter,
+    metrics: &mut CompactMetrics,
+) -> Result<iceberg::table::Table> {
     let mut removed = Vec::new();
     let mut added = Vec::new();
     for (bucket, result) in results {
@@ -419,50 +491,43 @@ async fn compact_inner(
             }),
         }
     }
-    let mut table = table;
-    if !removed.is_empty() {
-        if let Some(lock) = lock {
-            lock.verify().await?;
-        }
-        reporter.message(&format!(
-            "committing: -{} +{} files",
-            removed.len(),
-            added.len()
-        ));
-        let added_count = added.len() as u64;
-        // Registered paths may be spelled differently from their canonical URLs.
-        let by_canonical: HashMap<String, String> = live
-            .iter()
-            .map(|f| (canonical(&f.path), f.path.clone()))
-            .collect();
-        let removed_as_registered: Vec<String> = removed
-            .iter()
-            .map(|u| by_canonical.get(u).cloned().unwrap_or_else(|| u.clone()))
-            .collect();
-        let props = HashMap::from([("earthcatalog.operation".to_string(), "compact".to_string())]);
-        table = catalog
-            .replace_files(
-                &table,
-                &removed_as_registered,
-                added.into_iter().map(|a| a.0).collect(),
-                props,
-            )
-            .await?;
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "replace committed"
-        );
-        catalog.upload().await?;
-        crate::fault::check("compact.before_delete")?;
-        delete_all(&removed).await?;
-        metrics.files_after = metrics.files_before - removed.len() as u64 + added_count;
-    } else {
+    if removed.is_empty() {
         metrics.files_after = metrics.files_before;
+        return Ok(table);
     }
-    metrics.snapshot_id = table.metadata().current_snapshot_id();
-    metrics.elapsed_secs = started.elapsed().as_secs_f64();
-    reporter.finish_phase();
-    Ok(metrics)
+    if let Some(lock) = lock {
+        lock.verify().await?;
+    }
+    reporter.message(&format!(
+        "committing: -{} +{} files",
+        removed.len(),
+        added.len()
+    ));
+    let added_count = added.len() as u64;
+    // Registered paths may be spelled differently from their canonical URLs.
+    let by_canonical: HashMap<String, String> = live
+        .iter()
+        .map(|f| (canonical(&f.path), f.path.clone()))
+        .collect();
+    let removed_as_registered: Vec<String> = removed
+        .iter()
+        .map(|u| by_canonical.get(u).cloned().unwrap_or_else(|| u.clone()))
+        .collect();
+    let props = HashMap::from([("earthcatalog.operation".to_string(), "compact".to_string())]);
+    let table = catalog
+        .replace_files(
+            &table,
+            &removed_as_registered,
+            added.into_iter().map(|a| a.0).collect(),
+            props,
+        )
+        .await?;
+    tracing::info!("replace committed");
+    catalog.upload().await?;
+    crate::fault::check("compact.before_delete")?;
+    delete_all(&removed).await?;
+    metrics.files_after = metrics.files_before - removed.len() as u64 + added_count;
+    Ok(table)
 }
 
 struct MergedBucket {
