@@ -314,244 +314,289 @@ async fn run(
     started: Instant,
     clock: &dyn Clock,
 ) -> Result<IngestMetrics> {
-    let now = clock.now();
-    let run_id = format!(
-        "{}-{:04x}",
-        now.format("%Y%m%dT%H%M%SZ"),
-        uuid::Uuid::new_v4().as_u128() as u16
-    );
-    // Ingest is the one command that may start a catalog (and a table: not over a warehouse
-    // that already holds one, see `Catalog::load_or_create`).
-    let catalog =
-        Catalog::open_with(&options.catalog, &options.warehouse, OpenMode::Create).await?;
-    let warehouse = catalog.warehouse().clone();
-    let existing = catalog.load_table().await?;
-    let grid = match (&options.grid, &existing) {
-        (Some(g), _) => g.clone(),
-        (None, Some(t)) => grid_from_properties(t.metadata().properties())?,
-        (None, None) => GridConfig::H3 { resolution: 1 },
-    };
-    let hash_index_path = match (&options.hash_index, &existing) {
-        (Some(h), _) => h.clone(),
-        (None, Some(t)) => t
-            .metadata()
-            .properties()
-            .get(PROP_HASH_INDEX)
-            .cloned()
-            .unwrap_or_else(|| hash_index::default_index_path(warehouse.url())),
-        (None, None) => hash_index::default_index_path(warehouse.url()),
-    };
-    let table = catalog
-        .load_or_create_with(&grid, &hash_index_path, options.layout)
-        .await?;
-    let placement = Arc::new(Placement::new(
-        crate::catalog::table_layout(&table).await?,
-        &grid,
-    ));
-    // Publish a new table (or backfilled properties) even if the run writes no file.
-    if catalog.is_remote() {
-        catalog.upload().await?;
-    }
-    let partitioner = grid.load_partitioner().await?;
-    let columns = Arc::new(Columns::new(&table_columns(
-        table.metadata().current_schema(),
-    )));
-    let metrics = IngestMetrics {
-        run_id,
-        grid: match &grid {
-            GridConfig::H3 { resolution } => format!("h3:{resolution}"),
-            GridConfig::GeoJson {
-                boundaries_path, ..
-            } => format!("geojson:{boundaries_path}"),
-        },
-        hash_index_path: hash_index_path.clone(),
-        ..Default::default()
-    };
-    let mut state = Run {
-        options,
-        reporter,
-        lock,
-        catalog,
-        table,
-        columns: columns.clone(),
-        warehouse,
-        placement,
-        metrics,
-        pending_files: Vec::new(),
-        pending_ids: Vec::new(),
-        chunks_since_commit: 0,
-        chunk_no: 0,
-        cells: BTreeSet::new(),
-        years: BTreeSet::new(),
-        failures: None,
-    };
-
+    let (mut state, partitioner) = Run::open(options, reporter, lock, clock).await?;
     let mut inventory = read_inventory(&options.inventory, options.inventory_options.clone());
-    state.metrics.mode = if options.update_hash_index {
-        options.mode
-    } else {
-        IngestMode::All
-    };
     // The main work; whatever happens, the summary and failures report are written after it.
-    let outcome: Result<()> = async {
-        // The hash index must agree with the catalog before it decides anything: a crash
-        // between a commit and its index update, or a foreign index, is repaired first.
-        let known: Option<Arc<KnownIds>> = if options.update_hash_index {
-            let loc = Location::parse(&state.metrics.hash_index_path)?;
-            reporter.phase("hash index", None);
-            let reconciled = hash_index::reconcile(&state.table, &loc).await?;
-            reporter.finish_phase();
-            state.metrics.index_reconciled = Some(reconciled);
-            match options.mode {
-                IngestMode::New => Some(Arc::new(KnownIds::load(&loc).await?)),
-                IngestMode::All => None,
-            }
-        } else {
-            None
+    let outcome = state.ingest_inventory(&mut inventory, partitioner).await;
+    state.finish(outcome, inventory.stats(), started).await
+}
+
+/// What every item's fetch-and-parse task shares.
+struct ItemContext {
+    /// The hash index's ids (mode `new`).
+    known: Option<KnownIds>,
+    suffix: String,
+    fetcher: Fetcher,
+    columns: Arc<Columns>,
+    partitioner: Arc<dyn crate::grid::Partitioner>,
+    /// Parsing and cell cover are CPU work: at most one task per core leaves the runtime.
+    cpu: tokio::sync::Semaphore,
+}
+
+impl ItemContext {
+    /// One inventory entry: skipped when known, else fetched, parsed and covered by cells.
+    async fn process(self: Arc<Self>, entry: InventoryEntry) -> Result<Outcome> {
+        let rec = match entry {
+            InventoryEntry::Record(rec) => rec,
+            InventoryEntry::Malformed(row) => return Ok(Outcome::Malformed(row)),
         };
-        let fetcher = Arc::new(Fetcher::new(options.fetch.clone())?);
-        reporter.phase("ingest", options.inventory_options.limit);
-        let mut groups = Groups::new();
-        // Parsing and cell cover are CPU work: at most one task per core leaves the runtime.
-        let cpu = Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        if let Some(known) = &self.known {
+            let id = key_item_id(&rec.key, &self.suffix);
+            if known.contains(&hash_index::hash_id(id)) {
+                return Ok(Outcome::Known);
+            }
+        }
+        let body = match self.fetcher.fetch(&rec.bucket, &rec.key).await {
+            Err(e) => return Ok(Outcome::Failed(rec, e.into(), ParseCounters::default())),
+            Ok(body) => body,
+        };
+        let _permit = self.cpu.acquire().await;
+        let ctx = self.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let mut counters = ParseCounters::default();
+            match parse_item(&body, &ctx.columns, &mut counters) {
+                Ok((row, geometry)) => {
+                    let cells = ctx.partitioner.keys(geometry.as_ref());
+                    Ok((Box::new(row), cells, counters))
+                }
+                Err(e) => Err((FailureReason::from(e), counters)),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err((
+                FailureReason::Internal(Error::task("parsing an item", e).to_string()),
+                ParseCounters::default(),
+            ))
+        });
+        Ok(match parsed {
+            Ok((row, cells, counters)) => Outcome::Ok(row, cells, counters, rec),
+            Err((reason, counters)) => Outcome::Failed(rec, reason, counters),
+        })
+    }
+}
+
+impl<'a> Run<'a> {
+    /// Open (or start) the catalog and table, decide grid, hash index and placement.
+    async fn open(
+        options: &'a IngestOptions,
+        reporter: &'a dyn Reporter,
+        lock: Option<&'a RenewingLock>,
+        clock: &dyn Clock,
+    ) -> Result<(Self, Arc<dyn crate::grid::Partitioner>)> {
+        let now = clock.now();
+        let run_id = format!(
+            "{}-{:04x}",
+            now.format("%Y%m%dT%H%M%SZ"),
+            uuid::Uuid::new_v4().as_u128() as u16
+        );
+        // Ingest is the one command that may start a catalog (and a table: not over a
+        // warehouse that already holds one, see `Catalog::load_or_create`).
+        let catalog =
+            Catalog::open_with(&options.catalog, &options.warehouse, OpenMode::Create).await?;
+        let warehouse = catalog.warehouse().clone();
+        let existing = catalog.load_table().await?;
+        let grid = match (&options.grid, &existing) {
+            (Some(g), _) => g.clone(),
+            (None, Some(t)) => grid_from_properties(t.metadata().properties())?,
+            (None, None) => GridConfig::H3 { resolution: 1 },
+        };
+        let hash_index_path = match (&options.hash_index, &existing) {
+            (Some(h), _) => h.clone(),
+            (None, Some(t)) => t
+                .metadata()
+                .properties()
+                .get(PROP_HASH_INDEX)
+                .cloned()
+                .unwrap_or_else(|| hash_index::default_index_path(warehouse.url())),
+            (None, None) => hash_index::default_index_path(warehouse.url()),
+        };
+        let table = catalog
+            .load_or_create_with(&grid, &hash_index_path, options.layout)
+            .await?;
+        let placement = Arc::new(Placement::new(
+            crate::catalog::table_layout(&table).await?,
+            &grid,
         ));
+        // Publish a new table (or backfilled properties) even if the run writes no file.
+        if catalog.is_remote() {
+            catalog.upload().await?;
+        }
+        let partitioner = grid.load_partitioner().await?;
+        let columns = Arc::new(Columns::new(&table_columns(
+            table.metadata().current_schema(),
+        )));
+        let metrics = IngestMetrics {
+            run_id,
+            grid: match &grid {
+                GridConfig::H3 { resolution } => format!("h3:{resolution}"),
+                GridConfig::GeoJson {
+                    boundaries_path, ..
+                } => format!("geojson:{boundaries_path}"),
+            },
+            hash_index_path,
+            mode: if options.update_hash_index {
+                options.mode
+            } else {
+                IngestMode::All
+            },
+            ..Default::default()
+        };
+        let state = Run {
+            options,
+            reporter,
+            lock,
+            catalog,
+            table,
+            columns,
+            warehouse,
+            placement,
+            metrics,
+            pending_files: Vec::new(),
+            pending_ids: Vec::new(),
+            chunks_since_commit: 0,
+            chunk_no: 0,
+            cells: BTreeSet::new(),
+            years: BTreeSet::new(),
+            failures: None,
+        };
+        Ok((state, partitioner))
+    }
+
+    /// The ids to skip (mode `new`), after bringing the hash index up to the catalog: a crash
+    /// between a commit and its index update, or a foreign index, is repaired before the index
+    /// decides anything.
+    async fn known_ids(&mut self) -> Result<Option<KnownIds>> {
+        if !self.options.update_hash_index {
+            return Ok(None);
+        }
+        let loc = Location::parse(&self.metrics.hash_index_path)?;
+        self.reporter.phase("hash index", None);
+        let reconciled = hash_index::reconcile(&self.table, &loc).await?;
+        self.reporter.finish_phase();
+        self.metrics.index_reconciled = Some(reconciled);
+        Ok(match self.options.mode {
+            IngestMode::New => Some(KnownIds::load(&loc).await?),
+            IngestMode::All => None,
+        })
+    }
+
+    /// Fetch, parse and write every entry of the inventory in chunks, committing as the
+    /// options say and once at the end.
+    async fn ingest_inventory(
+        &mut self,
+        inventory: &mut crate::inventory::InventoryStream,
+        partitioner: Arc<dyn crate::grid::Partitioner>,
+    ) -> Result<()> {
+        let options = self.options;
+        let ctx = Arc::new(ItemContext {
+            known: self.known_ids().await?,
+            suffix: options.inventory_options.suffix.clone(),
+            fetcher: Fetcher::new(options.fetch.clone())?,
+            columns: self.columns.clone(),
+            partitioner,
+            cpu: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
+        });
+        self.reporter
+            .phase("ingest", options.inventory_options.limit);
+        let mut groups = Groups::new();
         {
-            let items = (&mut inventory)
-                .map_ok(|entry: InventoryEntry| {
-                    let known = known.clone();
-                    let suffix = options.inventory_options.suffix.clone();
-                    let fetcher = fetcher.clone();
-                    let columns = columns.clone();
-                    let partitioner = partitioner.clone();
-                    let cpu = cpu.clone();
-                    async move {
-                        let rec = match entry {
-                            InventoryEntry::Record(rec) => rec,
-                            InventoryEntry::Malformed(row) => {
-                                return Ok::<_, Error>(Outcome::Malformed(row));
-                            }
-                        };
-                        if let Some(known) = &known {
-                            let id = key_item_id(&rec.key, &suffix);
-                            if known.contains(&hash_index::hash_id(id)) {
-                                return Ok(Outcome::Known);
-                            }
-                        }
-                        let outcome = match fetcher.fetch(&rec.bucket, &rec.key).await {
-                            Err(e) => Outcome::Failed(rec, e.into(), ParseCounters::default()),
-                            Ok(body) => {
-                                let _permit = cpu.acquire_owned().await;
-                                let parsed = tokio::task::spawn_blocking(move || {
-                                    let mut counters = ParseCounters::default();
-                                    match parse_item(&body, &columns, &mut counters) {
-                                        Ok((row, geometry)) => {
-                                            let cells = partitioner.keys(geometry.as_ref());
-                                            Ok((Box::new(row), cells, counters))
-                                        }
-                                        Err(e) => Err((FailureReason::from(e), counters)),
-                                    }
-                                })
-                                .await
-                                .unwrap_or_else(|e| {
-                                    Err((
-                                        FailureReason::Internal(
-                                            Error::task("parsing an item", e).to_string(),
-                                        ),
-                                        ParseCounters::default(),
-                                    ))
-                                });
-                                match parsed {
-                                    Ok((row, cells, counters)) => {
-                                        Outcome::Ok(row, cells, counters, rec)
-                                    }
-                                    Err((reason, counters)) => {
-                                        Outcome::Failed(rec, reason, counters)
-                                    }
-                                }
-                            }
-                        };
-                        Ok(outcome)
-                    }
-                })
+            let items = inventory
+                .map_ok(|entry| ctx.clone().process(entry))
                 .try_buffer_unordered(options.concurrency.max(1));
             futures::pin_mut!(items);
             while let Some(next) = items.next().await {
-                match next? {
-                    Outcome::Ok(row, cells, counters, rec) => {
-                        reporter.advance(1);
-                        state.metrics.fetched += 1;
-                        add_counters(&mut state.metrics.parse, &counters);
-                        if row.id != key_item_id(&rec.key, &options.inventory_options.suffix) {
-                            state.metrics.id_mismatch += 1;
-                            if state.metrics.id_mismatch_sample.len() < MISMATCH_SAMPLE {
-                                state
-                                    .metrics
-                                    .id_mismatch_sample
-                                    .push((rec.key, row.id.clone()));
-                            }
-                        }
-                        groups.add(*row, cells);
-                    }
-                    Outcome::Known => {
-                        reporter.advance(1);
-                        state.metrics.skipped_known += 1;
-                    }
-                    Outcome::Failed(rec, reason, counters) => {
-                        reporter.advance(1);
-                        if reason.fetched() {
-                            state.metrics.fetched += 1;
-                        }
-                        add_counters(&mut state.metrics.parse, &counters);
-                        state.record_failure(Failure {
-                            bucket: rec.bucket,
-                            key: rec.key,
-                            reason,
-                        })?;
-                    }
-                    Outcome::Malformed(row) => {
-                        state.record_failure(Failure {
-                            bucket: String::new(),
-                            key: row.locator(),
-                            reason: FailureReason::InventoryRow(row),
-                        })?;
-                    }
-                }
+                self.take(next?, &mut groups)?;
                 if groups.items() >= options.chunk_items.max(1)
                     || groups.approx_bytes() >= options.chunk_bytes
                 {
                     let full = std::mem::take(&mut groups);
-                    state.flush(full).await?;
+                    self.flush(full).await?;
                 }
             }
         }
         if !groups.is_empty() {
-            state.flush(groups).await?;
+            self.flush(groups).await?;
         }
-        state.commit().await?;
-        reporter.finish_phase();
+        self.commit().await?;
+        self.reporter.finish_phase();
         Ok(())
     }
-    .await;
-    state.metrics.inventory = inventory.stats();
-    state.metrics.snapshot_id = state.table.metadata().current_snapshot_id();
-    state.metrics.cells = state.cells.len() as u64;
-    state.metrics.years = state.years.iter().copied().collect();
-    state.metrics.elapsed_secs = started.elapsed().as_secs_f64();
-    let attempted = state.metrics.fetched + state.metrics.failed;
-    state.metrics.items_per_sec = if state.metrics.elapsed_secs > 0.0 {
-        attempted as f64 / state.metrics.elapsed_secs
-    } else {
-        0.0
-    };
-    if let Err(e) = outcome {
-        state.metrics.error = Some(e.to_string());
-        // Best effort: the run's own error is what the caller needs to see.
-        let _ = state.write_reports().await;
-        return Err(e);
+
+    /// Count one item's outcome; a parsed item joins the chunk's groups.
+    fn take(&mut self, outcome: Outcome, groups: &mut Groups) -> Result<()> {
+        match outcome {
+            Outcome::Ok(row, cells, counters, rec) => {
+                self.reporter.advance(1);
+                self.metrics.fetched += 1;
+                add_counters(&mut self.metrics.parse, &counters);
+                if row.id != key_item_id(&rec.key, &self.options.inventory_options.suffix) {
+                    self.metrics.id_mismatch += 1;
+                    if self.metrics.id_mismatch_sample.len() < MISMATCH_SAMPLE {
+                        self.metrics
+                            .id_mismatch_sample
+                            .push((rec.key, row.id.clone()));
+                    }
+                }
+                groups.add(*row, cells);
+            }
+            Outcome::Known => {
+                self.reporter.advance(1);
+                self.metrics.skipped_known += 1;
+            }
+            Outcome::Failed(rec, reason, counters) => {
+                self.reporter.advance(1);
+                if reason.fetched() {
+                    self.metrics.fetched += 1;
+                }
+                add_counters(&mut self.metrics.parse, &counters);
+                self.record_failure(Failure {
+                    bucket: rec.bucket,
+                    key: rec.key,
+                    reason,
+                })?;
+            }
+            Outcome::Malformed(row) => {
+                self.record_failure(Failure {
+                    bucket: String::new(),
+                    key: row.locator(),
+                    reason: FailureReason::InventoryRow(row),
+                })?;
+            }
+        }
+        Ok(())
     }
-    state.write_reports().await?;
-    Ok(state.metrics)
+
+    /// Final counters, then the summary and failures report (also after an error, which is
+    /// returned).
+    async fn finish(
+        mut self,
+        outcome: Result<()>,
+        inventory: InventoryStats,
+        started: Instant,
+    ) -> Result<IngestMetrics> {
+        self.metrics.inventory = inventory;
+        self.metrics.snapshot_id = self.table.metadata().current_snapshot_id();
+        self.metrics.cells = self.cells.len() as u64;
+        self.metrics.years = self.years.iter().copied().collect();
+        self.metrics.elapsed_secs = started.elapsed().as_secs_f64();
+        let attempted = self.metrics.fetched + self.metrics.failed;
+        self.metrics.items_per_sec = if self.metrics.elapsed_secs > 0.0 {
+            attempted as f64 / self.metrics.elapsed_secs
+        } else {
+            0.0
+        };
+        if let Err(e) = outcome {
+            self.metrics.error = Some(e.to_string());
+            // Best effort: the run's own error is what the caller needs to see.
+            let _ = self.write_reports().await;
+            return Err(e);
+        }
+        self.write_reports().await?;
+        Ok(self.metrics)
+    }
 }
 
 /// A receiver as a stream.
