@@ -26,6 +26,7 @@
 //! With the default count (300) every edge case of `earthcatalog::synth::SpecialKind` is present,
 //! each at its fixed index (see the `synth` module docs). The same arguments always produce
 //! byte-identical files.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
 

@@ -4,6 +4,9 @@
 //! argument, grid conflict); 3 finished but some items failed (see the failures report);
 //! 4 the catalog is locked by someone else.
 
+// The binary's modules are private: `pub` there only shares items between them.
+#![allow(unreachable_pub)]
+
 mod cli;
 
 fn main() -> std::process::ExitCode {

@@ -2,6 +2,12 @@
 //! inventories with some malformed rows (the good rows are ingested, each bad row is in the
 //! failures report with its line or row, exit 3), and items whose coordinates cannot be on the
 //! globe (reported as invalid geometry, exit 3).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -5,6 +5,12 @@
 //!
 //! Every run is a CLI subprocess with the caller's AWS variables removed and `HOME` in a temp
 //! dir, so no credential of the machine running the tests takes part.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! The daily loop: ingest skips what the warehouse holds (counted GETs against an S3 stand-in),
 //! the hash index is reconciled after a crash or corruption, `delta` and `diff` against brute
 //! force, `gc` removes exactly the gone ids.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! scripts of its sdist): ours ingests the Python tool's `pending/delta_<date>.parquet`, the
 //! Python tool's readers (`daily_delta.py`, run_backfill's `_iter_inventory`) read ours, and an
 //! index the Python tool wrote is rebuilt (it records no snapshot) before it is trusted.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! The one retry layer, against a flaky S3-compatible endpoint on 127.0.0.1: 503s are retried by
 //! the store's client (configured by `EARTHCATALOG_S3_*`) until the item arrives; with retries
 //! disabled the same items fail; 404 and 403 are never retried and are reported by kind.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

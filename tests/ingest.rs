@@ -1,5 +1,11 @@
 //! End-to-end ingest on local storage: layout, contents, edge cases, failures, commits, grid
 //! conflicts, crash safety.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! Interop with the Python ecosystem: PyIceberg reads what we write, and we append to a
 //! catalog PyIceberg created.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! The newer warehouse layout `grid=h3/level=<res>/tile=<cell>/year=<yyyy>/`: ingest, compact,
 //! repair, files and search on a table that chose it, and a table keeps its layout.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! runs, live holders, stale and Python-written locks; a run whose lock is taken over stops
 //! before committing; a SQLite lock held by another connection makes `info` fail within its
 //! bound instead of hanging.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

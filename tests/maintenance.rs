@@ -1,5 +1,11 @@
 //! Compaction and repair: overlapping ingests, Python-format warehouses, thresholds, dry runs,
 //! crashes at every step, corrupt files, repair after deletions and strays.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

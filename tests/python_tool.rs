@@ -1,5 +1,11 @@
 //! Interop with the Python `earthcatalog` tool itself (PyPI 0.6.1): it reads our hash index and
 //! catalog, and its lock and ours exclude each other.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

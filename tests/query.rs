@@ -1,4 +1,10 @@
 //! Query and inspect a warehouse built by the library ingest from synthetic items.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::collections::BTreeSet;
 use std::path::Path;

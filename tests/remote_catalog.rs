@@ -1,4 +1,10 @@
 //! A remote `catalog.db` is replaced only if nobody changed it since we downloaded it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use earthcatalog::Error;
 use earthcatalog::catalog::Catalog;

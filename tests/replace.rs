@@ -1,5 +1,11 @@
 //! File replacement in one Iceberg commit (`Catalog::replace_files`), the live-file and
 //! history listings, and interop of the resulting `replace` snapshot with PyIceberg.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -3,6 +3,12 @@
 //!
 //! One test function: the S3 endpoint is configured through the process environment, which is
 //! set once before any store is built.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! Native search on a generated warehouse, checked against a brute-force scan of the source
 //! items (geometry with `geo`, times with `chrono`, the CQL2 filter written out by hand).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -6,6 +6,12 @@
 //! ITS_LIVE pairs of the issue (datetime outside the query, interval overlapping it), random
 //! pairs of up to ~1.5 years, items with only `datetime`, items with only one interval end and
 //! no datetime, and items with no time at all.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

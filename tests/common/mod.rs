@@ -1,6 +1,12 @@
 //! Shared test harness: temp warehouses, synthetic datasets, the CLI binary, a real S3 API
 //! server (moto) on 127.0.0.1 and Python interop helpers.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
