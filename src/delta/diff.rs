@@ -267,7 +267,7 @@ async fn spill_side(
         let path = spill_path(dir, side, p);
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         // A negative ("fast") level: spills are read once or twice and thrown away.
-        let mut enc = zstd::stream::Encoder::new(BufWriter::with_capacity(64 * 1024, file), -3)
+        let mut enc = zstd::stream::Encoder::new(BufWriter::with_capacity(64 * 1024, file), -5)
             .map_err(|e| Error::io(&path, e))?;
         // A small window keeps each of the many open encoders at ~0.5 MB.
         enc.window_log(17).map_err(|e| Error::io(&path, e))?;
@@ -336,16 +336,20 @@ struct Spill<'a> {
     modified: Option<i64>,
 }
 
-/// `u128 identity | u32 bucket | u32 key length | key | u64 size+1 (0 = none) |
-/// i64 modified (MIN = none)`, little-endian.
+/// `u128 identity | u32 bucket | u64 size+1 (0 = none) | i64 modified (MIN = none) |
+/// u32 key length | key`, little-endian: the fixed part first, so a reader that does not need
+/// the key skips it without copying.
 fn encode(l: &Spill<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&l.identity.to_le_bytes());
     out.extend_from_slice(&l.bucket.to_le_bytes());
-    out.extend_from_slice(&(l.key.len() as u32).to_le_bytes());
-    out.extend_from_slice(l.key);
     out.extend_from_slice(&l.size.map_or(0, |s| s.saturating_add(1)).to_le_bytes());
     out.extend_from_slice(&l.modified.unwrap_or(i64::MIN).to_le_bytes());
+    out.extend_from_slice(&(l.key.len() as u32).to_le_bytes());
+    out.extend_from_slice(l.key);
 }
+
+/// Bytes of the fixed part of a spilled record.
+const HEAD: usize = 16 + 4 + 8 + 8 + 4;
 
 /// One spilled record read into reusable buffers (no allocation per record).
 #[derive(Debug, Default)]
@@ -353,6 +357,7 @@ struct Raw {
     identity: u128,
     bucket: u32,
     key: Vec<u8>,
+    key_len: usize,
     size: Option<u64>,
     modified: Option<i64>,
 }
@@ -371,27 +376,65 @@ impl Raw {
     }
 }
 
-/// Read the next spilled record into `raw`; `false` at the end.
-fn decode_into(r: &mut impl BufRead, raw: &mut Raw, path: &Path) -> Result<bool> {
-    let mut ident = [0u8; 16];
-    match r.read_exact(&mut ident) {
+/// Read the fixed part of the next spilled record into `raw`; `false` at the end. The key
+/// follows: [`read_key`] or [`skip_key`] must come next.
+fn decode_head(r: &mut impl BufRead, raw: &mut Raw, path: &Path) -> Result<bool> {
+    let mut head = [0u8; HEAD];
+    match r.read_exact(&mut head) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
         Err(e) => return Err(Error::io(path, e)),
     }
+    let word = |at: usize| -> [u8; 4] { [head[at], head[at + 1], head[at + 2], head[at + 3]] };
+    let long = |at: usize| -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&head[at..at + 8]);
+        b
+    };
+    let mut ident = [0u8; 16];
+    ident.copy_from_slice(&head[..16]);
     raw.identity = u128::from_le_bytes(ident);
-    let mut word = [0u8; 4];
-    r.read_exact(&mut word).map_err(|e| Error::io(path, e))?;
-    raw.bucket = u32::from_le_bytes(word);
-    r.read_exact(&mut word).map_err(|e| Error::io(path, e))?;
-    let len = u32::from_le_bytes(word) as usize;
-    raw.key.resize(len, 0);
-    r.read_exact(&mut raw.key).map_err(|e| Error::io(path, e))?;
-    let mut long = [0u8; 8];
-    r.read_exact(&mut long).map_err(|e| Error::io(path, e))?;
-    raw.size = u64::from_le_bytes(long).checked_sub(1);
-    r.read_exact(&mut long).map_err(|e| Error::io(path, e))?;
-    raw.modified = Some(i64::from_le_bytes(long)).filter(|&m| m != i64::MIN);
+    raw.bucket = u32::from_le_bytes(word(16));
+    raw.size = u64::from_le_bytes(long(20)).checked_sub(1);
+    raw.modified = Some(i64::from_le_bytes(long(28))).filter(|&m| m != i64::MIN);
+    raw.key_len = u32::from_le_bytes(word(36)) as usize;
+    Ok(true)
+}
+
+/// Read the key of the record whose head was just read.
+fn read_key(r: &mut impl BufRead, raw: &mut Raw, path: &Path) -> Result<()> {
+    raw.key.resize(raw.key_len, 0);
+    r.read_exact(&mut raw.key).map_err(|e| Error::io(path, e))
+}
+
+/// Skip the key of the record whose head was just read.
+fn skip_key(r: &mut impl BufRead, raw: &Raw, path: &Path) -> Result<()> {
+    let mut left = raw.key_len;
+    while left > 0 {
+        let n = r
+            .fill_buf()
+            .map_err(|e| Error::io(path, e))?
+            .len()
+            .min(left);
+        if n == 0 {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated spill"),
+            ));
+        }
+        r.consume(n);
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Read the next whole spilled record into `raw`; `false` at the end.
+#[cfg(test)]
+fn decode_into(r: &mut impl BufRead, raw: &mut Raw, path: &Path) -> Result<bool> {
+    if !decode_head(r, raw, path)? {
+        return Ok(false);
+    }
+    read_key(r, raw, path)?;
     Ok(true)
 }
 
@@ -439,8 +482,9 @@ fn open_spill(
 }
 
 /// Compare one partition: the previous day's (size, date) by identity in a map, the current
-/// day streamed against it; the keys of what is left (removed) come from a second read of the
-/// previous day's spill.
+/// day streamed against it (an entry seen is marked, so a key listed twice is counted once); the
+/// keys of what is left unmarked (removed) come from a second read of the previous day's spill.
+/// Keys are copied out of the spill only for the rows that are output.
 fn compare_partition(
     dir: &Path,
     p: usize,
@@ -456,12 +500,14 @@ fn compare_partition(
         duplicates: 0,
     };
     let prev_path = spill_path(dir, "previous", p);
-    let mut previous: DigestMap<(Option<u64>, Option<i64>)> = DigestMap::default();
+    // identity → (size, date, seen in the current day)
+    let mut previous: DigestMap<(Option<u64>, Option<i64>, bool)> = DigestMap::default();
     let mut raw = Raw::default();
     let mut r = open_spill(&prev_path)?;
-    while decode_into(&mut r, &mut raw, &prev_path)? {
+    while decode_head(&mut r, &mut raw, &prev_path)? {
+        skip_key(&mut r, &raw, &prev_path)?;
         if previous
-            .insert(raw.identity, (raw.size, raw.modified))
+            .insert(raw.identity, (raw.size, raw.modified, false))
             .is_some()
         {
             out.duplicates += 1;
@@ -470,32 +516,54 @@ fn compare_partition(
     drop(r);
     let cur_path = spill_path(dir, "current", p);
     let mut r = open_spill(&cur_path)?;
-    let mut seen = DigestSet::default();
-    while decode_into(&mut r, &mut raw, &cur_path)? {
-        if !seen.insert(raw.identity) {
-            out.duplicates += 1;
-            continue;
-        }
-        match previous.remove(&raw.identity) {
-            None => {
+    // Keys only in the current day (few): to count one listed twice once.
+    let mut added = DigestSet::default();
+    while decode_head(&mut r, &mut raw, &cur_path)? {
+        let output = match previous.get_mut(&raw.identity) {
+            Some((_, _, true)) => {
+                out.duplicates += 1;
+                false
+            }
+            Some((size, modified, seen)) => {
+                *seen = true;
+                let changed = *size != raw.size || *modified != raw.modified;
+                if changed {
+                    out.changed += 1;
+                } else {
+                    out.unchanged += 1;
+                }
+                changed
+            }
+            None if added.insert(raw.identity) => {
                 out.added += 1;
-                out.new.push(raw.row(current_buckets)?);
+                true
             }
-            Some((size, modified)) if size != raw.size || modified != raw.modified => {
-                out.changed += 1;
-                out.new.push(raw.row(current_buckets)?);
+            None => {
+                out.duplicates += 1;
+                false
             }
-            Some(_) => out.unchanged += 1,
+        };
+        if output {
+            read_key(&mut r, &mut raw, &cur_path)?;
+            out.new.push(raw.row(current_buckets)?);
+        } else {
+            skip_key(&mut r, &raw, &cur_path)?;
         }
     }
     drop(r);
-    drop(seen);
-    if !previous.is_empty() {
-        let mut gone: DigestSet = previous.into_keys().collect();
+    let mut gone: DigestSet = previous
+        .into_iter()
+        .filter(|(_, (_, _, seen))| !seen)
+        .map(|(id, _)| id)
+        .collect();
+    if !gone.is_empty() {
         let mut r = open_spill(&prev_path)?;
-        while decode_into(&mut r, &mut raw, &prev_path)? {
+        while decode_head(&mut r, &mut raw, &prev_path)? {
             if gone.remove(&raw.identity) {
+                read_key(&mut r, &mut raw, &prev_path)?;
                 out.gone.push(raw.row(previous_buckets)?);
+            } else {
+                skip_key(&mut r, &raw, &prev_path)?;
             }
         }
         out.gone.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
