@@ -142,6 +142,11 @@ pub async fn run_diff(options: &DiffOptions, reporter: &dyn Reporter) -> Result<
         ),
     )?;
     reporter.finish_phase();
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        spilled_bytes = previous.bytes + current.bytes,
+        "both days spilled"
+    );
     crate::fault::check("diff.after_spill")?;
     m.spilled_bytes = previous.bytes + current.bytes;
     (m.previous_keys, m.current_keys) = (previous.keys, current.keys);
@@ -204,6 +209,10 @@ pub async fn run_diff(options: &DiffOptions, reporter: &dyn Reporter) -> Result<
         }
         return Err(e);
     }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "partitions compared"
+    );
     crate::fault::check("diff.before_outputs")?;
     out_w.finish(Vec::new(), &out).await?;
     m.out = out.url().to_string();
