@@ -13,6 +13,7 @@ mod ingest;
 mod lock;
 mod progress;
 mod search;
+mod serve;
 mod stats;
 
 use std::io::IsTerminal;
@@ -82,6 +83,8 @@ enum Command {
     Index(index::IndexArgs),
     /// Inspect (`status`) or clear (`break`) the catalog lock.
     Lock(lock::LockArgs),
+    /// Serve the catalog as a read-only STAC API (item search, collections, paging, filter).
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -125,6 +128,7 @@ pub fn main() -> ExitCode {
             Command::Gc(args) => gc::run(args, show_progress).await,
             Command::Index(args) => index::run(args).await,
             Command::Lock(args) => lock::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
         }
     });
     match result {
@@ -181,10 +185,10 @@ fn init_tracing(verbose: u8, quiet: bool) {
 pub struct ReadTarget {
     /// Catalog database (path or s3://…/catalog.db).
     #[arg(long, default_value = ingest::DEFAULT_CATALOG)]
-    catalog: String,
+    pub catalog: String,
     /// Warehouse root (default: derived from the table location).
     #[arg(long)]
-    warehouse: Option<String>,
+    pub warehouse: Option<String>,
 }
 
 impl ReadTarget {
