@@ -52,6 +52,7 @@ pub const CONFORMANCE: &[&str] = &[
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
     "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-operators",
 ];
 
 /// An error response: `{"code": ..., "description": ...}`.

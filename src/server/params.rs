@@ -207,7 +207,11 @@ pub(super) fn from_body(body: &[u8], limits: Limits) -> Result<SearchParams> {
             // An `include` given as null or [] means the default set (fields extension).
             let include = match (f.contains_key("include"), include) {
                 (_, Some(i)) => i,
-                (true, None) => DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+                (true, None) => DEFAULT_FIELDS
+                    .iter()
+                    .filter(|f| !exclude.iter().any(|e| e == *f))
+                    .map(|s| s.to_string())
+                    .collect(),
                 (false, None) => Vec::new(),
             };
             Fields { include, exclude }
