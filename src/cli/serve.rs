@@ -87,5 +87,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<u8> {
     );
     drop(snap);
     routes::serve(api, listener, routes::shutdown_signal()).await?;
+    eprintln!("earthcatalog serve stopped (requests in flight finished)");
     Ok(EXIT_OK)
 }

@@ -420,6 +420,7 @@ pub fn s3_stub(
 /// An `earthcatalog serve` process on 127.0.0.1 (a free port), killed on drop.
 pub struct ServeProcess {
     child: Child,
+    reader: Option<std::thread::JoinHandle<()>>,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     logs: Arc<Mutex<String>>,
@@ -443,7 +444,7 @@ impl ServeProcess {
         let logs: Arc<Mutex<String>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(i) = line.find(" on http://") {
@@ -455,7 +456,12 @@ impl ServeProcess {
             }
         });
         match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(base) => Self { child, base, logs },
+            Ok(base) => Self {
+                child,
+                reader: Some(reader),
+                base,
+                logs,
+            },
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -500,6 +506,10 @@ impl ServeProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Every line it wrote is in the logs once the reader saw end of file.
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
                 return status;
             }
             assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
