@@ -149,9 +149,15 @@ async fn paging_stays_on_its_snapshot_across_a_reload_and_vanished_snapshots_are
         .collect();
     assert!(all_b.len() > all_a.len() && all_a.is_subset(&all_b));
 
+    // Paging resumed the suspended streams: no page was recomputed.
+    let (_, health, _) = call(&api, "GET", "/_health", "").await;
+    assert!(health["pages_resumed"].as_u64().unwrap() > 5, "{health}");
+    assert_eq!(health["pages_recomputed"], 0, "{health}");
     // A token already used is a cache miss: the page is recomputed, identically.
     let (_, again, _) = call(&api, "GET", &t2, "").await;
     assert_eq!(ids(&again), ids(&p2));
+    let (_, health, _) = call(&api, "GET", "/_health", "").await;
+    assert_eq!(health["pages_recomputed"], 1, "{health}");
 
     // Tokens are validated.
     let token = t3.split("token=").nth(1).unwrap().to_string();
@@ -718,4 +724,117 @@ fn a_handler_panic_answers_500_and_the_server_keeps_serving_until_sigterm() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}\n{}", server.logs());
     assert!(server.logs().contains("stopped"), "{}", server.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_are_found_through_the_id_locator_reading_only_their_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = add(dir.path(), 27, 150, 0.05).await;
+    let wh = earthcatalog::query::Warehouse::open(&catalog, None)
+        .await
+        .unwrap();
+    let locator = Location::parse(&wh.locator_path().unwrap()).unwrap();
+    let stats = earthcatalog::query::build_locator(wh.table().unwrap(), &locator)
+        .await
+        .unwrap();
+    assert!(stats.rows >= 140, "{stats:?}");
+    let api = Api::open(options(&catalog)).await.unwrap();
+    let view = api.snapshot();
+    let view = view.locator.as_ref().expect("the locator is used");
+    assert!(view.extra.is_empty());
+
+    // Every item with a collection, served as `search` returns it (server links aside).
+    let strip = |mut v: Json| {
+        if let Some(links) = v["links"].as_array_mut() {
+            links.retain(|l| {
+                !matches!(
+                    l["rel"].as_str(),
+                    Some("self" | "root" | "parent" | "collection")
+                )
+            });
+        }
+        v
+    };
+    let every = cli_search(&catalog, &[]);
+    let with_collection: Vec<&Json> = every
+        .iter()
+        .filter(|i| i["collection"].is_string())
+        .collect();
+    assert!(with_collection.len() > 100);
+    let path = |id: &str| {
+        format!(
+            "/collections/itslive-granules/items/{}",
+            url::form_urlencoded::byte_serialize(id.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        )
+    };
+    for item in &with_collection {
+        let id = item["id"].as_str().unwrap();
+        let (status, got, _) = call(&api, "GET", &path(id), "").await;
+        assert_eq!(status, 200, "{id}: {got}");
+        assert_eq!(strip(got), strip((*item).clone()), "{id}");
+    }
+    let (status, _, _) = call(&api, "GET", &path("no-such-item"), "").await;
+    assert_eq!(status, 404);
+
+    // Ids committed after the locator was built are found too (read into memory on load).
+    add(dir.path(), 28, 60, 0.0).await;
+    assert!(api.reload_if_changed().await.unwrap());
+    let snap = api.snapshot();
+    assert!(!snap.locator.as_ref().expect("still used").extra.is_empty());
+    let newer = cli_search(&catalog, &[]);
+    let added: Vec<&Json> = newer
+        .iter()
+        .filter(|i| i["collection"].is_string() && !every.iter().any(|o| o["id"] == i["id"]))
+        .collect();
+    assert!(!added.is_empty());
+    for item in &added {
+        let id = item["id"].as_str().unwrap();
+        let (status, got, _) = call(&api, "GET", &path(id), "").await;
+        assert_eq!(status, 200, "{id}: {got}");
+        assert_eq!(strip(got), strip((*item).clone()));
+    }
+
+    // Only the id's buckets are read: a file of another bucket going missing does not matter
+    // (a full scan would hit it and answer 410).
+    let target = with_collection[0];
+    let id = target["id"].as_str().unwrap();
+    let buckets = snap
+        .locator
+        .as_ref()
+        .unwrap()
+        .locator
+        .buckets(id)
+        .await
+        .unwrap();
+    assert!(!buckets.is_empty());
+    let cells: BTreeSet<String> = snap
+        .warehouse
+        .cached_files()
+        .unwrap()
+        .entries()
+        .iter()
+        .map(|(e, _)| e.file.clone())
+        .filter(|f| !buckets.contains(&(f.cell.clone(), f.year)))
+        .map(|f| f.path)
+        .collect();
+    let victim = cells
+        .iter()
+        .next()
+        .unwrap()
+        .trim_start_matches("file://")
+        .to_string();
+    std::fs::remove_file(&victim).unwrap();
+    let (status, _, _) = call(&api, "GET", &path(id), "").await;
+    assert_eq!(status, 200);
+    // An unknown id reads nothing at all.
+    let (status, _, _) = call(&api, "GET", &path("no-such-item"), "").await;
+    assert_eq!(status, 404);
+    // Without the locator a lookup scans every file (and trips over the missing one).
+    std::fs::remove_file(locator.url().trim_start_matches("file://")).unwrap();
+    let plain = Api::open(options(&catalog)).await.unwrap();
+    assert!(plain.snapshot().locator.is_none());
+    let (status, err, _) = call(&plain, "GET", &path("no-such-item"), "").await;
+    assert_eq!(status, 410, "{err}");
 }

@@ -20,6 +20,7 @@
 
 mod files;
 mod input;
+mod locate;
 mod prune;
 mod rehydrate;
 mod search;
@@ -37,6 +38,10 @@ pub use crate::catalog::prune::{Pruner, TimeFilter, temporal_match};
 pub use files::SnapshotFiles;
 pub use input::{
     bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point, parse_wkt,
+};
+pub use locate::{
+    Bucket, IdLocator, LocatorStats, ROW_GROUP_ROWS, build_locator, default_locator_path,
+    id_buckets, read_item,
 };
 pub use prune::{cell_list_sql, cells_for_geometry};
 pub use rehydrate::{ItemBatch, item_json, wkb_geometry, wkb_to_geojson, write_item};
@@ -237,6 +242,12 @@ impl Warehouse {
                     .as_deref()
                     .map(crate::hash_index::default_index_path)
             })
+    }
+
+    /// The id locator of this catalog: `<warehouse>_id_locator.parquet`, beside the hash index
+    /// (see [`IdLocator`]).
+    pub fn locator_path(&self) -> Option<String> {
+        self.warehouse.as_deref().map(default_locator_path)
     }
 
     /// The partitioner ingest used for this table (built once per handle).

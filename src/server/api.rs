@@ -223,6 +223,9 @@ pub struct Api {
     outstanding: AtomicUsize,
     reload: tokio::sync::Mutex<()>,
     last_reload_error: Mutex<Option<String>>,
+    /// Pages served from a suspended stream / recomputed by skipping (a cache miss).
+    pages_resumed: AtomicUsize,
+    pages_recomputed: AtomicUsize,
 }
 
 impl std::fmt::Debug for Api {
@@ -261,6 +264,8 @@ impl Api {
             outstanding: AtomicUsize::new(0),
             reload: tokio::sync::Mutex::new(()),
             last_reload_error: Mutex::new(None),
+            pages_resumed: AtomicUsize::new(0),
+            pages_recomputed: AtomicUsize::new(0),
             options,
         })
     }
@@ -379,6 +384,9 @@ impl Api {
             "files": s.warehouse.cached_files().map_or(0, |f| f.len()),
             "collections": s.collections.len(),
             "last_reload_error": *lock(&self.last_reload_error),
+            "pages_resumed": self.pages_resumed.load(Ordering::Relaxed),
+            "pages_recomputed": self.pages_recomputed.load(Ordering::Relaxed),
+            "id_locator": s.locator.is_some(),
         });
         respond(StatusCode::OK, JSON, body.to_string().into())
     }
@@ -587,8 +595,14 @@ impl Api {
         let resume = Token::new(snapshot_id, params.fingerprint, offset);
         let cached = lock(&self.pages).take(&resume, Instant::now());
         let mut stream: Pin<Box<Suspended>> = match cached {
-            Some(s) => s,
+            Some(s) => {
+                self.pages_resumed.fetch_add(1, Ordering::Relaxed);
+                s
+            }
             None => {
+                if offset > 0 {
+                    self.pages_recomputed.fetch_add(1, Ordering::Relaxed);
+                }
                 let source = self.source(snap, snapshot_id).await?;
                 let request = SearchRequest {
                     json_text_members: true,
@@ -663,6 +677,28 @@ impl Api {
     }
 
     async fn item(&self, base: &str, snap: Arc<Snapshot>, cid: &str, id: &str) -> Reply {
+        let not_found = || ApiError::not_found(format!("item {id:?} is not in collection {cid:?}"));
+        if let (Some(view), Some(files)) = (&snap.locator, snap.warehouse.cached_files()) {
+            // The buckets that hold the id, then only their files.
+            let buckets = view.buckets(id).await?;
+            let wanted: Vec<crate::query::FileEntry> = files
+                .entries()
+                .iter()
+                .filter(|(e, _)| buckets.contains(&(e.file.cell.clone(), e.file.year)))
+                .map(|(e, _)| e.file.clone())
+                .collect();
+            let item = crate::query::read_item(&wanted, id, true).await?;
+            let Some(mut item) = item.filter(|i| i["collection"].as_str() == Some(cid)) else {
+                return Err(not_found());
+            };
+            decorate_item(&mut item, base);
+            let mut body = Vec::new();
+            crate::query::write_item(&mut body, &item).map_err(|e| Error::Parse {
+                location: format!("item {id}"),
+                reason: e.to_string(),
+            })?;
+            return Ok(respond(StatusCode::OK, GEOJSON, body.into()));
+        }
         let request = SearchRequest::new()
             .with_ids([id])
             .with_collections([cid])
@@ -673,9 +709,7 @@ impl Api {
         };
         let mut items = snap.warehouse.search(&request).await?;
         let Some(item) = items.next().await else {
-            return Err(ApiError::not_found(format!(
-                "item {id:?} is not in collection {cid:?}"
-            )));
+            return Err(not_found());
         };
         let mut item = item?;
         decorate_item(&mut item, base);

@@ -41,7 +41,7 @@ mod state;
 use std::time::Duration;
 
 pub use api::Api;
-pub use state::{Snapshot, SourceVersion};
+pub use state::{LocatorView, Snapshot, SourceVersion};
 
 use crate::query::Warehouse;
 

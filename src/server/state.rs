@@ -6,8 +6,109 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::collections::{CollectionSummary, summarize};
 use super::{ServerOptions, open_warehouse};
 use crate::error::{Error, Result};
-use crate::query::Warehouse;
+use crate::hash_index::{IdHash, IndexStamp};
+use crate::query::{Bucket, IdLocator, Warehouse, id_buckets};
 use crate::store::Location;
+
+/// Most rows of files committed after the locator's snapshot that are read into memory to
+/// cover its gap; beyond that the locator is not used (rebuild it: `earthcatalog index locate`).
+const MAX_GAP_ROWS: u64 = 2_000_000;
+
+/// The id locator as it applies to one snapshot: the file, plus the buckets of ids in files
+/// committed after it was built.
+#[derive(Debug)]
+pub struct LocatorView {
+    /// The locator file.
+    pub locator: IdLocator,
+    /// Buckets of ids added since the locator's snapshot.
+    pub extra: HashMap<IdHash, Vec<Bucket>>,
+}
+
+impl LocatorView {
+    /// Every bucket that may hold `id`.
+    pub(super) async fn buckets(&self, id: &str) -> Result<Vec<Bucket>> {
+        let mut b = self.locator.buckets(id).await?;
+        if let Some(more) = self.extra.get(&crate::hash_index::hash_id(id)) {
+            b.extend(more.iter().cloned());
+        }
+        b.sort();
+        b.dedup();
+        Ok(b)
+    }
+}
+
+/// The locator for `wh`'s snapshot, when one exists for this table and its snapshot is in the
+/// current one's history (the ids of files committed since are read into memory). `None`
+/// (logged) otherwise: `items/{id}` then scans every file.
+async fn locator_for(wh: &Warehouse) -> Option<LocatorView> {
+    let table = wh.table()?;
+    let current = IndexStamp::of(table)?;
+    let path = wh.locator_path()?;
+    let fallback = |why: String| {
+        tracing::warn!(
+            locator = %path,
+            "{why}; items/{{id}} lookups scan every file (build it: earthcatalog index locate)"
+        );
+        None
+    };
+    let locator = match Location::parse(&path) {
+        Ok(loc) => match IdLocator::open(&loc).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return fallback("no id locator".into()),
+            Err(e) => return fallback(format!("the id locator cannot be read: {e}")),
+        },
+        Err(e) => return fallback(format!("bad locator path: {e}")),
+    };
+    let Some(stamp) = locator.stamp().cloned() else {
+        return fallback("the id locator records no snapshot".into());
+    };
+    if stamp.table_uuid != current.table_uuid {
+        return fallback(format!(
+            "the id locator belongs to table {}",
+            stamp.table_uuid
+        ));
+    }
+    // Snapshots committed after the locator's, newest first.
+    let md = table.metadata();
+    let mut gap = std::collections::HashSet::new();
+    let mut at = Some(current.snapshot_id);
+    while let Some(id) = at {
+        if id == stamp.snapshot_id {
+            break;
+        }
+        gap.insert(id);
+        at = md.snapshot_by_id(id).and_then(|s| s.parent_snapshot_id());
+    }
+    if at.is_none() {
+        return fallback(format!(
+            "the id locator's snapshot {} is not in the table's history",
+            stamp.snapshot_id
+        ));
+    }
+    let files: Vec<crate::query::FileEntry> = wh
+        .cached_files()?
+        .entries()
+        .iter()
+        .filter(|(e, _)| gap.contains(&e.file.snapshot_id))
+        .map(|(e, _)| e.file.clone())
+        .collect();
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    if rows > MAX_GAP_ROWS {
+        return fallback(format!(
+            "{rows} rows were committed after the id locator's snapshot (more than {MAX_GAP_ROWS})"
+        ));
+    }
+    let mut extra: HashMap<IdHash, Vec<Bucket>> = HashMap::new();
+    match id_buckets(&files).await {
+        Ok(pairs) => {
+            for (h, b) in pairs {
+                extra.entry(h).or_default().push(b);
+            }
+        }
+        Err(e) => return fallback(format!("reading the ids committed since the locator: {e}")),
+    }
+    Some(LocatorView { locator, extra })
+}
 
 /// What identifies one version of `catalog.db`: its ETag / object version when the store gives
 /// them, else (for local files too) its modification time and size.
@@ -59,6 +160,8 @@ pub struct Snapshot {
     pub version: SourceVersion,
     /// Collections with their extents, sorted by id.
     pub collections: Vec<CollectionSummary>,
+    /// The id locator, when one covers this snapshot.
+    pub locator: Option<LocatorView>,
 }
 
 impl Snapshot {
@@ -99,10 +202,12 @@ pub(super) async fn load(options: &ServerOptions, memo: &CollectionMemo) -> Resu
         Some(files) => summarize(files, memo).await?,
         None => Vec::new(),
     };
+    let locator = locator_for(&warehouse).await;
     Ok(Snapshot {
         warehouse,
         version,
         collections,
+        locator,
     })
 }
 
