@@ -6,7 +6,8 @@
 //! serve_load --base http://127.0.0.1:PORT --clients 8 --seconds 10 --page-from PATH
 //! ```
 //! `--paths`: one request path per line, taken round-robin. `--page-from`: each client pages
-//! from PATH to the end following `next` links, over and over (each page is one sample).
+//! from PATH following `next` links (to the end, or `--max-pages N`), over and over (each page
+//! is one sample, each walk one completed paging).
 //! Prints one JSON line: requests, errors, req/s, p50/p99/max latency in ms (and, when paging,
 //! complete walks and their median time).
 
@@ -53,6 +54,8 @@ async fn main() {
         None => Vec::new(),
     };
     let page_from = arg(&args, "--page-from");
+    let max_pages: usize =
+        arg(&args, "--max-pages").map_or(usize::MAX, |m| m.parse().expect("--max-pages N"));
     assert!(
         !paths.is_empty() || page_from.is_some(),
         "give --paths FILE or --page-from PATH"
@@ -83,7 +86,7 @@ async fn main() {
                 if let Some(first) = &page_from {
                     let walk = Instant::now();
                     let mut url = format!("{base}{first}");
-                    loop {
+                    for _ in 0..max_pages {
                         let t = Instant::now();
                         let r = http.get(&url).send().await;
                         let body = match r {

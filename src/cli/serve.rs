@@ -33,8 +33,9 @@ pub struct ServeArgs {
     /// Per-request time limit in seconds (then 504).
     #[arg(long, default_value_t = 30.0)]
     timeout_secs: f64,
-    /// Requests handled at once.
-    #[arg(long, default_value_t = 64)]
+    /// Requests handled at once (more wait in the queue: a 2-core machine gains nothing from
+    /// running more searches at once, and each holds its page in memory).
+    #[arg(long, default_value_t = 16)]
     max_in_flight: usize,
     /// Requests waiting for a slot before new ones get 503 + Retry-After.
     #[arg(long, default_value_t = 512)]

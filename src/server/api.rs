@@ -623,26 +623,42 @@ impl Api {
                 s
             }
         };
-        let mut items = Vec::with_capacity(params.limit.min(1024));
-        while items.len() < params.limit {
+        // GeoJSON items are written into the body as they arrive (memory: the body, not the
+        // parsed items); GeoParquet needs the page's items together.
+        let decorate = params.request.fields.is_empty();
+        let mut sink = match ctx.format {
+            Format::GeoJson => Sink::GeoJson(GeoJsonPage::start()),
+            Format::Parquet => Sink::Parquet(Vec::with_capacity(params.limit.min(1024))),
+        };
+        let mut n = 0usize;
+        while n < params.limit {
             match stream.next().await {
-                Some(item) => items.push(item?),
+                Some(item) => {
+                    let mut item = item?;
+                    match &mut sink {
+                        Sink::GeoJson(page) => {
+                            if decorate {
+                                decorate_item(&mut item, &ctx.base);
+                            }
+                            page.push(&item)?;
+                        }
+                        Sink::Parquet(items) => items.push(item),
+                    }
+                    n += 1;
+                }
                 None => break,
             }
         }
         let more = stream.as_mut().peek().await.is_some();
-        let returned = offset + items.len() as u64;
+        let returned = offset + n as u64;
         let next = more.then(|| Token::new(snapshot_id, params.fingerprint, returned));
         if let Some(t) = &next {
             lock(&self.pages).put(t, stream, Instant::now());
         }
         let matched = (!more).then_some(returned);
-        match ctx.format {
-            Format::Parquet => self.parquet_page(&ctx, items, next).await,
-            Format::GeoJson => {
-                let decorate = params.request.fields.is_empty();
-                geojson_page(&ctx, items, next, matched, decorate)
-            }
+        match sink {
+            Sink::Parquet(items) => self.parquet_page(&ctx, items, next).await,
+            Sink::GeoJson(page) => page.finish(&ctx, next, matched),
         }
     }
 
@@ -903,58 +919,68 @@ fn next_href(ctx: &PageContext, token: &Token) -> String {
     format!("{}{}?{}", ctx.base, ctx.path, ser.finish())
 }
 
-fn geojson_page(
-    ctx: &PageContext,
-    items: Vec<Json>,
-    next: Option<Token>,
-    matched: Option<u64>,
-    decorate: bool,
-) -> Reply {
-    let self_href = match &ctx.query {
-        Some(q) if ctx.method == Method::GET && !q.is_empty() => {
-            format!("{}{}?{q}", ctx.base, ctx.path)
-        }
-        _ => format!("{}{}", ctx.base, ctx.path),
-    };
-    let mut links = vec![
-        json!({"rel": "self", "type": GEOJSON, "href": self_href}),
-        json!({"rel": "root", "type": JSON, "href": format!("{}/", ctx.base)}),
-    ];
-    if let Some(t) = &next {
-        links.push(if ctx.method == Method::GET {
-            json!({"rel": "next", "type": GEOJSON, "method": "GET", "href": next_href(ctx, t)})
-        } else {
-            json!({"rel": "next", "type": GEOJSON, "method": "POST",
-                   "href": format!("{}{}", ctx.base, ctx.path),
-                   "body": {"token": t.encode()}, "merge": true})
-        });
+/// Where a page's items go.
+enum Sink {
+    GeoJson(GeoJsonPage),
+    Parquet(Vec<Json>),
+}
+
+/// A FeatureCollection written item by item.
+struct GeoJsonPage {
+    out: Vec<u8>,
+    n: usize,
+}
+
+impl GeoJsonPage {
+    fn start() -> Self {
+        let mut out = Vec::with_capacity(64 * 1024);
+        out.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
+        Self { out, n: 0 }
     }
-    let n = items.len();
-    let mut out: Vec<u8> = Vec::with_capacity(n * 2048 + 256);
-    let write = |out: &mut Vec<u8>| -> std::io::Result<()> {
-        use std::io::Write;
-        out.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[")?;
-        for (i, mut item) in items.into_iter().enumerate() {
-            if i > 0 {
-                out.write_all(b",")?;
-            }
-            if decorate {
-                decorate_item(&mut item, &ctx.base);
-            }
-            crate::query::write_item(&mut *out, &item)?;
+
+    fn push(&mut self, item: &Json) -> Result<()> {
+        if self.n > 0 {
+            self.out.push(b',');
         }
-        write!(out, "],\"links\":{}", Json::Array(links.clone()))?;
-        if let Some(m) = matched {
-            write!(out, ",\"numberMatched\":{m}")?;
-        }
+        crate::query::write_item(&mut self.out, item).map_err(|e| Error::Parse {
+            location: "a page of items".into(),
+            reason: e.to_string(),
+        })?;
+        self.n += 1;
         Ok(())
-    };
-    write(&mut out).map_err(|e| Error::Parse {
-        location: "a page of items".into(),
-        reason: e.to_string(),
-    })?;
-    out.extend_from_slice(format!(",\"numberReturned\":{n}}}").as_bytes());
-    Ok(respond(StatusCode::OK, GEOJSON, out.into()))
+    }
+
+    fn finish(mut self, ctx: &PageContext, next: Option<Token>, matched: Option<u64>) -> Reply {
+        let self_href = match &ctx.query {
+            Some(q) if ctx.method == Method::GET && !q.is_empty() => {
+                format!("{}{}?{q}", ctx.base, ctx.path)
+            }
+            _ => format!("{}{}", ctx.base, ctx.path),
+        };
+        let mut links = vec![
+            json!({"rel": "self", "type": GEOJSON, "href": self_href}),
+            json!({"rel": "root", "type": JSON, "href": format!("{}/", ctx.base)}),
+        ];
+        if let Some(t) = &next {
+            links.push(if ctx.method == Method::GET {
+                json!({"rel": "next", "type": GEOJSON, "method": "GET", "href": next_href(ctx, t)})
+            } else {
+                json!({"rel": "next", "type": GEOJSON, "method": "POST",
+                       "href": format!("{}{}", ctx.base, ctx.path),
+                       "body": {"token": t.encode()}, "merge": true})
+            });
+        }
+        self.out.extend_from_slice(b"],\"links\":");
+        self.out
+            .extend_from_slice(Json::Array(links).to_string().as_bytes());
+        if let Some(m) = matched {
+            self.out
+                .extend_from_slice(format!(",\"numberMatched\":{m}").as_bytes());
+        }
+        self.out
+            .extend_from_slice(format!(",\"numberReturned\":{}}}", self.n).as_bytes());
+        Ok(respond(StatusCode::OK, GEOJSON, self.out.into()))
+    }
 }
 
 #[cfg(test)]

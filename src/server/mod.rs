@@ -93,7 +93,7 @@ impl ServerOptions {
             max_body_bytes: 1 << 20,
             max_vertices: 10_000,
             request_timeout: Duration::from_secs(30),
-            max_in_flight: 64,
+            max_in_flight: 16,
             max_queued: 512,
             reload_every: Some(Duration::from_secs(30)),
             cors_origins: vec!["*".into()],
