@@ -97,7 +97,7 @@ fn a_catalog_on_s3_updated_by_an_ingest_is_picked_up_without_a_restart() {
         );
     };
     ingest("a", "31", "120");
-    let server = Arc::new(ServeProcess::start(cat, &["--reload-secs", "0.5"], &env));
+    let server = ServeProcess::start(cat, &["--reload-secs", "0.5"], &env);
     let first_snapshot = server.get("/_health").json()["snapshot_id"].clone();
     assert!(first_snapshot.is_i64(), "{first_snapshot}");
     let before: BTreeSet<String> = page_all(&server, "/search?limit=1000")
@@ -110,18 +110,21 @@ fn a_catalog_on_s3_updated_by_an_ingest_is_picked_up_without_a_restart() {
 
     // Clients keep searching while the catalog changes and the server swaps snapshots.
     let stop = Arc::new(AtomicBool::new(false));
+    // The client thread holds only the address (the process is killed when the test ends,
+    // even when it fails) and stops after a bounded time in any case.
     let client = {
-        let server = Arc::clone(&server);
+        let base = server.base.clone();
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             let mut statuses = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            let until = Instant::now() + Duration::from_secs(180);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
                 for path in [
                     "/search?limit=20&bbox=-180,-90,180,90",
                     "/collections/itslive-granules",
                     "/search?limit=5&datetime=2015-01-01T00:00:00Z/..",
                 ] {
-                    statuses.push((path, server.get(path).status));
+                    statuses.push((path, http_request(&base, "GET", path, &[], b"").status));
                 }
             }
             statuses

@@ -90,6 +90,11 @@ enum Command {
 /// Run the CLI and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::limit_malloc_arenas(if matches!(cli.command, Command::Serve(_)) {
+        4
+    } else {
+        2
+    });
     init_tracing(cli.verbose, cli.quiet);
     match earthcatalog::store::S3Options::from_env() {
         Ok(options) => {
