@@ -48,6 +48,7 @@ pub mod pipeline;
 pub mod query;
 pub mod report;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod synth;
 pub mod timestamp;

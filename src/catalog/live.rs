@@ -53,17 +53,19 @@ fn positions(spec: &PartitionSpec) -> (Option<usize>, Option<usize>) {
 }
 
 /// The live data files of one manifest in `pruner`'s cells, with their temporal extents when
-/// the pruner has a time filter (statistics of `time_fields` read).
+/// `read_time` (then `stat_fields` starts with the [`TIME_COLUMNS`] ids) and the statistics of
+/// the fields after those.
 async fn manifest_entries(
     m: &ManifestFile,
     io: &FileIO,
     spec: &PartitionSpec,
     pruner: &Pruner,
-    time_fields: &[i32],
-) -> Result<Vec<(FileEntry, TemporalExtent)>> {
+    stat_fields: &[i32],
+    read_time: bool,
+) -> Result<Vec<(StatEntry, TemporalExtent)>> {
     let (cell_pos, year_pos) = positions(spec);
     let mut out = Vec::new();
-    for e in avro::manifest_entries(m, io, time_fields).await? {
+    for e in avro::manifest_entries(m, io, stat_fields).await? {
         if !e.is_live_data() {
             continue;
         }
@@ -79,22 +81,30 @@ async fn manifest_entries(
         if !pruner.matches_cell(cell.as_deref()) {
             continue;
         }
-        let extent = if time_fields.is_empty() {
-            TemporalExtent::UNKNOWN
-        } else {
+        let extent = if read_time {
             entry_extent(&e, year)
+        } else {
+            TemporalExtent::UNKNOWN
         };
+        let stats = e
+            .stats
+            .get(TIME_COLUMNS.len()..)
+            .unwrap_or_default()
+            .to_vec();
         let sequence_number = e.sequence_number_in(m);
         let snapshot_id = e.snapshot_id_in(m);
         out.push((
-            FileEntry {
-                path: e.file_path,
-                cell,
-                year,
-                rows: u64::try_from(e.record_count).unwrap_or(0),
-                bytes: u64::try_from(e.file_size_in_bytes).unwrap_or(0),
-                sequence_number,
-                snapshot_id,
+            StatEntry {
+                file: FileEntry {
+                    path: e.file_path,
+                    cell,
+                    year,
+                    rows: u64::try_from(e.record_count).unwrap_or(0),
+                    bytes: u64::try_from(e.file_size_in_bytes).unwrap_or(0),
+                    sequence_number,
+                    snapshot_id,
+                },
+                stats,
             },
             extent,
         ));
@@ -104,18 +114,95 @@ async fn manifest_entries(
 
 /// The live data files of the table's current snapshot that `pruner` keeps.
 pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
+    scan_at(table, None, pruner).await
+}
+
+/// The live data files of snapshot `snapshot_id` (the current one when `None`) that `pruner`
+/// keeps. A snapshot the table's metadata does not list (expired, or of another table) is
+/// [`Error::NotFound`] naming it.
+pub async fn scan_at(table: &Table, snapshot_id: Option<i64>, pruner: &Pruner) -> Result<Scan> {
+    let read_time = pruner.time.is_some();
+    let (mut entries, manifests, manifests_pruned) =
+        entries_at(table, snapshot_id, pruner, read_time, &[]).await?;
+    pruner.retain_time(&mut entries);
+    let mut files: Vec<FileEntry> = entries.into_iter().map(|(f, _)| f.file).collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Scan {
+        files,
+        manifests,
+        manifests_pruned,
+    })
+}
+
+/// A live data file with the statistics of extra columns asked of [`live_entries`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatEntry {
+    /// The file.
+    pub file: FileEntry,
+    /// Statistics of the extra columns, in request order (unknown when the manifest has none).
+    pub stats: Vec<crate::catalog::avro::ColumnStats>,
+}
+
+/// Every live data file of snapshot `snapshot_id` (the current one when `None`) with its
+/// temporal extent (statistics of the [`TIME_COLUMNS`] read) and the statistics of the
+/// columns `extra` (by name; a column the schema lacks has none). Returns the entries and the
+/// number of data manifests. For callers that keep the file list in memory and prune it
+/// themselves ([`Pruner::matches_cell`], [`Pruner::retain_time`]).
+pub async fn live_entries(
+    table: &Table,
+    snapshot_id: Option<i64>,
+    extra: &[&str],
+) -> Result<(Vec<(StatEntry, TemporalExtent)>, usize)> {
+    let (entries, manifests, _) =
+        entries_at(table, snapshot_id, &Pruner::default(), true, extra).await?;
+    Ok((entries, manifests))
+}
+
+/// The snapshot `snapshot_id` of the table (the current one when `None`; `Ok(None)` for a
+/// table without snapshots).
+fn snapshot_of(
+    table: &Table,
+    snapshot_id: Option<i64>,
+) -> Result<Option<&iceberg::spec::SnapshotRef>> {
     let metadata = table.metadata();
-    let Some(snapshot) = metadata.current_snapshot() else {
-        return Ok(Scan::default());
+    match snapshot_id {
+        None => Ok(metadata.current_snapshot()),
+        Some(id) => match metadata.snapshot_by_id(id) {
+            Some(s) => Ok(Some(s)),
+            None => Err(Error::NotFound {
+                what: "snapshot".into(),
+                location: id.to_string(),
+                hint: format!(
+                    " in table {} (expired, or never part of its history)",
+                    metadata.uuid()
+                ),
+            }),
+        },
+    }
+}
+
+/// The live entries of a snapshot in `pruner`'s cells (manifests pruned by their partition
+/// summaries), with temporal extents when `read_time`, and the statistics of `extra` columns.
+/// Returns (entries, data manifests, manifests pruned).
+async fn entries_at(
+    table: &Table,
+    snapshot_id: Option<i64>,
+    pruner: &Pruner,
+    read_time: bool,
+    extra: &[&str],
+) -> Result<(Vec<(StatEntry, TemporalExtent)>, usize, usize)> {
+    let metadata = table.metadata();
+    let Some(snapshot) = snapshot_of(table, snapshot_id)? else {
+        return Ok((Vec::new(), 0, 0));
     };
     let list = crate::catalog::replace::manifest_files(table, snapshot).await?;
-    let mut out = Scan::default();
+    let (mut manifests, mut pruned) = (0, 0);
     let mut wanted = Vec::new();
     for manifest in list {
         if manifest.content != ManifestContentType::Data {
             continue;
         }
-        out.manifests += 1;
+        manifests += 1;
         let keep = match metadata.partition_spec_by_id(manifest.partition_spec_id) {
             Some(spec) => pruner.may_match_manifest(spec, manifest.partitions.as_deref()),
             None => true,
@@ -123,24 +210,21 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
         if keep {
             wanted.push(manifest);
         } else {
-            out.manifests_pruned += 1;
+            pruned += 1;
         }
     }
-    // Statistics of the temporal columns, by the current schema's field ids (a column the
-    // schema lacks has no statistics: unknown).
-    let time_fields: Vec<i32> = match pruner.time {
-        Some(_) => {
-            let schema = metadata.current_schema();
-            TIME_COLUMNS
-                .iter()
-                .map(|name| schema.field_by_name(name).map_or(-1, |f| f.id))
-                .collect()
-        }
-        None => Vec::new(),
-    };
-    let time_fields = &time_fields;
+    // Statistics of the temporal columns (then the extra ones), by the current schema's field
+    // ids (a column the schema lacks has no statistics: unknown).
+    let schema = metadata.current_schema();
+    let id_of = |name: &str| schema.field_by_name(name).map_or(-1, |f| f.id);
+    let mut stat_fields: Vec<i32> = Vec::new();
+    if read_time || !extra.is_empty() {
+        stat_fields.extend(TIME_COLUMNS.iter().map(|n| id_of(n)));
+    }
+    stat_fields.extend(extra.iter().map(|n| id_of(n)));
+    let stat_fields = &stat_fields;
     let file_io = table.file_io().clone();
-    let per_manifest: Vec<Vec<(FileEntry, TemporalExtent)>> = futures::stream::iter(wanted)
+    let per_manifest: Vec<Vec<(StatEntry, TemporalExtent)>> = futures::stream::iter(wanted)
         .map(|m| {
             let io = file_io.clone();
             let spec = metadata.partition_spec_by_id(m.partition_spec_id).cloned();
@@ -151,16 +235,15 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
                         m.manifest_path, m.partition_spec_id
                     ))
                 })?;
-                manifest_entries(&m, &io, &spec, pruner, time_fields).await
+                manifest_entries(&m, &io, &spec, pruner, stat_fields, read_time).await
             }
         })
         .buffer_unordered(MANIFEST_CONCURRENCY)
         .try_collect()
         .await?;
-    let mut entries: Vec<(FileEntry, TemporalExtent)> =
-        per_manifest.into_iter().flatten().collect();
-    pruner.retain_time(&mut entries);
-    out.files = entries.into_iter().map(|(f, _)| f).collect();
-    out.files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    Ok((
+        per_manifest.into_iter().flatten().collect(),
+        manifests,
+        pruned,
+    ))
 }

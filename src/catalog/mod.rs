@@ -187,6 +187,15 @@ impl Catalog {
         &self.db_path
     }
 
+    /// The version (ETag / object version) of the remote `catalog.db` as downloaded or last
+    /// uploaded; `None` for a local catalog or a remote one that did not exist yet.
+    pub fn remote_version(&self) -> Option<object_store::UpdateVersion> {
+        match self.remote_version.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
     /// Whether the catalog lives on object storage.
     pub fn is_remote(&self) -> bool {
         self.remote.is_some()

@@ -24,6 +24,20 @@ enum IndexCommand {
     Verify(IndexTarget),
     /// Rebuild the index from the `id` column of the table's live files (under the lock).
     Rebuild(RebuildArgs),
+    /// Build the id locator (id → buckets, for `serve`'s items/{id}) from the live files.
+    Locate(LocateArgs),
+}
+
+#[derive(Debug, Args)]
+struct LocateArgs {
+    #[command(flatten)]
+    target: super::ReadTarget,
+    /// Where to write it (default: `<warehouse>_id_locator.parquet`).
+    #[arg(long)]
+    output: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +83,38 @@ pub async fn run(args: IndexArgs) -> anyhow::Result<u8> {
         IndexCommand::Stats(t) => stats(t).await,
         IndexCommand::Verify(t) => verify(t).await,
         IndexCommand::Rebuild(r) => rebuild(r).await,
+        IndexCommand::Locate(l) => locate(l).await,
     }
+}
+
+async fn locate(args: LocateArgs) -> anyhow::Result<u8> {
+    let wh = args.target.open().await?;
+    let table = wh
+        .table()
+        .ok_or_else(|| UsageError("the catalog has no table: nothing to locate".into()))?;
+    let path = match &args.output {
+        Some(p) => p.clone(),
+        None => wh
+            .locator_path()
+            .ok_or_else(|| UsageError("no warehouse known: give --output".into()))?,
+    };
+    let stats = earthcatalog::query::build_locator(table, &Location::parse(&path)?).await?;
+    if args.json {
+        super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&stats)?));
+    } else {
+        super::print_stdout(&format!(
+            "id locator {}: {} rows ({} buckets, {} files), snapshot {}\n",
+            stats.path,
+            stats.rows,
+            stats.buckets,
+            stats.files,
+            stats
+                .stamp
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |s| s.snapshot_id.to_string())
+        ));
+    }
+    Ok(EXIT_OK)
 }
 
 async fn stats(t: IndexTarget) -> anyhow::Result<u8> {

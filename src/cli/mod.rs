@@ -15,6 +15,7 @@ mod ingest;
 mod lock;
 mod progress;
 mod search;
+mod serve;
 mod stats;
 
 use std::io::IsTerminal;
@@ -84,11 +85,18 @@ enum Command {
     Index(index::IndexArgs),
     /// Inspect (`status`) or clear (`break`) the catalog lock.
     Lock(lock::LockArgs),
+    /// Serve the catalog as a read-only STAC API (item search, collections, paging, filter).
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Run the CLI and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::limit_malloc_arenas(if matches!(cli.command, Command::Serve(_)) {
+        4
+    } else {
+        2
+    });
     init_tracing(cli.verbose, cli.quiet);
     match earthcatalog::store::S3Options::from_env() {
         Ok(options) => {
@@ -127,6 +135,7 @@ pub fn main() -> ExitCode {
             Command::Gc(args) => gc::run(args, show_progress).await,
             Command::Index(args) => index::run(args).await,
             Command::Lock(args) => lock::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
         }
     });
     match result {
@@ -183,10 +192,10 @@ fn init_tracing(verbose: u8, quiet: bool) {
 pub struct ReadTarget {
     /// Catalog database (path or s3://…/catalog.db).
     #[arg(long, default_value = ingest::DEFAULT_CATALOG)]
-    catalog: String,
+    pub catalog: String,
     /// Warehouse root (default: derived from the table location).
     #[arg(long)]
-    warehouse: Option<String>,
+    pub warehouse: Option<String>,
 }
 
 impl ReadTarget {

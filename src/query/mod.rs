@@ -18,7 +18,9 @@
 //!   year instead of crashing (python-failures.md D1).
 //! * **Read-only.** Opening never creates a catalog: a missing local `catalog.db` is an error.
 
+mod files;
 mod input;
+mod locate;
 mod prune;
 mod rehydrate;
 mod search;
@@ -31,10 +33,15 @@ use chrono::{DateTime, Utc};
 use geo_types::Geometry;
 use iceberg::table::Table;
 
-pub use crate::catalog::live::{FileEntry, Scan};
+pub use crate::catalog::live::{FileEntry, Scan, StatEntry};
 pub use crate::catalog::prune::{Pruner, TimeFilter, temporal_match};
+pub use files::SnapshotFiles;
 pub use input::{
     bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point, parse_wkt,
+};
+pub use locate::{
+    Bucket, IdLocator, LocatorStats, ROW_GROUP_ROWS, build_locator, default_locator_path,
+    id_buckets, read_item,
 };
 pub use prune::{cell_list_sql, cells_for_geometry};
 pub use rehydrate::{ItemBatch, item_json, wkb_geometry, wkb_to_geojson, write_item};
@@ -58,13 +65,21 @@ use crate::store::Location;
 /// Buckets listed in [`CatalogInfo::top_buckets`].
 pub const TOP_BUCKETS: usize = 15;
 
-/// A read-only handle on a catalog and its warehouse.
+/// A read-only handle on a catalog and its warehouse, reading the table's current snapshot or
+/// one pinned with [`Warehouse::at_snapshot`].
+#[derive(Clone)]
 pub struct Warehouse {
     catalog_url: String,
-    _catalog: Catalog,
+    catalog: Arc<Catalog>,
     table: Option<Table>,
     warehouse: Option<String>,
     grid: GridConfig,
+    /// The snapshot read; `None`: the table's current one.
+    pinned: Option<i64>,
+    /// The grid's partitioner, built once.
+    partitioner: Arc<tokio::sync::OnceCell<Arc<dyn Partitioner>>>,
+    /// The snapshot's live files held in memory ([`Warehouse::cache_files`]).
+    files: Option<Arc<SnapshotFiles>>,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -74,6 +89,8 @@ impl std::fmt::Debug for Warehouse {
             .field("warehouse", &self.warehouse)
             .field("grid", &self.grid)
             .field("table_exists", &self.table.is_some())
+            .field("pinned", &self.pinned)
+            .field("files_cached", &self.files.is_some())
             .finish()
     }
 }
@@ -127,11 +144,77 @@ impl Warehouse {
         };
         Ok(Self {
             catalog_url: catalog.to_string(),
-            _catalog: cat,
+            catalog: Arc::new(cat),
             table,
             warehouse,
             grid,
+            pinned: None,
+            partitioner: Arc::default(),
+            files: None,
         })
+    }
+
+    /// The same warehouse reading snapshot `snapshot_id` of the table (from its metadata
+    /// history) instead of the current one. A snapshot the table does not list (expired by
+    /// maintenance, or of another table) is [`Error::NotFound`]. The in-memory file list of
+    /// [`Warehouse::cache_files`] is not carried over.
+    pub fn at_snapshot(&self, snapshot_id: i64) -> Result<Self> {
+        let known = self
+            .table
+            .as_ref()
+            .is_some_and(|t| t.metadata().snapshot_by_id(snapshot_id).is_some());
+        if !known {
+            return Err(Error::NotFound {
+                what: "snapshot".into(),
+                location: snapshot_id.to_string(),
+                hint: format!(" in the table of catalog {}", self.catalog_url),
+            });
+        }
+        let mut out = self.clone();
+        out.pinned = Some(snapshot_id);
+        out.files = None;
+        Ok(out)
+    }
+
+    /// The snapshot this handle reads: the pinned one, else the table's current one (`None`
+    /// for a missing table or one without snapshots).
+    pub fn snapshot_id(&self) -> Option<i64> {
+        self.pinned.or_else(|| {
+            self.table
+                .as_ref()
+                .and_then(|t| t.metadata().current_snapshot_id())
+        })
+    }
+
+    /// Read the snapshot's live file list (with temporal extents and `collection` bounds)
+    /// once and keep it in memory: later [`Warehouse::scan`]s and searches prune it without
+    /// reading manifests (a server answering many queries of one snapshot). Memory: a few
+    /// hundred bytes per live file.
+    pub async fn cache_files(&mut self) -> Result<()> {
+        let Some(table) = &self.table else {
+            self.files = Some(Arc::new(SnapshotFiles::default()));
+            return Ok(());
+        };
+        let (entries, manifests) =
+            crate::catalog::live::live_entries(table, self.pinned, &["collection"]).await?;
+        self.files = Some(Arc::new(SnapshotFiles::new(entries, manifests)));
+        Ok(())
+    }
+
+    /// The in-memory file list, when [`Warehouse::cache_files`] loaded it.
+    pub fn cached_files(&self) -> Option<&Arc<SnapshotFiles>> {
+        self.files.as_ref()
+    }
+
+    /// The version (ETag / object version) of a remote `catalog.db` as downloaded; `None` for
+    /// a local catalog.
+    pub fn catalog_version(&self) -> Option<object_store::UpdateVersion> {
+        self.catalog.remote_version()
+    }
+
+    /// The catalog location as given to [`Warehouse::open`].
+    pub fn catalog_url(&self) -> &str {
+        &self.catalog_url
     }
 
     /// The table, if it exists.
@@ -161,9 +244,18 @@ impl Warehouse {
             })
     }
 
-    /// The partitioner ingest used for this table.
+    /// The id locator of this catalog: `<warehouse>_id_locator.parquet`, beside the hash index
+    /// (see [`IdLocator`]).
+    pub fn locator_path(&self) -> Option<String> {
+        self.warehouse.as_deref().map(default_locator_path)
+    }
+
+    /// The partitioner ingest used for this table (built once per handle).
     pub async fn partitioner(&self) -> Result<Arc<dyn Partitioner>> {
-        self.grid.load_partitioner().await
+        self.partitioner
+            .get_or_try_init(|| self.grid.load_partitioner())
+            .await
+            .cloned()
     }
 
     /// The cells (partition keys) a query geometry touches.
@@ -172,11 +264,14 @@ impl Warehouse {
         Ok(cells_for_geometry(partitioner.as_ref(), geometry))
     }
 
-    /// The live data files of the current snapshot that `pruner` keeps.
+    /// The live data files of the snapshot read (see [`Warehouse::snapshot_id`]) that
+    /// `pruner` keeps; from memory after [`Warehouse::cache_files`].
     pub async fn scan(&self, pruner: &Pruner) -> Result<Scan> {
-        match &self.table {
-            Some(t) if !pruner.is_empty() => crate::catalog::live::scan(t, pruner).await,
-            _ => Ok(Scan::default()),
+        match (&self.table, &self.files) {
+            (Some(_), _) if pruner.is_empty() => Ok(Scan::default()),
+            (Some(_), Some(files)) => Ok(files.scan(pruner)),
+            (Some(t), None) => crate::catalog::live::scan_at(t, self.pinned, pruner).await,
+            (None, _) => Ok(Scan::default()),
         }
     }
 

@@ -174,9 +174,10 @@ impl SortBy {
 /// STAC API fields extension: which members to return.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields {
-    /// Only these paths (plus `type` and `id`); empty: everything.
+    /// Only these paths (plus `type`, `stac_version`, `id` and `collection`); empty: everything.
     pub include: Vec<String>,
-    /// Remove these paths (a path also included is kept).
+    /// Remove these paths (a path also included, or with a more specific path included, is
+    /// kept).
     pub exclude: Vec<String>,
 }
 
@@ -211,7 +212,7 @@ impl Fields {
         };
         if !self.include.is_empty() {
             let mut out = Map::new();
-            for key in ["type", "id"] {
+            for key in ["type", "stac_version", "id", "collection"] {
                 if let Some(v) = obj.get(key) {
                     out.insert(key.into(), v.clone());
                 }
@@ -225,7 +226,14 @@ impl Fields {
             obj = out;
         }
         for path in &self.exclude {
-            if self.include.contains(path) {
+            // An included path wins over the same or a less specific exclusion
+            // (`-properties,+properties.platform` keeps the platform).
+            let prefix = format!("{path}.");
+            if self
+                .include
+                .iter()
+                .any(|i| i == path || i.starts_with(&prefix))
+            {
                 continue;
             }
             let segs = resolve(&obj, path);
@@ -1205,6 +1213,13 @@ mod tests {
             f.apply(item.clone()),
             serde_json::json!({"type": "Feature", "id": "a", "bbox": [0, 0, 1, 1],
                 "properties": {"platform": "LC08"}})
+        );
+        let with_ids = serde_json::json!({"type": "Feature", "stac_version": "1.0.0", "id": "a",
+            "collection": "c", "geometry": null, "properties": {"platform": "LC08", "n": 1}});
+        assert_eq!(
+            Fields::parse("-properties,+properties.platform").apply(with_ids),
+            serde_json::json!({"type": "Feature", "stac_version": "1.0.0", "id": "a",
+                "collection": "c", "properties": {"platform": "LC08"}})
         );
         let f = Fields::parse("-assets,-links,-n");
         let out = f.apply(item.clone());

@@ -1,0 +1,218 @@
+//! `next` tokens and the cache of suspended result streams.
+//!
+//! A token is base64url (no padding) of `{"v":1,"s":<snapshot id or null>,"q":"<fingerprint>",
+//! "o":<items already returned>}`. It is opaque to clients and validated on the way in: a token
+//! that does not decode, has another version, or belongs to another query is a 400 naming
+//! `token`.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::stream::{BoxStream, Peekable};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+
+/// Longest token accepted (a real one is well under 200 bytes).
+const MAX_TOKEN_BYTES: usize = 1024;
+
+/// A decoded paging token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Token {
+    /// Format version.
+    v: u8,
+    /// The snapshot the search reads.
+    pub(super) s: Option<i64>,
+    /// Fingerprint of the query (hex of xxh3-64).
+    #[serde(with = "hex_u64")]
+    pub(super) q: u64,
+    /// Items already returned.
+    pub(super) o: u64,
+}
+
+mod hex_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:016x}"))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(d)?;
+        u64::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Token {
+    pub(super) fn new(snapshot: Option<i64>, fingerprint: u64, offset: u64) -> Self {
+        Self {
+            v: 1,
+            s: snapshot,
+            q: fingerprint,
+            o: offset,
+        }
+    }
+
+    /// The token text.
+    pub(super) fn encode(&self) -> String {
+        // Serialising this struct cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// Decode and check a token given for a query with `fingerprint`.
+    pub(super) fn decode(text: &str, fingerprint: u64) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::invalid_argument(
+                "token",
+                format!(
+                    "{why}; use the `next` link of the previous page, or start again without a token"
+                ),
+            )
+        };
+        if text.len() > MAX_TOKEN_BYTES {
+            return Err(bad("the token is too long"));
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim().trim_end_matches('='))
+            .map_err(|_| bad("not a token this server issued (not base64url)"))?;
+        let token: Token =
+            serde_json::from_slice(&bytes).map_err(|_| bad("not a token this server issued"))?;
+        if token.v != 1 {
+            return Err(bad(&format!("token version {} is not supported", token.v)));
+        }
+        if token.q != fingerprint {
+            return Err(bad(
+                "the token belongs to a different query (the parameters other than limit and \
+                 token must stay the same while paging)",
+            ));
+        }
+        Ok(token)
+    }
+}
+
+/// A result stream suspended after the items already returned (a peek tells whether more
+/// follow).
+pub(super) type Suspended = Peekable<BoxStream<'static, Result<Json>>>;
+
+/// Where a suspended stream resumes: (snapshot, fingerprint, offset).
+type Key = (Option<i64>, u64, u64);
+
+/// A bounded cache of suspended streams, evicted by age and, when full, oldest first.
+pub(super) struct PageCache {
+    capacity: usize,
+    ttl: Duration,
+    entries: HashMap<Key, (Instant, Pin<Box<Suspended>>)>,
+}
+
+impl std::fmt::Debug for PageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCache")
+            .field("capacity", &self.capacity)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl PageCache {
+    pub(super) fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            capacity,
+            ttl,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// Take the stream that resumes at `token` (it is removed: one reader at a time).
+    pub(super) fn take(&mut self, token: &Token, now: Instant) -> Option<Pin<Box<Suspended>>> {
+        self.evict(now);
+        self.entries
+            .remove(&(token.s, token.q, token.o))
+            .map(|(_, s)| s)
+    }
+
+    /// Keep a stream that resumes at `token`.
+    pub(super) fn put(&mut self, token: &Token, stream: Pin<Box<Suspended>>, now: Instant) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.evict(now);
+        while self.entries.len() >= self.capacity {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| *k);
+            match oldest {
+                Some(k) => {
+                    self.entries.remove(&k);
+                }
+                None => break,
+            }
+        }
+        self.entries
+            .insert((token.s, token.q, token.o), (now, stream));
+    }
+
+    fn evict(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        self.entries
+            .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[test]
+    fn tokens_round_trip_and_bad_ones_name_the_parameter() {
+        let t = Token::new(Some(42), 0xdead_beef, 30);
+        let text = t.encode();
+        assert_eq!(Token::decode(&text, 0xdead_beef).unwrap(), t);
+        for bad in ["", "!!!", "bm90IGpzb24", &"A".repeat(2000)] {
+            let e = Token::decode(bad, 1).unwrap_err();
+            assert!(e.to_string().starts_with("token:"), "{bad}: {e}");
+        }
+        let e = Token::decode(&text, 7).unwrap_err();
+        assert!(e.to_string().contains("different query"), "{e}");
+        let v2 = URL_SAFE_NO_PAD.encode(br#"{"v":2,"s":null,"q":"00","o":0}"#);
+        assert!(
+            Token::decode(&v2, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("version 2")
+        );
+    }
+
+    fn stream() -> Pin<Box<Suspended>> {
+        Box::pin(futures::stream::empty().boxed().peekable())
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_evicts_by_age() {
+        let now = Instant::now();
+        let mut c = PageCache::new(2, Duration::from_secs(10));
+        let t = |o| Token::new(None, 1, o);
+        c.put(&t(1), stream(), now);
+        c.put(&t(2), stream(), now + Duration::from_secs(1));
+        c.put(&t(3), stream(), now + Duration::from_secs(2));
+        assert_eq!(c.len(), 2);
+        // The oldest went first.
+        assert!(c.take(&t(1), now + Duration::from_secs(2)).is_none());
+        assert!(c.take(&t(2), now + Duration::from_secs(2)).is_some());
+        // Taken means gone; expired means gone.
+        assert!(c.take(&t(2), now + Duration::from_secs(2)).is_none());
+        assert!(c.take(&t(3), now + Duration::from_secs(13)).is_none());
+    }
+}
