@@ -228,10 +228,13 @@ fn old_enough(
     now - written >= min_age
 }
 
-struct Bucket {
-    key: PartitionValue,
-    /// (url, sequence number, size, rows) of live files, oldest first.
-    files: Vec<(String, i64, u64, u64)>,
+/// The files of one (cell, year) to merge.
+pub(crate) struct Bucket {
+    /// The partition.
+    pub(crate) key: PartitionValue,
+    /// (url, sequence number, size, rows) of its files; the sequence number ranks versions
+    /// for the dedup tie-break (higher = committed later).
+    pub(crate) files: Vec<(String, i64, u64, u64)>,
 }
 
 async fn compact_inner(
@@ -465,16 +468,21 @@ async fn compact_inner(
     Ok(metrics)
 }
 
-struct MergedBucket {
-    files: Vec<(iceberg::spec::DataFile, u64)>,
-    rows_before: u64,
-    rows_after: u64,
-    bytes: u64,
+/// What a bucket merge wrote.
+pub(crate) struct MergedBucket {
+    /// The catalog entries of the written files, with their sizes.
+    pub(crate) files: Vec<(iceberg::spec::DataFile, u64)>,
+    /// Rows read.
+    pub(crate) rows_before: u64,
+    /// Rows written (after dedup).
+    pub(crate) rows_after: u64,
+    /// Bytes written.
+    pub(crate) bytes: u64,
 }
 
 /// What every bucket merge of one run shares: where files go and how they are encoded.
 #[derive(Clone)]
-struct MergeContext {
+pub(crate) struct MergeContext {
     warehouse: Location,
     placement: Arc<Placement>,
     columns: Arc<Columns>,
@@ -483,11 +491,64 @@ struct MergeContext {
     spec_id: i32,
     writer: WriterOptions,
     max_rows: Option<usize>,
+    /// Outputs are named `<prefix>_<8 hex>.parquet`.
+    prefix: String,
+    /// Split outputs at about this many bytes (estimated from the inputs' bytes per row).
+    target_bytes: Option<u64>,
 }
 
 impl MergeContext {
+    /// A context from its parts: outputs go to `warehouse` placed by `placement`, encoded with
+    /// the columns `table_cols` (field ids included) of `schema`.
+    pub(crate) fn new(
+        warehouse: &Location,
+        placement: Placement,
+        table_cols: Vec<crate::schema::TableColumn>,
+        schema: iceberg::spec::SchemaRef,
+        spec_id: i32,
+        writer: WriterOptions,
+        max_rows: Option<usize>,
+    ) -> Self {
+        Self {
+            warehouse: warehouse.clone(),
+            placement: Arc::new(placement),
+            columns: Arc::new(Columns::new(&table_cols)),
+            table_cols: Arc::new(table_cols),
+            schema,
+            spec_id,
+            writer,
+            max_rows,
+            prefix: "compacted".to_string(),
+            target_bytes: None,
+        }
+    }
+
+    /// Name outputs `<prefix>_<8 hex>.parquet` and split them at about `target_bytes`.
+    pub(crate) fn with_output(mut self, prefix: &str, target_bytes: Option<u64>) -> Self {
+        self.prefix = prefix.to_string();
+        self.target_bytes = target_bytes;
+        self
+    }
+
+    /// The most rows an output of `bucket` may hold: `max_rows`, and the target size divided
+    /// by the inputs' bytes per row.
+    fn rows_per_file(&self, bucket: &Bucket) -> Option<usize> {
+        let by_size = self.target_bytes.and_then(|target| {
+            let bytes: u64 = bucket.files.iter().map(|f| f.2).sum();
+            let rows: u64 = bucket.files.iter().map(|f| f.3).sum();
+            (bytes > 0 && rows > 0).then(|| {
+                let per_row = (bytes as f64 / rows as f64).max(1.0);
+                ((target as f64 / per_row) as usize).max(1)
+            })
+        });
+        match (self.max_rows, by_size) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The context of `table` in `warehouse` (its layout and grid place the outputs).
-    async fn of(
+    pub(crate) async fn of(
         table: &iceberg::table::Table,
         warehouse: &Location,
         writer: WriterOptions,
@@ -496,24 +557,22 @@ impl MergeContext {
         let md = table.metadata();
         let grid = crate::catalog::grid_from_properties(md.properties())?;
         let layout = crate::catalog::table_layout(table).await?;
-        let table_cols = table_columns(md.current_schema());
-        Ok(Self {
-            warehouse: warehouse.clone(),
-            placement: Arc::new(Placement::new(layout, &grid)),
-            columns: Arc::new(Columns::new(&table_cols)),
-            table_cols: Arc::new(table_cols),
-            schema: md.current_schema().clone(),
-            spec_id: md.default_partition_spec_id(),
+        Ok(Self::new(
+            warehouse,
+            Placement::new(layout, &grid),
+            table_columns(md.current_schema()),
+            md.current_schema().clone(),
+            md.default_partition_spec_id(),
             writer,
             max_rows,
-        })
+        ))
     }
 }
 
 /// Merge a bucket's files into new files (dedup by the version rule, sort, split at
 /// `max_rows`), dropping the rows whose id digest is in `exclude`; write them and build their
 /// catalog entries. Nothing is committed or deleted here.
-async fn merge_bucket(
+pub(crate) async fn merge_bucket(
     bucket: &Bucket,
     ctx: &MergeContext,
     exclude: Option<Arc<std::collections::HashSet<crate::hash_index::IdHash>>>,
@@ -521,8 +580,9 @@ async fn merge_bucket(
     let warehouse = &ctx.warehouse;
     let (columns, table_cols) = (ctx.columns.clone(), ctx.table_cols.clone());
     let (schema, spec_id) = (&ctx.schema, ctx.spec_id);
-    let (writer, max_rows) = (ctx.writer.clone(), ctx.max_rows);
+    let (writer, max_rows) = (ctx.writer.clone(), ctx.rows_per_file(bucket));
     let placement = ctx.placement.clone();
+    let prefix = ctx.prefix.clone();
     // Read every file (oldest committed first) with its rank for the dedup tie-break.
     let mut ordered = bucket.files.clone();
     ordered.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
@@ -538,7 +598,7 @@ async fn merge_bucket(
     let encoded = tokio::task::spawn_blocking(move || -> Result<_> {
         let name_of = || {
             format!(
-                "{}/compacted_{:08x}.parquet",
+                "{}/{prefix}_{:08x}.parquet",
                 placement.dir(&key),
                 uuid::Uuid::new_v4().as_u128() as u32
             )
