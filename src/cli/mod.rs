@@ -1,5 +1,6 @@
 //! Command-line layer: clap types, settings resolution, one module per subcommand.
 
+mod backfill;
 mod compact;
 mod config;
 mod delta;
@@ -82,6 +83,8 @@ enum Command {
     Index(index::IndexArgs),
     /// Inspect (`status`) or clear (`break`) the catalog lock.
     Lock(lock::LockArgs),
+    /// Scale a backfill out over a job scheduler: plan, map, reduce, commit, status.
+    Backfill(backfill::BackfillArgs),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -125,6 +128,7 @@ pub fn main() -> ExitCode {
             Command::Gc(args) => gc::run(args, show_progress).await,
             Command::Index(args) => index::run(args).await,
             Command::Lock(args) => lock::run(args).await,
+            Command::Backfill(args) => backfill::run(args, show_progress).await,
         }
     });
     match result {

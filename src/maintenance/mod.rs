@@ -717,7 +717,8 @@ pub fn canonical(path: &str) -> String {
 /// Objects deleted concurrently.
 const DELETE_CONCURRENCY: usize = 16;
 
-async fn delete_all(urls: &[String]) -> Result<()> {
+/// Delete the objects at `urls` (missing ones are fine).
+pub(crate) async fn delete_all(urls: &[String]) -> Result<()> {
     futures::stream::iter(urls)
         .map(|u| delete_url(u))
         .buffer_unordered(DELETE_CONCURRENCY)
