@@ -207,6 +207,13 @@ pub async fn commit_with_clock(
     crate::lock::release_after(lock, result).await
 }
 
+/// `commit.json`: what the commit replaces, written before it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CommitRecord {
+    /// Canonical URLs of the table files the commit removes.
+    replaced: Vec<String>,
+}
+
 /// A live table file of a bucket the backfill writes.
 struct LiveFile {
     /// Canonical URL.
@@ -275,6 +282,7 @@ impl Committer<'_> {
                     let loc = Location::parse(&plan.hash_index)?;
                     self.m.index_reconciled = Some(hash_index::reconcile(&table, &loc).await?);
                 }
+                self.delete_replaced(&table).await?;
                 table
             }
             None => self.register(&catalog, table, &maps, &mut t).await?,
@@ -427,6 +435,15 @@ impl Committer<'_> {
             self.lap("merge", t);
         }
 
+        // What the commit replaces, for a crash between the commit and the deletes.
+        let replaced: Vec<String> = removed.iter().map(|p| canonical(p)).collect();
+        super::put_json(
+            &self.staging.commit_record(),
+            &CommitRecord {
+                replaced: replaced.clone(),
+            },
+        )
+        .await?;
         if let Some(lock) = self.lock {
             lock.verify().await?;
         }
@@ -489,9 +506,8 @@ impl Committer<'_> {
             }
             self.lap("index", t);
         }
-        crate::maintenance::delete_all(&removed.iter().map(|p| canonical(p)).collect::<Vec<_>>())
-            .await?;
-        self.m.files_deleted += removed.len() as u64;
+        crate::maintenance::delete_all(&replaced).await?;
+        self.m.files_deleted += replaced.len() as u64;
         Ok(table)
     }
 
@@ -677,6 +693,29 @@ impl Committer<'_> {
             .collect()
             .await;
         entries.into_iter().collect()
+    }
+
+    /// After a crash between the commit and its deletes: delete the files the commit
+    /// replaced (recorded before it), unless a later commit registered them again.
+    async fn delete_replaced(&mut self, table: &Table) -> Result<()> {
+        let Some(record) = super::read_json::<CommitRecord>(&self.staging.commit_record()).await?
+        else {
+            return Ok(());
+        };
+        let live: HashSet<String> = crate::catalog::live::scan(table, &Pruner::default())
+            .await?
+            .files
+            .iter()
+            .map(|f| canonical(&f.path))
+            .collect();
+        let gone: Vec<String> = record
+            .replaced
+            .into_iter()
+            .filter(|u| !live.contains(u))
+            .collect();
+        crate::maintenance::delete_all(&gone).await?;
+        self.m.files_deleted += gone.len() as u64;
+        Ok(())
     }
 
     /// Delete the warehouse files named `backfill_<plan>_*` that the table does not hold.

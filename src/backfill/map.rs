@@ -191,10 +191,14 @@ pub async fn run_map_with_clock(
     let attempt = new_attempt();
     let dir = staging.attempt(Stage::Map, i, &attempt);
     let heartbeat = Heartbeat::start(dir.clone(), &attempt, clock.clone()).await?;
-    let result = map_attempt(options, &staging, &plan, &attempt, reporter, clock.as_ref()).await;
+    let result = map_attempt(options, &staging, &plan, &attempt, reporter, clock.as_ref())
+        .await
+        .and_then(|done| {
+            crate::fault::check("backfill.map.before_done")?;
+            Ok(done)
+        });
     heartbeat.stop(result.as_ref().err(), clock.now()).await;
     let done = result?;
-    crate::fault::check("backfill.map.before_done")?;
     if put_json_new(&staging.done(Stage::Map, i), &done).await? {
         return Ok(MapReport {
             already_done: false,

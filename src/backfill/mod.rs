@@ -32,6 +32,7 @@
 //! | `map/<i>/done.json` | map (create-only) | the outputs and counts of the attempt that finished |
 //! | `reduce/<j>/<attempt>/_attempt.json`, `_failed.json` | reduce | as for map |
 //! | `reduce/<j>/done.json` | reduce (create-only) | the warehouse files it wrote |
+//! | `commit.json` | commit | the table files its commit replaces (deleted after it) |
 //!
 //! # Guarantees
 //!
@@ -121,6 +122,11 @@ impl Staging {
     /// `plan_failures.csv`.
     pub fn plan_failures(&self) -> Location {
         self.root.join("plan_failures.csv")
+    }
+
+    /// `commit.json`: the table files a commit replaces, written before it.
+    pub fn commit_record(&self) -> Location {
+        self.root.join("commit.json")
     }
 
     /// The key list of map shard `i`.

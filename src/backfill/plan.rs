@@ -286,6 +286,7 @@ fn is_backfill_name(rel: &str) -> bool {
         || rel.starts_with("map/")
         || rel.starts_with("reduce/")
         || rel == "plan_failures.csv"
+        || rel == "commit.json"
 }
 
 /// Refuse a staging prefix that holds a plan or foreign objects; delete what a killed plan

@@ -225,10 +225,13 @@ pub async fn run_reduce_with_clock(
         reporter,
         clock.as_ref(),
     )
-    .await;
+    .await
+    .and_then(|done| {
+        crate::fault::check("backfill.reduce.before_done")?;
+        Ok(done)
+    });
     heartbeat.stop(result.as_ref().err(), clock.now()).await;
     let done = result?;
-    crate::fault::check("backfill.reduce.before_done")?;
     if put_json_new(&staging.done(Stage::Reduce, j), &done).await? {
         return Ok(ReduceReport {
             already_done: false,
