@@ -190,7 +190,7 @@ pub async fn run_map_with_clock(
     check_inventory(&plan, i).await?;
     let attempt = new_attempt();
     let dir = staging.attempt(Stage::Map, i, &attempt);
-    let heartbeat = Heartbeat::start(dir.clone(), &attempt, clock.clone()).await?;
+    let heartbeat = Heartbeat::start(dir, &attempt, clock.clone()).await?;
     let result = map_attempt(options, &staging, &plan, &attempt, reporter, clock.as_ref())
         .await
         .and_then(|done| {
@@ -198,21 +198,28 @@ pub async fn run_map_with_clock(
             Ok(done)
         });
     heartbeat.stop(result.as_ref().err(), clock.now()).await;
-    let done = result?;
+    publish(&staging, &plan, result?).await
+}
+
+/// Write the done marker of a finished attempt (create-only). When another attempt of the
+/// shard wrote one first, its outputs count: this attempt's are deleted and the other's
+/// marker is returned.
+async fn publish(staging: &Staging, plan: &Plan, done: MapDone) -> Result<MapReport> {
+    let i = done.shard;
     if put_json_new(&staging.done(Stage::Map, i), &done).await? {
         return Ok(MapReport {
             already_done: false,
             done,
         });
     }
-    // Another attempt of this shard finished first: its outputs count, ours never will.
+    let dir = staging.attempt(Stage::Map, i, &done.attempt);
     let ours: Vec<_> = list_below(&dir)
         .await?
         .into_iter()
         .map(|m| m.location)
         .collect();
     delete_keys(&dir, ours).await?;
-    let done = finished(&staging, &plan, i).await?.ok_or_else(|| {
+    let done = finished(staging, plan, i).await?.ok_or_else(|| {
         Error::Inconsistent(format!(
             "{} existed a moment ago and is gone",
             staging.done(Stage::Map, i).url()
@@ -468,5 +475,51 @@ impl Attempt<'_> {
         self.done.items += groups.items() as u64;
         crate::fault::check("backfill.map.after_chunk")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::tests::plan_at;
+
+    #[tokio::test]
+    async fn an_attempt_that_finishes_second_deletes_its_outputs() {
+        let (staging, plan) = plan_at("memory://map-race/staging").await;
+        let winner = MapDone {
+            plan_id: plan.plan_id.clone(),
+            shard: 1,
+            attempt: "first".into(),
+            items: 7,
+            ..Default::default()
+        };
+        assert!(!publish(&staging, &plan, winner).await.unwrap().already_done);
+        // A second attempt of the same shard finished later: its part files never count.
+        let dir = staging.attempt(Stage::Map, 1, "second");
+        for name in ["_attempt.json", "c/2020/000000.parquet"] {
+            dir.join(name).put_bytes("x".into()).await.unwrap();
+        }
+        let loser = MapDone {
+            plan_id: plan.plan_id.clone(),
+            shard: 1,
+            attempt: "second".into(),
+            items: 9,
+            ..Default::default()
+        };
+        let r = publish(&staging, &plan, loser).await.unwrap();
+        assert!(r.already_done);
+        assert_eq!((r.done.attempt.as_str(), r.done.items), ("first", 7));
+        assert!(list_below(&dir).await.unwrap().is_empty());
+        // A marker of another plan is an error, not a done shard.
+        let stray = MapDone {
+            plan_id: "other".into(),
+            shard: 2,
+            ..Default::default()
+        };
+        crate::backfill::put_json(&staging.done(Stage::Map, 2), &stray)
+            .await
+            .unwrap();
+        let err = finished(&staging, &plan, 2).await.unwrap_err().to_string();
+        assert!(err.contains("belongs to plan other"), "{err}");
     }
 }

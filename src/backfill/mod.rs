@@ -593,8 +593,27 @@ pub(crate) fn new_attempt() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A plan.json at `url` (memory stores), for stage unit tests.
+    pub(crate) async fn plan_at(url: &str) -> (Staging, Plan) {
+        let staging = Staging::parse(url).unwrap();
+        let plan: Plan = serde_json::from_value(serde_json::json!({
+            "format": 1, "plan_id": "0123456789abcdef0123456789abcdef",
+            "created": "2026-01-01T00:00:00Z",
+            "inventory": {"url": "i", "objects": []},
+            "suffix": ".stac.json", "since": null, "limit": null, "mode": "all",
+            "map_shards": 4, "reduce_shards": 2, "shard_keys": [0, 0, 0, 0], "keys": 0,
+            "skipped_known": 0, "malformed": 0, "inventory_stats": {},
+            "catalog": "memory://c/catalog.db", "warehouse": format!("{url}-warehouse"),
+            "table_uuid": "u", "table_properties": {}, "hash_index": "h",
+            "update_hash_index": false, "columns": [], "last_column_id": 28, "spec_id": 0
+        }))
+        .unwrap();
+        put_json(&staging.plan(), &plan).await.unwrap();
+        (staging, plan)
+    }
 
     #[test]
     fn reduce_shards_are_stable_and_spread() {

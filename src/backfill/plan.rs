@@ -615,6 +615,46 @@ mod tests {
         assert_eq!(r.next_row().unwrap(), None);
     }
 
+    #[tokio::test]
+    async fn a_killed_plans_leftovers_are_cleared_and_foreign_objects_refused() {
+        let staging = Staging::parse("memory://plan-leftovers/s").unwrap();
+        for name in [
+            "shards/map-0.parquet",
+            "map/0/a/_attempt.json",
+            "plan_failures.csv",
+        ] {
+            staging
+                .root()
+                .join(name)
+                .put_bytes("x".into())
+                .await
+                .unwrap();
+        }
+        assert_eq!(clear_leftovers(&staging).await.unwrap(), 3);
+        assert!(list_below(staging.root()).await.unwrap().is_empty());
+        // Something no backfill wrote: refused, nothing deleted.
+        staging
+            .root()
+            .join("shards/map-1.parquet")
+            .put_bytes("x".into())
+            .await
+            .unwrap();
+        staging
+            .root()
+            .join("notes.txt")
+            .put_bytes("x".into())
+            .await
+            .unwrap();
+        let err = clear_leftovers(&staging).await.unwrap_err();
+        assert_eq!(err.category(), crate::error::Category::Usage);
+        assert!(err.to_string().contains("notes.txt"), "{err}");
+        assert_eq!(list_below(staging.root()).await.unwrap().len(), 2);
+        // A plan: refused, naming the status command.
+        staging.plan().put_bytes("{}".into()).await.unwrap();
+        let err = clear_leftovers(&staging).await.unwrap_err().to_string();
+        assert!(err.contains("already holds a plan"), "{err}");
+    }
+
     #[test]
     fn only_backfill_names_are_leftovers() {
         for ok in [

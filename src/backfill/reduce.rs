@@ -231,14 +231,20 @@ pub async fn run_reduce_with_clock(
         Ok(done)
     });
     heartbeat.stop(result.as_ref().err(), clock.now()).await;
-    let done = result?;
+    publish(&staging, &plan, result?).await
+}
+
+/// Write the done marker of a finished attempt (create-only). When another attempt of the
+/// shard wrote one first, its outputs count: this attempt's warehouse files (uniquely named,
+/// never registered) are deleted and the other's marker is returned.
+async fn publish(staging: &Staging, plan: &Plan, done: ReduceDone) -> Result<ReduceReport> {
+    let j = done.shard;
     if put_json_new(&staging.done(Stage::Reduce, j), &done).await? {
         return Ok(ReduceReport {
             already_done: false,
             done,
         });
     }
-    // Another attempt finished first: ours are uniquely named and never registered.
     let warehouse = Location::parse(&plan.warehouse)?;
     let ours = done
         .files
@@ -246,7 +252,7 @@ pub async fn run_reduce_with_clock(
         .map(|f| Location::parse(&f.url).map(|l| l.prefix().clone()))
         .collect::<Result<Vec<_>>>()?;
     super::delete_keys(&warehouse, ours).await?;
-    let done = finished(&staging, &plan, j).await?.ok_or_else(|| {
+    let done = finished(staging, plan, j).await?.ok_or_else(|| {
         Error::Inconsistent(format!(
             "{} existed a moment ago and is gone",
             staging.done(Stage::Reduce, j).url()
@@ -516,6 +522,56 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_finishes_second_deletes_its_warehouse_files() {
+        let (staging, plan) = crate::backfill::tests::plan_at("memory://reduce-race/s").await;
+        let out = |attempt: &str, name: &str| ReduceDone {
+            plan_id: plan.plan_id.clone(),
+            shard: 1,
+            of: 2,
+            attempt: attempt.into(),
+            files: vec![ReducedFile {
+                url: format!("{}/grid_partition=c/year=2020/{name}", plan.warehouse),
+                cell: "c".into(),
+                year: Some(2020),
+                rows: 1,
+                bytes: 1,
+            }],
+            ..Default::default()
+        };
+        let first = out("a", "backfill_01234567_0000000a.parquet");
+        let second = out("b", "backfill_01234567_0000000b.parquet");
+        for d in [&first, &second] {
+            Location::parse(&d.files[0].url)
+                .unwrap()
+                .put_bytes("x".into())
+                .await
+                .unwrap();
+        }
+        assert!(
+            !publish(&staging, &plan, first.clone())
+                .await
+                .unwrap()
+                .already_done
+        );
+        let r = publish(&staging, &plan, second.clone()).await.unwrap();
+        assert!(r.already_done);
+        assert_eq!(r.done.attempt, "a");
+        let exists = |url: &str| {
+            let url = url.to_string();
+            async move {
+                Location::parse(&url)
+                    .unwrap()
+                    .get_bytes_opt()
+                    .await
+                    .unwrap()
+                    .is_some()
+            }
+        };
+        assert!(exists(&first.files[0].url).await);
+        assert!(!exists(&second.files[0].url).await);
     }
 
     #[test]

@@ -302,3 +302,86 @@ async fn decide(
         heartbeat: info.heartbeat,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backfill::{Heartbeat, put_json};
+    use crate::clock::TestClock;
+
+    #[tokio::test]
+    async fn shards_are_done_running_failed_stale_or_pending_by_their_markers() {
+        let (staging, plan) = crate::backfill::tests::plan_at("memory://status/s").await;
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = Arc::new(TestClock::new(t0));
+        // Map 0 done; 1 running; 2 failed with an error; 3 never started.
+        let done = MapDone {
+            plan_id: plan.plan_id.clone(),
+            shard: 0,
+            attempt: "a0".into(),
+            items: 5,
+            failed: 1,
+            keys: 6,
+            bytes: 10,
+            ..Default::default()
+        };
+        put_json(&staging.done(Stage::Map, 0), &done).await.unwrap();
+        let running = Heartbeat::start(staging.attempt(Stage::Map, 1, "a1"), "a1", clock.clone())
+            .await
+            .unwrap();
+        let failed = Heartbeat::start(staging.attempt(Stage::Map, 2, "a2"), "a2", clock.clone())
+            .await
+            .unwrap();
+        let boom = crate::error::Error::Inconsistent("boom".into());
+        failed.stop(Some(&boom), t0).await;
+        let stale = chrono::Duration::seconds(120);
+
+        let st = status(staging.root().url(), stale, clock.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(st.map.done, [0]);
+        assert_eq!((st.map.items, st.map.failed_items, st.map.input), (5, 1, 6));
+        assert_eq!(st.map.running.len(), 1);
+        assert_eq!(st.map.running[0].shard, 1);
+        assert_eq!(st.map.failed.len(), 1);
+        assert_eq!(
+            (st.map.failed[0].shard, st.map.failed[0].reason.as_str()),
+            (2, "boom")
+        );
+        assert_eq!(st.map.pending, [3]);
+        assert_eq!(st.reduce.pending, [0, 1]);
+        assert!(!st.ready_to_reduce);
+
+        // A silent attempt (killed: no more heartbeats) turns failed once it is stale.
+        drop(running);
+        clock.advance(chrono::Duration::seconds(121));
+        let st = status(staging.root().url(), stale, clock.as_ref())
+            .await
+            .unwrap();
+        assert!(st.map.running.is_empty());
+        let silent = st.map.failed.iter().find(|f| f.shard == 1).unwrap();
+        assert!(
+            silent.reason.starts_with("no heartbeat for 2m"),
+            "{}",
+            silent.reason
+        );
+
+        // A newer attempt of the failed shard is what counts.
+        clock.advance(chrono::Duration::seconds(1));
+        let _retry = Heartbeat::start(staging.attempt(Stage::Map, 2, "a3"), "a3", clock.clone())
+            .await
+            .unwrap();
+        let st = status(staging.root().url(), stale, clock.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(st.map.running.len(), 1);
+        assert_eq!(
+            (st.map.running[0].shard, st.map.running[0].attempt.as_str()),
+            (2, "a3")
+        );
+    }
+}

@@ -924,6 +924,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn outputs_split_at_the_target_size_by_the_inputs_bytes_per_row() {
+        let ctx = MergeContext::new(
+            &Location::parse("memory://merge-ctx/wh").unwrap(),
+            Placement::default(),
+            Vec::new(),
+            Arc::new(crate::schema::base_schema().unwrap()),
+            0,
+            WriterOptions::default(),
+            None,
+        );
+        // Two inputs: 3000 bytes for 30 rows, 100 bytes per row.
+        let bucket = Bucket {
+            key: PartitionValue {
+                cell: "c".into(),
+                year: None,
+            },
+            files: vec![("a".into(), 1, 1000, 10), ("b".into(), 2, 2000, 20)],
+        };
+        assert_eq!(ctx.rows_per_file(&bucket), None, "compaction: no split");
+        let sized = ctx.clone().with_output("backfill_x", Some(1000));
+        assert_eq!(sized.rows_per_file(&bucket), Some(10));
+        assert_eq!(
+            sized
+                .clone()
+                .with_output("b", Some(1))
+                .rows_per_file(&bucket),
+            Some(1)
+        );
+        let capped = MergeContext {
+            max_rows: Some(4),
+            ..sized.clone()
+        };
+        assert_eq!(capped.rows_per_file(&bucket), Some(4));
+        let empty = Bucket {
+            key: bucket.key.clone(),
+            files: vec![("a".into(), 1, 0, 0)],
+        };
+        assert_eq!(sized.rows_per_file(&empty), None);
+    }
+
+    #[test]
     fn only_files_our_writers_name_are_leftovers() {
         for name in [
             "part_000003_0a1b2c3d.parquet",
