@@ -490,7 +490,7 @@ impl Committer<'_> {
             let loc = Location::parse(&plan.hash_index)?;
             let stamp = hash_index::IndexStamp::of(&table);
             let update = async {
-                let ids = hash_index::ids_of_files(&files).await?;
+                let ids = reduced_ids(&reduces, &files).await?;
                 hash_index::merge_into_index(&loc, ids, stamp.as_ref()).await
             };
             match update.await {
@@ -777,6 +777,34 @@ impl Committer<'_> {
         self.m.elapsed_secs = self.started.elapsed().as_secs_f64();
         super::put_json(&loc, &self.m).await
     }
+}
+
+/// The ids the backfill added: what the reduce shards recorded (the merged buckets' other ids
+/// are in the index already: it was reconciled before the commit), else read from the files.
+async fn reduced_ids(
+    reduces: &BTreeMap<usize, ReduceDone>,
+    files: &[(String, u64)],
+) -> Result<Vec<hash_index::IdHash>> {
+    if reduces.values().any(|d| d.ids.is_none()) {
+        return hash_index::ids_of_files(files).await;
+    }
+    let mut ids = Vec::new();
+    for url in reduces.values().filter_map(|d| d.ids.as_deref()) {
+        let loc = Location::parse(url)?;
+        let bytes = loc.get_bytes().await?;
+        if bytes.len() % 16 != 0 {
+            return Err(Error::Inconsistent(format!(
+                "{url} holds {} bytes, not a whole number of 16-byte id digests",
+                bytes.len()
+            )));
+        }
+        ids.extend(bytes.chunks_exact(16).map(|c| {
+            let mut h = [0u8; 16];
+            h.copy_from_slice(c);
+            h
+        }));
+    }
+    Ok(ids)
 }
 
 /// Delete everything under the staging prefix, `plan.json` last (so a crash part-way leaves

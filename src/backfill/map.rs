@@ -64,8 +64,9 @@ impl Default for MapOptions {
             shard: 0,
             fetch: FetchOptions::default(),
             concurrency: 256,
-            chunk_items: 50_000,
-            chunk_bytes: 160 * 1024 * 1024,
+            // Half of ingest's chunk: a map worker stays under ~300 MB (bench/backfill.sh).
+            chunk_items: 25_000,
+            chunk_bytes: 96 * 1024 * 1024,
             writer: WriterOptions::default(),
         }
     }

@@ -140,6 +140,11 @@ pub struct ReduceDone {
     pub bytes: u64,
     /// The outputs.
     pub files: Vec<ReducedFile>,
+    /// The digests of the ids written (sorted 16-byte xxh3-128 digests, raw), for commit's
+    /// hash index update.
+    pub ids: Option<String>,
+    /// Distinct ids written.
+    pub distinct_ids: u64,
     /// Wall time of the attempt.
     pub elapsed_secs: f64,
     /// Rows read per second.
@@ -448,9 +453,11 @@ async fn reduce_attempt(
     reporter.finish_phase();
     let mut failed = BTreeSet::new();
     let mut first_error = None;
+    let mut ids: Vec<crate::hash_index::IdHash> = Vec::new();
     for (key, inputs, result) in merged {
         match result {
             Ok(mb) => {
+                ids.extend(mb.ids);
                 done.inputs += inputs as u64;
                 done.rows_in += mb.rows_before;
                 done.rows_out += mb.rows_after;
@@ -479,6 +486,14 @@ async fn reduce_attempt(
             failed.into_iter().collect::<Vec<_>>().join(", ")
         )));
     }
+    ids.sort_unstable();
+    ids.dedup();
+    done.distinct_ids = ids.len() as u64;
+    let loc = Staging::parse(&options.staging)?
+        .attempt(Stage::Reduce, j, attempt)
+        .join("ids.bin");
+    loc.put_bytes(ids.concat().into()).await?;
+    done.ids = Some(loc.url().to_string());
     done.duplicates = done.rows_in - done.rows_out;
     done.files.sort_by(|a, b| a.url.cmp(&b.url));
     done.finished = Some(clock.now());

@@ -478,6 +478,8 @@ pub(crate) struct MergedBucket {
     pub(crate) rows_after: u64,
     /// Bytes written.
     pub(crate) bytes: u64,
+    /// Digests of the ids written (one per kept row).
+    pub(crate) ids: Vec<crate::hash_index::IdHash>,
 }
 
 /// What every bucket merge of one run shares: where files go and how they are encoded.
@@ -613,7 +615,7 @@ pub(crate) async fn merge_bucket(
             exclude,
             name_of,
         ) {
-            Ok(m) => return Ok((m.files, m.rows_before, m.rows_after)),
+            Ok(m) => return Ok((m.files, m.rows_before, m.rows_after, m.ids)),
             Err(why) => tracing::debug!(bucket = %key.dir(), %why, "row-wise merge"),
         }
         let mut rows: Vec<(usize, ItemRow)> = Vec::new();
@@ -638,6 +640,10 @@ pub(crate) async fn merge_bucket(
         }
         let kept = dedup(rows);
         let rows_after = kept.len() as u64;
+        let ids = kept
+            .iter()
+            .map(|r| crate::hash_index::hash_id(&r.id))
+            .collect();
         let mut refs: Vec<&ItemRow> = kept.iter().collect();
         sort_rows(&mut refs);
         let chunk = max_rows.unwrap_or(usize::MAX).max(1);
@@ -647,11 +653,11 @@ pub(crate) async fn merge_bucket(
             let file = encode_group(part, &key.cell, &columns, &table_cols, &writer, &rel)?;
             files.push((rel, file));
         }
-        Ok((files, rows_before, rows_after))
+        Ok((files, rows_before, rows_after, ids))
     })
     .await
     .map_err(|e| Error::task(format!("merging {}", bucket.key.dir()), e))??;
-    let (files, rows_before, rows_after) = encoded;
+    let (files, rows_before, rows_after, ids) = encoded;
     let mut out = Vec::new();
     let mut bytes_total = 0;
     for (rel, file) in files {
@@ -681,6 +687,7 @@ pub(crate) async fn merge_bucket(
         rows_before,
         rows_after,
         bytes: bytes_total,
+        ids,
     })
 }
 
