@@ -76,16 +76,18 @@ case "$SHAPE" in
     ;;
 esac
 rm -rf "$OUT.orig" && cp -a "$OUT" "$OUT.orig"
-/usr/bin/time -f '%M %e' -o "$WORK/time.txt" \
+/usr/bin/time -f '%M %e %U %S' -o "$WORK/time.txt" \
   "$BIN" -q compact --json --warehouse "$OUT/warehouse" --catalog "$OUT/catalog.db" > "$WORK/compact.json"
-read -r RSS_KB SECS < "$WORK/time.txt"
-python3 - "$WORK/compact.json" "$RSS_KB" "$SECS" "$(nproc)" <<'PY'
+read -r RSS_KB SECS USER SYS < "$WORK/time.txt"
+python3 - "$WORK/compact.json" "$RSS_KB" "$SECS" "$USER" "$SYS" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
-rss, secs, cores = int(sys.argv[2]) / 1024, float(sys.argv[3]), int(sys.argv[4])
+rss, secs, cpu = int(sys.argv[2]) / 1024, float(sys.argv[3]), float(sys.argv[4]) + float(sys.argv[5])
+# Rows per CPU-second: the per-core rate, independent of other load on a shared machine.
 print(f"files {m['files_before']} -> {m['files_after']}, rows {m['rows_before']} -> {m['rows_after']}, "
       f"duplicates removed {m['duplicates_removed']}, buckets {m['buckets_compacted']}, "
-      f"{secs:.1f} s ({m['rows_before'] / secs / cores:,.0f} rows/s per core on {cores}), peak RSS {rss:.0f} MB")
+      f"{secs:.1f} s wall, {cpu:.1f} s CPU ({m['rows_before'] / cpu:,.0f} rows per CPU-second), "
+      f"peak RSS {rss:.0f} MB")
 PY
 
 if [ "${PYTHON_COMPARE:-0}" = 1 ]; then
@@ -95,7 +97,7 @@ import contextlib, io, logging, sys, time
 from earthcatalog.maintenance.compact import compact_warehouse
 out = sys.argv[1]
 logging.disable(logging.CRITICAL)
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 try:
     # The tool prints a line per bucket: keep it off the report.
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -103,7 +105,7 @@ try:
     status = f"ok {r}"
 except Exception as e:  # the tool fails on some warehouses (python-failures.md)
     status = f"FAILED after the merge: {type(e).__name__}: {str(e)[:120]}"
-print(f"python tool: {time.perf_counter() - t:.1f} s, {status}")
+print(f"python tool: {time.perf_counter() - t:.1f} s wall, {time.process_time() - c:.1f} s CPU, {status}")
 PY
 fi
 rm -rf "$OUT.orig"
