@@ -10,6 +10,12 @@
 //! is one sample, each walk one completed paging).
 //! Prints one JSON line: requests, errors, req/s, p50/p99/max latency in ms (and, when paging,
 //! complete walks and their median time).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -788,8 +788,9 @@ pub async fn reconcile(table: &Table, location: &Location) -> Result<Reconciled>
             .map(String::as_str);
         let keeps_ids = match summary.operation {
             Operation::Append => true,
-            // Compaction keeps one row per id: no id leaves the table.
-            Operation::Replace => by == Some("compact"),
+            // Compaction keeps one row per id, and a backfill commit merges its rows into
+            // the table's: no id leaves the table.
+            Operation::Replace => matches!(by, Some("compact" | "backfill")),
             _ => false,
         };
         if !keeps_ids {

@@ -30,6 +30,7 @@
 //! library never prints.
 #![warn(missing_docs)]
 
+pub mod backfill;
 pub mod catalog;
 pub mod clock;
 pub mod delta;

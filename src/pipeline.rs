@@ -29,7 +29,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::fetch::{FetchError, FetchOptions, Fetcher};
 use crate::geoparquet::{EncodedFile, WriterOptions, encode_group, sort_rows};
-use crate::grid::GridConfig;
+use crate::grid::{GridConfig, Partitioner};
 use crate::hash_index::{self, IdHash, KnownIds, key_item_id};
 use crate::inventory::{
     InventoryEntry, InventoryOptions, InventoryRecord, InventoryStats, MalformedRow, read_inventory,
@@ -304,7 +304,7 @@ struct Run<'a> {
     chunk_no: u64,
     cells: BTreeSet<String>,
     years: BTreeSet<Option<i32>>,
-    failures: Option<(tempfile::NamedTempFile, csv::Writer<std::fs::File>)>,
+    failures: FailureLog,
 }
 
 async fn run(
@@ -330,7 +330,7 @@ struct ItemContext {
     columns: Arc<Columns>,
     partitioner: Arc<dyn crate::grid::Partitioner>,
     /// Parsing and cell cover are CPU work: at most one task per core leaves the runtime.
-    cpu: tokio::sync::Semaphore,
+    cpu: Arc<tokio::sync::Semaphore>,
 }
 
 impl ItemContext {
@@ -346,29 +346,14 @@ impl ItemContext {
                 return Ok(Outcome::Known);
             }
         }
-        let body = match self.fetcher.fetch(&rec.bucket, &rec.key).await {
-            Err(e) => return Ok(Outcome::Failed(rec, e.into(), ParseCounters::default())),
-            Ok(body) => body,
-        };
-        let _permit = self.cpu.acquire().await;
-        let ctx = self.clone();
-        let parsed = tokio::task::spawn_blocking(move || {
-            let mut counters = ParseCounters::default();
-            match parse_item(&body, &ctx.columns, &mut counters) {
-                Ok((row, geometry)) => {
-                    let cells = ctx.partitioner.keys(geometry.as_ref());
-                    Ok((Box::new(row), cells, counters))
-                }
-                Err(e) => Err((FailureReason::from(e), counters)),
-            }
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err((
-                FailureReason::Internal(Error::task("parsing an item", e).to_string()),
-                ParseCounters::default(),
-            ))
-        });
+        let parsed = fetch_and_parse(
+            &self.fetcher,
+            &rec,
+            self.columns.clone(),
+            self.partitioner.clone(),
+            &self.cpu,
+        )
+        .await;
         Ok(match parsed {
             Ok((row, cells, counters)) => Outcome::Ok(row, cells, counters, rec),
             Err((reason, counters)) => Outcome::Failed(rec, reason, counters),
@@ -458,7 +443,7 @@ impl<'a> Run<'a> {
             chunk_no: 0,
             cells: BTreeSet::new(),
             years: BTreeSet::new(),
-            failures: None,
+            failures: FailureLog::default(),
         };
         Ok((state, partitioner))
     }
@@ -495,9 +480,9 @@ impl<'a> Run<'a> {
             fetcher: Fetcher::new(options.fetch.clone())?,
             columns: self.columns.clone(),
             partitioner,
-            cpu: tokio::sync::Semaphore::new(
+            cpu: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            )),
         });
         self.reporter
             .phase("ingest", options.inventory_options.limit);
@@ -599,6 +584,183 @@ impl<'a> Run<'a> {
     }
 }
 
+/// What fetching and parsing one inventory record gives: the row, its partition keys and the
+/// parse counters, or why the record is not ingested.
+pub(crate) type Parsed =
+    std::result::Result<(Box<ItemRow>, Vec<String>, ParseCounters), (FailureReason, ParseCounters)>;
+
+/// Fetch one record's body and parse it into a row and the cells it covers. Parsing and cell
+/// cover are CPU work: they run on the blocking pool, at most `cpu`'s permits at once.
+pub(crate) async fn fetch_and_parse(
+    fetcher: &Fetcher,
+    rec: &InventoryRecord,
+    columns: Arc<Columns>,
+    partitioner: Arc<dyn Partitioner>,
+    cpu: &Arc<tokio::sync::Semaphore>,
+) -> Parsed {
+    let body = match fetcher.fetch(&rec.bucket, &rec.key).await {
+        Ok(body) => body,
+        Err(e) => return Err((e.into(), ParseCounters::default())),
+    };
+    let _permit = cpu.clone().acquire_owned().await;
+    tokio::task::spawn_blocking(move || {
+        let mut counters = ParseCounters::default();
+        match parse_item(&body, &columns, &mut counters) {
+            Ok((row, geometry)) => {
+                let cells = partitioner.keys(geometry.as_ref());
+                Ok((Box::new(row), cells, counters))
+            }
+            Err(e) => Err((FailureReason::from(e), counters)),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err((
+            FailureReason::Internal(Error::task("parsing an item", e).to_string()),
+            ParseCounters::default(),
+        ))
+    })
+}
+
+/// One group of a chunk, encoded and written.
+pub(crate) struct WrittenGroup {
+    /// The group's partition.
+    pub key: PartitionValue,
+    /// Where it was written, relative to the root it was written under.
+    pub rel: String,
+    /// Bytes written.
+    pub size: u64,
+    /// Rows written.
+    pub rows: u64,
+    /// The file's footer.
+    pub metadata: parquet::file::metadata::ParquetMetaData,
+}
+
+/// Names a group's file, relative to the root it is written under.
+pub(crate) type GroupName = Arc<dyn Fn(&PartitionValue) -> String + Send + Sync>;
+
+/// Encode every group of `groups` as one GeoParquet file (rows sorted; one encoder per core)
+/// and write each with a create-only put at `root/<name_of(key)>`. Encoders stream finished
+/// files through a small channel to the uploader, so only a handful of encoded files are in
+/// memory at once. A name that exists already is [`Error::Inconsistent`] (names are unique).
+pub(crate) async fn write_groups(
+    groups: Arc<Groups>,
+    columns: Arc<Columns>,
+    table_cols: Arc<Vec<crate::schema::TableColumn>>,
+    writer: WriterOptions,
+    root: &Location,
+    name_of: GroupName,
+) -> Result<Vec<WrittenGroup>> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<(PartitionValue, String, EncodedFile)>>(8);
+    let mut encoders = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let groups = groups.clone();
+        let columns = columns.clone();
+        let table_cols = table_cols.clone();
+        let writer = writer.clone();
+        let name_of = name_of.clone();
+        let tx = tx.clone();
+        encoders.push(tokio::task::spawn_blocking(move || {
+            for (i, (key, mut rows)) in groups.iter().enumerate() {
+                if i % workers != w {
+                    continue;
+                }
+                sort_rows(&mut rows);
+                let rel = name_of(key);
+                let encoded = encode_group(&rows, &key.cell, &columns, &table_cols, &writer, &rel)
+                    .map(|file| (key.clone(), rel, file));
+                let failed = encoded.is_err();
+                if tx.blocking_send(encoded).is_err() || failed {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let written: Vec<WrittenGroup> = tokio_stream_of(rx)
+        .map(|encoded| {
+            let root = root.clone();
+            async move {
+                let (key, rel, file) = encoded?;
+                let size = file.bytes.len() as u64;
+                let path = root.key(&rel);
+                let created =
+                    put_if_absent(root.store().as_ref(), &path, file.bytes.into()).await?;
+                if !created {
+                    return Err(Error::Inconsistent(format!(
+                        "data file {} already exists; new files get unique names, so \
+                         another writer used the same name",
+                        root.url_of(&rel)
+                    )));
+                }
+                Ok::<_, Error>(WrittenGroup {
+                    key,
+                    rel,
+                    size,
+                    rows: file.rows as u64,
+                    metadata: file.metadata,
+                })
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    // A panicked encoder closed its end early: say so rather than count missing files.
+    for encoder in encoders {
+        encoder
+            .await
+            .map_err(|e| Error::task("encoding data files", e))?;
+    }
+    let expected = groups.group_count();
+    if written.len() != expected {
+        return Err(Error::Inconsistent(format!(
+            "internal: {expected} groups but {} files written",
+            written.len()
+        )));
+    }
+    Ok(written)
+}
+
+/// A failures report being written: CSV rows (bucket, key, reason) spooled to a local
+/// temporary file (memory stays bounded however many items fail), uploaded at the end.
+#[derive(Default)]
+pub(crate) struct FailureLog {
+    file: Option<(tempfile::NamedTempFile, csv::Writer<std::fs::File>)>,
+}
+
+impl FailureLog {
+    /// Add one row (the header is written before the first).
+    pub(crate) fn record(&mut self, bucket: &str, key: &str, reason: &str) -> Result<()> {
+        if self.file.is_none() {
+            let tmp =
+                tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
+            let mut w = csv::Writer::from_writer(file);
+            w.write_record(["bucket", "key", "reason"])
+                .map_err(|e| Error::io(tmp.path(), e.into()))?;
+            self.file = Some((tmp, w));
+        }
+        if let Some((tmp, w)) = &mut self.file {
+            w.write_record([bucket, key, reason])
+                .map_err(|e| Error::io(tmp.path(), e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// Write the report to `to` when it has rows; `false` (nothing written) when it has none.
+    pub(crate) async fn upload(&mut self, to: &Location) -> Result<bool> {
+        let Some((tmp, mut w)) = self.file.take() else {
+            return Ok(false);
+        };
+        w.flush().map_err(|e| Error::io(tmp.path(), e))?;
+        drop(w);
+        let bytes = std::fs::read(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;
+        to.put_bytes(bytes.into()).await?;
+        Ok(true)
+    }
+}
+
 /// A receiver as a stream.
 fn tokio_stream_of<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
@@ -606,7 +768,7 @@ fn tokio_stream_of<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-fn add_counters(total: &mut ParseCounters, c: &ParseCounters) {
+pub(crate) fn add_counters(total: &mut ParseCounters, c: &ParseCounters) {
     total.datetime_date_only += c.datetime_date_only;
     total.datetime_naive += c.datetime_naive;
     total.datetime_missing += c.datetime_missing;
@@ -624,19 +786,8 @@ impl Run<'_> {
             .failures_by_reason
             .entry(f.reason.kind().to_string())
             .or_default() += 1;
-        if self.failures.is_none() {
-            let tmp =
-                tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-            let file = tmp.reopen().map_err(|e| Error::io(tmp.path(), e))?;
-            let mut w = csv::Writer::from_writer(file);
-            w.write_record(["bucket", "key", "reason"])
-                .map_err(|e| Error::io(tmp.path(), e.into()))?;
-            self.failures = Some((tmp, w));
-        }
-        if let Some((tmp, w)) = &mut self.failures {
-            w.write_record([&f.bucket, &f.key, &f.reason.to_string()])
-                .map_err(|e| Error::io(tmp.path(), e.into()))?;
-        }
+        self.failures
+            .record(&f.bucket, &f.key, &f.reason.to_string())?;
         Ok(())
     }
 
@@ -660,90 +811,42 @@ impl Run<'_> {
         self.chunk_no += 1;
         let groups = Arc::new(groups);
         let table_cols = Arc::new(table_columns(self.table.metadata().current_schema()));
-        // Encoders (one per core) stream finished files through a small channel to the
-        // uploader, so only a handful of encoded files are in memory at once.
         crate::fault::check("ingest.before_write")?;
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (tx, rx) =
-            tokio::sync::mpsc::channel::<Result<(PartitionValue, String, EncodedFile)>>(8);
-        let mut encoders = Vec::with_capacity(workers);
-        for w in 0..workers {
-            let groups = groups.clone();
-            let columns = self.columns.clone();
-            let table_cols = table_cols.clone();
-            let writer = self.options.writer.clone();
+        let name_of: GroupName = {
             let placement = self.placement.clone();
-            let tx = tx.clone();
-            encoders.push(tokio::task::spawn_blocking(move || {
-                for (i, (key, mut rows)) in groups.iter().enumerate() {
-                    if i % workers != w {
-                        continue;
-                    }
-                    sort_rows(&mut rows);
-                    let name = format!(
-                        "part_{chunk:06}_{:08x}.parquet",
-                        uuid::Uuid::new_v4().as_u128() as u32
-                    );
-                    let rel = format!("{}/{name}", placement.dir(key));
-                    let encoded =
-                        encode_group(&rows, &key.cell, &columns, &table_cols, &writer, &rel)
-                            .map(|file| (key.clone(), rel, file));
-                    let failed = encoded.is_err();
-                    if tx.blocking_send(encoded).is_err() || failed {
-                        return;
-                    }
-                }
-            }));
-        }
-        drop(tx);
-        let store = self.warehouse.store().clone();
-        let warehouse = self.warehouse.clone();
+            Arc::new(move |key: &PartitionValue| {
+                format!(
+                    "{}/part_{chunk:06}_{:08x}.parquet",
+                    placement.dir(key),
+                    uuid::Uuid::new_v4().as_u128() as u32
+                )
+            })
+        };
+        let written = write_groups(
+            groups.clone(),
+            self.columns.clone(),
+            table_cols,
+            self.options.writer.clone(),
+            &self.warehouse,
+            name_of,
+        )
+        .await?;
         let schema = self.table.metadata().current_schema().clone();
         let spec_id = self.table.metadata().default_partition_spec_id();
-        let written: Vec<(PartitionValue, iceberg::spec::DataFile, u64, u64)> = tokio_stream_of(rx)
-            .map(|encoded| {
-                let store = store.clone();
-                let warehouse = warehouse.clone();
-                let schema = schema.clone();
-                async move {
-                    let (key, rel, file) = encoded?;
-                    let size = file.bytes.len() as u64;
-                    let path = warehouse.key(&rel);
-                    let created = put_if_absent(store.as_ref(), &path, file.bytes.into()).await?;
-                    if !created {
-                        return Err(Error::Inconsistent(format!(
-                            "data file {} already exists; new files get unique names, so \
-                             another writer used the same name",
-                            warehouse.url_of(&rel)
-                        )));
-                    }
-                    let df = data_file_from_footer(
-                        &schema,
-                        spec_id,
-                        &file.metadata,
-                        &warehouse.url_of(&rel),
-                        size,
-                        &key,
-                    )?;
-                    Ok::<_, Error>((key, df, size, file.rows as u64))
-                }
+        let written = written
+            .into_iter()
+            .map(|w| {
+                let df = data_file_from_footer(
+                    &schema,
+                    spec_id,
+                    &w.metadata,
+                    &self.warehouse.url_of(&w.rel),
+                    w.size,
+                    &w.key,
+                )?;
+                Ok((w.key, df, w.size, w.rows))
             })
-            .buffer_unordered(16)
-            .try_collect()
-            .await?;
-        // A panicked encoder closed its end early: say so rather than count missing files.
-        for encoder in encoders {
-            encoder
-                .await
-                .map_err(|e| Error::task("encoding data files", e))?;
-        }
-        let expected = groups.group_count();
-        if written.len() != expected {
-            return Err(Error::Inconsistent(format!(
-                "internal: {expected} groups but {} files written",
-                written.len()
-            )));
-        }
+            .collect::<Result<Vec<_>>>()?;
         crate::fault::check("ingest.after_write")?;
         for (key, df, size, rows) in written {
             self.metrics.files += 1;
@@ -816,12 +919,8 @@ impl Run<'_> {
             None => self.warehouse.join("_reports"),
         };
         let run_id = self.metrics.run_id.clone();
-        if let Some((tmp, mut w)) = self.failures.take() {
-            w.flush().map_err(|e| Error::io(tmp.path(), e))?;
-            drop(w);
-            let bytes = std::fs::read(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;
-            let loc = dir.join(&format!("ingest_{run_id}_failures.csv"));
-            loc.put_bytes(bytes.into()).await?;
+        let loc = dir.join(&format!("ingest_{run_id}_failures.csv"));
+        if self.failures.upload(&loc).await? {
             self.metrics.failures_report = Some(loc.url().to_string());
         }
         let loc = dir.join(&format!("ingest_{run_id}_summary.json"));

@@ -3,6 +3,12 @@
 //! responses (in process, through the framework-free `Api`); pystac-client against the server
 //! equal to `earthcatalog search` and a brute-force scan, a handler panic that leaves the server
 //! running, and a graceful SIGTERM (the binary).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! ingest while the server runs: the new snapshot is picked up without a restart, no request
 //! fails during the swap, a search paged across it stays on its snapshot, and a broken catalog
 //! upload is logged while the previous snapshot keeps being served.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -3,6 +3,12 @@
 //! `tests/common/stac_api_validator_offline.py`, which maps the schema URLs it would download
 //! to local copies (pystac's STAC core schemas) and validates every object against the core
 //! schemas only: the items' extension schemas (projection, sat, ...) cannot be fetched here.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 // The command line is where output is written: printing is its job (the library never prints).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod backfill;
 mod compact;
 mod config;
 mod delta;
@@ -87,6 +88,8 @@ enum Command {
     Lock(lock::LockArgs),
     /// Serve the catalog as a read-only STAC API (item search, collections, paging, filter).
     Serve(Box<serve::ServeArgs>),
+    /// Scale a backfill out over a job scheduler: plan, map, reduce, commit, status.
+    Backfill(backfill::BackfillArgs),
 }
 
 /// Run the CLI and map the outcome to an exit code.
@@ -136,6 +139,7 @@ pub fn main() -> ExitCode {
             Command::Index(args) => index::run(args).await,
             Command::Lock(args) => lock::run(args).await,
             Command::Serve(args) => serve::run(*args).await,
+            Command::Backfill(args) => backfill::run(args, show_progress).await,
         }
     });
     match result {

@@ -207,6 +207,27 @@ pub(super) async fn read_manifest(
     Ok(Flow::Continue)
 }
 
+/// The data files of the manifest at `loc`, resolved as [`read_manifest`] reads them (see
+/// the module docs), in the listed order. Backfill plans record their identity.
+pub async fn data_files(loc: &Location) -> Result<Vec<Location>> {
+    let url = loc.url();
+    let bytes = loc
+        .get_bytes_opt()
+        .await?
+        .ok_or_else(|| Error::inventory(url, "manifest not found"))?;
+    let manifest = Manifest::parse(&bytes, url)?;
+    let (scheme, own_bucket) = scheme_and_authority(url);
+    let dest = manifest
+        .destination_bucket_name()
+        .map(str::to_string)
+        .or_else(|| (scheme != "file").then(|| own_bucket.to_string()));
+    let mut out = Vec::with_capacity(manifest.files.len());
+    for file in &manifest.files {
+        out.push(resolve_data_file(loc, dest.as_deref(), &file.key).await?);
+    }
+    Ok(out)
+}
+
 /// `("s3", "bucket")` for `s3://bucket/…`, `("file", "")` for local files.
 fn scheme_and_authority(url: &str) -> (&str, &str) {
     match url.split_once("://") {
@@ -411,6 +432,39 @@ mod tests {
         assert_eq!(stats.skipped_since, 1);
         assert_eq!(stats.skipped_suffix, 1);
         assert_eq!(stats.since_unknown, 0);
+    }
+
+    #[tokio::test]
+    async fn data_files_resolve_like_the_reader() {
+        let root = memory_root("mfiles");
+        let manifest = format!("{root}/m/manifest.json");
+        put(
+            &manifest,
+            manifest_json(
+                bucket_name(&root),
+                "CSV",
+                None,
+                &["d/1.csv.gz", "d/2.csv.gz"],
+            ),
+        )
+        .await;
+        put(&format!("{root}/d/1.csv.gz"), gzip(b"b,a.stac.json\n")).await;
+        put(&format!("{root}/d/2.csv.gz"), gzip(b"b,c.stac.json\n")).await;
+        let loc = Location::parse(&manifest).unwrap();
+        let files = data_files(&loc).await.unwrap();
+        let urls: Vec<&str> = files.iter().map(Location::url).collect();
+        assert_eq!(
+            urls,
+            [format!("{root}/d/1.csv.gz"), format!("{root}/d/2.csv.gz")]
+        );
+        // A listed data file that is nowhere is an error naming it.
+        put(
+            &manifest,
+            manifest_json(bucket_name(&root), "CSV", None, &["d/gone.csv.gz"]),
+        )
+        .await;
+        let err = data_files(&loc).await.unwrap_err().to_string();
+        assert!(err.contains("gone.csv.gz"), "{err}");
     }
 
     #[tokio::test]

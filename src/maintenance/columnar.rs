@@ -2,8 +2,9 @@
 //! the table's Arrow schema, dedup and sort with index vectors, and write the kept rows with
 //! `take` — no per-row objects. It applies when every file stores only table columns with types
 //! that widen losslessly (the encodings ingest and the Python tool wrote: ms/µs timestamps,
-//! int32/int64, float32/float64, utf8/large_utf8/view/dictionary strings) and no stored
-//! `properties_overflow` values; anything else returns `None` and the caller uses the row-wise
+//! int32/int64, float32/float64, utf8/large_utf8/view/dictionary strings); stored
+//! `properties_overflow` values pass through as they are (the row-wise merge keeps them as they
+//! are too) when the table has that column. Anything else returns `None` and the caller uses the row-wise
 //! merge in `read.rs`, which handles every case (and reports errors). Both paths implement the
 //! same rules: keep per id the latest `updated`, then `created`, then newest file; rows without
 //! an id are all kept; sort by (platform, datetime, id), nulls first.
@@ -15,7 +16,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, new_null_array};
 use arrow_schema::{DataType, Schema, SortOptions, TimeUnit};
-use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -24,7 +24,7 @@ use crate::geoparquet::read::normalise;
 use crate::geoparquet::{EncodedFile, GeoParquetWriter, WriterOptions};
 use crate::hash_index::{IdHash, hash_id};
 use crate::item::Version;
-use crate::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
+use crate::schema::{ColumnType, TableColumn};
 
 /// Result of a columnar merge: encoded files (relative name chosen by `name_of`), rows before
 /// and after dedup.
@@ -32,6 +32,8 @@ pub(crate) struct Merged {
     pub files: Vec<(String, EncodedFile)>,
     pub rows_before: u64,
     pub rows_after: u64,
+    /// Digests of the ids written.
+    pub ids: Vec<IdHash>,
 }
 
 /// Merge `inputs` ((rank, url, bytes), oldest rank first) of one bucket, dropping the rows
@@ -61,14 +63,26 @@ pub(crate) fn merge(
             batches.push(batch);
         }
     }
-    let all = concat_batches(&schema, &batches).map_err(|e| e.to_string())?;
+    // Dedup and sort on the key columns alone; the full rows are gathered once, straight from
+    // the decoded batches.
+    let keys = key_columns(&batches)?;
+    let rows_before = keys.num_rows() as u64;
+    let kept = dedup_indices(&keys, &ranks, exclude)?;
+    let order = sort_indices(&keys, &kept)?;
+    let ids = match keys
+        .column_by_name("id")
+        .and_then(|a| a.as_string_opt::<i32>())
+    {
+        Some(a) => kept
+            .values()
+            .iter()
+            .map(|&i| hash_id(a.value(i as usize)))
+            .collect(),
+        None => Vec::new(),
+    };
+    drop(keys);
+    let sorted = gather(&schema, &batches, &order)?;
     drop(batches);
-    let rows_before = all.num_rows() as u64;
-    // Dedup and sort on indices; the full rows are gathered once.
-    let kept = dedup_indices(&all, &ranks, exclude)?;
-    let order = sort_indices(&all, &kept)?;
-    let sorted = take_record_batch(&all, &order).map_err(|e| e.to_string())?;
-    drop(all);
     let rows_after = sorted.num_rows() as u64;
 
     let chunk = max_rows.unwrap_or(usize::MAX).max(1);
@@ -97,7 +111,58 @@ pub(crate) fn merge(
         files,
         rows_before,
         rows_after,
+        ids,
     })
+}
+
+/// The columns dedup and sort read, concatenated over `batches` (all in the table's schema).
+fn key_columns(batches: &[RecordBatch]) -> Result<RecordBatch, String> {
+    let mut fields = Vec::new();
+    let mut arrays = Vec::new();
+    let Some(first) = batches.first() else {
+        return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+    };
+    for name in ["id", "updated", "created", "platform", "datetime"] {
+        let Ok(i) = first.schema_ref().index_of(name) else {
+            continue;
+        };
+        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+        arrays.push(arrow_select::concat::concat(&parts).map_err(|e| e.to_string())?);
+        fields.push(first.schema_ref().field(i).clone());
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| e.to_string())
+}
+
+/// Rows `order` (indices into the concatenation of `batches`) as one batch.
+fn gather(
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+    order: &UInt32Array,
+) -> Result<RecordBatch, String> {
+    if let [only] = batches {
+        return take_record_batch(only, order).map_err(|e| e.to_string());
+    }
+    if batches.is_empty() {
+        return Ok(RecordBatch::new_empty(schema.clone()));
+    }
+    // Global index → (batch, row).
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut at = 0usize;
+    for b in batches {
+        starts.push(at);
+        at += b.num_rows();
+    }
+    let pairs: Vec<(usize, usize)> = order
+        .values()
+        .iter()
+        .map(|&g| {
+            let g = g as usize;
+            let b = starts.partition_point(|s| *s <= g) - 1;
+            (b, g - starts[b])
+        })
+        .collect();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    arrow_select::interleave::interleave_record_batch(&refs, &pairs).map_err(|e| e.to_string())
 }
 
 /// Is `from` a lossless widening to the table column type `to`?
@@ -150,11 +215,10 @@ fn conform(
         let target = field.data_type();
         let array = match (col.name.as_str(), by_name.get(col.name.as_str())) {
             ("grid_partition", _) => Arc::new(StringArray::from(vec![cell; n])) as ArrayRef,
-            (OVERFLOW_COLUMN, Some(a)) if a.null_count() != a.len() => {
-                return Err(format!("stored {OVERFLOW_COLUMN} values"));
-            }
             (_, None) => new_null_array(target, n),
             (_, Some(a)) if a.null_count() == a.len() => new_null_array(target, n),
+            // Our own files store the table's types: nothing to convert.
+            (_, Some(a)) if a.data_type() == target => (*a).clone(),
             (_, Some(a)) => {
                 if !widens(a.data_type(), col.ty) {
                     return Err(format!("column `{}` is {}", col.name, a.data_type()));
@@ -290,7 +354,7 @@ mod tests {
     use super::*;
     use crate::geoparquet::{encode_group, sort_rows};
     use crate::item::{Columns, ItemRow};
-    use crate::schema::{base_schema, table_columns};
+    use crate::schema::{OVERFLOW_COLUMN, base_schema, table_columns};
     use arrow_array::{Float32Array, Int32Array, TimestampMillisecondArray};
     use arrow_schema::Field;
     use parquet::arrow::ArrowWriter;
@@ -371,7 +435,7 @@ mod tests {
             .build()
             .unwrap();
         let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
-        concat_batches(&batches[0].schema(), &batches).unwrap()
+        arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
     }
 
     fn row_wise(inputs: &[(usize, String, Bytes)], table: &[TableColumn]) -> EncodedFile {
@@ -523,11 +587,24 @@ mod tests {
             DataType::Utf8,
             Arc::new(StringArray::from(vec![r#"{"x":1}"#])),
         );
-        assert!(
-            merge(&overflow, &with_overflow, "c", &opts, None, None, || "o"
-                .into())
-            .is_err()
-        );
+        // Stored overflow values need the column in the table (the row-wise path refuses
+        // too); with it they pass through as they are, as the row-wise path keeps them.
+        assert!(merge(&overflow, &table, "c", &opts, None, None, || "o".into()).is_err());
+        let merged = merge(&overflow, &with_overflow, "c", &opts, None, None, || {
+            "o".into()
+        })
+        .unwrap();
+        let fast = decode(&merged.files[0].1);
+        let slow = decode(&row_wise(&overflow, &with_overflow));
+        for name in ["id", OVERFLOW_COLUMN] {
+            assert_eq!(
+                fast.column_by_name(name),
+                slow.column_by_name(name),
+                "{name}"
+            );
+        }
+        let kept = fast.column_by_name(OVERFLOW_COLUMN).unwrap();
+        assert_eq!(kept.as_string::<i32>().value(0), r#"{"x":1}"#);
     }
 
     #[test]

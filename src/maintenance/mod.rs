@@ -228,10 +228,13 @@ fn old_enough(
     now - written >= min_age
 }
 
-struct Bucket {
-    key: PartitionValue,
-    /// (url, sequence number, size, rows) of live files, oldest first.
-    files: Vec<(String, i64, u64, u64)>,
+/// The files of one (cell, year) to merge.
+pub(crate) struct Bucket {
+    /// The partition.
+    pub(crate) key: PartitionValue,
+    /// (url, sequence number, size, rows) of its files; the sequence number ranks versions
+    /// for the dedup tie-break (higher = committed later).
+    pub(crate) files: Vec<(String, i64, u64, u64)>,
 }
 
 async fn compact_inner(
@@ -530,16 +533,23 @@ async fn commit_merged(
     Ok(table)
 }
 
-struct MergedBucket {
-    files: Vec<(iceberg::spec::DataFile, u64)>,
-    rows_before: u64,
-    rows_after: u64,
-    bytes: u64,
+/// What a bucket merge wrote.
+pub(crate) struct MergedBucket {
+    /// The catalog entries of the written files, with their sizes.
+    pub(crate) files: Vec<(iceberg::spec::DataFile, u64)>,
+    /// Rows read.
+    pub(crate) rows_before: u64,
+    /// Rows written (after dedup).
+    pub(crate) rows_after: u64,
+    /// Bytes written.
+    pub(crate) bytes: u64,
+    /// Digests of the ids written (one per kept row).
+    pub(crate) ids: Vec<crate::hash_index::IdHash>,
 }
 
 /// What every bucket merge of one run shares: where files go and how they are encoded.
 #[derive(Clone)]
-struct MergeContext {
+pub(crate) struct MergeContext {
     warehouse: Location,
     placement: Arc<Placement>,
     columns: Arc<Columns>,
@@ -548,11 +558,64 @@ struct MergeContext {
     spec_id: i32,
     writer: WriterOptions,
     max_rows: Option<usize>,
+    /// Outputs are named `<prefix>_<8 hex>.parquet`.
+    prefix: String,
+    /// Split outputs at about this many bytes (estimated from the inputs' bytes per row).
+    target_bytes: Option<u64>,
 }
 
 impl MergeContext {
+    /// A context from its parts: outputs go to `warehouse` placed by `placement`, encoded with
+    /// the columns `table_cols` (field ids included) of `schema`.
+    pub(crate) fn new(
+        warehouse: &Location,
+        placement: Placement,
+        table_cols: Vec<crate::schema::TableColumn>,
+        schema: iceberg::spec::SchemaRef,
+        spec_id: i32,
+        writer: WriterOptions,
+        max_rows: Option<usize>,
+    ) -> Self {
+        Self {
+            warehouse: warehouse.clone(),
+            placement: Arc::new(placement),
+            columns: Arc::new(Columns::new(&table_cols)),
+            table_cols: Arc::new(table_cols),
+            schema,
+            spec_id,
+            writer,
+            max_rows,
+            prefix: "compacted".to_string(),
+            target_bytes: None,
+        }
+    }
+
+    /// Name outputs `<prefix>_<8 hex>.parquet` and split them at about `target_bytes`.
+    pub(crate) fn with_output(mut self, prefix: &str, target_bytes: Option<u64>) -> Self {
+        self.prefix = prefix.to_string();
+        self.target_bytes = target_bytes;
+        self
+    }
+
+    /// The most rows an output of `bucket` may hold: `max_rows`, and the target size divided
+    /// by the inputs' bytes per row.
+    fn rows_per_file(&self, bucket: &Bucket) -> Option<usize> {
+        let by_size = self.target_bytes.and_then(|target| {
+            let bytes: u64 = bucket.files.iter().map(|f| f.2).sum();
+            let rows: u64 = bucket.files.iter().map(|f| f.3).sum();
+            (bytes > 0 && rows > 0).then(|| {
+                let per_row = (bytes as f64 / rows as f64).max(1.0);
+                ((target as f64 / per_row) as usize).max(1)
+            })
+        });
+        match (self.max_rows, by_size) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The context of `table` in `warehouse` (its layout and grid place the outputs).
-    async fn of(
+    pub(crate) async fn of(
         table: &iceberg::table::Table,
         warehouse: &Location,
         writer: WriterOptions,
@@ -561,24 +624,22 @@ impl MergeContext {
         let md = table.metadata();
         let grid = crate::catalog::grid_from_properties(md.properties())?;
         let layout = crate::catalog::table_layout(table).await?;
-        let table_cols = table_columns(md.current_schema());
-        Ok(Self {
-            warehouse: warehouse.clone(),
-            placement: Arc::new(Placement::new(layout, &grid)),
-            columns: Arc::new(Columns::new(&table_cols)),
-            table_cols: Arc::new(table_cols),
-            schema: md.current_schema().clone(),
-            spec_id: md.default_partition_spec_id(),
+        Ok(Self::new(
+            warehouse,
+            Placement::new(layout, &grid),
+            table_columns(md.current_schema()),
+            md.current_schema().clone(),
+            md.default_partition_spec_id(),
             writer,
             max_rows,
-        })
+        ))
     }
 }
 
 /// Merge a bucket's files into new files (dedup by the version rule, sort, split at
 /// `max_rows`), dropping the rows whose id digest is in `exclude`; write them and build their
 /// catalog entries. Nothing is committed or deleted here.
-async fn merge_bucket(
+pub(crate) async fn merge_bucket(
     bucket: &Bucket,
     ctx: &MergeContext,
     exclude: Option<Arc<std::collections::HashSet<crate::hash_index::IdHash>>>,
@@ -586,8 +647,9 @@ async fn merge_bucket(
     let warehouse = &ctx.warehouse;
     let (columns, table_cols) = (ctx.columns.clone(), ctx.table_cols.clone());
     let (schema, spec_id) = (&ctx.schema, ctx.spec_id);
-    let (writer, max_rows) = (ctx.writer.clone(), ctx.max_rows);
+    let (writer, max_rows) = (ctx.writer.clone(), ctx.rows_per_file(bucket));
     let placement = ctx.placement.clone();
+    let prefix = ctx.prefix.clone();
     // Read every file (oldest committed first) with its rank for the dedup tie-break.
     let mut ordered = bucket.files.clone();
     ordered.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
@@ -603,7 +665,7 @@ async fn merge_bucket(
     let encoded = tokio::task::spawn_blocking(move || -> Result<_> {
         let name_of = || {
             format!(
-                "{}/compacted_{:08x}.parquet",
+                "{}/{prefix}_{:08x}.parquet",
                 placement.dir(&key),
                 uuid::Uuid::new_v4().as_u128() as u32
             )
@@ -618,7 +680,7 @@ async fn merge_bucket(
             exclude,
             name_of,
         ) {
-            Ok(m) => return Ok((m.files, m.rows_before, m.rows_after)),
+            Ok(m) => return Ok((m.files, m.rows_before, m.rows_after, m.ids)),
             Err(why) => tracing::debug!(bucket = %key.dir(), %why, "row-wise merge"),
         }
         let mut rows: Vec<(usize, ItemRow)> = Vec::new();
@@ -643,6 +705,10 @@ async fn merge_bucket(
         }
         let kept = dedup(rows);
         let rows_after = kept.len() as u64;
+        let ids = kept
+            .iter()
+            .map(|r| crate::hash_index::hash_id(&r.id))
+            .collect();
         let mut refs: Vec<&ItemRow> = kept.iter().collect();
         sort_rows(&mut refs);
         let chunk = max_rows.unwrap_or(usize::MAX).max(1);
@@ -652,11 +718,11 @@ async fn merge_bucket(
             let file = encode_group(part, &key.cell, &columns, &table_cols, &writer, &rel)?;
             files.push((rel, file));
         }
-        Ok((files, rows_before, rows_after))
+        Ok((files, rows_before, rows_after, ids))
     })
     .await
     .map_err(|e| Error::task(format!("merging {}", bucket.key.dir()), e))??;
-    let (files, rows_before, rows_after) = encoded;
+    let (files, rows_before, rows_after, ids) = encoded;
     let mut out = Vec::new();
     let mut bytes_total = 0;
     for (rel, file) in files {
@@ -686,6 +752,7 @@ async fn merge_bucket(
         rows_before,
         rows_after,
         bytes: bytes_total,
+        ids,
     })
 }
 
@@ -722,7 +789,8 @@ pub fn canonical(path: &str) -> String {
 /// Objects deleted concurrently.
 const DELETE_CONCURRENCY: usize = 16;
 
-async fn delete_all(urls: &[String]) -> Result<()> {
+/// Delete the objects at `urls` (missing ones are fine).
+pub(crate) async fn delete_all(urls: &[String]) -> Result<()> {
     futures::stream::iter(urls)
         .map(|u| delete_url(u))
         .buffer_unordered(DELETE_CONCURRENCY)
@@ -926,6 +994,47 @@ async fn repair_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_split_at_the_target_size_by_the_inputs_bytes_per_row() {
+        let ctx = MergeContext::new(
+            &Location::parse("memory://merge-ctx/wh").unwrap(),
+            Placement::default(),
+            Vec::new(),
+            Arc::new(crate::schema::base_schema().unwrap()),
+            0,
+            WriterOptions::default(),
+            None,
+        );
+        // Two inputs: 3000 bytes for 30 rows, 100 bytes per row.
+        let bucket = Bucket {
+            key: PartitionValue {
+                cell: "c".into(),
+                year: None,
+            },
+            files: vec![("a".into(), 1, 1000, 10), ("b".into(), 2, 2000, 20)],
+        };
+        assert_eq!(ctx.rows_per_file(&bucket), None, "compaction: no split");
+        let sized = ctx.clone().with_output("backfill_x", Some(1000));
+        assert_eq!(sized.rows_per_file(&bucket), Some(10));
+        assert_eq!(
+            sized
+                .clone()
+                .with_output("b", Some(1))
+                .rows_per_file(&bucket),
+            Some(1)
+        );
+        let capped = MergeContext {
+            max_rows: Some(4),
+            ..sized.clone()
+        };
+        assert_eq!(capped.rows_per_file(&bucket), Some(4));
+        let empty = Bucket {
+            key: bucket.key.clone(),
+            files: vec![("a".into(), 1, 0, 0)],
+        };
+        assert_eq!(sized.rows_per_file(&empty), None);
+    }
 
     #[test]
     fn only_files_our_writers_name_are_leftovers() {

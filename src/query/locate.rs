@@ -95,7 +95,7 @@ pub struct LocatorStats {
 }
 
 /// The digests of the `id` column of one data file.
-pub async fn file_id_hashes(path: &str, size: u64) -> Result<Vec<IdHash>> {
+pub(crate) async fn file_id_hashes(path: &str, size: u64) -> Result<Vec<IdHash>> {
     let loc = Location::parse(path)?;
     let mut reader = ParquetObjectReader::new(loc.store().clone(), loc.prefix().clone());
     if size > 0 {

@@ -34,7 +34,7 @@ const PINNED_SNAPSHOTS: usize = 4;
 
 /// The conformance classes this server passes (checked by `stac-api-validator` in
 /// `tests/serve_validator.rs`).
-pub const CONFORMANCE: &[&str] = &[
+pub(crate) const CONFORMANCE: &[&str] = &[
     "https://api.stacspec.org/v1.0.0/core",
     "https://api.stacspec.org/v1.0.0/collections",
     "https://api.stacspec.org/v1.0.0/ogcapi-features",

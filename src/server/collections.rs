@@ -125,7 +125,7 @@ fn lock(
 }
 
 /// Summarise the collections of a snapshot's files (see the module docs).
-pub async fn summarize(
+pub(crate) async fn summarize(
     files: &SnapshotFiles,
     memo: &CollectionMemo,
 ) -> Result<Vec<CollectionSummary>> {

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Submit a backfill to Slurm: plan → map array (N tasks) → reduce array (M tasks) → commit,
+# each stage starting only after every task of the previous one succeeded
+# (--dependency=afterok on the whole array). Slurm does not retry a failed task: resubmit its
+# index (`sbatch --array=5 ...`; a finished shard exits 0 at once), then the later stages.
+#
+#   STAGING=s3://... deploy/slurm/submit.sh INVENTORY WAREHOUSE CATALOG [N=64] [M=16]
+set -euo pipefail
+: "${STAGING:?export STAGING=s3://bucket/prefix}"
+INVENTORY=$1 WAREHOUSE=$2 CATALOG=$3 N=${4:-64} M=${5:-16}
+JOB="$(dirname "$0")/backfill.sbatch"
+export STAGING
+
+plan=$(sbatch --parsable --export=ALL "$JOB" plan --inventory "$INVENTORY" \
+  --warehouse "$WAREHOUSE" --catalog "$CATALOG" --map-shards "$N" --reduce-shards "$M")
+map=$(sbatch --parsable --export=ALL --dependency=afterok:$plan --array=0-$((N - 1)) "$JOB" map)
+reduce=$(sbatch --parsable --export=ALL --dependency=afterok:$map --array=0-$((M - 1)) "$JOB" reduce)
+commit=$(sbatch --parsable --export=ALL --dependency=afterok:$reduce "$JOB" commit)
+echo "plan $plan  map $map  reduce $reduce  commit $commit"
