@@ -39,7 +39,7 @@ use crate::lock::{LockOptions, RenewingLock};
 use crate::partition::Groups;
 use crate::partition::{Layout, PartitionValue, Placement};
 use crate::report::Reporter;
-use crate::schema::{PROP_HASH_INDEX, table_columns};
+use crate::schema::{OVERFLOW_COLUMN, PROP_HASH_INDEX, table_columns};
 use crate::store::{Location, put_if_absent};
 
 /// Commit early once this many ingested ids wait for the hash index (16 bytes each).
@@ -795,8 +795,13 @@ impl Run<'_> {
         if groups.is_empty() {
             return Ok(());
         }
-        let (pending, upto) = self.columns.pending();
+        let (mut pending, upto) = self.columns.pending();
         if !pending.is_empty() {
+            // Discovery order follows the concurrent fetches; the schema gets a stable order
+            // (by name, the overflow column last) so the same input gives the same table.
+            pending.sort_by(|a, b| {
+                (a.0 == OVERFLOW_COLUMN, &a.0).cmp(&(b.0 == OVERFLOW_COLUMN, &b.0))
+            });
             self.reporter.message(&format!(
                 "adding {} column(s) to the table schema",
                 pending.len()
