@@ -44,6 +44,32 @@ for i in $(seq "$REPEAT"); do
     --max-memory 1GB
 done
 
+# No-op re-ingest: day 1 again against an index that holds every one of its ids — nothing is
+# fetched (items root is empty), every key is skipped by the index.
+for i in $(seq "$REPEAT"); do
+  rm -rf "$WORK/noop" && mkdir -p "$WORK/noop/items"
+  measure "no-op re-ingest ($KEYS keys, all known, run $i)" "$BIN" -q ingest --no-lock \
+    --inventory "$day1" --items-root "$WORK/noop/items" --hash-index "$index" \
+    --warehouse "$WORK/noop/warehouse" --catalog "$WORK/noop/catalog.db"
+done
+rm -rf "$WORK/noop"
+
+# index rebuild over a warehouse of ~1M rows (INDEX_ITEMS items at H3 res 2, ~2.8 rows each).
+INDEX_ITEMS=${INDEX_ITEMS:-360000}
+wh="$WORK/rebuild-$INDEX_ITEMS"
+if [ ! -f "$wh/catalog.db" ]; then
+  echo "building a $INDEX_ITEMS-item res-2 warehouse for index rebuild …" >&2
+  rm -rf "$wh"
+  "$BIN" -q generate --out "$wh/data" --count "$INDEX_ITEMS" --seed 7 >/dev/null
+  "$BIN" -q ingest --no-lock --inventory "$wh/data/inventory.csv" --items-root "$wh/data/items" \
+    --resolution 2 --warehouse "$wh/warehouse" --catalog "$wh/catalog.db" >/dev/null
+  rm -rf "$wh/data"
+fi
+rows=$("$BIN" info --json --catalog "$wh/catalog.db" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m.get("rows", m.get("total_rows", "?")))')
+for i in $(seq "$REPEAT"); do
+  measure "index rebuild ($rows rows, run $i)" "$BIN" -q index rebuild --no-lock --catalog "$wh/catalog.db"
+done
+
 if [ -n "${PYTHON_COMPARE:-}" ]; then
   N=$PYTHON_COMPARE
   pq="$WORK/gen-$N-parquet"

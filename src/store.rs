@@ -91,7 +91,7 @@ impl Location {
         if path.is_empty() {
             return Err(invalid(original, "empty path"));
         }
-        let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+        let abs = lexically_normal(&std::path::absolute(path).map_err(|e| Error::io(path, e))?);
         let prefix =
             Path::from_absolute_path(&abs).map_err(|e| invalid(original, &e.to_string()))?;
         Ok(Self::with_store(
@@ -560,8 +560,33 @@ fn env_set(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| !v.is_empty())
 }
 
+/// `a/./b/../c` → `a/c` without touching the file system (object store paths cannot hold `.`
+/// or `..` segments; the path may not exist yet, so it cannot be canonicalized).
+fn lexically_normal(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn local_paths_with_dot_segments_are_normalized() {
+        let a = Location::parse("/tmp/x/../y/./z").unwrap();
+        assert_eq!(a.url(), "file:///tmp/y/z");
+        let b = Location::parse("/../tmp").unwrap();
+        assert_eq!(b.url(), "file:///tmp");
+    }
+
     use super::*;
 
     #[test]
