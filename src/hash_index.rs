@@ -857,36 +857,73 @@ pub async fn ids_of_files(files: &[(String, u64)]) -> Result<Vec<IdHash>> {
     Ok(per_file.concat())
 }
 
-/// The digests of the `id` column of one data file.
-async fn file_ids(path: &str, size: u64) -> Result<Vec<IdHash>> {
+/// Data files up to this size are read with one GET and decoded in memory; larger ones
+/// (compacted files) through ranged reads of the footer and the `id` column only. Measured on
+/// 39,253 res-2 files / 999,338 rows: 13.0 s with ranged reads of every file (two or three
+/// blocking-pool hops per file, and the statistics and Arrow schema of all 33 columns
+/// decoded), 6.3-7.7 s with this (half the CPU time).
+const WHOLE_FILE_BYTES: u64 = 2 << 20;
+
+/// Reader options that decode only what reading one column needs: no column, size or
+/// encoding statistics, no embedded Arrow schema (the Parquet schema says `id` is a string).
+fn id_column_options() -> parquet::arrow::arrow_reader::ArrowReaderOptions {
+    use parquet::file::metadata::ParquetStatisticsPolicy as Policy;
+    parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+        .with_skip_arrow_metadata(true)
+        .with_column_stats_policy(Policy::SkipAll)
+        .with_size_stats_policy(Policy::SkipAll)
+        .with_encoding_stats_policy(Policy::SkipAll)
+}
+
+/// The digests of the `id` column of one data file (`size`: its length when known, else 0).
+pub(crate) async fn file_ids(path: &str, size: u64) -> Result<Vec<IdHash>> {
     let loc = Location::parse(path)?;
+    let no_id = || Error::Inconsistent(format!("data file {path} has no `id` column"));
+    let mut out = Vec::new();
+    let mut add = |batch: RecordBatch| -> Result<()> {
+        let strings = arrow_cast::cast(batch.column(0), &DataType::Utf8)
+            .map_err(|e| Error::arrow(format!("the id column of {path}"), e))?;
+        out.extend(strings.as_string::<i32>().iter().flatten().map(hash_id));
+        Ok(())
+    };
+    if size > 0 && size <= WHOLE_FILE_BYTES {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let bytes = loc.get_bytes().await?;
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, id_column_options())
+                .map_err(|e| Error::parquet(path, e))?;
+        let column = builder.schema().index_of("id").map_err(|_| no_id())?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| Error::parquet(path, e))?;
+        for batch in reader {
+            add(batch.map_err(|e| Error::arrow(format!("reading {path}"), e))?)?;
+        }
+        return Ok(out);
+    }
     let mut reader = ParquetObjectReader::new(loc.store().clone(), loc.prefix().clone());
     if size > 0 {
         reader = reader.with_file_size(size);
     }
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, id_column_options())
         .await
         .map_err(|e| Error::parquet(path, e))?;
-    let column = builder
-        .schema()
-        .index_of("id")
-        .map_err(|_| Error::Inconsistent(format!("data file {path} has no `id` column")))?;
+    let column = builder.schema().index_of("id").map_err(|_| no_id())?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
     let mut stream = builder
         .with_projection(mask)
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| Error::parquet(path, e))?;
-    let mut out = Vec::new();
     while let Some(batch) = stream
         .try_next()
         .await
         .map_err(|e| Error::parquet(path, e))?
     {
-        let col = batch.column(0);
-        let strings = arrow_cast::cast(col, &DataType::Utf8)
-            .map_err(|e| Error::arrow(format!("the id column of {path}"), e))?;
-        out.extend(strings.as_string::<i32>().iter().flatten().map(hash_id));
+        add(batch)?;
     }
     Ok(out)
 }

@@ -643,14 +643,19 @@ pub(crate) type GroupName = Arc<dyn Fn(&PartitionValue) -> String + Send + Sync>
 /// and write each with a create-only put at `root/<name_of(key)>`. Encoders stream finished
 /// files through a small channel to the uploader, so only a handful of encoded files are in
 /// memory at once. A name that exists already is [`Error::Inconsistent`] (names are unique).
-pub(crate) async fn write_groups(
+/// `finish` turns each written file into what the caller keeps, as soon as it is written: a
+/// footer (`WrittenGroup::metadata`, tens of KB with 33 columns' statistics) must not be held
+/// for every file of a chunk (measured: 575-664 MB instead of ~270 MB peak RSS for 100k items
+/// at H3 res 2, ~5,000 files a chunk).
+pub(crate) async fn write_groups<T: Send>(
     groups: Arc<Groups>,
     columns: Arc<Columns>,
     table_cols: Arc<Vec<crate::schema::TableColumn>>,
     writer: WriterOptions,
     root: &Location,
     name_of: GroupName,
-) -> Result<Vec<WrittenGroup>> {
+    finish: impl Fn(WrittenGroup) -> Result<T> + Send + Sync,
+) -> Result<Vec<T>> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<(PartitionValue, String, EncodedFile)>>(8);
     let mut encoders = Vec::with_capacity(workers);
@@ -678,7 +683,8 @@ pub(crate) async fn write_groups(
         }));
     }
     drop(tx);
-    let written: Vec<WrittenGroup> = tokio_stream_of(rx)
+    let finish = &finish;
+    let written: Vec<T> = tokio_stream_of(rx)
         .map(|encoded| {
             let root = root.clone();
             async move {
@@ -694,7 +700,7 @@ pub(crate) async fn write_groups(
                         root.url_of(&rel)
                     )));
                 }
-                Ok::<_, Error>(WrittenGroup {
+                finish(WrittenGroup {
                     key,
                     rel,
                     size,
@@ -827,31 +833,29 @@ impl Run<'_> {
                 )
             })
         };
+        let schema = self.table.metadata().current_schema().clone();
+        let spec_id = self.table.metadata().default_partition_spec_id();
+        let warehouse = &self.warehouse;
         let written = write_groups(
             groups.clone(),
             self.columns.clone(),
             table_cols,
             self.options.writer.clone(),
-            &self.warehouse,
+            warehouse,
             name_of,
-        )
-        .await?;
-        let schema = self.table.metadata().current_schema().clone();
-        let spec_id = self.table.metadata().default_partition_spec_id();
-        let written = written
-            .into_iter()
-            .map(|w| {
+            |w| {
                 let df = data_file_from_footer(
                     &schema,
                     spec_id,
                     &w.metadata,
-                    &self.warehouse.url_of(&w.rel),
+                    &warehouse.url_of(&w.rel),
                     w.size,
                     &w.key,
                 )?;
                 Ok((w.key, df, w.size, w.rows))
-            })
-            .collect::<Result<Vec<_>>>()?;
+            },
+        )
+        .await?;
         crate::fault::check("ingest.after_write")?;
         for (key, df, size, rows) in written {
             self.metrics.files += 1;

@@ -527,6 +527,7 @@ fn s3_backfill_with_killed_workers_equals_ingest_and_compact() {
         let before = s3_keys(port, "work", &format!("staging/map/{i}/"));
         let m = json_summary(&run(&mut map(i, sched)), 0);
         assert_eq!(m["already_done"], true, "{m}");
+        assert_eq!(m["shard"], i, "{sched:?}: {m}");
         assert_eq!(s3_keys(port, "work", &format!("staging/map/{i}/")), before);
     }
     // The killed attempts' parts are still there but no marker names them.

@@ -208,7 +208,7 @@ async fn paging_stays_on_its_snapshot_across_a_reload_and_vanished_snapshots_are
         err["description"]
             .as_str()
             .unwrap()
-            .contains("restart the search"),
+            .contains("restart it without a token"),
         "{err}"
     );
 }
@@ -220,6 +220,7 @@ async fn bad_input_is_a_400_naming_the_parameter_and_load_is_shed() {
     let mut o = options(&catalog);
     o.max_body_bytes = 4096;
     o.max_vertices = 50;
+    o.max_sort_items = 10;
     let api = Api::open(o).await.unwrap();
     let ring: Vec<String> = (0..60)
         .map(|i| format!("[{}, 0]", i as f64 / 100.0))
@@ -236,6 +237,21 @@ async fn bad_input_is_a_400_naming_the_parameter_and_load_is_shed() {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let cases: Vec<(&str, String, String, u16, &str)> = vec![
         ("GET", "/search?bbox=1,2".into(), "".into(), 400, "bbox"),
+        // Would be cut into ~1e10 pieces if the width were trusted before the range check.
+        (
+            "GET",
+            "/search?bbox=-1e12,0,1e12,1".into(),
+            "".into(),
+            400,
+            "bbox",
+        ),
+        (
+            "POST",
+            "/search".into(),
+            r#"{"bbox": [-1e12, 0, 1e12, 1]}"#.into(),
+            400,
+            "bbox",
+        ),
         (
             "GET",
             "/search?bbox=0,10,1,5".into(),
@@ -301,6 +317,14 @@ async fn bad_input_is_a_400_naming_the_parameter_and_load_is_shed() {
             "filter",
         ),
         ("GET", "/search?limit=abc".into(), "".into(), 400, "limit"),
+        // Sorting holds every match in memory: more than --max-sort-items is refused.
+        (
+            "GET",
+            "/search?sortby=-datetime".into(),
+            "".into(),
+            400,
+            "sortby",
+        ),
         ("GET", "/search?limit=0".into(), "".into(), 400, "limit"),
         (
             "POST",
@@ -461,6 +485,30 @@ async fn pages_come_as_geoparquet_when_asked() {
             assert_eq!(got, ids(&page), "{uri}");
         }
     }
+    // POST takes the format from `?f=` too; the next page's token comes in a header.
+    let r = api
+        .handle(
+            http::Request::builder()
+                .method("POST")
+                .uri("/search?f=parquet")
+                .header("host", "t")
+                .body(Bytes::from(r#"{"limit": 5}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.apache.parquet"
+    );
+    assert!(r.headers().contains_key("next-token"));
+    // A GeoParquet page needs its ids: excluding them is a 400 naming `fields`, not a 500.
+    let (status, err, _) = call(&api, "GET", "/search?f=parquet&fields=-id", "").await;
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["description"].as_str().unwrap().starts_with("fields"),
+        "{err}"
+    );
 }
 
 /// pystac-client results by query name.
@@ -843,4 +891,47 @@ async fn items_are_found_through_the_id_locator_reading_only_their_buckets() {
     assert!(plain.snapshot().locator.is_none());
     let (status, err, _) = call(&plain, "GET", &path("no-such-item"), "").await;
     assert_eq!(status, 410, "{err}");
+}
+
+#[tokio::test]
+async fn a_locator_built_or_rewritten_while_serving_is_picked_up_and_never_fails_a_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = add(dir.path(), 31, 80, 0.0).await;
+    let api = Api::open(options(&catalog)).await.unwrap();
+    assert!(api.snapshot().locator.is_none());
+    assert!(!api.reload_if_changed().await.unwrap());
+
+    // `index locate` after the server started: the next reload uses it (the catalog is
+    // unchanged).
+    let wh = earthcatalog::query::Warehouse::open(&catalog, None)
+        .await
+        .unwrap();
+    let locator = Location::parse(&wh.locator_path().unwrap()).unwrap();
+    earthcatalog::query::build_locator(wh.table().unwrap(), &locator)
+        .await
+        .unwrap();
+    assert!(api.reload_if_changed().await.unwrap(), "locator noticed");
+    assert!(api.snapshot().locator.is_some());
+    assert!(!api.reload_if_changed().await.unwrap());
+
+    // The locator file replaced under a loaded snapshot: lookups fall back to a scan (200),
+    // never a 500, and the reload drops the unreadable locator.
+    let items = cli_search(&catalog, &[]);
+    let item = items.iter().find(|i| i["collection"].is_string()).unwrap();
+    let id = item["id"].as_str().unwrap();
+    let path = format!(
+        "/collections/{}/items/{}",
+        item["collection"].as_str().unwrap(),
+        url::form_urlencoded::byte_serialize(id.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    );
+    let file = locator.url().trim_start_matches("file://").to_string();
+    let len = std::fs::metadata(&file).unwrap().len() as usize;
+    std::fs::write(&file, vec![0x5a_u8; len + 7]).unwrap();
+    let (status, got, _) = call(&api, "GET", &path, "").await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["id"], item["id"]);
+    assert!(api.reload_if_changed().await.unwrap());
+    assert!(api.snapshot().locator.is_none());
 }

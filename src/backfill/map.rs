@@ -460,17 +460,19 @@ impl Attempt<'_> {
             self.options.writer.clone(),
             self.staging.root(),
             name_of,
+            // Keep only what the done marker needs (not the footer).
+            |w| Ok((w.key, w.rel, w.size, w.rows)),
         )
         .await?;
-        for w in written {
-            self.done.rows += w.rows;
-            self.done.bytes += w.size;
+        for (key, rel, size, rows) in written {
+            self.done.rows += rows;
+            self.done.bytes += size;
             self.done.files.push(PartFile {
-                url: self.staging.root().url_of(&w.rel),
-                cell: w.key.cell,
-                year: w.key.year,
-                rows: w.rows,
-                bytes: w.size,
+                url: self.staging.root().url_of(&rel),
+                cell: key.cell,
+                year: key.year,
+                rows,
+                bytes: size,
             });
         }
         self.done.items += groups.items() as u64;

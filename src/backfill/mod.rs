@@ -621,11 +621,14 @@ pub(crate) mod tests {
             cell: cell.into(),
             year,
         };
-        // Pinned: a worker of another build must assign the same buckets.
+        // Pinned (values from Python's xxhash.xxh3_64 of "<cell>/<year>"): a worker of another
+        // build must assign the same buckets.
         assert_eq!(
-            reduce_shard_of(&key("8113bffffffffff", Some(2019)), 3),
-            reduce_shard_of(&key("8113bffffffffff", Some(2019)), 3)
+            reduce_shard_of(&key("8113bffffffffff", Some(2019)), 1000),
+            734
         );
+        assert_eq!(reduce_shard_of(&key("8113bffffffffff", None), 1000), 109);
+        assert_eq!(reduce_shard_of(&key("cell7", Some(2020)), 3), 1);
         let mut counts = [0usize; 3];
         for c in 0..300 {
             for y in [None, Some(2019), Some(2020)] {

@@ -80,7 +80,8 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<(usize, ShardSource
     }
     if let Some(id) = parse(SLURM_INDEX)? {
         let min = parse(SLURM_MIN)?.unwrap_or(0);
-        let i = usize::try_from(id - min).map_err(|_| {
+        let i = id.checked_sub(min).and_then(|d| usize::try_from(d).ok());
+        let i = i.ok_or_else(|| {
             Error::invalid_argument(
                 "--shard",
                 format!("{SLURM_INDEX}={id} is below {SLURM_MIN}={min}"),

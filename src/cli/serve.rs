@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Most vertices accepted in an intersects geometry.
     #[arg(long, default_value_t = 10_000)]
     max_vertices: usize,
+    /// With sortby, refuse (400) a search matching more items than this: every match is held
+    /// in memory to be sorted.
+    #[arg(long, default_value_t = 10_000)]
+    max_sort_items: usize,
     /// Per-request time limit in seconds (then 504).
     #[arg(long, default_value_t = 30.0)]
     timeout_secs: f64,
@@ -61,6 +65,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<u8> {
     options.max_limit = args.max_limit;
     options.max_body_bytes = args.max_body_bytes;
     options.max_vertices = args.max_vertices;
+    options.max_sort_items = args.max_sort_items;
     options.request_timeout = seconds(args.timeout_secs, "--timeout-secs")?;
     options.max_in_flight = args.max_in_flight;
     options.max_queued = args.max_queued;

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use geo::CoordsIter;
-use geo_types::{Geometry, MultiPolygon, Point, Polygon, Rect, coord};
+use geo_types::{Geometry, MultiPoint, MultiPolygon, Point, Polygon, Rect, coord};
 
 use crate::error::{Error, Result};
 
@@ -152,6 +152,14 @@ pub fn bbox_geometry(
     maxy: f64,
     arg: &str,
 ) -> Result<Geometry<f64>> {
+    // Check the corners first: the pieces below are counted from the box's width.
+    validate_lon_lat(
+        &Geometry::MultiPoint(MultiPoint::new(vec![
+            Point::new(minx, miny),
+            Point::new(maxx, maxy),
+        ])),
+        arg,
+    )?;
     let rect = |x0: f64, x1: f64| -> Polygon<f64> {
         Rect::new(coord! { x: x0, y: miny }, coord! { x: x1, y: maxy }).to_polygon()
     };
@@ -325,6 +333,17 @@ mod tests {
             parse_bbox("-10,-10,0,10,10,5", "--bbox").unwrap(),
             Geometry::Polygon(_)
         ));
+    }
+
+    #[test]
+    fn a_huge_bbox_is_refused_before_it_is_cut_into_pieces() {
+        // Would be ~2e10 pieces if the width were trusted.
+        let err = parse_bbox("-1e12,0,1e12,1", "bbox")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outside longitude"), "{err}");
+        let err = bbox_geometry(-1e12, 0.0, 1e12, 1.0, "bbox").unwrap_err();
+        assert!(err.to_string().contains("bbox"), "{err}");
     }
 
     #[test]

@@ -94,43 +94,11 @@ pub struct LocatorStats {
     pub stamp: Option<IndexStamp>,
 }
 
-/// The digests of the `id` column of one data file.
-pub(crate) async fn file_id_hashes(path: &str, size: u64) -> Result<Vec<IdHash>> {
-    let loc = Location::parse(path)?;
-    let mut reader = ParquetObjectReader::new(loc.store().clone(), loc.prefix().clone());
-    if size > 0 {
-        reader = reader.with_file_size(size);
-    }
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(|e| Error::parquet(path, e))?;
-    let column = builder
-        .schema()
-        .index_of("id")
-        .map_err(|_| Error::Inconsistent(format!("data file {path} has no `id` column")))?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
-    let mut stream = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| Error::parquet(path, e))?;
-    let mut out = Vec::new();
-    while let Some(batch) = stream
-        .try_next()
-        .await
-        .map_err(|e| Error::parquet(path, e))?
-    {
-        let ids = arrow_cast::cast(batch.column(0), &DataType::Utf8)
-            .map_err(|e| Error::arrow(format!("the id column of {path}"), e))?;
-        out.extend(ids.as_string::<i32>().iter().flatten().map(hash_id));
-    }
-    Ok(out)
-}
-
 /// The (digest, bucket) pairs of some live files.
 pub async fn id_buckets(files: &[FileEntry]) -> Result<Vec<(IdHash, Bucket)>> {
     let per_file: Vec<(Bucket, Vec<IdHash>)> = futures::stream::iter(files.iter().cloned())
         .map(|f| async move {
-            let ids = file_id_hashes(&f.path, f.bytes).await?;
+            let ids = crate::hash_index::file_ids(&f.path, f.bytes).await?;
             Ok::<_, Error>(((f.cell, f.year), ids))
         })
         .buffer_unordered(READ_CONCURRENCY)
@@ -154,7 +122,7 @@ pub async fn build_locator(table: &Table, location: &Location) -> Result<Locator
     let mut rows: Vec<(IdHash, u32)> = Vec::new();
     let per_file = futures::stream::iter(files.iter().cloned())
         .map(|f| async move {
-            let ids = file_id_hashes(&f.path, f.bytes).await?;
+            let ids = crate::hash_index::file_ids(&f.path, f.bytes).await?;
             Ok::<_, Error>(((f.cell, f.year), ids))
         })
         .buffer_unordered(READ_CONCURRENCY);

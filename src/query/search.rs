@@ -307,6 +307,9 @@ pub struct SearchRequest {
     pub filter: Option<cql2::Expr>,
     /// Sort keys (collects every match before sorting).
     pub sortby: Vec<SortBy>,
+    /// With `sortby`: a search matching more items than this is refused
+    /// ([`Error::InvalidArgument`] naming `sortby`), as every match is held in memory to sort.
+    pub max_sort_items: Option<usize>,
     /// Cap on the number of items (STAC API page size; there are no pages here).
     pub limit: Option<usize>,
     /// Cap on the number of items.
@@ -1122,6 +1125,15 @@ impl Warehouse {
                         }
                         None => {
                             best.insert(hit.id.clone(), hit);
+                            if let Some(n) = request.max_sort_items.filter(|n| best.len() > *n) {
+                                return Err(Error::invalid_argument(
+                                    "sortby",
+                                    format!(
+                                        "the search matches more than {n} items, too many to \
+                                         sort; narrow it (bbox, datetime, filter) or drop sortby"
+                                    ),
+                                ));
+                            }
                         }
                     }
                 }

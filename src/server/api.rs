@@ -117,8 +117,8 @@ impl From<Error> for ApiError {
                 source: object_store::Error::NotFound { .. },
                 ..
             } => Self::gone(format!(
-                "{e}: the catalog changed (files were compacted or removed) since this search \
-                 started; restart the search without a token"
+                "{e}: the catalog changed (files were compacted or removed) since the snapshot \
+                 this request reads; retry it (a paged search: restart it without a token)"
             )),
             _ if e.is_retryable() => Self::unavailable(e.to_string()),
             _ => {
@@ -255,10 +255,15 @@ impl Api {
                 default_limit: options.default_limit,
                 max_limit: options.max_limit,
                 max_vertices: options.max_vertices,
+                max_sort_items: options.max_sort_items,
             },
             current: Current::new(first),
             memo,
-            pages: Mutex::new(PageCache::new(options.page_cache, options.page_cache_ttl)),
+            pages: Mutex::new(PageCache::new(
+                options.page_cache,
+                options.page_cache_ttl,
+                options.max_sort_items.saturating_mul(2),
+            )),
             pinned: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.max_in_flight),
             outstanding: AtomicUsize::new(0),
@@ -288,7 +293,9 @@ impl Api {
         let current = self.current.get();
         let result = async {
             let now = state::head_version(&self.options.catalog).await?;
-            if now == current.version {
+            // A rebuilt id locator (`index locate` does not touch the catalog) is a change too.
+            let locator_now = state::locator_version(&current.warehouse).await;
+            if now == current.version && locator_now == current.locator_version {
                 return Ok(false);
             }
             let next = state::load(&self.options, &self.memo).await?;
@@ -488,7 +495,10 @@ impl Api {
                 let params = if get {
                     params::from_query(query.as_deref(), self.limits, None)?
                 } else {
-                    params::from_body(req.body(), self.limits)?
+                    let mut params = params::from_body(req.body(), self.limits)?;
+                    // The response format of a POST comes from `?f=` or the Accept header.
+                    params.format = params::format_of_query(query.as_deref())?;
+                    params
                 };
                 let ctx = PageContext {
                     format: response_format(&req, params.format),
@@ -586,6 +596,17 @@ impl Api {
 
     /// One page of a search.
     async fn page(&self, snap: Arc<Snapshot>, params: SearchParams, ctx: PageContext) -> Reply {
+        let fields = &params.request.fields;
+        if ctx.format == Format::Parquet
+            && fields.exclude.iter().any(|p| p == "id")
+            && !fields.include.iter().any(|p| p == "id")
+        {
+            return Err(Error::invalid_argument(
+                "fields",
+                "a GeoParquet page always carries `id`: do not exclude it",
+            )
+            .into());
+        }
         let token = match &params.token {
             Some(t) => Some(Token::decode(t, params.fingerprint)?),
             None => None,
@@ -694,9 +715,20 @@ impl Api {
 
     async fn item(&self, base: &str, snap: Arc<Snapshot>, cid: &str, id: &str) -> Reply {
         let not_found = || ApiError::not_found(format!("item {id:?} is not in collection {cid:?}"));
-        if let (Some(view), Some(files)) = (&snap.locator, snap.warehouse.cached_files()) {
+        let located = match &snap.locator {
+            // A locator rewritten since this snapshot was loaded cannot be read at the
+            // offsets of its old footer: scan instead until the reload picks the new one up.
+            Some(view) => match view.buckets(id).await {
+                Ok(buckets) => Some(buckets),
+                Err(e) => {
+                    tracing::warn!(error = %e, "id locator lookup failed; scanning every file");
+                    None
+                }
+            },
+            None => None,
+        };
+        if let (Some(buckets), Some(files)) = (located, snap.warehouse.cached_files()) {
             // The buckets that hold the id, then only their files.
-            let buckets = view.buckets(id).await?;
             let wanted: Vec<crate::query::FileEntry> = files
                 .entries()
                 .iter()

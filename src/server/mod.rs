@@ -75,6 +75,9 @@ pub struct ServerOptions {
     pub reload_every: Option<Duration>,
     /// CORS origins allowed (`*` for any; empty: no CORS headers).
     pub cors_origins: Vec<String>,
+    /// With `sortby`, a search matching more items is refused (400): every match is held in
+    /// memory to sort. Also bounds the sorted items the page cache keeps (twice this).
+    pub max_sort_items: usize,
     /// Suspended result streams kept for paging.
     pub page_cache: usize,
     /// How long a suspended stream is kept.
@@ -97,6 +100,7 @@ impl ServerOptions {
             max_queued: 512,
             reload_every: Some(Duration::from_secs(30)),
             cors_origins: vec!["*".into()],
+            max_sort_items: 10_000,
             page_cache: 32,
             page_cache_ttl: Duration::from_secs(300),
         }
@@ -115,6 +119,7 @@ impl ServerOptions {
         positive(self.max_limit, "--max-limit")?;
         positive(self.max_body_bytes, "--max-body-bytes")?;
         positive(self.max_vertices, "--max-vertices")?;
+        positive(self.max_sort_items, "--max-sort-items")?;
         positive(self.max_in_flight, "--max-in-flight")?;
         if self.default_limit > self.max_limit {
             return Err(crate::Error::invalid_argument(

@@ -102,11 +102,14 @@ pub(super) type Suspended = Peekable<BoxStream<'static, Result<Json>>>;
 /// Where a suspended stream resumes: (snapshot, fingerprint, offset).
 type Key = (Option<i64>, u64, u64);
 
-/// A bounded cache of suspended streams, evicted by age and, when full, oldest first.
+/// A bounded cache of suspended streams, evicted by age and, when full, oldest first. A
+/// sorted search's stream holds its remaining items (its size hint says how many): those are
+/// bounded in total by `held_budget`, oldest evicted first.
 pub(super) struct PageCache {
     capacity: usize,
     ttl: Duration,
-    entries: HashMap<Key, (Instant, Pin<Box<Suspended>>)>,
+    held_budget: usize,
+    entries: HashMap<Key, (Instant, usize, Pin<Box<Suspended>>)>,
 }
 
 impl std::fmt::Debug for PageCache {
@@ -119,12 +122,17 @@ impl std::fmt::Debug for PageCache {
 }
 
 impl PageCache {
-    pub(super) fn new(capacity: usize, ttl: Duration) -> Self {
+    pub(super) fn new(capacity: usize, ttl: Duration, held_budget: usize) -> Self {
         Self {
             capacity,
             ttl,
+            held_budget,
             entries: HashMap::new(),
         }
+    }
+
+    fn held(&self) -> usize {
+        self.entries.values().map(|(_, h, _)| h).sum()
     }
 
     /// Take the stream that resumes at `token` (it is removed: one reader at a time).
@@ -132,20 +140,22 @@ impl PageCache {
         self.evict(now);
         self.entries
             .remove(&(token.s, token.q, token.o))
-            .map(|(_, s)| s)
+            .map(|(_, _, s)| s)
     }
 
     /// Keep a stream that resumes at `token`.
     pub(super) fn put(&mut self, token: &Token, stream: Pin<Box<Suspended>>, now: Instant) {
-        if self.capacity == 0 {
+        // Items already materialised in the stream (a sorted result); 0 for a lazy one.
+        let held = futures::Stream::size_hint(&stream).0;
+        if self.capacity == 0 || held > self.held_budget {
             return;
         }
         self.evict(now);
-        while self.entries.len() >= self.capacity {
+        while self.entries.len() >= self.capacity || self.held() + held > self.held_budget {
             let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (t, _))| *t)
+                .min_by_key(|(_, (t, _, _))| *t)
                 .map(|(k, _)| *k);
             match oldest {
                 Some(k) => {
@@ -155,13 +165,13 @@ impl PageCache {
             }
         }
         self.entries
-            .insert((token.s, token.q, token.o), (now, stream));
+            .insert((token.s, token.q, token.o), (now, held, stream));
     }
 
     fn evict(&mut self, now: Instant) {
         let ttl = self.ttl;
         self.entries
-            .retain(|_, (t, _)| now.saturating_duration_since(*t) < ttl);
+            .retain(|_, (t, _, _)| now.saturating_duration_since(*t) < ttl);
     }
 
     #[cfg(test)]
@@ -202,7 +212,7 @@ mod tests {
     #[test]
     fn the_cache_is_bounded_and_evicts_by_age() {
         let now = Instant::now();
-        let mut c = PageCache::new(2, Duration::from_secs(10));
+        let mut c = PageCache::new(2, Duration::from_secs(10), 100);
         let t = |o| Token::new(None, 1, o);
         c.put(&t(1), stream(), now);
         c.put(&t(2), stream(), now + Duration::from_secs(1));
@@ -214,5 +224,32 @@ mod tests {
         // Taken means gone; expired means gone.
         assert!(c.take(&t(2), now + Duration::from_secs(2)).is_none());
         assert!(c.take(&t(3), now + Duration::from_secs(13)).is_none());
+    }
+
+    fn sorted(n: usize) -> Pin<Box<Suspended>> {
+        let items = (0..n).map(|i| Ok(Json::from(i)));
+        Box::pin(
+            futures::stream::iter(items.collect::<Vec<_>>())
+                .boxed()
+                .peekable(),
+        )
+    }
+
+    #[test]
+    fn materialised_items_held_by_the_cache_are_bounded() {
+        let now = Instant::now();
+        let mut c = PageCache::new(8, Duration::from_secs(10), 100);
+        let t = |o| Token::new(None, 1, o);
+        c.put(&t(1), sorted(60), now);
+        c.put(&t(2), stream(), now + Duration::from_secs(1));
+        // 60 + 60 > 100: the oldest sorted result makes room.
+        c.put(&t(3), sorted(60), now + Duration::from_secs(2));
+        assert_eq!(c.held(), 60);
+        assert!(c.take(&t(1), now + Duration::from_secs(2)).is_none());
+        assert!(c.take(&t(2), now + Duration::from_secs(2)).is_some());
+        // Larger than the whole budget: not kept at all.
+        c.put(&t(4), sorted(101), now + Duration::from_secs(3));
+        assert!(c.take(&t(4), now + Duration::from_secs(3)).is_none());
+        assert!(c.take(&t(3), now + Duration::from_secs(3)).is_some());
     }
 }

@@ -29,6 +29,7 @@ pub(super) struct Limits {
     pub(super) default_limit: usize,
     pub(super) max_limit: usize,
     pub(super) max_vertices: usize,
+    pub(super) max_sort_items: usize,
 }
 
 /// A validated search.
@@ -98,7 +99,10 @@ pub(super) fn from_query(
     };
     Ok(SearchParams {
         fingerprint: fingerprint(&req),
-        request: req,
+        request: SearchRequest {
+            max_sort_items: Some(limits.max_sort_items),
+            ..req
+        },
         limit,
         token: get("token").filter(|t| !t.is_empty()).map(str::to_string),
         format,
@@ -232,7 +236,10 @@ pub(super) fn from_body(body: &[u8], limits: Limits) -> Result<SearchParams> {
     };
     Ok(SearchParams {
         fingerprint: fingerprint(&req),
-        request: req,
+        request: SearchRequest {
+            max_sort_items: Some(limits.max_sort_items),
+            ..req
+        },
         limit,
         token,
         format: None,
@@ -451,6 +458,19 @@ fn limit_value(v: Option<Json>, limits: Limits) -> Result<usize> {
     }
 }
 
+/// The `f` parameter of a query string (a POST's response format), if given.
+pub(super) fn format_of_query(query: Option<&str>) -> Result<Option<Format>> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if k == "f" {
+            return format_value(&v).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 fn format_value(f: &str) -> Result<Format> {
     match f {
         "json" | "geojson" => Ok(Format::GeoJson),
@@ -483,6 +503,7 @@ mod tests {
         default_limit: 10,
         max_limit: 100,
         max_vertices: 20,
+        max_sort_items: 50,
     };
 
     fn err(query: &str) -> String {

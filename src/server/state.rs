@@ -162,6 +162,8 @@ pub struct Snapshot {
     pub collections: Vec<CollectionSummary>,
     /// The id locator, when one covers this snapshot.
     pub locator: Option<LocatorView>,
+    /// The version of the locator file when it was loaded (`None`: there was none).
+    pub locator_version: Option<SourceVersion>,
 }
 
 impl Snapshot {
@@ -202,13 +204,25 @@ pub(super) async fn load(options: &ServerOptions, memo: &CollectionMemo) -> Resu
         Some(files) => summarize(files, memo).await?,
         None => Vec::new(),
     };
+    let locator_version = locator_version(&warehouse).await;
     let locator = locator_for(&warehouse).await;
     Ok(Snapshot {
         warehouse,
         version,
         collections,
         locator,
+        locator_version,
     })
+}
+
+/// The version of `wh`'s id locator file (one HEAD request); `None` when there is none or it
+/// cannot be reached (then a reload finds out why).
+pub(super) async fn locator_version(wh: &Warehouse) -> Option<SourceVersion> {
+    use object_store::ObjectStoreExt as _;
+    let loc = Location::parse(&wh.locator_path()?).ok()?;
+    let meta = loc.store().head(loc.prefix()).await.ok()?;
+    // ETags of local files follow inode, size and time; keep time and size for them too.
+    Some(SourceVersion::from_meta(&meta, true))
 }
 
 /// The snapshot being served, swapped atomically.
