@@ -18,45 +18,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use earthcatalog::fetch::FetchOptions;
-use earthcatalog::grid::GridConfig;
-use earthcatalog::pipeline::{IngestOptions, ingest};
 use earthcatalog::query::{DatetimeInterval, footprint_intersects, parse_bbox, temporal_match};
-use earthcatalog::report::NoReporter;
 use earthcatalog::server::{Api, ServerOptions};
 use earthcatalog::store::Location;
-use earthcatalog::synth::{SynthOptions, write_dataset};
+use earthcatalog::synth::SynthOptions;
 use serde_json::{Value as Json, json};
 
 /// Ingest `count` synthetic items of `seed` into the catalog in `dir` (one snapshot).
 async fn add(dir: &std::path::Path, seed: u64, count: u64, special: f64) -> String {
-    let data = Location::parse(dir.join(format!("data-{seed}")).to_str().unwrap()).unwrap();
-    write_dataset(
-        &SynthOptions::new(seed, count).with_special_fraction(special),
-        &data.join("items"),
-        "its-live-data",
-        &data.join("inventory.csv"),
-    )
-    .await
-    .unwrap();
-    let catalog = dir.join("catalog.db").to_str().unwrap().to_string();
-    ingest(
-        &IngestOptions {
-            inventory: data.url_of("inventory.csv"),
-            warehouse: dir.join("warehouse").to_str().unwrap().to_string(),
-            catalog: catalog.clone(),
-            fetch: FetchOptions {
-                items_root: Some(data.url_of("items")),
-            },
-            lock: false,
-            grid: Some(GridConfig::H3 { resolution: 2 }),
-            ..Default::default()
-        },
-        &NoReporter,
-    )
-    .await
-    .unwrap();
-    catalog
+    let synth = SynthOptions::new(seed, count).with_special_fraction(special);
+    ingest_synthetic(dir, &format!("data-{seed}"), &synth).await
 }
 
 fn options(catalog: &str) -> ServerOptions {

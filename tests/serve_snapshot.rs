@@ -7,51 +7,24 @@
     clippy::print_stderr
 )]
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use chrono::{TimeZone, Utc};
+use common::ingest_synthetic;
 use earthcatalog::Error;
-use earthcatalog::fetch::FetchOptions;
-use earthcatalog::grid::GridConfig;
-use earthcatalog::pipeline::{IngestOptions, ingest};
 use earthcatalog::query::{Pruner, SearchRequest, Warehouse, parse_bbox, parse_point};
-use earthcatalog::report::NoReporter;
-use earthcatalog::store::Location;
-use earthcatalog::synth::{SynthOptions, write_dataset};
+use earthcatalog::synth::SynthOptions;
 use futures::TryStreamExt;
 
 /// Two ingest runs (two snapshots) of two synthetic datasets into one catalog.
 async fn build(dir: &std::path::Path) -> (String, String) {
-    let catalog = dir.join("catalog.db").to_str().unwrap().to_string();
-    let warehouse = dir.join("warehouse").to_str().unwrap().to_string();
+    let mut catalog = String::new();
     for (run, seed) in [(0, 5u64), (1, 6)] {
-        let data = Location::parse(dir.join(format!("data{run}")).to_str().unwrap()).unwrap();
-        write_dataset(
-            &SynthOptions::new(seed, 150),
-            &data.join("items"),
-            "its-live-data",
-            &data.join("inventory.csv"),
-        )
-        .await
-        .unwrap();
-        ingest(
-            &IngestOptions {
-                inventory: data.url_of("inventory.csv"),
-                warehouse: warehouse.clone(),
-                catalog: catalog.clone(),
-                fetch: FetchOptions {
-                    items_root: Some(data.url_of("items")),
-                },
-                lock: false,
-                grid: Some(GridConfig::H3 { resolution: 2 }),
-                ..Default::default()
-            },
-            &NoReporter,
-        )
-        .await
-        .unwrap();
+        catalog = ingest_synthetic(dir, &format!("data{run}"), &SynthOptions::new(seed, 150)).await;
     }
-    (catalog, warehouse)
+    (catalog, dir.join("warehouse").to_str().unwrap().to_string())
 }
 
 async fn ids(wh: &Warehouse, req: &SearchRequest) -> BTreeSet<String> {

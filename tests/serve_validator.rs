@@ -13,43 +13,17 @@
 mod common;
 
 use common::*;
-use earthcatalog::fetch::FetchOptions;
-use earthcatalog::grid::GridConfig;
-use earthcatalog::pipeline::{IngestOptions, ingest};
-use earthcatalog::report::NoReporter;
-use earthcatalog::store::Location;
-use earthcatalog::synth::{SynthOptions, write_dataset};
+use earthcatalog::synth::SynthOptions;
 
 /// A warehouse of clean synthetic items (no edge cases: the validator reads the first item's
 /// geometry, bbox and datetime).
 async fn warehouse(dir: &std::path::Path) -> String {
-    let data = Location::parse(dir.join("data").to_str().unwrap()).unwrap();
-    write_dataset(
+    ingest_synthetic(
+        dir,
+        "data",
         &SynthOptions::new(3, 300).with_special_fraction(0.0),
-        &data.join("items"),
-        "its-live-data",
-        &data.join("inventory.csv"),
     )
     .await
-    .unwrap();
-    let catalog = dir.join("catalog.db").to_str().unwrap().to_string();
-    ingest(
-        &IngestOptions {
-            inventory: data.url_of("inventory.csv"),
-            warehouse: dir.join("warehouse").to_str().unwrap().to_string(),
-            catalog: catalog.clone(),
-            fetch: FetchOptions {
-                items_root: Some(data.url_of("items")),
-            },
-            lock: false,
-            grid: Some(GridConfig::H3 { resolution: 2 }),
-            ..Default::default()
-        },
-        &NoReporter,
-    )
-    .await
-    .unwrap();
-    catalog
 }
 
 #[test]

@@ -148,13 +148,7 @@ impl ItemBatch {
             if a.is_null(i) {
                 continue;
             }
-            let v = cell_json(a, i);
-            let v = if a.data_type() == &DataType::Utf8 {
-                parse_json_text(v)
-            } else {
-                v
-            };
-            properties.insert(name.clone(), v);
+            properties.insert(name.clone(), property_cell(a, i));
         }
         if let Some(o) = self
             .overflow
@@ -185,6 +179,35 @@ impl ItemBatch {
             }
         }
         Json::Object(item)
+    }
+}
+
+impl ItemBatch {
+    /// Property `name` of row `i` exactly as [`ItemBatch::item`] gives it (a stored overflow
+    /// value wins over a column, as there), without building the item.
+    pub fn property(&self, i: usize, name: &str) -> Option<Json> {
+        if let Some(o) = self
+            .overflow
+            .as_ref()
+            .and_then(|o| o.as_string_opt::<i32>())
+            && !o.is_null(i)
+            && let Ok(Json::Object(mut m)) = serde_json::from_str::<Json>(o.value(i))
+            && let Some(v) = m.remove(name)
+        {
+            return Some(v);
+        }
+        let (_, a) = self.properties.iter().find(|(n, _)| n == name)?;
+        (!a.is_null(i)).then(|| property_cell(a, i))
+    }
+}
+
+/// A property column's value at row `i` (string columns may hold JSON text).
+fn property_cell(a: &ArrayRef, i: usize) -> Json {
+    let v = cell_json(a, i);
+    if a.data_type() == &DataType::Utf8 {
+        parse_json_text(v)
+    } else {
+        v
     }
 }
 

@@ -702,7 +702,35 @@ struct Hit {
     id: String,
     /// The row's version (its file's commit order included).
     version: Version,
-    item: Json,
+    item: Body,
+}
+
+/// A hit's item: built, or (without a filter, which needs the item) built only when it is
+/// returned — a page of 100 out of a bucket's 300 matches builds 100 items, and the rest wait
+/// as the file's decoded columns in a suspended stream.
+#[derive(Debug)]
+enum Body {
+    Built(Json),
+    Lazy {
+        batch: Arc<ItemBatch>,
+        row: usize,
+        with_grid_partition: bool,
+        json_text: bool,
+    },
+}
+
+impl Hit {
+    fn into_item(self) -> Json {
+        match self.item {
+            Body::Built(item) => item,
+            Body::Lazy {
+                batch,
+                row,
+                with_grid_partition,
+                json_text,
+            } => batch.item_with(row, with_grid_partition, json_text),
+        }
+    }
 }
 
 fn ts_micros(array: &ArrayRef) -> Option<Vec<Option<i64>>> {
@@ -922,15 +950,28 @@ impl Plan {
         let mut hits = Vec::new();
         for batch in reader {
             let batch = batch.map_err(|e| Error::arrow(label, e))?;
-            let items = ItemBatch::new(&batch, label)?;
+            let items = Arc::new(ItemBatch::new(&batch, label)?);
             for i in 0..items.len() {
                 let Some(id) = items.id(i).map(str::to_string) else {
                     continue;
                 };
+                let Some(filter) = &self.filter else {
+                    let micros = |name| {
+                        let v = items.property(i, name)?;
+                        crate::timestamp::parse_micros(v.as_str()?)
+                    };
+                    let version = Version::new(micros("updated"), micros("created"), commit);
+                    let item = Body::Lazy {
+                        batch: Arc::clone(&items),
+                        row: i,
+                        with_grid_partition: self.with_grid_partition,
+                        json_text: self.json_text,
+                    };
+                    hits.push(Hit { id, version, item });
+                    continue;
+                };
                 let item = items.item_with(i, self.with_grid_partition, self.json_text);
-                if let Some(filter) = &self.filter
-                    && !self.filter_matches(filter, &item, &id)
-                {
+                if !self.filter_matches(filter, &item, &id) {
                     continue;
                 }
                 let version = Version::new(
@@ -938,7 +979,11 @@ impl Plan {
                     timestamp_property(&item, "created"),
                     commit,
                 );
-                hits.push(Hit { id, version, item });
+                hits.push(Hit {
+                    id,
+                    version,
+                    item: Body::Built(item),
+                });
             }
         }
         SearchStats::add(&self.stats.rows_matched, hits.len() as u64);
@@ -1138,7 +1183,7 @@ impl Warehouse {
                     }
                 }
             }
-            let mut items: Vec<Json> = best.into_values().map(|h| h.item).collect();
+            let mut items: Vec<Json> = best.into_values().map(Hit::into_item).collect();
             items.sort_by(|a, b| compare_items(a, b, &sortby));
             if let Some(n) = cap {
                 items.truncate(n);
@@ -1149,7 +1194,7 @@ impl Warehouse {
         let dedup_stats = Arc::clone(&stats);
         let mut seen: HashMap<String, Version> = HashMap::new();
         let items = hits.flat_map(move |batch| {
-            let out: Vec<Result<Json>> = match batch {
+            let out: Vec<Result<Hit>> = match batch {
                 Err(e) => vec![Err(e)],
                 Ok(batch) => {
                     let mut out = Vec::new();
@@ -1166,14 +1211,16 @@ impl Warehouse {
                             }
                             continue;
                         }
-                        seen.insert(hit.id, hit.version);
-                        out.push(Ok(fields.apply(hit.item)));
+                        seen.insert(hit.id.clone(), hit.version);
+                        out.push(Ok(hit));
                     }
                     out
                 }
             };
             stream::iter(out)
         });
+        // Items are built as they are pulled.
+        let items = items.map(move |hit| hit.map(|h| fields.apply(h.into_item())));
         let items = match cap {
             Some(n) => items.take(n).boxed(),
             None => items.boxed(),

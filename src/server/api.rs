@@ -736,16 +736,10 @@ impl Api {
                 .map(|(e, _)| e.file.clone())
                 .collect();
             let item = crate::query::read_item(&wanted, id, true).await?;
-            let Some(mut item) = item.filter(|i| i["collection"].as_str() == Some(cid)) else {
+            let Some(item) = item.filter(|i| i["collection"].as_str() == Some(cid)) else {
                 return Err(not_found());
             };
-            decorate_item(&mut item, base);
-            let mut body = Vec::new();
-            crate::query::write_item(&mut body, &item).map_err(|e| Error::Parse {
-                location: format!("item {id}"),
-                reason: e.to_string(),
-            })?;
-            return Ok(respond(StatusCode::OK, GEOJSON, body.into()));
+            return item_reply(item, base, id);
         }
         let request = SearchRequest::new()
             .with_ids([id])
@@ -759,15 +753,19 @@ impl Api {
         let Some(item) = items.next().await else {
             return Err(not_found());
         };
-        let mut item = item?;
-        decorate_item(&mut item, base);
-        let mut body = Vec::new();
-        crate::query::write_item(&mut body, &item).map_err(|e| Error::Parse {
-            location: format!("item {id}"),
-            reason: e.to_string(),
-        })?;
-        Ok(respond(StatusCode::OK, GEOJSON, body.into()))
+        item_reply(item?, base, id)
     }
+}
+
+/// One item as a GeoJSON response, with the server's links.
+fn item_reply(mut item: Json, base: &str, id: &str) -> Reply {
+    decorate_item(&mut item, base);
+    let mut body = Vec::new();
+    crate::query::write_item(&mut body, &item).map_err(|e| Error::Parse {
+        location: format!("item {id}"),
+        reason: e.to_string(),
+    })?;
+    Ok(respond(StatusCode::OK, GEOJSON, body.into()))
 }
 
 /// Decrements the outstanding-request count when dropped.

@@ -120,6 +120,23 @@ impl ServerOptions {
         positive(self.max_body_bytes, "--max-body-bytes")?;
         positive(self.max_vertices, "--max-vertices")?;
         positive(self.max_sort_items, "--max-sort-items")?;
+        for origin in &self.cors_origins {
+            let host = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            let ok = origin == "*"
+                || host.is_some_and(|h| {
+                    !h.is_empty()
+                        && !h.contains(['/', ' ', '\t'])
+                        && http::HeaderValue::from_str(origin).is_ok()
+                });
+            if !ok {
+                return Err(crate::Error::invalid_argument(
+                    "--cors-origin",
+                    format!("{origin:?} is not an origin (scheme://host[:port], `*` or `none`)"),
+                ));
+            }
+        }
         positive(self.max_in_flight, "--max-in-flight")?;
         if self.default_limit > self.max_limit {
             return Err(crate::Error::invalid_argument(
@@ -153,4 +170,29 @@ async fn open_warehouse(options: &ServerOptions) -> crate::Result<Warehouse> {
     let mut wh = Warehouse::open(&options.catalog, options.warehouse.as_deref()).await?;
     wh.cache_files().await?;
     Ok(wh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_origins_are_checked() {
+        let mut o = ServerOptions::new("c.db");
+        for good in ["*", "https://example.org", "http://localhost:8080"] {
+            o.cors_origins = vec![good.into()];
+            assert!(o.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "example.org",
+            "https://",
+            "https://a.org/path",
+            "ftp://a.org",
+            "https://a b",
+        ] {
+            o.cors_origins = vec![bad.into()];
+            let e = o.validate().unwrap_err().to_string();
+            assert!(e.starts_with("--cors-origin"), "{bad}: {e}");
+        }
+    }
 }

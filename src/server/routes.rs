@@ -45,7 +45,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::HEAD, Method::OPTIONS])
         .allow_headers(Any)
-        .expose_headers([header::LINK]);
+        .expose_headers([header::LINK, header::HeaderName::from_static("next-token")]);
     Some(if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {

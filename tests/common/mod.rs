@@ -627,3 +627,36 @@ pub fn http_request(
         body,
     }
 }
+
+/// Write the synthetic dataset `synth` under `dir/<data>` and ingest it at H3 res 2 into the
+/// catalog `dir/catalog.db` with warehouse `dir/warehouse` (one snapshot per call; calls with
+/// different `data` names add to the same table). Returns the catalog path.
+pub async fn ingest_synthetic(dir: &Path, data: &str, synth: &SynthOptions) -> String {
+    let data = Location::parse(dir.join(data).to_str().unwrap()).unwrap();
+    write_dataset(
+        synth,
+        &data.join("items"),
+        "its-live-data",
+        &data.join("inventory.csv"),
+    )
+    .await
+    .unwrap();
+    let catalog = dir.join("catalog.db").to_str().unwrap().to_string();
+    earthcatalog::pipeline::ingest(
+        &IngestOptions {
+            inventory: data.url_of("inventory.csv"),
+            warehouse: dir.join("warehouse").to_str().unwrap().to_string(),
+            catalog: catalog.clone(),
+            fetch: FetchOptions {
+                items_root: Some(data.url_of("items")),
+            },
+            lock: false,
+            grid: Some(GridConfig::H3 { resolution: 2 }),
+            ..Default::default()
+        },
+        &earthcatalog::report::NoReporter,
+    )
+    .await
+    .unwrap();
+    catalog
+}
