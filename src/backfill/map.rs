@@ -64,8 +64,10 @@ impl Default for MapOptions {
             shard: 0,
             fetch: FetchOptions::default(),
             concurrency: 256,
-            // Half of ingest's chunk: a map worker stays under ~300 MB (bench/backfill.sh).
-            chunk_items: 25_000,
+            // Ingest's chunk, with half its byte bound: measured on 100k items (res 1, W = 1)
+            // 19.7 s and 198 MB peak RSS, against 22.7 s and 159 MB with 25,000 (more, smaller
+            // part files) and 21.6 s for a plain ingest of the same items.
+            chunk_items: 50_000,
             chunk_bytes: 96 * 1024 * 1024,
             writer: WriterOptions::default(),
         }

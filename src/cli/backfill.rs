@@ -109,7 +109,7 @@ struct MapArgs {
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
     /// Items per chunk (memory bound; one part file per bucket per chunk).
-    #[arg(long, default_value_t = 25_000)]
+    #[arg(long, default_value_t = 50_000)]
     chunk_items: usize,
     /// Print the summary as JSON.
     #[arg(long)]
