@@ -325,7 +325,7 @@ impl Committer<'_> {
     ) -> Result<Table> {
         let plan = self.plan;
         let reduces = self.complete(maps).await?;
-        self.lap("markers", t);
+        self.lap("reduce_markers", t);
         if plan.update_hash_index {
             let loc = Location::parse(&plan.hash_index)?;
             self.m.index_reconciled = Some(hash_index::reconcile(&table, &loc).await?);

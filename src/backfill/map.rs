@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Heartbeat, InventoryIdentity, Plan, Stage, Staging, delete_keys, list_below, new_attempt,
-    put_json_new, read_json,
+    put_json_new,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -222,12 +222,7 @@ async fn publish(staging: &Staging, plan: &Plan, done: MapDone) -> Result<MapRep
         .map(|m| m.location)
         .collect();
     delete_keys(&dir, ours).await?;
-    let done = finished(staging, plan, i).await?.ok_or_else(|| {
-        Error::Inconsistent(format!(
-            "{} existed a moment ago and is gone",
-            staging.done(Stage::Map, i).url()
-        ))
-    })?;
+    let done = super::winning_done(staging, plan, Stage::Map, i).await?;
     Ok(MapReport {
         already_done: true,
         done,
@@ -236,20 +231,13 @@ async fn publish(staging: &Staging, plan: &Plan, done: MapDone) -> Result<MapRep
 
 /// The shard's done marker, if it has one (of this plan).
 async fn finished(staging: &Staging, plan: &Plan, i: usize) -> Result<Option<MapDone>> {
-    let loc = staging.done(Stage::Map, i);
-    let Some(done) = read_json::<MapDone>(&loc).await? else {
-        return Ok(None);
-    };
-    if done.plan_id != plan.plan_id {
-        return Err(Error::Inconsistent(format!(
-            "{} belongs to plan {}, not to the plan {} in {}",
-            loc.url(),
-            done.plan_id,
-            plan.plan_id,
-            staging.plan().url()
-        )));
+    super::read_done(staging, plan, Stage::Map, i).await
+}
+
+impl super::DoneMarker for MapDone {
+    fn plan_id(&self) -> &str {
+        &self.plan_id
     }
-    Ok(Some(done))
 }
 
 /// Refuse to map keys of an inventory that changed since it was planned.

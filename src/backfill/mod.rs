@@ -457,6 +457,51 @@ pub struct AttemptFailure {
     pub at: DateTime<Utc>,
 }
 
+/// A done marker (map or reduce): names the plan that wrote it.
+pub(crate) trait DoneMarker: DeserializeOwned {
+    /// The plan it belongs to.
+    fn plan_id(&self) -> &str;
+}
+
+/// Shard `i`'s done marker of `stage`, if it has one. A marker of another plan is
+/// [`Error::Inconsistent`].
+pub(crate) async fn read_done<T: DoneMarker>(
+    staging: &Staging,
+    plan: &Plan,
+    stage: Stage,
+    i: usize,
+) -> Result<Option<T>> {
+    let loc = staging.done(stage, i);
+    let Some(done) = read_json::<T>(&loc).await? else {
+        return Ok(None);
+    };
+    if done.plan_id() != plan.plan_id {
+        return Err(Error::Inconsistent(format!(
+            "{} belongs to plan {}, not to the plan {} in {}",
+            loc.url(),
+            done.plan_id(),
+            plan.plan_id,
+            staging.plan().url()
+        )));
+    }
+    Ok(Some(done))
+}
+
+/// The marker another attempt wrote first (its create-only put beat ours).
+pub(crate) async fn winning_done<T: DoneMarker>(
+    staging: &Staging,
+    plan: &Plan,
+    stage: Stage,
+    i: usize,
+) -> Result<T> {
+    read_done(staging, plan, stage, i).await?.ok_or_else(|| {
+        Error::Inconsistent(format!(
+            "{} existed a moment ago and is gone",
+            staging.done(stage, i).url()
+        ))
+    })
+}
+
 /// Read a JSON object; `None` when it does not exist.
 pub(crate) async fn read_json<T: DeserializeOwned>(loc: &Location) -> Result<Option<T>> {
     let Some(bytes) = loc.get_bytes_opt().await? else {

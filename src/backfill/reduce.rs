@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::map::MapDone;
 use super::{
     DEFAULT_TARGET_FILE_SIZE, Heartbeat, Plan, PlannedColumn, Stage, Staging, new_attempt,
-    put_json_new, read_json, reduce_shard_of,
+    put_json_new, reduce_shard_of,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -257,12 +257,7 @@ async fn publish(staging: &Staging, plan: &Plan, done: ReduceDone) -> Result<Red
         .map(|f| Location::parse(&f.url).map(|l| l.prefix().clone()))
         .collect::<Result<Vec<_>>>()?;
     super::delete_keys(&warehouse, ours).await?;
-    let done = finished(staging, plan, j).await?.ok_or_else(|| {
-        Error::Inconsistent(format!(
-            "{} existed a moment ago and is gone",
-            staging.done(Stage::Reduce, j).url()
-        ))
-    })?;
+    let done = super::winning_done(staging, plan, Stage::Reduce, j).await?;
     Ok(ReduceReport {
         already_done: true,
         done,
@@ -284,20 +279,13 @@ pub(crate) async fn finished(
     plan: &Plan,
     j: usize,
 ) -> Result<Option<ReduceDone>> {
-    let loc = staging.done(Stage::Reduce, j);
-    let Some(done) = read_json::<ReduceDone>(&loc).await? else {
-        return Ok(None);
-    };
-    if done.plan_id != plan.plan_id {
-        return Err(Error::Inconsistent(format!(
-            "{} belongs to plan {}, not to the plan {} in {}",
-            loc.url(),
-            done.plan_id,
-            plan.plan_id,
-            staging.plan().url()
-        )));
+    super::read_done(staging, plan, Stage::Reduce, j).await
+}
+
+impl super::DoneMarker for ReduceDone {
+    fn plan_id(&self) -> &str {
+        &self.plan_id
     }
-    Ok(Some(done))
 }
 
 /// Every map shard's done marker that exists, by shard.
@@ -307,8 +295,8 @@ pub(crate) async fn map_markers(
 ) -> Result<BTreeMap<usize, MapDone>> {
     let found: Vec<Result<Option<(usize, MapDone)>>> = futures::stream::iter(0..plan.map_shards)
         .map(|i| async move {
-            let loc = staging.done(Stage::Map, i);
-            Ok(read_json::<MapDone>(&loc).await?.map(|d| (i, d)))
+            let done = super::read_done::<MapDone>(staging, plan, Stage::Map, i).await?;
+            Ok(done.map(|d| (i, d)))
         })
         .buffer_unordered(MARKER_READS)
         .collect()
@@ -316,14 +304,6 @@ pub(crate) async fn map_markers(
     let mut out = BTreeMap::new();
     for f in found {
         if let Some((i, done)) = f? {
-            if done.plan_id != plan.plan_id {
-                return Err(Error::Inconsistent(format!(
-                    "{} belongs to plan {}, not to plan {}",
-                    staging.done(Stage::Map, i).url(),
-                    done.plan_id,
-                    plan.plan_id
-                )));
-            }
             out.insert(i, done);
         }
     }

@@ -11,8 +11,6 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::map::MapDone;
-use super::reduce::ReduceDone;
 use super::{AttemptFailure, AttemptInfo, Plan, Stage, Staging, list_below, read_json};
 use crate::clock::Clock;
 use crate::error::Result;
@@ -114,26 +112,19 @@ pub async fn status(
     let plan = staging.read_plan().await?;
     let now = clock.now();
     let mut map = stage(&staging, &plan, Stage::Map, now, stale_after).await?;
-    let dones: Vec<Result<Option<MapDone>>> = futures::stream::iter(map.done.clone())
-        .map(|i| {
-            let loc = staging.done(Stage::Map, i);
-            async move { read_json::<MapDone>(&loc).await }
-        })
-        .buffer_unordered(READS)
-        .collect()
-        .await;
-    for d in dones {
-        if let Some(d) = d? {
-            map.items += d.items;
-            map.failed_items += d.failed;
-            map.input += d.keys;
-            map.files += d.files.len() as u64;
-            map.bytes += d.bytes;
-        }
+    for d in super::reduce::map_markers(&staging, &plan)
+        .await?
+        .into_values()
+    {
+        map.items += d.items;
+        map.failed_items += d.failed;
+        map.input += d.keys;
+        map.files += d.files.len() as u64;
+        map.bytes += d.bytes;
     }
     let mut reduce = stage(&staging, &plan, Stage::Reduce, now, stale_after).await?;
     for j in reduce.done.clone() {
-        if let Some(d) = read_json::<ReduceDone>(&staging.done(Stage::Reduce, j)).await? {
+        if let Some(d) = super::reduce::finished(&staging, &plan, j).await? {
             reduce.items += d.rows_out;
             reduce.input += d.rows_in;
             reduce.files += d.files.len() as u64;
@@ -308,6 +299,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::backfill::map::MapDone;
     use crate::backfill::{Heartbeat, put_json};
     use crate::clock::TestClock;
 
