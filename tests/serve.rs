@@ -287,6 +287,13 @@ async fn bad_input_is_a_400_naming_the_parameter_and_load_is_shed() {
             400,
             "filter",
         ),
+        (
+            "POST",
+            "/search".into(),
+            r#"{"filter": "a = 1", "filter-crs": 4326}"#.into(),
+            400,
+            "filter-crs",
+        ),
         ("GET", "/search?limit=abc".into(), "".into(), 400, "limit"),
         // Sorting holds every match in memory: more than --max-sort-items is refused.
         (

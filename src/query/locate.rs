@@ -319,8 +319,14 @@ impl IdLocator {
 /// The newest version of item `id` in `files` (rows read with row-group pruning on `id`
 /// statistics and a row filter on `id`), as STAC JSON like [`super::Warehouse::search`]
 /// returns it (`json_text`: `assets`/`links`/... left as stored JSON text). Versions are
-/// ordered like the search orders them (`updated`, `created`, then commit order).
-pub async fn read_item(files: &[FileEntry], id: &str, json_text: bool) -> Result<Option<Json>> {
+/// ordered like the search orders them (`updated`, `created`, then commit order). With
+/// `collection`, only versions in that collection count (as a search by ids and collection).
+pub async fn read_item(
+    files: &[FileEntry],
+    id: &str,
+    collection: Option<&str>,
+    json_text: bool,
+) -> Result<Option<Json>> {
     // Commit order: later data sequence number (then path) is newer.
     let mut ordered: Vec<FileEntry> = files.to_vec();
     ordered.sort_by(|a, b| {
@@ -339,6 +345,7 @@ pub async fn read_item(files: &[FileEntry], id: &str, json_text: bool) -> Result
     Ok(found
         .into_iter()
         .flatten()
+        .filter(|(_, item)| collection.is_none_or(|c| item["collection"].as_str() == Some(c)))
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, item)| item))
 }

@@ -735,8 +735,7 @@ impl Api {
                 .filter(|(e, _)| buckets.contains(&(e.file.cell.clone(), e.file.year)))
                 .map(|(e, _)| e.file.clone())
                 .collect();
-            let item = crate::query::read_item(&wanted, id, true).await?;
-            let Some(item) = item.filter(|i| i["collection"].as_str() == Some(cid)) else {
+            let Some(item) = crate::query::read_item(&wanted, id, Some(cid), true).await? else {
                 return Err(not_found());
             };
             return item_reply(item, base, id);

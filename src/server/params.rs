@@ -168,8 +168,15 @@ pub(super) fn from_body(body: &[u8], limits: Limits) -> Result<SearchParams> {
         ));
     }
     if let Some(f) = get("filter") {
-        if let Some(crs) = get("filter-crs") {
-            filter_crs(crs.as_str())?;
+        match get("filter-crs") {
+            None => {}
+            Some(Json::String(crs)) => filter_crs(Some(crs))?,
+            Some(other) => {
+                return Err(Error::invalid_argument(
+                    "filter-crs",
+                    format!("{other} is not a CRS URI (a string)"),
+                ));
+            }
         }
         let lang = match get("filter-lang") {
             None => None,
