@@ -745,15 +745,26 @@ impl Committer<'_> {
             None => Location::parse(&self.plan.warehouse)?.join("_reports"),
         };
         let name = format!("backfill_{}", self.plan.plan_id);
-        let mut sources = vec![self.staging.plan_failures()];
+        // The plan's report exists only when the inventory had malformed rows; a map shard's
+        // is named by its marker, so a missing one is reported (its failures stay counted).
+        let mut sources = vec![(None, self.staging.plan_failures())];
         for done in maps.values() {
             if let Some(url) = &done.failures_report {
-                sources.push(Location::parse(url)?);
+                sources.push((Some(done), Location::parse(url)?));
             }
         }
         let mut csv: Vec<u8> = Vec::new();
-        for src in sources {
+        for (done, src) in sources {
             let Some(bytes) = src.get_bytes_opt().await? else {
+                if let Some(done) = done {
+                    self.m.warnings.push(format!(
+                        "map shard {}: its failures report {} is gone; its {} failed items are \
+                         counted but not listed",
+                        done.shard,
+                        src.url(),
+                        done.failed
+                    ));
+                }
                 continue;
             };
             // Every report starts with the same header line: keep the first one only.
