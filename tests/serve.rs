@@ -51,26 +51,11 @@ async fn call(api: &Api, method: &str, uri: &str, body: &str) -> (u16, Json, htt
 }
 
 fn ids(page: &Json) -> Vec<String> {
-    page["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap().to_string())
-        .collect()
+    page_ids(page)
 }
 
 fn next_uri(page: &Json) -> Option<String> {
-    page["links"]
-        .as_array()?
-        .iter()
-        .find(|l| l["rel"] == "next")
-        .map(|l| {
-            l["href"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("http://test.local")
-                .to_string()
-        })
+    next_link(page, "http://test.local")
 }
 
 /// Page through a GET search to the end.

@@ -18,29 +18,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn ids(page: &serde_json::Value) -> Vec<String> {
-    page["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn next(page: &serde_json::Value, base: &str) -> Option<String> {
-    page["links"]
-        .as_array()?
-        .iter()
-        .find(|l| l["rel"] == "next")
-        .map(|l| {
-            l["href"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches(base)
-                .to_string()
-        })
-}
-
 fn page_all(server: &ServeProcess, first: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut uri = Some(first.to_string());
@@ -48,8 +25,8 @@ fn page_all(server: &ServeProcess, first: &str) -> Vec<String> {
         let r = server.get(&u);
         assert_eq!(r.status, 200, "{u}: {}", String::from_utf8_lossy(&r.body));
         let page = r.json();
-        out.extend(ids(&page));
-        uri = next(&page, &server.base);
+        out.extend(page_ids(&page));
+        uri = next_link(&page, &server.base);
     }
     out
 }
@@ -112,7 +89,7 @@ fn a_catalog_on_s3_updated_by_an_ingest_is_picked_up_without_a_restart() {
 
     // A search started on the first snapshot.
     let p1 = server.get("/search?limit=9").json();
-    let t2 = next(&p1, &server.base).unwrap();
+    let t2 = next_link(&p1, &server.base).unwrap();
 
     // Clients keep searching while the catalog changes and the server swaps snapshots.
     let stop = Arc::new(AtomicBool::new(false));
@@ -166,7 +143,7 @@ fn a_catalog_on_s3_updated_by_an_ingest_is_picked_up_without_a_restart() {
         .into_iter()
         .collect();
     assert!(after.len() > before.len() && before.is_subset(&after));
-    let mut old = ids(&p1);
+    let mut old = page_ids(&p1);
     old.extend(page_all(&server, &t2));
     let old_set: BTreeSet<String> = old.iter().cloned().collect();
     assert_eq!(old_set.len(), old.len());

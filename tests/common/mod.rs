@@ -660,3 +660,28 @@ pub async fn ingest_synthetic(dir: &Path, data: &str, synth: &SynthOptions) -> S
     .unwrap();
     catalog
 }
+
+/// The item ids of a STAC API page (a FeatureCollection).
+pub fn page_ids(page: &serde_json::Value) -> Vec<String> {
+    page["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The `next` link of a STAC API page, with `base` stripped (a path and query).
+pub fn next_link(page: &serde_json::Value, base: &str) -> Option<String> {
+    page["links"]
+        .as_array()?
+        .iter()
+        .find(|l| l["rel"] == "next")
+        .map(|l| {
+            l["href"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches(base)
+                .to_string()
+        })
+}
