@@ -864,17 +864,6 @@ pub async fn ids_of_files(files: &[(String, u64)]) -> Result<Vec<IdHash>> {
 /// decoded), 6.3-7.7 s with this (half the CPU time).
 const WHOLE_FILE_BYTES: u64 = 2 << 20;
 
-/// Reader options that decode only what reading one column needs: no column, size or
-/// encoding statistics, no embedded Arrow schema (the Parquet schema says `id` is a string).
-fn id_column_options() -> parquet::arrow::arrow_reader::ArrowReaderOptions {
-    use parquet::file::metadata::ParquetStatisticsPolicy as Policy;
-    parquet::arrow::arrow_reader::ArrowReaderOptions::new()
-        .with_skip_arrow_metadata(true)
-        .with_column_stats_policy(Policy::SkipAll)
-        .with_size_stats_policy(Policy::SkipAll)
-        .with_encoding_stats_policy(Policy::SkipAll)
-}
-
 /// The digests of the `id` column of one data file (`size`: its length when known, else 0).
 pub(crate) async fn file_ids(path: &str, size: u64) -> Result<Vec<IdHash>> {
     let loc = Location::parse(path)?;
@@ -889,9 +878,11 @@ pub(crate) async fn file_ids(path: &str, size: u64) -> Result<Vec<IdHash>> {
     if size > 0 && size <= WHOLE_FILE_BYTES {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let bytes = loc.get_bytes().await?;
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, id_column_options())
-                .map_err(|e| Error::parquet(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            bytes,
+            crate::geoparquet::read::lean_reader_options(),
+        )
+        .map_err(|e| Error::parquet(path, e))?;
         let column = builder.schema().index_of("id").map_err(|_| no_id())?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
         let reader = builder
@@ -908,9 +899,12 @@ pub(crate) async fn file_ids(path: &str, size: u64) -> Result<Vec<IdHash>> {
     if size > 0 {
         reader = reader.with_file_size(size);
     }
-    let builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, id_column_options())
-        .await
-        .map_err(|e| Error::parquet(path, e))?;
+    let builder = ParquetRecordBatchStreamBuilder::new_with_options(
+        reader,
+        crate::geoparquet::read::lean_reader_options(),
+    )
+    .await
+    .map_err(|e| Error::parquet(path, e))?;
     let column = builder.schema().index_of("id").map_err(|_| no_id())?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
     let mut stream = builder

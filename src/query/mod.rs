@@ -44,10 +44,12 @@ pub use locate::{
     id_buckets, read_item,
 };
 pub use prune::{cell_list_sql, cells_for_geometry};
-pub use rehydrate::{ItemBatch, item_json, wkb_geometry, wkb_to_geojson, write_item};
+pub use rehydrate::{
+    ItemBatch, Relink, item_json, relink_item, wkb_geometry, wkb_to_geojson, write_item,
+};
 pub use search::{
-    DatetimeInterval, Fields, MAX_FILTER_BYTES, MAX_FILTER_DEPTH, READ_CONCURRENCY, SearchCounts,
-    SearchRequest, SearchStats, SortBy, footprint_intersects, parse_filter,
+    DatetimeInterval, Fields, Found, MAX_FILTER_BYTES, MAX_FILTER_DEPTH, READ_CONCURRENCY,
+    SearchCounts, SearchRequest, SearchStats, SortBy, footprint_intersects, parse_filter,
 };
 pub use summary::{
     BASE_FIELD_IDS, BucketStats, CatalogInfo, SchemaField, SnapshotInfo, YearRows, bucket_stats,

@@ -55,15 +55,18 @@ use futures::stream::{self, BoxStream, StreamExt};
 use geo::{BoundingRect, Intersects, Translate};
 use geo_types::{Geometry, Rect};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ParquetRecordBatchReaderBuilder, RowFilter,
+};
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 use serde_json::{Map, Value as Json};
 
-use super::rehydrate::{ItemBatch, wkb_geometry};
+use super::rehydrate::{ItemBatch, Relink, relink_item, wkb_geometry, write_item};
 use super::{FileEntry, Warehouse, parse_datetime};
 use crate::catalog::prune::{ColumnRange, Pruner, TemporalExtent, TimeFilter, temporal_match};
 use crate::error::{Error, Result};
+use crate::geoparquet::read::{lean_reader_options, with_statistics};
 use crate::grid::{Footprint, lon_shifts, regions};
 use crate::item::Version;
 use crate::store::get_all;
@@ -721,7 +724,13 @@ enum Body {
 
 impl Hit {
     fn into_item(self) -> Json {
-        match self.item {
+        self.item.into_json()
+    }
+}
+
+impl Body {
+    fn into_json(self) -> Json {
+        match self {
             Body::Built(item) => item,
             Body::Lazy {
                 batch,
@@ -729,6 +738,62 @@ impl Hit {
                 with_grid_partition,
                 json_text,
             } => batch.item_with(row, with_grid_partition, json_text),
+        }
+    }
+}
+
+/// One item a search returns: built, or still a row of its file's decoded columns (written
+/// straight to JSON text by [`Found::write_json`], or built by [`Found::into_json`]).
+#[derive(Debug)]
+pub struct Found {
+    item: Body,
+    /// The member selection still to apply (`None`: none, or already applied).
+    fields: Option<Arc<Fields>>,
+}
+
+impl Found {
+    /// An item already built (and selected).
+    pub fn from_json(item: Json) -> Self {
+        Self {
+            item: Body::Built(item),
+            fields: None,
+        }
+    }
+
+    /// The item as STAC JSON (with the request's `fields` applied).
+    pub fn into_json(self) -> Json {
+        let item = self.item.into_json();
+        match &self.fields {
+            Some(f) => f.apply(item),
+            None => item,
+        }
+    }
+
+    /// Append the item as compact JSON to `out`: the bytes [`super::write_item`] writes of
+    /// [`Found::into_json`] (after [`super::relink_item`] when `relink` is given).
+    pub fn write_json(self, out: &mut Vec<u8>, relink: Option<Relink<'_>>) {
+        match (self.item, &self.fields) {
+            (
+                Body::Lazy {
+                    batch,
+                    row,
+                    with_grid_partition,
+                    json_text,
+                },
+                None,
+            ) => batch.write_item_json(row, with_grid_partition, json_text, relink, out),
+            (item, fields) => {
+                let item = item.into_json();
+                let mut item = match fields {
+                    Some(f) => f.apply(item),
+                    None => item,
+                };
+                if let Some(relink) = relink {
+                    relink_item(&mut item, relink);
+                }
+                // Writing into a Vec cannot fail.
+                let _ = write_item(out, &item);
+            }
         }
     }
 }
@@ -906,8 +971,18 @@ impl Plan {
 
     /// Decode one file: the rows that match, rehydrated and CQL2-filtered.
     fn read_file(self: &Arc<Self>, bytes: Bytes, label: &str, commit: u64) -> Result<Vec<Hit>> {
-        let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| Error::parquet(label, e))?
+        // Statistics are decoded only for files whose row groups they may prune (the file as a
+        // whole was pruned by its manifest bounds already).
+        let lean = lean_reader_options();
+        let mut metadata = ArrowReaderMetadata::load(&bytes, lean.clone())
+            .map_err(|e| Error::parquet(label, e))?;
+        if metadata.metadata().num_row_groups() > 1
+            && (self.interval.is_some() || self.ids.is_some())
+        {
+            metadata = ArrowReaderMetadata::load(&bytes, with_statistics(lean))
+                .map_err(|e| Error::parquet(label, e))?;
+        }
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata)
             .with_batch_size(BATCH_ROWS);
         let schema = builder.schema().clone();
         let metadata = builder.metadata().clone();
@@ -1081,6 +1156,16 @@ impl Warehouse {
         &self,
         request: &SearchRequest,
     ) -> Result<(BoxStream<'static, Result<Json>>, Arc<SearchStats>)> {
+        let (found, stats) = self.search_found(request).await?;
+        Ok((found.map(|f| f.map(Found::into_json)).boxed(), stats))
+    }
+
+    /// [`Warehouse::search_with_stats`], the items as [`Found`]: for writers of JSON text, which
+    /// save building each item.
+    pub async fn search_found(
+        &self,
+        request: &SearchRequest,
+    ) -> Result<(BoxStream<'static, Result<Found>>, Arc<SearchStats>)> {
         let stats = Arc::new(SearchStats::default());
         let cap = request.cap();
         if cap == Some(0) {
@@ -1188,7 +1273,12 @@ impl Warehouse {
             if let Some(n) = cap {
                 items.truncate(n);
             }
-            let out = items.into_iter().map(move |i| Ok(fields.apply(i)));
+            let out = items.into_iter().map(move |i| {
+                Ok(Found {
+                    item: Body::Built(fields.apply(i)),
+                    fields: None,
+                })
+            });
             return Ok((stream::iter(out).boxed(), stats));
         }
         let dedup_stats = Arc::clone(&stats);
@@ -1219,8 +1309,14 @@ impl Warehouse {
             };
             stream::iter(out)
         });
-        // Items are built as they are pulled.
-        let items = items.map(move |hit| hit.map(|h| fields.apply(h.into_item())));
+        // Items are built (or written) as they are pulled.
+        let fields = (!fields.is_empty()).then(|| Arc::new(fields));
+        let items = items.map(move |hit| {
+            hit.map(|h| Found {
+                item: h.item,
+                fields: fields.clone(),
+            })
+        });
         let items = match cap {
             Some(n) => items.take(n).boxed(),
             None => items.boxed(),

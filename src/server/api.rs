@@ -17,7 +17,7 @@ use super::params::{self, Format, Limits, SearchParams};
 use super::state::{self, CollectionMemo, Current, Snapshot};
 use super::{ServerOptions, openapi};
 use crate::error::{Error, Result};
-use crate::query::{SearchRequest, Warehouse};
+use crate::query::{Found, Relink, SearchRequest, Warehouse, relink_item};
 
 /// GeoJSON media type.
 const GEOJSON: &str = "application/geo+json";
@@ -629,7 +629,8 @@ impl Api {
                     json_text_members: true,
                     ..params.request.clone()
                 };
-                let mut s = Box::pin(source.warehouse().search(&request).await?.peekable());
+                let (found, _) = source.warehouse().search_found(&request).await?;
+                let mut s = Box::pin(found.peekable());
                 // A cache miss: skip what earlier pages returned (the order is deterministic).
                 let mut skipped = 0u64;
                 while skipped < offset {
@@ -655,15 +656,15 @@ impl Api {
         while n < params.limit {
             match stream.next().await {
                 Some(item) => {
-                    let mut item = item?;
+                    let item = item?;
                     match &mut sink {
                         Sink::GeoJson(page) => {
-                            if decorate {
-                                decorate_item(&mut item, &ctx.base);
-                            }
-                            page.push(&item)?;
+                            let relink = |stored, id: Option<&str>, c: Option<&str>| {
+                                server_links(stored, id, c, &ctx.base)
+                            };
+                            page.push(item, decorate.then_some(&relink as Relink<'_>));
                         }
-                        Sink::Parquet(items) => items.push(item),
+                        Sink::Parquet(items) => items.push(item.into_json()),
                     }
                     n += 1;
                 }
@@ -897,33 +898,28 @@ fn queryables(snap: &Snapshot, id: &str) -> Json {
 
 /// Replace the links `self`, `root`, `parent` and `collection` of an item with this server's.
 fn decorate_item(item: &mut Json, base: &str) {
-    let Json::Object(obj) = item else {
-        return;
-    };
-    let id = obj.get("id").and_then(Json::as_str).map(str::to_string);
-    let collection = obj
-        .get("collection")
-        .and_then(Json::as_str)
-        .map(str::to_string);
-    let stored = match obj.remove("links") {
-        Some(Json::String(text)) => serde_json::from_str::<Json>(&text).unwrap_or(Json::Null),
-        Some(v) => v,
-        None => Json::Null,
-    };
-    let mut links: Vec<Json> = match stored {
-        Json::Array(v) => v
-            .into_iter()
-            .filter(|l| {
-                !matches!(
-                    l.get("rel").and_then(Json::as_str),
-                    Some("self" | "root" | "parent" | "collection")
-                )
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    relink_item(item, &|stored, id, c| server_links(stored, id, c, base));
+}
+
+/// An item's links as this server gives them: the stored ones but `self`, `root`, `parent` and
+/// `collection`, then the server's.
+fn server_links(
+    stored: Vec<Json>,
+    id: Option<&str>,
+    collection: Option<&str>,
+    base: &str,
+) -> Vec<Json> {
+    let mut links: Vec<Json> = stored
+        .into_iter()
+        .filter(|l| {
+            !matches!(
+                l.get("rel").and_then(Json::as_str),
+                Some("self" | "root" | "parent" | "collection")
+            )
+        })
+        .collect();
     let root = format!("{base}/");
-    match (&collection, &id) {
+    match (collection, id) {
         (Some(c), Some(i)) => {
             let chref = format!("{base}/collections/{}", encode_segment(c));
             links.push(json!({"rel": "self", "type": GEOJSON, "href": format!("{chref}/items/{}", encode_segment(i))}));
@@ -933,7 +929,7 @@ fn decorate_item(item: &mut Json, base: &str) {
         _ => links.push(json!({"rel": "parent", "type": JSON, "href": root})),
     }
     links.push(json!({"rel": "root", "type": JSON, "href": root}));
-    obj.insert("links".into(), Json::Array(links));
+    links
 }
 
 /// The href of the next page of a GET request.
@@ -967,16 +963,12 @@ impl GeoJsonPage {
         Self { out, n: 0 }
     }
 
-    fn push(&mut self, item: &Json) -> Result<()> {
+    fn push(&mut self, item: Found, relink: Option<Relink<'_>>) {
         if self.n > 0 {
             self.out.push(b',');
         }
-        crate::query::write_item(&mut self.out, item).map_err(|e| Error::Parse {
-            location: "a page of items".into(),
-            reason: e.to_string(),
-        })?;
+        item.write_json(&mut self.out, relink);
         self.n += 1;
-        Ok(())
     }
 
     fn finish(mut self, ctx: &PageContext, next: Option<Token>, matched: Option<u64>) -> Reply {

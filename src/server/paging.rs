@@ -13,9 +13,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::stream::{BoxStream, Peekable};
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
+use crate::query::Found;
 
 /// Longest token accepted (a real one is well under 200 bytes).
 const MAX_TOKEN_BYTES: usize = 1024;
@@ -97,7 +97,7 @@ impl Token {
 
 /// A result stream suspended after the items already returned (a peek tells whether more
 /// follow).
-pub(super) type Suspended = Peekable<BoxStream<'static, Result<Json>>>;
+pub(super) type Suspended = Peekable<BoxStream<'static, Result<Found>>>;
 
 /// Where a suspended stream resumes: (snapshot, fingerprint, offset).
 type Key = (Option<i64>, u64, u64);
@@ -184,6 +184,7 @@ impl PageCache {
 mod tests {
     use super::*;
     use futures::StreamExt;
+    use serde_json::Value as Json;
 
     #[test]
     fn tokens_round_trip_and_bad_ones_name_the_parameter() {
@@ -227,7 +228,7 @@ mod tests {
     }
 
     fn sorted(n: usize) -> Pin<Box<Suspended>> {
-        let items = (0..n).map(|i| Ok(Json::from(i)));
+        let items = (0..n).map(|i| Ok(Found::from_json(Json::from(i))));
         Box::pin(
             futures::stream::iter(items.collect::<Vec<_>>())
                 .boxed()
