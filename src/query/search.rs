@@ -327,6 +327,10 @@ pub struct SearchRequest {
     /// `filter` that does not name those members (they read parsed members); otherwise items
     /// are fully parsed.
     pub json_text_members: bool,
+    /// Buckets fetched and decoded at once (default [`READ_CONCURRENCY`]). A server under load
+    /// asks for 1: buckets read ahead of a page that is already full are work for nothing
+    /// when no next page is asked for, and the other requests keep the cores busy anyway.
+    pub read_concurrency: Option<usize>,
 }
 
 impl SearchRequest {
@@ -1238,7 +1242,7 @@ impl Warehouse {
                     .map_err(|e| Error::task("decoding a bucket", e))?
                 }
             })
-            .buffered(READ_CONCURRENCY);
+            .buffered(request.read_concurrency.unwrap_or(READ_CONCURRENCY).max(1));
         let fields = request.fields.clone();
         if !request.sortby.is_empty() {
             let sortby = request.sortby.clone();

