@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Requests waiting for a slot before new ones get 503 + Retry-After.
     #[arg(long, default_value_t = 512)]
     max_queued: usize,
+    /// Result streams kept suspended between pages (oldest dropped first; a page whose stream
+    /// was dropped is recomputed, skipping what earlier pages returned). Keep it above the
+    /// number of clients paging at once. A suspended stream holds one bucket's decoded rows.
+    #[arg(long, default_value_t = 256)]
+    page_cache: usize,
     /// Check the catalog for a new snapshot every N seconds (0: never).
     #[arg(long, default_value_t = 30.0)]
     reload_secs: f64,
@@ -69,6 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<u8> {
     options.request_timeout = seconds(args.timeout_secs, "--timeout-secs")?;
     options.max_in_flight = args.max_in_flight;
     options.max_queued = args.max_queued;
+    options.page_cache = args.page_cache;
     let reload = seconds(args.reload_secs, "--reload-secs")?;
     options.reload_every = (!reload.is_zero()).then_some(reload);
     options.cors_origins = args

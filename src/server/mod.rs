@@ -101,7 +101,7 @@ impl ServerOptions {
             reload_every: Some(Duration::from_secs(30)),
             cors_origins: vec!["*".into()],
             max_sort_items: 10_000,
-            page_cache: 32,
+            page_cache: 256,
             page_cache_ttl: Duration::from_secs(300),
         }
     }
