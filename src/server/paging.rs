@@ -5,7 +5,6 @@
 //! that does not decode, has another version, or belongs to another query is a 400 naming
 //! `token`.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -104,12 +103,15 @@ type Key = (Option<i64>, u64, u64);
 
 /// A bounded cache of suspended streams, evicted by age and, when full, oldest first. A
 /// sorted search's stream holds its remaining items (its size hint says how many): those are
-/// bounded in total by `held_budget`, oldest evicted first.
+/// bounded in total by `held_budget`, oldest evicted first. Several clients walking the same
+/// query hold the same tokens: each keeps its own stream (measured with 64 clients paging one
+/// query, one stream per token made most pages a recomputation).
 pub(super) struct PageCache {
     capacity: usize,
     ttl: Duration,
     held_budget: usize,
-    entries: HashMap<Key, (Instant, usize, Pin<Box<Suspended>>)>,
+    /// (resume point, stored at, items held, stream); a few hundred at most, scanned.
+    entries: Vec<(Key, Instant, usize, Pin<Box<Suspended>>)>,
 }
 
 impl std::fmt::Debug for PageCache {
@@ -127,20 +129,20 @@ impl PageCache {
             capacity,
             ttl,
             held_budget,
-            entries: HashMap::new(),
+            entries: Vec::new(),
         }
     }
 
     fn held(&self) -> usize {
-        self.entries.values().map(|(_, h, _)| h).sum()
+        self.entries.iter().map(|(_, _, h, _)| h).sum()
     }
 
-    /// Take the stream that resumes at `token` (it is removed: one reader at a time).
+    /// Take a stream that resumes at `token` (it is removed: one reader at a time).
     pub(super) fn take(&mut self, token: &Token, now: Instant) -> Option<Pin<Box<Suspended>>> {
         self.evict(now);
-        self.entries
-            .remove(&(token.s, token.q, token.o))
-            .map(|(_, _, s)| s)
+        let key = (token.s, token.q, token.o);
+        let i = self.entries.iter().position(|(k, ..)| *k == key)?;
+        Some(self.entries.swap_remove(i).3)
     }
 
     /// Keep a stream that resumes at `token`.
@@ -155,23 +157,24 @@ impl PageCache {
             let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, (t, _, _))| *t)
-                .map(|(k, _)| *k);
+                .enumerate()
+                .min_by_key(|(_, (_, t, _, _))| *t)
+                .map(|(i, _)| i);
             match oldest {
-                Some(k) => {
-                    self.entries.remove(&k);
+                Some(i) => {
+                    drop(self.entries.swap_remove(i));
                 }
                 None => break,
             }
         }
         self.entries
-            .insert((token.s, token.q, token.o), (now, held, stream));
+            .push(((token.s, token.q, token.o), now, held, stream));
     }
 
     fn evict(&mut self, now: Instant) {
         let ttl = self.ttl;
         self.entries
-            .retain(|_, (t, _, _)| now.saturating_duration_since(*t) < ttl);
+            .retain(|(_, t, _, _)| now.saturating_duration_since(*t) < ttl);
     }
 
     #[cfg(test)]
@@ -234,6 +237,19 @@ mod tests {
                 .boxed()
                 .peekable(),
         )
+    }
+
+    #[test]
+    fn clients_walking_the_same_query_keep_a_stream_each() {
+        let now = Instant::now();
+        let mut c = PageCache::new(8, Duration::from_secs(10), 100);
+        let t = Token::new(None, 1, 100);
+        c.put(&t, stream(), now);
+        c.put(&t, stream(), now);
+        assert_eq!(c.len(), 2);
+        assert!(c.take(&t, now).is_some());
+        assert!(c.take(&t, now).is_some());
+        assert!(c.take(&t, now).is_none());
     }
 
     #[test]
