@@ -1211,29 +1211,31 @@ impl Warehouse {
         // Buckets (cell, year) in order of their newest file; the versions of an item live in
         // the same buckets, so merging a bucket's files resolves them before anything is
         // returned.
-        let mut buckets: Vec<Vec<(u64, FileEntry)>> = Vec::new();
+        // (commit, path): a suspended page stream holds the buckets still to read, so only
+        // what reading needs is kept (a whole-warehouse query's file list was ~4 MB per stream).
+        let mut buckets: Vec<Vec<(u64, String)>> = Vec::new();
         let mut index: HashMap<(Option<String>, Option<i32>), usize> = HashMap::new();
         // Commit order: the first (newest) file gets the highest.
         let newest = files.len() as u64;
         for (rank, file) in files.into_iter().enumerate() {
             let commit = newest - rank as u64;
-            let key = (file.cell.clone(), file.year);
+            let key = (file.cell, file.year);
             let slot = *index.entry(key).or_insert_with(|| {
                 buckets.push(Vec::new());
                 buckets.len() - 1
             });
-            buckets[slot].push((commit, file));
+            buckets[slot].push((commit, file.path));
         }
         let hits = stream::iter(buckets)
             .map(move |bucket| {
                 let plan = Arc::clone(&plan);
                 async move {
                     // Fetch the bucket's files together, then decode them in one blocking task.
-                    let bytes = get_all(bucket.iter().map(|(_, f)| f.path.as_str())).await?;
+                    let bytes = get_all(bucket.iter().map(|(_, path)| path.as_str())).await?;
                     tokio::task::spawn_blocking(move || {
                         let mut merged: Vec<Hit> = Vec::new();
-                        for ((commit, file), bytes) in bucket.into_iter().zip(bytes) {
-                            merged.extend(plan.read_file(bytes, &file.path, commit)?);
+                        for ((commit, path), bytes) in bucket.into_iter().zip(bytes) {
+                            merged.extend(plan.read_file(bytes, &path, commit)?);
                         }
                         // A file may hold several versions too (one ingest chunk).
                         Ok::<_, Error>(newest_per_id(merged))
