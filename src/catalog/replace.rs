@@ -15,12 +15,13 @@ use iceberg::MetadataLocation;
 use iceberg::io::FileIO;
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, MAIN_BRANCH, Manifest, ManifestContentType,
-    ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotRef,
-    SnapshotSummaryCollector, Summary, TableMetadata, TableProperties,
+    ManifestFile, ManifestListWriter, Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector,
+    Summary, TableMetadata, TableProperties,
 };
 use iceberg::table::Table;
 use sqlx::Connection;
 
+use super::manifest::{Entry, ManifestEncoder};
 use super::{Catalog, sqlite_uri};
 use crate::error::{Error, Result};
 use crate::schema::CATALOG_NAME;
@@ -92,25 +93,6 @@ impl CommitTarget {
             self.commit_uuid,
             self.counter - 1
         )
-    }
-
-    fn manifest_writer(
-        &self,
-        file_io: &FileIO,
-        path: &str,
-        spec: &iceberg::spec::PartitionSpec,
-        catalog: &Catalog,
-    ) -> Result<iceberg::spec::ManifestWriter> {
-        let output = file_io
-            .new_output(path)
-            .map_err(|e| Error::iceberg(catalog.ctx("creating a manifest"), e))?;
-        Ok(ManifestWriterBuilder::new(
-            output,
-            Some(self.snapshot_id),
-            self.schema.clone(),
-            spec.clone(),
-        )
-        .build_v2_data())
     }
 }
 
@@ -426,7 +408,8 @@ impl Catalog {
             ),
             ..Changes::default()
         };
-        let mut writers: Vec<iceberg::spec::ManifestWriter> = Vec::new();
+        // What each new manifest holds, in manifest-list order.
+        let mut jobs: Vec<(String, i32, Vec<Entry>)> = Vec::new();
         // Added files are sorted by path (<partition dirs>/…) and split into manifests of at
         // most MANIFEST_ENTRIES entries, so each manifest covers a narrow range of cells and
         // readers skip most manifests by their partition summaries.
@@ -435,18 +418,17 @@ impl Catalog {
         changes.added_count = added.len() as u64;
         let mut pending = added.into_iter().peekable();
         while pending.peek().is_some() {
-            let path = target.next_manifest_path();
-            let mut writer = target.manifest_writer(file_io, &path, &target.spec, self)?;
+            let mut entries = Vec::with_capacity(MANIFEST_ENTRIES);
             for f in pending.by_ref().take(MANIFEST_ENTRIES) {
                 summary.add_file(&f, target.schema.clone(), target.spec.clone());
                 changes.added_records += f.record_count();
                 changes.added_size += f.file_size_in_bytes();
-                writer
-                    .add_file(f, target.sequence_number)
-                    .map_err(|e| Error::iceberg(self.ctx("adding a file"), e))?;
+                entries.push(Entry::Added {
+                    file: f,
+                    sequence_number: target.sequence_number,
+                });
             }
-            written.push(path);
-            writers.push(writer);
+            jobs.push((target.next_manifest_path(), target.spec.spec_id(), entries));
         }
         for m in manifests {
             // A manifest with a removed live file was decoded in full; the others carry over.
@@ -467,8 +449,7 @@ impl Catalog {
                         m.file.manifest_path, m.file.partition_spec_id
                     ))
                 })?;
-            let path = target.next_manifest_path();
-            let mut writer = target.manifest_writer(file_io, &path, &m_spec, self)?;
+            let mut entries = Vec::new();
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let seq = e.sequence_number().ok_or_else(|| {
                     Error::Inconsistent(format!(
@@ -477,34 +458,61 @@ impl Catalog {
                         m.file.manifest_path
                     ))
                 })?;
-                let file_seq = e.file_sequence_number.or(Some(seq));
-                let res = if removed_set.contains(e.file_path()) {
+                let file_seq = e.file_sequence_number.unwrap_or(seq);
+                entries.push(if removed_set.contains(e.file_path()) {
                     summary.remove_file(e.data_file(), target.schema.clone(), m_spec.clone());
                     changes.removed_count += 1;
                     changes.removed_records += e.record_count();
                     changes.removed_size += e.file_size_in_bytes();
-                    writer.add_delete_file(e.data_file().clone(), seq, file_seq)
+                    Entry::Deleted {
+                        file: e.data_file().clone(),
+                        sequence_number: seq,
+                        file_sequence_number: file_seq,
+                    }
                 } else {
-                    let added_by = e.snapshot_id().unwrap_or(m.file.added_snapshot_id);
-                    writer.add_existing_file(e.data_file().clone(), added_by, seq, file_seq)
-                };
-                res.map_err(|err| Error::iceberg(self.ctx("rewriting a manifest entry"), err))?;
+                    Entry::Existing {
+                        file: e.data_file().clone(),
+                        snapshot_id: e.snapshot_id().unwrap_or(m.file.added_snapshot_id),
+                        sequence_number: seq,
+                        file_sequence_number: file_seq,
+                    }
+                });
             }
-            written.push(path);
-            writers.push(writer);
+            jobs.push((target.next_manifest_path(), m_spec.spec_id(), entries));
+        }
+        // One encoder per partition spec (the table schema is the current one throughout).
+        let mut encoders: HashMap<i32, ManifestEncoder> = HashMap::new();
+        for (_, spec_id, _) in &jobs {
+            if encoders.contains_key(spec_id) {
+                continue;
+            }
+            let spec = metadata
+                .partition_spec_by_id(*spec_id)
+                .cloned()
+                .ok_or_else(|| Error::Inconsistent(format!("unknown partition spec {spec_id}")))?;
+            let encoder = ManifestEncoder::new(target.schema.clone(), spec).await?;
+            encoders.insert(*spec_id, encoder);
         }
         // Encoding manifests is CPU work: write them on all worker threads, keep the order.
-        let tasks: Vec<_> = writers
-            .into_iter()
-            .map(|w| tokio::spawn(w.write_manifest_file()))
-            .collect();
+        let mut tasks = Vec::with_capacity(jobs.len());
+        for (path, spec_id, entries) in jobs {
+            let Some(encoder) = encoders.get(&spec_id).cloned() else {
+                continue;
+            };
+            let file_io = file_io.clone();
+            let snapshot_id = target.snapshot_id;
+            written.push(path.clone());
+            tasks.push(tokio::spawn(async move {
+                encoder.write(&file_io, &path, snapshot_id, entries).await
+            }));
+        }
         // Every task is awaited before an error returns, so none writes after cleanup.
         let mut first_error = None;
         for task in tasks {
             match task.await {
                 Ok(Ok(file)) => changes.new_manifests.push(file),
                 Ok(Err(e)) => {
-                    first_error.get_or_insert(Error::iceberg(self.ctx("writing a manifest"), e));
+                    first_error.get_or_insert(e);
                 }
                 Err(e) => {
                     first_error.get_or_insert(Error::task(self.ctx("writing a manifest"), e));
