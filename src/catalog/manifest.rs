@@ -143,7 +143,7 @@ impl ManifestEncoder {
         file_io: &FileIO,
         path: &str,
         snapshot_id: i64,
-        entries: Vec<Entry>,
+        entries: &[Entry],
     ) -> Result<ManifestFile> {
         let ctx = |what: &str| format!("{what} manifest {path}");
         let Some(plan) = &self.fast else {
@@ -152,9 +152,8 @@ impl ManifestEncoder {
                 .await;
         };
         let (bytes, mut file) = plan
-            .encode(&self.spec, snapshot_id, &entries)
+            .encode(&self.spec, snapshot_id, entries)
             .map_err(|e| Error::Inconsistent(format!("encoding manifest {path}: {e}")))?;
-        drop(entries);
         file.manifest_path = path.to_string();
         file.manifest_length = bytes.len() as i64;
         file_io
@@ -171,7 +170,7 @@ impl ManifestEncoder {
         file_io: &FileIO,
         path: &str,
         snapshot_id: i64,
-        entries: Vec<Entry>,
+        entries: &[Entry],
     ) -> Result<ManifestFile> {
         let ctx = |what: &str| format!("{what} manifest {path}");
         let output = file_io
@@ -184,7 +183,7 @@ impl ManifestEncoder {
             self.spec.as_ref().clone(),
         )
         .build_v2_data();
-        for e in entries {
+        for e in entries.iter().cloned() {
             let r = match e {
                 Entry::Added {
                     file,
@@ -977,11 +976,11 @@ mod tests {
             .await
             .unwrap();
         let theirs = ManifestEncoder::generic(schema.clone(), spec.clone());
-        let a = ours
-            .write(&io, "memory://m/a.avro", 42, e.clone())
+        let a = ours.write(&io, "memory://m/a.avro", 42, &e).await.unwrap();
+        let b = theirs
+            .write(&io, "memory://m/b.avro", 42, &e)
             .await
             .unwrap();
-        let b = theirs.write(&io, "memory://m/b.avro", 42, e).await.unwrap();
         let read = |p: &'static str| {
             let io = io.clone();
             async move {
