@@ -294,6 +294,15 @@ pub(super) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Everything was read.
+    pub(super) fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
     pub(super) fn long(&mut self) -> R<i64> {
         let mut value: u64 = 0;
         let mut shift = 0;
