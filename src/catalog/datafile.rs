@@ -278,6 +278,13 @@ impl FileStats {
             .map(|_| c.long())
             .collect::<std::result::Result<_, _>>()?;
         let columns = length(&mut c)?;
+        // At most one entry per column in each map (and no more columns than bytes).
+        let n = columns.min(self.0.len());
+        for map in [&mut m.column_sizes, &mut m.value_counts, &mut m.null_counts] {
+            map.reserve(n);
+        }
+        m.lower.reserve(n);
+        m.upper.reserve(n);
         for _ in 0..columns {
             let id = i32::try_from(c.long()?).map_err(|_| "a field id out of range")?;
             let flags = c.long()?;
