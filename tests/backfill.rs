@@ -1102,6 +1102,8 @@ async fn grid_level_tile_layout_and_a_target_size_split() {
     );
     let files = r["files"].as_array().unwrap();
     assert!(files.len() as u64 > r["buckets"].as_u64().unwrap(), "{r}");
+    // The outputs' statistics stay in the marker, out of the report.
+    assert!(files.iter().all(|f| f.get("stats").is_none()), "{r}");
     assert!(files.iter().all(|f| {
         f["url"]
             .as_str()
