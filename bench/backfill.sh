@@ -116,6 +116,7 @@ import json, sys
 m = json.load(open(sys.argv[1]))
 t = m["timings"]
 print(f"commit of {m['files_added']} staged outputs: {float(sys.argv[2]):.1f} s, peak RSS {int(sys.argv[3]) / 1024:.0f} MB "
-      f"(footers {t.get('footers', 0):.1f} s, catalog commit {t.get('commit', 0):.1f} s, "
+      f"(entries {t.get('footers', 0):.1f} s, {m.get('footers_read', m['files_added'])} footers read, "
+      f"catalog commit {t.get('commit', 0):.1f} s, "
       f"hash index {t.get('index', 0):.1f} s, cleanup {t.get('cleanup', 0) + t.get('staging', 0):.1f} s)")
 PY

@@ -1102,6 +1102,8 @@ async fn grid_level_tile_layout_and_a_target_size_split() {
     );
     let files = r["files"].as_array().unwrap();
     assert!(files.len() as u64 > r["buckets"].as_u64().unwrap(), "{r}");
+    // The outputs' statistics stay in the marker, out of the report.
+    assert!(files.iter().all(|f| f.get("stats").is_none()), "{r}");
     assert!(files.iter().all(|f| {
         f["url"]
             .as_str()
@@ -1133,6 +1135,88 @@ async fn grid_level_tile_layout_and_a_target_size_split() {
         }
     }
     assert_eq!(per_dir.len(), files.len());
+}
+
+/// Every live entry of the table is the one its file's footer gives; returns how many.
+async fn entries_match_footers(d: &Dataset) -> usize {
+    use earthcatalog::catalog::datafile::data_file_from_footer;
+    use earthcatalog::catalog::{Catalog, OpenMode};
+    use earthcatalog::store::Location;
+    let cat = Catalog::open_with(
+        &d.path("catalog.db"),
+        &d.path("warehouse"),
+        OpenMode::MustExist,
+    )
+    .await
+    .unwrap();
+    let table = cat.load_table().await.unwrap().unwrap();
+    let schema = table.metadata().current_schema().clone();
+    let spec_id = table.metadata().default_partition_spec_id();
+    let files = cat.current_files(&table).await.unwrap();
+    for f in &files {
+        let df = &f.data_file;
+        let (path, size) = (df.file_path(), df.file_size_in_bytes());
+        let meta =
+            earthcatalog::maintenance::scan::read_footer(&Location::parse(path).unwrap(), size)
+                .await
+                .unwrap();
+        let key = earthcatalog::partition::partition_of_path(path).unwrap();
+        let want = data_file_from_footer(&schema, spec_id, &meta, path, size, &key).unwrap();
+        assert_eq!(df, &want, "{path}");
+    }
+    // The snapshot summary counts every added file and row.
+    let summary = &table.metadata().current_snapshot().unwrap().summary();
+    let prop = |k: &str| summary.additional_properties[k].parse::<u64>().unwrap();
+    let rows: u64 = files.iter().map(|f| f.data_file.record_count()).sum();
+    assert_eq!(prop("added-data-files"), files.len() as u64);
+    assert_eq!(prop("total-data-files"), files.len() as u64);
+    assert_eq!(prop("added-records"), rows);
+    assert_eq!(prop("total-records"), rows);
+    files.len()
+}
+
+#[tokio::test]
+async fn commit_builds_entries_from_the_markers_and_reads_footers_only_for_old_ones() {
+    for old_markers in [false, true] {
+        let d = Dataset::synth(120, 21).await;
+        let staging = d.path("staging");
+        local_stages(&d, &staging, &["--no-lock", "--resolution", "1"], 2, 2);
+        // Reduce records each output's statistics; markers from before it did have none.
+        let mut outputs = 0;
+        for j in 0..2 {
+            let marker = Path::new(&staging).join(format!("reduce/{j}/done.json"));
+            let mut done: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
+            for f in done["files"].as_array_mut().unwrap() {
+                assert!(f["stats"].is_string(), "{f}");
+                outputs += 1;
+                if old_markers {
+                    f.as_object_mut().unwrap().remove("stats");
+                }
+            }
+            std::fs::write(&marker, serde_json::to_vec(&done).unwrap()).unwrap();
+        }
+        assert!(outputs > 1);
+        let out = run(cli().args([
+            "backfill",
+            "commit",
+            "--json",
+            "--no-lock",
+            "--staging",
+            &staging,
+        ]));
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+        let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(c["outcome"], "committed", "{c}");
+        assert_eq!(c["files_added"].as_u64(), Some(outputs), "{c}");
+        let footers = if old_markers { outputs } else { 0 };
+        assert_eq!(c["footers_read"].as_u64(), Some(footers), "{c}");
+        // The same entries either way: the ones the footers give.
+        assert_eq!(entries_match_footers(&d).await as u64, outputs);
+        let got = local_rows(&d);
+        let ids: BTreeSet<String> = got.rows.iter().map(|r| r.0.clone()).collect();
+        assert_eq!(ids, d.item_ids());
+    }
 }
 
 /// Every `earthcatalog backfill <stage>` command line in `deploy/`: (file, stage, flags).

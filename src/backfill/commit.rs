@@ -24,15 +24,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use iceberg::spec::DataFile;
+use iceberg::spec::{DataFile, SchemaRef};
 use iceberg::table::Table;
 use serde::Serialize;
 
 use super::map::MapDone;
 use super::reduce::{ReduceDone, ReducedFile, finished, list, map_markers};
 use super::{DEFAULT_TARGET_FILE_SIZE, Plan, PlannedColumn, Staging, list_below};
-use crate::catalog::datafile::data_file_from_footer;
+use crate::catalog::datafile::FileStats;
 use crate::catalog::prune::Pruner;
+use crate::catalog::replace::NewFile;
 use crate::catalog::{Catalog, OpenMode};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -128,6 +129,8 @@ pub struct CommitMetrics {
     pub rows: u64,
     /// Bytes of the added files.
     pub bytes: u64,
+    /// Footers read for outputs whose reduce marker has no statistics (older markers).
+    pub footers_read: u64,
     /// Columns added to the table schema.
     pub columns_added: Vec<String>,
     /// `append` or `replace`.
@@ -228,6 +231,59 @@ struct LiveFile {
 /// A merged bucket: the new files (entry, size) and the registered paths they replace.
 type MergedJob = (Vec<(DataFile, u64)>, Vec<String>);
 
+/// A reduce output added as it is: its catalog entry is built from its statistics when the
+/// manifest that lists it is written.
+struct Output {
+    url: String,
+    bytes: u64,
+    key: PartitionValue,
+    stats: FileStats,
+    schema: SchemaRef,
+    spec_id: i32,
+}
+
+/// A file the commit adds.
+enum Added {
+    /// A reduce output of a bucket the table had no file of.
+    Output(Output),
+    /// A file of a merged bucket (entry, size).
+    Merged(Box<DataFile>, u64),
+}
+
+impl Added {
+    fn rows(&self) -> Result<u64> {
+        match self {
+            Added::Output(o) => o.stats.record_count(),
+            Added::Merged(df, _) => Ok(df.record_count()),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Added::Output(o) => o.bytes,
+            Added::Merged(_, size) => *size,
+        }
+    }
+}
+
+impl NewFile for Added {
+    fn path(&self) -> &str {
+        match self {
+            Added::Output(o) => &o.url,
+            Added::Merged(df, _) => df.file_path(),
+        }
+    }
+
+    fn into_data_file(self) -> Result<DataFile> {
+        match self {
+            Added::Output(o) => o
+                .stats
+                .data_file(&o.schema, o.spec_id, &o.url, o.bytes, &o.key),
+            Added::Merged(df, _) => Ok(*df),
+        }
+    }
+}
+
 struct Committer<'a> {
     options: &'a CommitOptions,
     staging: &'a Staging,
@@ -324,7 +380,7 @@ impl Committer<'_> {
         t: &mut Instant,
     ) -> Result<Table> {
         let plan = self.plan;
-        let reduces = self.complete(maps).await?;
+        let mut reduces = self.complete(maps).await?;
         self.lap("reduce_markers", t);
         if plan.update_hash_index {
             let loc = Location::parse(&plan.hash_index)?;
@@ -336,9 +392,9 @@ impl Committer<'_> {
 
         // The table's live files of the buckets the backfill writes.
         let mut outputs: BTreeMap<PartitionValue, Vec<ReducedFile>> = BTreeMap::new();
-        for done in reduces.values() {
-            for f in &done.files {
-                outputs.entry(f.key()).or_default().push(f.clone());
+        for done in reduces.values_mut() {
+            for f in std::mem::take(&mut done.files) {
+                outputs.entry(f.key()).or_default().push(f);
             }
         }
         let live = crate::catalog::live::scan(&table, &Pruner::default())
@@ -429,7 +485,11 @@ impl Committer<'_> {
             self.reporter.finish_phase();
             for r in merged {
                 let (files, old) = r?;
-                added.extend(files);
+                added.extend(
+                    files
+                        .into_iter()
+                        .map(|(df, size)| Added::Merged(Box::new(df), size)),
+                );
                 removed.extend(old);
             }
             self.lap("merge", t);
@@ -449,11 +509,13 @@ impl Committer<'_> {
         }
         self.m.files_added = added.len() as u64;
         self.m.files_replaced = removed.len() as u64;
-        self.m.rows = added.iter().map(|(df, _)| df.record_count()).sum();
-        self.m.bytes = added.iter().map(|(_, size)| size).sum();
+        for a in &added {
+            self.m.rows += a.rows()?;
+            self.m.bytes += a.bytes();
+        }
         let files: Vec<(String, u64)> = added
             .iter()
-            .map(|(df, size)| (df.file_path().to_string(), *size))
+            .map(|a| (a.path().to_string(), a.bytes()))
             .collect();
         let props = HashMap::from([
             ("earthcatalog.operation".to_string(), "backfill".to_string()),
@@ -464,7 +526,6 @@ impl Committer<'_> {
             added.len(),
             removed.len()
         ));
-        let added: Vec<DataFile> = added.into_iter().map(|(df, _)| df).collect();
         let table = if added.is_empty() && removed.is_empty() {
             table
         } else {
@@ -667,32 +728,58 @@ impl Committer<'_> {
         Ok(table)
     }
 
-    /// Catalog entries of outputs added as they are, from their footers.
+    /// The outputs of buckets added as they are, each with its catalog statistics: from its
+    /// reduce marker, or — for markers written before reduce recorded them — its footer.
     async fn entries_of(
-        &self,
+        &mut self,
         table: &Table,
         buckets: Vec<(PartitionValue, Vec<ReducedFile>)>,
-    ) -> Result<Vec<(DataFile, u64)>> {
+    ) -> Result<Vec<Added>> {
         let schema = table.metadata().current_schema().clone();
         let spec_id = table.metadata().default_partition_spec_id();
-        let files = buckets
-            .into_iter()
-            .flat_map(|(key, fs)| fs.into_iter().map(move |f| (key.clone(), f)));
-        let entries: Vec<Result<(DataFile, u64)>> = futures::stream::iter(files)
+        let output = |key: &PartitionValue, f: ReducedFile, stats: FileStats| {
+            Added::Output(Output {
+                url: f.url,
+                bytes: f.bytes,
+                key: key.clone(),
+                stats,
+                schema: schema.clone(),
+                spec_id,
+            })
+        };
+        let mut added = Vec::new();
+        let mut unread = Vec::new();
+        for (key, files) in buckets {
+            for mut f in files {
+                match f.stats.take() {
+                    Some(stats) => {
+                        added.push(output(&key, f, stats));
+                        self.reporter.advance(1);
+                    }
+                    None => unread.push((key.clone(), f)),
+                }
+            }
+        }
+        self.m.footers_read = unread.len() as u64;
+        let read: Vec<Result<Added>> = futures::stream::iter(unread)
             .map(|(key, f)| {
                 let schema = schema.clone();
                 async move {
                     let loc = Location::parse(&f.url)?;
                     let meta = crate::maintenance::scan::read_footer(&loc, f.bytes).await?;
-                    let df = data_file_from_footer(&schema, spec_id, &meta, &f.url, f.bytes, &key)?;
-                    Ok((df, f.bytes))
+                    let stats = FileStats::from_footer(&schema, &meta)?;
+                    Ok((key, f, stats))
                 }
             })
             .buffer_unordered(FOOTER_READS)
             .inspect(|_| self.reporter.advance(1))
+            .map(|r| r.map(|(key, f, stats)| output(&key, f, stats)))
             .collect()
             .await;
-        entries.into_iter().collect()
+        for r in read {
+            added.push(r?);
+        }
+        Ok(added)
     }
 
     /// After a crash between the commit and its deletes: delete the files the commit

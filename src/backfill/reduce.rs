@@ -29,6 +29,7 @@ use super::{
     DEFAULT_TARGET_FILE_SIZE, Heartbeat, Plan, PlannedColumn, Stage, Staging, new_attempt,
     put_json_new, reduce_shard_of,
 };
+use crate::catalog::datafile::FileStats;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::geoparquet::WriterOptions;
@@ -91,6 +92,10 @@ pub struct ReducedFile {
     pub rows: u64,
     /// Bytes.
     pub bytes: u64,
+    /// Its catalog statistics (what commit would read from its footer); markers written
+    /// before reduce recorded them have none, and commit reads the footer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<FileStats>,
 }
 
 impl ReducedFile {
@@ -449,6 +454,7 @@ async fn reduce_attempt(
                         year: key.year,
                         rows: df.record_count(),
                         bytes: size,
+                        stats: Some(FileStats::of(&df)?),
                     });
                 }
             }
@@ -533,6 +539,7 @@ mod tests {
                 year: Some(2020),
                 rows: 1,
                 bytes: 1,
+                stats: None,
             }],
             ..Default::default()
         };

@@ -170,7 +170,7 @@ fn lite(e: &iceberg::spec::ManifestEntry, stats_fields: &[i32]) -> EntryLite {
 }
 
 #[derive(Debug, Clone)]
-enum Schema {
+pub(super) enum Schema {
     Null,
     Boolean,
     Int,
@@ -187,9 +187,9 @@ enum Schema {
     Record(Vec<(String, Schema)>),
 }
 
-type R<T> = std::result::Result<T, String>;
+pub(super) type R<T> = std::result::Result<T, String>;
 
-fn parse_schema(v: &Json, names: &mut HashMap<String, Schema>) -> R<Schema> {
+pub(super) fn parse_schema(v: &Json, names: &mut HashMap<String, Schema>) -> R<Schema> {
     match v {
         Json::String(name) => by_name(name, names),
         Json::Array(branches) => Ok(Schema::Union(
@@ -271,13 +271,39 @@ fn primitive(name: &str) -> Option<Schema> {
     })
 }
 
-struct Cursor<'a> {
+/// Append `v` as an Avro `int`/`long` (zigzag varint).
+pub(super) fn put_long(buf: &mut Vec<u8>, v: i64) {
+    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+/// Append `b` as Avro `bytes`/`string` (length, then the bytes).
+pub(super) fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
+    put_long(buf, b.len() as i64);
+    buf.extend_from_slice(b);
+}
+
+/// A reader of Avro binary data.
+pub(super) struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn long(&mut self) -> R<i64> {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    /// Everything was read.
+    pub(super) fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    pub(super) fn long(&mut self) -> R<i64> {
         let mut value: u64 = 0;
         let mut shift = 0;
         loop {
@@ -295,14 +321,14 @@ impl<'a> Cursor<'a> {
         Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
     }
 
-    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> R<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or("Avro length overflow")?;
         let s = self.buf.get(self.pos..end).ok_or("truncated Avro data")?;
         self.pos = end;
         Ok(s)
     }
 
-    fn bytes(&mut self) -> R<&'a [u8]> {
+    pub(super) fn bytes(&mut self) -> R<&'a [u8]> {
         let n = self.long()?;
         let n = usize::try_from(n).map_err(|_| "negative Avro length")?;
         self.take(n)
@@ -543,30 +569,65 @@ fn read_entry(c: &mut Cursor, fields: &[(String, Schema)], stats_fields: &[i32])
     Ok(e)
 }
 
+/// The header of an Avro object container file: its metadata and sync marker.
+pub(super) struct Header<'a> {
+    /// File metadata (`avro.schema`, `avro.codec`, the writer's own keys).
+    pub(super) meta: HashMap<String, &'a [u8]>,
+    /// The 16-byte sync marker that ends the header and every block.
+    pub(super) sync: &'a [u8],
+    /// Bytes up to and including the sync marker: where the first block starts.
+    pub(super) len: usize,
+}
+
+impl<'a> Header<'a> {
+    pub(super) fn parse(file: &'a [u8]) -> R<Self> {
+        let mut c = Cursor { buf: file, pos: 0 };
+        if c.take(4)? != b"Obj\x01" {
+            return Err("not an Avro object container file".into());
+        }
+        let mut meta: HashMap<String, &[u8]> = HashMap::new();
+        c.blocks(|c| {
+            let k = c.string()?;
+            let v = c.bytes()?;
+            meta.insert(k, v);
+            Ok(())
+        })?;
+        let sync = c.take(16)?;
+        Ok(Self {
+            meta,
+            sync,
+            len: c.pos,
+        })
+    }
+
+    /// The writer's schema.
+    pub(super) fn schema(&self) -> R<Schema> {
+        let json: Json = serde_json::from_slice(self.meta.get("avro.schema").ok_or("no schema")?)
+            .map_err(|e| format!("Avro schema: {e}"))?;
+        parse_schema(&json, &mut HashMap::new())
+    }
+
+    /// The codec (`null` when the file names none).
+    pub(super) fn codec(&self) -> String {
+        self.meta
+            .get("avro.codec")
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_else(|| "null".into())
+    }
+}
+
 /// Every entry of a manifest file (live and deleted), projected, with the statistics of the
 /// field ids `stats_fields`.
 pub fn read_manifest_entries(file: &[u8], stats_fields: &[i32]) -> R<Vec<EntryLite>> {
-    let mut c = Cursor { buf: file, pos: 0 };
-    if c.take(4)? != b"Obj\x01" {
-        return Err("not an Avro object container file".into());
-    }
-    let mut meta: HashMap<String, &[u8]> = HashMap::new();
-    c.blocks(|c| {
-        let k = c.string()?;
-        let v = c.bytes()?;
-        meta.insert(k, v);
-        Ok(())
-    })?;
-    let sync = c.take(16)?;
-    let schema_json: Json = serde_json::from_slice(meta.get("avro.schema").ok_or("no schema")?)
-        .map_err(|e| format!("Avro schema: {e}"))?;
-    let Schema::Record(fields) = parse_schema(&schema_json, &mut HashMap::new())? else {
+    let header = Header::parse(file)?;
+    let Schema::Record(fields) = header.schema()? else {
         return Err("manifest schema is not a record".into());
     };
-    let codec = meta
-        .get("avro.codec")
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .unwrap_or_else(|| "null".into());
+    let (sync, codec) = (header.sync, header.codec());
+    let mut c = Cursor {
+        buf: file,
+        pos: header.len,
+    };
     let mut entries = Vec::new();
     let mut inflated = Vec::new();
     while c.pos < file.len() {
@@ -609,6 +670,15 @@ mod tests {
         assert_eq!(got, [0, -1, 1, -64, 64]);
         assert_eq!(c.long().unwrap(), 150);
         assert!(c.long().is_err());
+        let mut buf = Vec::new();
+        for v in [0, -1, 1, -64, 64, 150, i64::MIN, i64::MAX] {
+            put_long(&mut buf, v);
+        }
+        assert_eq!(&buf[..8], [0x00, 0x01, 0x02, 0x7f, 0x80, 0x01, 0xac, 0x02]);
+        let mut c = Cursor { buf: &buf, pos: 0 };
+        let got: Vec<i64> = (0..8).map(|_| c.long().unwrap()).collect();
+        assert_eq!(got, [0, -1, 1, -64, 64, 150, i64::MIN, i64::MAX]);
+        assert_eq!(c.pos, buf.len());
     }
 
     #[test]

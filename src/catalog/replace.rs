@@ -15,12 +15,13 @@ use iceberg::MetadataLocation;
 use iceberg::io::FileIO;
 use iceberg::spec::{
     DataContentType, DataFile, FormatVersion, MAIN_BRANCH, Manifest, ManifestContentType,
-    ManifestFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotRef,
-    SnapshotSummaryCollector, Summary, TableMetadata, TableProperties,
+    ManifestFile, ManifestListWriter, Operation, Snapshot, SnapshotRef, SnapshotSummaryCollector,
+    Summary, TableMetadata, TableProperties,
 };
 use iceberg::table::Table;
 use sqlx::Connection;
 
+use super::manifest::{Entry, ManifestEncoder};
 use super::{Catalog, sqlite_uri};
 use crate::error::{Error, Result};
 use crate::schema::CATALOG_NAME;
@@ -30,6 +31,31 @@ const MANIFEST_ENTRIES: usize = 256;
 
 /// How many manifests are read concurrently.
 const MANIFEST_READ_CONCURRENCY: usize = 8;
+
+/// New manifests built and written at once (each holds its entries until it is written).
+const MANIFEST_WRITES: usize = 16;
+
+/// A file a commit adds: its path up front, its catalog entry only when the manifest that
+/// lists it is written, so that a commit of many files never holds every entry at once.
+pub trait NewFile: Send + 'static {
+    /// Where the file is (the entry's path).
+    fn path(&self) -> &str;
+    /// The catalog entry.
+    fn into_data_file(self) -> Result<DataFile>;
+}
+
+impl NewFile for DataFile {
+    fn path(&self) -> &str {
+        self.file_path()
+    }
+
+    fn into_data_file(self) -> Result<DataFile> {
+        Ok(self)
+    }
+}
+
+/// A manifest being written: its list entry and entries once done.
+type ManifestTask = tokio::task::JoinHandle<Result<(ManifestFile, Vec<Entry>)>>;
 
 /// A live data file of the current snapshot with its tracking information.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,25 +118,6 @@ impl CommitTarget {
             self.commit_uuid,
             self.counter - 1
         )
-    }
-
-    fn manifest_writer(
-        &self,
-        file_io: &FileIO,
-        path: &str,
-        spec: &iceberg::spec::PartitionSpec,
-        catalog: &Catalog,
-    ) -> Result<iceberg::spec::ManifestWriter> {
-        let output = file_io
-            .new_output(path)
-            .map_err(|e| Error::iceberg(catalog.ctx("creating a manifest"), e))?;
-        Ok(ManifestWriterBuilder::new(
-            output,
-            Some(self.snapshot_id),
-            self.schema.clone(),
-            spec.clone(),
-        )
-        .build_v2_data())
     }
 }
 
@@ -211,18 +218,20 @@ impl Catalog {
     /// (original sequence numbers and snapshot ids kept).
     ///
     /// Every removed path must be a live data file of `table`'s current snapshot
-    /// ([`Error::NotLive`] otherwise, before anything is written). The commit is a
+    /// ([`Error::NotLive`] otherwise, before anything is written), and every added path new
+    /// to it; an added entry that is not a data file of the table's spec fails the commit
+    /// when its manifest is written (before the commit: nothing changes). The commit is a
     /// compare-and-swap on `table`'s metadata location: if the catalog moved on since
     /// `table` was loaded the result is [`Error::CommitConflict`] and the table is unchanged.
     /// Returns the reloaded table.
     ///
     /// With nothing removed this is an append (operation `append`): existing manifests are
     /// carried over without being read and totals come from the previous snapshot summary.
-    pub async fn replace_files(
+    pub async fn replace_files<F: NewFile>(
         &self,
         table: &Table,
         removed: &[String],
-        added: Vec<DataFile>,
+        added: Vec<F>,
         snapshot_properties: HashMap<String, String>,
     ) -> Result<Table> {
         let metadata = table.metadata();
@@ -322,14 +331,14 @@ impl Catalog {
     }
 
     /// Check a replace before anything is written: every removed file is live, every added
-    /// file is a data file of the table's spec and not in the table yet. Returns the live
-    /// totals before the commit.
-    fn validate(
+    /// file is not in the table yet (and added once). Returns the live totals before the
+    /// commit.
+    fn validate<F: NewFile>(
         &self,
         table: &Table,
         manifests: &[LoadedManifest],
         removed_set: &HashSet<&str>,
-        added: &[DataFile],
+        added: &[F],
         append: bool,
     ) -> Result<LiveTotals> {
         let metadata = table.metadata();
@@ -367,26 +376,11 @@ impl Catalog {
                 paths: missing.into_iter().map(str::to_string).collect(),
             });
         }
-        let partition_arity = metadata.default_partition_type().fields().len();
-        let mut added_paths: HashSet<&str> = HashSet::new();
+        let mut added_paths: HashSet<&str> = HashSet::with_capacity(added.len());
         for f in added {
-            if f.content_type() != DataContentType::Data {
-                return Err(Error::Inconsistent(format!(
-                    "cannot add {} to {}: only data files can be added",
-                    f.file_path(),
-                    self.ident
-                )));
-            }
-            if f.partition().fields().len() != partition_arity {
-                return Err(Error::Inconsistent(format!(
-                    "cannot add {} to {}: its partition tuple does not match the table's spec",
-                    f.file_path(),
-                    self.ident
-                )));
-            }
-            if live_paths.contains(f.file_path()) || !added_paths.insert(f.file_path()) {
+            if live_paths.contains(f.path()) || !added_paths.insert(f.path()) {
                 return Err(Error::Refused {
-                    action: format!("add {} to {}", f.file_path(), self.ident),
+                    action: format!("add {} to {}", f.path(), self.ident),
                     reason: "the file is already in the table".into(),
                 });
             }
@@ -397,20 +391,28 @@ impl Catalog {
     /// Write the manifests of a replace: the added files (sorted by path, at most
     /// [`MANIFEST_ENTRIES`] per manifest) and, for each manifest with a removed live file, a
     /// rewrite marking it deleted; the other manifests carry over. Every path written is
-    /// pushed to `written` (for cleanup on failure).
-    async fn write_manifests(
+    /// pushed to `written` (for cleanup on failure). At most [`MANIFEST_WRITES`] manifests
+    /// are in memory at once: added files become entries in the task that writes them.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_manifests<F: NewFile>(
         &self,
         table: &Table,
         mut target: CommitTarget,
         manifests: &[LoadedManifest],
         removed_set: &HashSet<&str>,
-        added: Vec<DataFile>,
+        added: Vec<F>,
         written: &mut Vec<String>,
     ) -> Result<Changes> {
         let metadata = table.metadata();
         let file_io = table.file_io();
-        let mut summary = SnapshotSummaryCollector::default();
-        summary.set_partition_summary_limit(
+        let mut writes = ManifestWrites {
+            tasks: Default::default(),
+            failed: None,
+            summary: SnapshotSummaryCollector::default(),
+            schema: target.schema.clone(),
+            spec: target.spec.clone(),
+        };
+        writes.summary.set_partition_summary_limit(
             metadata
                 .properties()
                 .get(TableProperties::PROPERTY_WRITE_PARTITION_SUMMARY_LIMIT)
@@ -426,29 +428,49 @@ impl Catalog {
             ),
             ..Changes::default()
         };
-        let mut writers: Vec<iceberg::spec::ManifestWriter> = Vec::new();
+        // One encoder per partition spec (the table schema is the current one throughout).
+        let mut encoders: HashMap<i32, ManifestEncoder> = HashMap::new();
         // Added files are sorted by path (<partition dirs>/…) and split into manifests of at
         // most MANIFEST_ENTRIES entries, so each manifest covers a narrow range of cells and
         // readers skip most manifests by their partition summaries.
         let mut added = added;
-        added.sort_by(|a, b| a.file_path().cmp(b.file_path()));
+        added.sort_by(|a, b| a.path().cmp(b.path()));
         changes.added_count = added.len() as u64;
-        let mut pending = added.into_iter().peekable();
-        while pending.peek().is_some() {
-            let path = target.next_manifest_path();
-            let mut writer = target.manifest_writer(file_io, &path, &target.spec, self)?;
-            for f in pending.by_ref().take(MANIFEST_ENTRIES) {
-                summary.add_file(&f, target.schema.clone(), target.spec.clone());
-                changes.added_records += f.record_count();
-                changes.added_size += f.file_size_in_bytes();
-                writer
-                    .add_file(f, target.sequence_number)
-                    .map_err(|e| Error::iceberg(self.ctx("adding a file"), e))?;
+        if !added.is_empty() {
+            let spec = target.spec.clone();
+            let enc = encoder_for(&mut encoders, &target.schema, &spec).await?;
+            let arity = metadata.default_partition_type().fields().len();
+            let mut pending = added.into_iter();
+            loop {
+                let chunk: Vec<F> = pending.by_ref().take(MANIFEST_ENTRIES).collect();
+                if chunk.is_empty() || writes.failed.is_some() {
+                    break;
+                }
+                let (enc, file_io) = (enc.clone(), file_io.clone());
+                let (snapshot_id, sequence_number) = (target.snapshot_id, target.sequence_number);
+                let ident = self.ident.to_string();
+                let path = target.next_manifest_path();
+                written.push(path.clone());
+                let task = tokio::spawn(async move {
+                    let mut entries = Vec::with_capacity(chunk.len());
+                    for f in chunk {
+                        let file = f.into_data_file()?;
+                        check_new(&ident, arity, &file)?;
+                        entries.push(Entry::Added {
+                            file,
+                            sequence_number,
+                        });
+                    }
+                    let m = enc.write(&file_io, &path, snapshot_id, &entries).await?;
+                    Ok((m, entries))
+                });
+                writes.push(task, &mut changes).await;
             }
-            written.push(path);
-            writers.push(writer);
         }
         for m in manifests {
+            if writes.failed.is_some() {
+                break;
+            }
             // A manifest with a removed live file was decoded in full; the others carry over.
             let touched = m
                 .live
@@ -467,8 +489,7 @@ impl Catalog {
                         m.file.manifest_path, m.file.partition_spec_id
                     ))
                 })?;
-            let path = target.next_manifest_path();
-            let mut writer = target.manifest_writer(file_io, &path, &m_spec, self)?;
+            let mut entries = Vec::new();
             for e in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let seq = e.sequence_number().ok_or_else(|| {
                     Error::Inconsistent(format!(
@@ -477,44 +498,43 @@ impl Catalog {
                         m.file.manifest_path
                     ))
                 })?;
-                let file_seq = e.file_sequence_number.or(Some(seq));
-                let res = if removed_set.contains(e.file_path()) {
-                    summary.remove_file(e.data_file(), target.schema.clone(), m_spec.clone());
+                let file_seq = e.file_sequence_number.unwrap_or(seq);
+                entries.push(if removed_set.contains(e.file_path()) {
+                    writes.summary.remove_file(
+                        e.data_file(),
+                        target.schema.clone(),
+                        m_spec.clone(),
+                    );
                     changes.removed_count += 1;
                     changes.removed_records += e.record_count();
                     changes.removed_size += e.file_size_in_bytes();
-                    writer.add_delete_file(e.data_file().clone(), seq, file_seq)
+                    Entry::Deleted {
+                        file: e.data_file().clone(),
+                        sequence_number: seq,
+                        file_sequence_number: file_seq,
+                    }
                 } else {
-                    let added_by = e.snapshot_id().unwrap_or(m.file.added_snapshot_id);
-                    writer.add_existing_file(e.data_file().clone(), added_by, seq, file_seq)
-                };
-                res.map_err(|err| Error::iceberg(self.ctx("rewriting a manifest entry"), err))?;
+                    Entry::Existing {
+                        file: e.data_file().clone(),
+                        snapshot_id: e.snapshot_id().unwrap_or(m.file.added_snapshot_id),
+                        sequence_number: seq,
+                        file_sequence_number: file_seq,
+                    }
+                });
             }
-            written.push(path);
-            writers.push(writer);
+            let enc = encoder_for(&mut encoders, &target.schema, &m_spec).await?;
+            let file_io = file_io.clone();
+            let snapshot_id = target.snapshot_id;
+            let path = target.next_manifest_path();
+            written.push(path.clone());
+            let task = tokio::spawn(async move {
+                let m = enc.write(&file_io, &path, snapshot_id, &entries).await?;
+                Ok((m, Vec::new()))
+            });
+            writes.push(task, &mut changes).await;
         }
-        // Encoding manifests is CPU work: write them on all worker threads, keep the order.
-        let tasks: Vec<_> = writers
-            .into_iter()
-            .map(|w| tokio::spawn(w.write_manifest_file()))
-            .collect();
         // Every task is awaited before an error returns, so none writes after cleanup.
-        let mut first_error = None;
-        for task in tasks {
-            match task.await {
-                Ok(Ok(file)) => changes.new_manifests.push(file),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(Error::iceberg(self.ctx("writing a manifest"), e));
-                }
-                Err(e) => {
-                    first_error.get_or_insert(Error::task(self.ctx("writing a manifest"), e));
-                }
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        changes.summary = summary.build();
+        changes.summary = writes.finish(&mut changes).await?;
         Ok(changes)
     }
 
@@ -738,6 +758,98 @@ impl Catalog {
             .try_collect()
             .await
     }
+}
+
+/// Manifest writes in flight, taken in the order they were started (the manifest list's),
+/// and the snapshot summary of the files they add.
+struct ManifestWrites {
+    tasks: std::collections::VecDeque<ManifestTask>,
+    /// The first failure: no write starts after it.
+    failed: Option<Error>,
+    summary: SnapshotSummaryCollector,
+    schema: iceberg::spec::SchemaRef,
+    /// The spec of added files (the table's default).
+    spec: iceberg::spec::PartitionSpecRef,
+}
+
+impl ManifestWrites {
+    /// Start `task`, then wait for the oldest while [`MANIFEST_WRITES`] are in flight.
+    async fn push(&mut self, task: ManifestTask, changes: &mut Changes) {
+        self.tasks.push_back(task);
+        while self.tasks.len() >= MANIFEST_WRITES {
+            self.take_one(changes).await;
+        }
+    }
+
+    /// Wait for the oldest write: its manifest joins the new ones, its added files the
+    /// summary and counts.
+    async fn take_one(&mut self, changes: &mut Changes) {
+        let Some(task) = self.tasks.pop_front() else {
+            return;
+        };
+        match task.await {
+            Ok(Ok((file, entries))) => {
+                for e in &entries {
+                    if let Entry::Added { file, .. } = e {
+                        self.summary
+                            .add_file(file, self.schema.clone(), self.spec.clone());
+                        changes.added_records += file.record_count();
+                        changes.added_size += file.file_size_in_bytes();
+                    }
+                }
+                changes.new_manifests.push(file);
+            }
+            Ok(Err(e)) => {
+                self.failed.get_or_insert(e);
+            }
+            Err(e) => {
+                self.failed
+                    .get_or_insert(Error::task("writing a manifest", e));
+            }
+        }
+    }
+
+    /// Wait for every write; the first failure, if any, else the summary.
+    async fn finish(mut self, changes: &mut Changes) -> Result<HashMap<String, String>> {
+        while !self.tasks.is_empty() {
+            self.take_one(changes).await;
+        }
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.summary.build()),
+        }
+    }
+}
+
+/// The encoder of manifests of `spec` (made once per commit and spec).
+async fn encoder_for(
+    encoders: &mut HashMap<i32, ManifestEncoder>,
+    schema: &iceberg::spec::SchemaRef,
+    spec: &iceberg::spec::PartitionSpecRef,
+) -> Result<ManifestEncoder> {
+    if let Some(e) = encoders.get(&spec.spec_id()) {
+        return Ok(e.clone());
+    }
+    let e = ManifestEncoder::new(schema.clone(), spec.clone()).await?;
+    encoders.insert(spec.spec_id(), e.clone());
+    Ok(e)
+}
+
+/// An added entry must be a data file with the table spec's partition tuple.
+fn check_new(ident: &str, arity: usize, f: &DataFile) -> Result<()> {
+    if f.content_type() != DataContentType::Data {
+        return Err(Error::Inconsistent(format!(
+            "cannot add {} to {ident}: only data files can be added",
+            f.file_path()
+        )));
+    }
+    if f.partition().fields().len() != arity {
+        return Err(Error::Inconsistent(format!(
+            "cannot add {} to {ident}: its partition tuple does not match the table's spec",
+            f.file_path()
+        )));
+    }
+    Ok(())
 }
 
 /// The manifests listed by `snapshot`'s manifest list.
