@@ -55,7 +55,10 @@ impl NewFile for DataFile {
 }
 
 /// A manifest being written: its list entry and entries once done.
-type ManifestTask = tokio::task::JoinHandle<Result<(ManifestFile, Vec<Entry>)>>;
+/// A manifest write: the manifest, the entries it adds or removes (for the snapshot summary)
+/// and their partition spec.
+type ManifestTask =
+    tokio::task::JoinHandle<Result<(ManifestFile, Vec<Entry>, iceberg::spec::PartitionSpecRef)>>;
 
 /// A live data file of the current snapshot with its tracking information.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,16 +80,16 @@ struct LoadedManifest {
     live: Vec<(String, u64, u64)>,
 }
 
-/// Which data manifests to decode in full.
+/// How to read data manifests.
 #[derive(Clone, Copy)]
-enum Decode<'a> {
-    /// None (an append only carries manifests over).
+enum Decode {
+    /// Not at all (an append only carries manifests over).
     Nothing,
-    /// Every data manifest.
+    /// Every one decoded in full.
     All,
-    /// Only those with a live entry in this set; the others are read with the projection
-    /// reader for their live paths and counts.
-    Touching(&'a HashSet<&'a str>),
+    /// Every one read with the projection reader for its live paths and counts (a replace
+    /// decodes the ones it rewrites in the task that rewrites them).
+    Live,
 }
 
 /// Live files, records and bytes of the table before a commit.
@@ -263,7 +266,7 @@ impl Catalog {
                 let decode = if append {
                     Decode::Nothing
                 } else {
-                    Decode::Touching(&removed_set)
+                    Decode::Live
                 };
                 self.load_manifests(table, snapshot, decode).await?
             }
@@ -410,7 +413,6 @@ impl Catalog {
             failed: None,
             summary: SnapshotSummaryCollector::default(),
             schema: target.schema.clone(),
-            spec: target.spec.clone(),
         };
         writes.summary.set_partition_summary_limit(
             metadata
@@ -446,7 +448,7 @@ impl Catalog {
                 if chunk.is_empty() || writes.failed.is_some() {
                     break;
                 }
-                let (enc, file_io) = (enc.clone(), file_io.clone());
+                let (enc, file_io, spec) = (enc.clone(), file_io.clone(), spec.clone());
                 let (snapshot_id, sequence_number) = (target.snapshot_id, target.sequence_number);
                 let ident = self.ident.to_string();
                 let path = target.next_manifest_path();
@@ -462,7 +464,7 @@ impl Catalog {
                         });
                     }
                     let m = enc.write(&file_io, &path, snapshot_id, &entries).await?;
-                    Ok((m, entries))
+                    Ok((m, entries, spec))
                 });
                 writes.push(task, &mut changes).await;
             }
@@ -471,15 +473,19 @@ impl Catalog {
             if writes.failed.is_some() {
                 break;
             }
-            // A manifest with a removed live file was decoded in full; the others carry over.
-            let touched = m
+            // A manifest with a removed live file is rewritten; the others carry over. It is
+            // decoded in the task that rewrites it, so at most MANIFEST_WRITES decoded
+            // manifests are in memory (a compaction removing 100k files held them all: 1.3 GB).
+            let removed: HashSet<String> = m
                 .live
                 .iter()
-                .any(|(p, ..)| removed_set.contains(p.as_str()));
-            let (true, Some(manifest)) = (touched, &m.manifest) else {
+                .filter(|(p, ..)| removed_set.contains(p.as_str()))
+                .map(|(p, ..)| p.clone())
+                .collect();
+            if removed.is_empty() {
                 changes.carried.push(m.file.clone());
                 continue;
-            };
+            }
             let m_spec = metadata
                 .partition_spec_by_id(m.file.partition_spec_id)
                 .cloned()
@@ -489,47 +495,43 @@ impl Catalog {
                         m.file.manifest_path, m.file.partition_spec_id
                     ))
                 })?;
-            let mut entries = Vec::new();
-            for e in manifest.entries().iter().filter(|e| e.is_alive()) {
-                let seq = e.sequence_number().ok_or_else(|| {
-                    Error::Inconsistent(format!(
-                        "manifest entry {} in {} has no sequence number",
-                        e.file_path(),
-                        m.file.manifest_path
-                    ))
-                })?;
-                let file_seq = e.file_sequence_number.unwrap_or(seq);
-                entries.push(if removed_set.contains(e.file_path()) {
-                    writes.summary.remove_file(
-                        e.data_file(),
-                        target.schema.clone(),
-                        m_spec.clone(),
-                    );
-                    changes.removed_count += 1;
-                    changes.removed_records += e.record_count();
-                    changes.removed_size += e.file_size_in_bytes();
-                    Entry::Deleted {
-                        file: e.data_file().clone(),
-                        sequence_number: seq,
-                        file_sequence_number: file_seq,
-                    }
-                } else {
-                    Entry::Existing {
-                        file: e.data_file().clone(),
-                        snapshot_id: e.snapshot_id().unwrap_or(m.file.added_snapshot_id),
-                        sequence_number: seq,
-                        file_sequence_number: file_seq,
-                    }
-                });
-            }
             let enc = encoder_for(&mut encoders, &target.schema, &m_spec).await?;
-            let file_io = file_io.clone();
+            let (file_io, old) = (file_io.clone(), m.file.clone());
             let snapshot_id = target.snapshot_id;
             let path = target.next_manifest_path();
             written.push(path.clone());
             let task = tokio::spawn(async move {
+                let manifest = load_manifest(&old, &file_io).await?;
+                let mut entries = Vec::new();
+                for e in manifest.entries().iter().filter(|e| e.is_alive()) {
+                    let seq = e.sequence_number().ok_or_else(|| {
+                        Error::Inconsistent(format!(
+                            "manifest entry {} in {} has no sequence number",
+                            e.file_path(),
+                            old.manifest_path
+                        ))
+                    })?;
+                    let file_seq = e.file_sequence_number.unwrap_or(seq);
+                    entries.push(if removed.contains(e.file_path()) {
+                        Entry::Deleted {
+                            file: e.data_file().clone(),
+                            sequence_number: seq,
+                            file_sequence_number: file_seq,
+                        }
+                    } else {
+                        Entry::Existing {
+                            file: e.data_file().clone(),
+                            snapshot_id: e.snapshot_id().unwrap_or(old.added_snapshot_id),
+                            sequence_number: seq,
+                            file_sequence_number: file_seq,
+                        }
+                    });
+                }
+                drop(manifest);
                 let m = enc.write(&file_io, &path, snapshot_id, &entries).await?;
-                Ok((m, Vec::new()))
+                // The removed entries go to the snapshot summary.
+                entries.retain(|e| matches!(e, Entry::Deleted { .. }));
+                Ok((m, entries, m_spec))
             });
             writes.push(task, &mut changes).await;
         }
@@ -689,7 +691,7 @@ impl Catalog {
         &self,
         table: &Table,
         snapshot: &SnapshotRef,
-        decode: Decode<'_>,
+        decode: Decode,
     ) -> Result<Vec<LoadedManifest>> {
         let list = manifest_files(table, snapshot).await?;
         let file_io = table.file_io().clone();
@@ -715,7 +717,7 @@ impl Catalog {
                             live: Vec::new(),
                         });
                     }
-                    if let Decode::Touching(set) = decode {
+                    if matches!(decode, Decode::Live) {
                         let live: Vec<(String, u64, u64)> =
                             super::avro::manifest_entries(&file, &file_io, &[])
                                 .await?
@@ -726,13 +728,13 @@ impl Catalog {
                                     (e.file_path, n(e.record_count), n(e.file_size_in_bytes))
                                 })
                                 .collect();
-                        if !live.iter().any(|(p, ..)| set.contains(p.as_str())) {
-                            return Ok(LoadedManifest {
-                                file,
-                                manifest: None,
-                                live,
-                            });
-                        }
+                        // Rewritten manifests are decoded by the task that rewrites them
+                        // (write_manifests), not held here.
+                        return Ok(LoadedManifest {
+                            file,
+                            manifest: None,
+                            live,
+                        });
                     }
                     let manifest = full(&file).await?;
                     let live = manifest
@@ -768,8 +770,6 @@ struct ManifestWrites {
     failed: Option<Error>,
     summary: SnapshotSummaryCollector,
     schema: iceberg::spec::SchemaRef,
-    /// The spec of added files (the table's default).
-    spec: iceberg::spec::PartitionSpecRef,
 }
 
 impl ManifestWrites {
@@ -788,13 +788,23 @@ impl ManifestWrites {
             return;
         };
         match task.await {
-            Ok(Ok((file, entries))) => {
+            Ok(Ok((file, entries, spec))) => {
                 for e in &entries {
-                    if let Entry::Added { file, .. } = e {
-                        self.summary
-                            .add_file(file, self.schema.clone(), self.spec.clone());
-                        changes.added_records += file.record_count();
-                        changes.added_size += file.file_size_in_bytes();
+                    match e {
+                        Entry::Added { file, .. } => {
+                            self.summary
+                                .add_file(file, self.schema.clone(), spec.clone());
+                            changes.added_records += file.record_count();
+                            changes.added_size += file.file_size_in_bytes();
+                        }
+                        Entry::Deleted { file, .. } => {
+                            self.summary
+                                .remove_file(file, self.schema.clone(), spec.clone());
+                            changes.removed_count += 1;
+                            changes.removed_records += file.record_count();
+                            changes.removed_size += file.file_size_in_bytes();
+                        }
+                        Entry::Existing { .. } => {}
                     }
                 }
                 changes.new_manifests.push(file);
