@@ -18,7 +18,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -895,6 +895,42 @@ async fn commit_merges_into_the_tables_buckets_and_finishes_after_a_crash() {
     let reference = ingest_and_compact(d.dir.path(), &d.inventory(), &d.items_root(), &[]);
     assert_eq!(got.rows, reference.rows);
     assert_eq!(got.per_bucket, reference.per_bucket);
+}
+
+#[tokio::test]
+async fn a_map_failures_report_that_is_gone_is_a_warning_naming_the_shard() {
+    let d = Dataset::synth(60, 13).await;
+    let mut inv = std::fs::read_to_string(d.inventory()).unwrap();
+    inv.push_str("its-live-data,missing/gone.stac.json\n");
+    std::fs::write(d.inventory(), &inv).unwrap();
+    let staging = d.path("staging");
+    local_stages(&d, &staging, &["--no-lock"], 1, 1);
+    // The map shard's failures report disappears before the commit.
+    let reports: Vec<PathBuf> = walk(Path::new(&staging))
+        .into_iter()
+        .filter(|p| p.ends_with("failures.csv") && p.to_string_lossy().contains("/map/"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    std::fs::remove_file(&reports[0]).unwrap();
+    let c = json_summary(
+        &run(cli().args([
+            "backfill",
+            "commit",
+            "--json",
+            "--staging",
+            &staging,
+            "--no-lock",
+        ])),
+        3,
+    );
+    // Still counted, not listed, and said so.
+    assert_eq!(c["failed"], 1, "{c}");
+    let warnings = c["warnings"].to_string();
+    assert!(
+        warnings.contains("map shard 0: its failures report")
+            && warnings.contains("is gone; its 1 failed items are counted but not listed"),
+        "{c}"
+    );
 }
 
 #[tokio::test]
