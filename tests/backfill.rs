@@ -787,6 +787,20 @@ fn local_stages(
     plan
 }
 
+/// `backfill commit --json --no-lock` of a local staging prefix, plus `extra` flags.
+fn local_commit(staging: &str, extra: &[&str]) -> Output {
+    run(cli()
+        .args([
+            "backfill",
+            "commit",
+            "--json",
+            "--no-lock",
+            "--staging",
+            staging,
+        ])
+        .args(extra))
+}
+
 fn local_rows(d: &Dataset) -> TableRows {
     pyiceberg_rows(
         &d.path("catalog.db"),
@@ -836,14 +850,7 @@ async fn commit_merges_into_the_tables_buckets_and_finishes_after_a_crash() {
     assert_ne!(crashed.status.code(), Some(0));
     assert!(Path::new(&staging).join("plan.json").exists());
     // The next commit finds the tagged snapshot and only finishes the job.
-    let out = run(cli().args([
-        "backfill",
-        "commit",
-        "--json",
-        "--staging",
-        &staging,
-        "--no-lock",
-    ]));
+    let out = local_commit(&staging, &[]);
     let c = json_summary(&out, 3);
     assert_eq!(c["outcome"], "already_committed", "{c}");
     assert_eq!(c["failed"], 1);
@@ -912,17 +919,7 @@ async fn a_map_failures_report_that_is_gone_is_a_warning_naming_the_shard() {
         .collect();
     assert_eq!(reports.len(), 1, "{reports:?}");
     std::fs::remove_file(&reports[0]).unwrap();
-    let c = json_summary(
-        &run(cli().args([
-            "backfill",
-            "commit",
-            "--json",
-            "--staging",
-            &staging,
-            "--no-lock",
-        ])),
-        3,
-    );
+    let c = json_summary(&local_commit(&staging, &[]), 3);
     // Still counted, not listed, and said so.
     assert_eq!(c["failed"], 1, "{c}");
     let warnings = c["warnings"].to_string();
@@ -1041,18 +1038,7 @@ async fn partial_commit_names_what_is_missing_and_mode_new_picks_it_up() {
     let err = stderr(&out);
     assert!(err.contains("map shard(s) 1, 3 of 4 not done"), "{err}");
     assert!(err.contains("--allow-partial"), "{err}");
-    let c = json_summary(
-        &run(cli().args([
-            "backfill",
-            "commit",
-            "--json",
-            "--no-lock",
-            "--allow-partial",
-            "--staging",
-            &staging,
-        ])),
-        3,
-    );
+    let c = json_summary(&local_commit(&staging, &["--allow-partial"]), 3);
     assert_eq!(c["partial"], true);
     assert_eq!(c["missing_map_shards"], serde_json::json!([1, 3]));
     assert_eq!(c["items"], 100);
@@ -1064,17 +1050,7 @@ async fn partial_commit_names_what_is_missing_and_mode_new_picks_it_up() {
     let plan = local_stages(&d, &staging2, &["--no-lock"], 2, 1);
     assert_eq!(plan["keys"], 100, "{plan}");
     assert_eq!(plan["skipped_known"], 100, "{plan}");
-    let c = json_summary(
-        &run(cli().args([
-            "backfill",
-            "commit",
-            "--json",
-            "--no-lock",
-            "--staging",
-            &staging2,
-        ])),
-        0,
-    );
+    let c = json_summary(&local_commit(&staging2, &[]), 0);
     assert_eq!(c["outcome"], "committed");
     let ids: BTreeSet<String> = local_rows(&d).rows.into_iter().map(|r| r.0).collect();
     assert_eq!(ids, d.item_ids());
@@ -1146,17 +1122,7 @@ async fn grid_level_tile_layout_and_a_target_size_split() {
             .unwrap()
             .contains("/grid=h3/level=1/tile=")
     }));
-    let c = json_summary(
-        &run(cli().args([
-            "backfill",
-            "commit",
-            "--json",
-            "--no-lock",
-            "--staging",
-            &staging,
-        ])),
-        0,
-    );
+    let c = json_summary(&local_commit(&staging, &[]), 0);
     assert_eq!(c["files_added"].as_u64(), Some(files.len() as u64));
     let got = local_rows(&d);
     let ids: BTreeSet<String> = got.rows.iter().map(|r| r.0.clone()).collect();
@@ -1233,14 +1199,7 @@ async fn commit_builds_entries_from_the_markers_and_reads_footers_only_for_old_o
             std::fs::write(&marker, serde_json::to_vec(&done).unwrap()).unwrap();
         }
         assert!(outputs > 1);
-        let out = run(cli().args([
-            "backfill",
-            "commit",
-            "--json",
-            "--no-lock",
-            "--staging",
-            &staging,
-        ]));
+        let out = local_commit(&staging, &[]);
         assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
         let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(c["outcome"], "committed", "{c}");
