@@ -100,6 +100,30 @@ impl ItemBatch {
         (!ids.is_null(i)).then(|| ids.value(i))
     }
 
+    /// The non-null cell of top-level member `name` at row `i`.
+    fn top_cell(&self, name: &str, i: usize) -> Option<&ArrayRef> {
+        let (_, a) = self.top.iter().find(|(n, _)| n == name)?;
+        (!a.is_null(i)).then_some(a)
+    }
+
+    /// The WKB footprint of row `i`.
+    fn wkb(&self, i: usize) -> Option<&[u8]> {
+        let g = self.geometry.as_ref()?.as_binary_opt::<i32>()?;
+        (!g.is_null(i)).then(|| g.value(i))
+    }
+
+    /// The `properties_overflow` text of row `i`.
+    fn overflow(&self, i: usize) -> Option<&str> {
+        let o = self.overflow.as_ref()?.as_string_opt::<i32>()?;
+        (!o.is_null(i)).then(|| o.value(i))
+    }
+
+    /// The `grid_partition` of row `i` when it is asked for.
+    fn grid_partition(&self, i: usize, wanted: bool) -> Option<&str> {
+        let g = self.grid_partition.as_ref()?.as_string_opt::<i32>()?;
+        (wanted && !g.is_null(i)).then(|| g.value(i))
+    }
+
     /// The item of row `i` as STAC JSON (see the module docs for the normalisations).
     pub fn item(&self, i: usize, with_grid_partition: bool) -> Json {
         self.item_with(i, with_grid_partition, false)
@@ -110,11 +134,7 @@ impl ItemBatch {
     /// into their output with [`write_item`] instead of parsing and re-serialising it.
     pub fn item_with(&self, i: usize, with_grid_partition: bool, json_text: bool) -> Json {
         let top = |name: &str| -> Option<Json> {
-            let (_, a) = self.top.iter().find(|(n, _)| n == name)?;
-            if a.is_null(i) {
-                return None;
-            }
-            let v = cell_json(a, i);
+            let v = cell_json(self.top_cell(name, i)?, i);
             Some(if JSON_TOP_LEVEL.contains(&name) && !json_text {
                 parse_json_text(v)
             } else {
@@ -138,13 +158,7 @@ impl ItemBatch {
         if let Some(v) = top("collection") {
             item.insert("collection".into(), v);
         }
-        let geometry = self
-            .geometry
-            .as_ref()
-            .and_then(|g| g.as_binary_opt::<i32>())
-            .and_then(|g| (!g.is_null(i)).then(|| wkb_to_geojson(g.value(i))))
-            .flatten()
-            .unwrap_or(Json::Null);
+        let geometry = self.wkb(i).and_then(wkb_to_geojson).unwrap_or(Json::Null);
         item.insert("geometry".into(), geometry);
         if let Some(v) = top("bbox") {
             item.insert("bbox".into(), v);
@@ -156,27 +170,16 @@ impl ItemBatch {
             }
             properties.insert(name.clone(), property_cell(a, i));
         }
-        if let Some(o) = self
-            .overflow
-            .as_ref()
-            .and_then(|o| o.as_string_opt::<i32>())
-            && !o.is_null(i)
-        {
-            match serde_json::from_str::<Json>(o.value(i)) {
+        if let Some(o) = self.overflow(i) {
+            match serde_json::from_str::<Json>(o) {
                 Ok(Json::Object(m)) => properties.extend(m),
                 _ => {
-                    properties.insert(OVERFLOW_COLUMN.into(), Json::String(o.value(i).into()));
+                    properties.insert(OVERFLOW_COLUMN.into(), Json::String(o.into()));
                 }
             }
         }
-        if with_grid_partition
-            && let Some(g) = self
-                .grid_partition
-                .as_ref()
-                .and_then(|g| g.as_string_opt::<i32>())
-            && !g.is_null(i)
-        {
-            properties.insert("grid_partition".into(), Json::String(g.value(i).into()));
+        if let Some(g) = self.grid_partition(i, with_grid_partition) {
+            properties.insert("grid_partition".into(), Json::String(g.into()));
         }
         item.insert("properties".into(), Json::Object(properties));
         for name in ["links", "assets"] {
@@ -192,12 +195,8 @@ impl ItemBatch {
     /// Property `name` of row `i` exactly as [`ItemBatch::item`] gives it (a stored overflow
     /// value wins over a column, as there), without building the item.
     pub fn property(&self, i: usize, name: &str) -> Option<Json> {
-        if let Some(o) = self
-            .overflow
-            .as_ref()
-            .and_then(|o| o.as_string_opt::<i32>())
-            && !o.is_null(i)
-            && let Ok(Json::Object(mut m)) = serde_json::from_str::<Json>(o.value(i))
+        if let Some(o) = self.overflow(i)
+            && let Ok(Json::Object(mut m)) = serde_json::from_str::<Json>(o)
             && let Some(v) = m.remove(name)
         {
             return Some(v);
@@ -224,6 +223,15 @@ pub fn relink_item(item: &mut Json, relink: Relink<'_>) {
         obj.get("collection").and_then(Json::as_str),
     );
     obj.insert("links".into(), Json::Array(links));
+}
+
+/// [`relink_item`] (when `relink` is given), then [`write_item`] into `out`.
+pub(super) fn write_relinked(mut item: Json, relink: Option<Relink<'_>>, out: &mut Vec<u8>) {
+    if let Some(relink) = relink {
+        relink_item(&mut item, relink);
+    }
+    // Writing into a Vec cannot fail.
+    let _ = write_item(out, &item);
 }
 
 /// The stored `links` member as a list: parsed when it is JSON text, empty when absent or not
@@ -253,26 +261,17 @@ impl ItemBatch {
         relink: Option<Relink<'_>>,
         out: &mut Vec<u8>,
     ) {
-        if self.repeated_property
-            || self
-                .overflow
-                .as_ref()
-                .is_some_and(|o| o.data_type() != &DataType::Utf8 || !o.is_null(i))
-        {
+        if self.repeated_property || self.overflow(i).is_some() {
             // Overflow members (or a second column of the same name) replace column properties
             // in place: build the item.
-            let mut item = self.item_with(i, with_grid_partition, json_text);
-            if let Some(relink) = relink {
-                relink_item(&mut item, relink);
-            }
-            // Writing into a Vec cannot fail.
-            let _ = write_item(out, &item);
+            write_relinked(
+                self.item_with(i, with_grid_partition, json_text),
+                relink,
+                out,
+            );
             return;
         }
-        let top = |name: &str| -> Option<&ArrayRef> {
-            let (_, a) = self.top.iter().find(|(n, _)| n == name)?;
-            (!a.is_null(i)).then_some(a)
-        };
+        let top = |name: &str| self.top_cell(name, i);
         out.push(b'{');
         key(out, "type", true);
         match top("type") {
@@ -297,12 +296,7 @@ impl ItemBatch {
             member(out, a, i, false, json_text);
         }
         key(out, "geometry", false);
-        let geometry = self
-            .geometry
-            .as_ref()
-            .and_then(|g| g.as_binary_opt::<i32>())
-            .and_then(|g| (!g.is_null(i)).then(|| g.value(i)))
-            .and_then(wkb_geometry);
+        let geometry = self.wkb(i).and_then(wkb_geometry);
         let start = out.len();
         let written = geometry.is_some_and(|g| {
             serde_json::to_writer(&mut *out, &geojson::Geometry::from(&g)).is_ok()
@@ -330,15 +324,9 @@ impl ItemBatch {
                 value(out, &cell_json(a, i));
             }
         }
-        if with_grid_partition
-            && let Some(g) = self
-                .grid_partition
-                .as_ref()
-                .and_then(|g| g.as_string_opt::<i32>())
-            && !g.is_null(i)
-        {
+        if let Some(g) = self.grid_partition(i, with_grid_partition) {
             key(out, "grid_partition", first);
-            json_str(out, g.value(i));
+            json_str(out, g);
         }
         out.push(b'}');
         match relink {

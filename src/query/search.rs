@@ -62,7 +62,7 @@ use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 use serde_json::{Map, Value as Json};
 
-use super::rehydrate::{ItemBatch, Relink, relink_item, wkb_geometry, write_item};
+use super::rehydrate::{ItemBatch, Relink, wkb_geometry, write_relinked};
 use super::{FileEntry, Warehouse, parse_datetime};
 use crate::catalog::prune::{ColumnRange, Pruner, TemporalExtent, TimeFilter, temporal_match};
 use crate::error::{Error, Result};
@@ -776,29 +776,18 @@ impl Found {
     /// Append the item as compact JSON to `out`: the bytes [`super::write_item`] writes of
     /// [`Found::into_json`] (after [`super::relink_item`] when `relink` is given).
     pub fn write_json(self, out: &mut Vec<u8>, relink: Option<Relink<'_>>) {
-        match (self.item, &self.fields) {
-            (
-                Body::Lazy {
-                    batch,
-                    row,
-                    with_grid_partition,
-                    json_text,
-                },
-                None,
-            ) => batch.write_item_json(row, with_grid_partition, json_text, relink, out),
-            (item, fields) => {
-                let item = item.into_json();
-                let mut item = match fields {
-                    Some(f) => f.apply(item),
-                    None => item,
-                };
-                if let Some(relink) = relink {
-                    relink_item(&mut item, relink);
-                }
-                // Writing into a Vec cannot fail.
-                let _ = write_item(out, &item);
-            }
+        if self.fields.is_none()
+            && let Body::Lazy {
+                batch,
+                row,
+                with_grid_partition,
+                json_text,
+            } = &self.item
+        {
+            batch.write_item_json(*row, *with_grid_partition, *json_text, relink, out);
+            return;
         }
+        write_relinked(self.into_json(), relink, out);
     }
 }
 
