@@ -1039,43 +1039,20 @@ mod tests {
     #[tokio::test]
     async fn other_partition_types_and_the_fallback() {
         let schema = IcebergSchema::builder()
-            .with_fields(vec![
-                Arc::new(NestedField::optional(
-                    1,
-                    "id",
-                    Type::Primitive(PrimitiveType::String),
-                )),
-                Arc::new(NestedField::optional(
-                    2,
-                    "n",
-                    Type::Primitive(PrimitiveType::Long),
-                )),
-                Arc::new(NestedField::optional(
-                    3,
-                    "d",
-                    Type::Primitive(PrimitiveType::Date),
-                )),
-                Arc::new(NestedField::optional(
-                    4,
-                    "ts",
-                    Type::Primitive(PrimitiveType::Timestamptz),
-                )),
-                Arc::new(NestedField::optional(
-                    5,
-                    "b",
-                    Type::Primitive(PrimitiveType::Boolean),
-                )),
-                Arc::new(NestedField::optional(
-                    6,
-                    "x",
-                    Type::Primitive(PrimitiveType::Double),
-                )),
-                Arc::new(NestedField::optional(
-                    7,
-                    "u",
-                    Type::Primitive(PrimitiveType::Uuid),
-                )),
-            ])
+            .with_fields(
+                [
+                    (1, "id", PrimitiveType::String),
+                    (2, "n", PrimitiveType::Long),
+                    (3, "d", PrimitiveType::Date),
+                    (4, "ts", PrimitiveType::Timestamptz),
+                    (5, "b", PrimitiveType::Boolean),
+                    (6, "x", PrimitiveType::Double),
+                    (7, "u", PrimitiveType::Uuid),
+                ]
+                .map(|(id, name, ty)| {
+                    Arc::new(NestedField::optional(id, name, Type::Primitive(ty)))
+                }),
+            )
             .build()
             .unwrap();
         let spec = UnboundPartitionSpec::builder()
