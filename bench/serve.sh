@@ -5,7 +5,8 @@
 # peak RSS. Every figure is printed for each of REPEAT runs (report the range).
 #
 #   bench/serve.sh [WAREHOUSE_DIR=/var/tmp/ec-bench/run-100000-res2]
-#   env: SECONDS_PER_RUN=10 REPEAT=3 CLIENTS="1 8 64"
+#   env: SECONDS_PER_RUN=10 REPEAT=3 CLIENTS="1 8 64" SCENARIOS="point region item paging"
+#        SERVE_ARGS="--file-cache-mb 0" (extra `serve` flags: here, no decoded-file cache)
 #
 # Builds the warehouse with bench/ingest.sh 100000 when it is missing, and the id locator with
 # `earthcatalog index locate`. The load generator is examples/serve_load.rs (a small Rust
@@ -50,7 +51,8 @@ with open(f"{work}/item.txt", "w") as f:
         f.write(f"/collections/itslive-granules/items/{q(i, safe='')}\n")
 PY
 
-"$BIN" serve --catalog "$CAT" --bind 127.0.0.1:0 --reload-secs 0 \
+# shellcheck disable=SC2086
+"$BIN" serve --catalog "$CAT" --bind 127.0.0.1:0 --reload-secs 0 ${SERVE_ARGS:-} \
   2> "$WORK/serve.log" & PID=$!
 for _ in $(seq 600); do grep -q " on http://" "$WORK/serve.log" && break; sleep 0.1; done
 BASE="$(grep -o 'http://[0-9.:]*' "$WORK/serve.log" | head -1)"
@@ -65,7 +67,7 @@ N=$(curl -s "$BASE/search?datetime=2010-01-01T00:00:00Z/..&limit=10000" | python
 echo "paging: 10 pages of 1,000 of a query matching more than 10,000 items"
 
 printf '%-18s %7s %4s %9s %9s %9s %7s %s\n' scenario clients run req/s p50_ms p99_ms errors extra
-for scenario in point region item paging; do
+for scenario in ${SCENARIOS:-point region item paging}; do
   for c in $CLIENTS; do
     for r in $(seq "$REPEAT"); do
       if [ "$scenario" = paging ]; then
@@ -83,3 +85,14 @@ PY
   done
 done
 echo "peak RSS of the server: $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' /proc/$PID/status)"
+curl -s "$BASE/_health" > "$WORK/health.json"
+python3 - "$WORK/health.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])).get("file_cache")
+if c is None:
+    print("decoded-file cache: off")
+else:
+    share = 100 * c["hits"] / max(1, c["hits"] + c["misses"])
+    print(f"decoded-file cache: {c['hits']:,} hits, {c['misses']:,} misses ({share:.0f} % hits), "
+          f"{c['files']:,} files, {c['bytes'] / 2**20:.0f} MiB")
+PY

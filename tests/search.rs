@@ -10,14 +10,14 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use common::*;
 use earthcatalog::pipeline::ingest;
 use earthcatalog::query::{
-    DatetimeInterval, Fields, SearchRequest, SortBy, Warehouse, parse_bbox, parse_filter,
-    parse_geometry, parse_point,
+    DatetimeInterval, DecodedFiles, Fields, SearchRequest, SortBy, Warehouse, parse_bbox,
+    parse_filter, parse_geometry, parse_point,
 };
 use earthcatalog::report::NoReporter;
 use futures::TryStreamExt;
@@ -448,6 +448,72 @@ async fn everything_once_newest_version_sorted_and_capped() {
     })
     .await;
     assert_eq!(capped.len(), 3);
+}
+
+/// The server's cache of decoded files: a search answered from it returns what a search reading
+/// the files returns (same items, same order, same bytes), and repeating searches hits it.
+#[tokio::test]
+async fn searches_answered_from_decoded_files_equal_searches_reading_them() {
+    let (d, _, _) = interval("2016-01-01T00:00:00Z/2021-12-31T23:59:59Z");
+    let requests = [
+        SearchRequest::new().with_intersects(parse_bbox("-155,58,-135,66", "--bbox").unwrap()),
+        SearchRequest::new()
+            .with_intersects(parse_bbox("-180,-90,180,90", "--bbox").unwrap())
+            .with_datetime(d),
+        SearchRequest {
+            filter: Some(parse_filter("platform = 'LC08'", None, "--filter").unwrap()),
+            ..Default::default()
+        },
+        SearchRequest::new(),
+    ];
+    let cache = Arc::new(DecodedFiles::new(64 << 20));
+    let wh = Warehouse::open(&fixture().catalog(), None).await.unwrap();
+    for (n, request) in requests.iter().enumerate() {
+        let read: Vec<Json> = wh
+            .search(request)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(!read.is_empty(), "request {n} matches nothing");
+        let cached = SearchRequest {
+            decoded_files: Some(Arc::clone(&cache)),
+            ..request.clone()
+        };
+        for pass in ["filling the cache", "from the cache"] {
+            let got: Vec<Json> = wh
+                .search(&cached)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(got, read, "request {n}, {pass}");
+        }
+    }
+    let stats = cache.stats();
+    assert!(stats.files > 0 && stats.bytes > 0, "{stats:?}");
+    assert!(
+        stats.hits >= stats.files,
+        "repeated searches did not hit: {stats:?}"
+    );
+
+    // A cache too small for any file holds none and answers the same.
+    let tiny = Arc::new(DecodedFiles::new(1));
+    let request = SearchRequest {
+        decoded_files: Some(Arc::clone(&tiny)),
+        ..requests[3].clone()
+    };
+    let got: Vec<Json> = wh
+        .search(&request)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(got.len(), fixture().items.len());
+    assert_eq!(tiny.stats().files, 0);
 }
 
 // ---- rehydration ---------------------------------------------------------------------------

@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// number of clients paging at once. A suspended stream holds one bucket's decoded rows.
     #[arg(long, default_value_t = 256)]
     page_cache: usize,
+    /// Memory, in MiB, for small data files kept decoded between searches (0: none). Files
+    /// never change, so repeated searches over the same places skip fetching and decoding
+    /// them; the least useful are dropped first.
+    #[arg(long, default_value_t = 64)]
+    file_cache_mb: u64,
     /// Check the catalog for a new snapshot every N seconds (0: never).
     #[arg(long, default_value_t = 30.0)]
     reload_secs: f64,
@@ -75,6 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<u8> {
     options.max_in_flight = args.max_in_flight;
     options.max_queued = args.max_queued;
     options.page_cache = args.page_cache;
+    options.file_cache_bytes = args.file_cache_mb.saturating_mul(1 << 20);
     let reload = seconds(args.reload_secs, "--reload-secs")?;
     options.reload_every = (!reload.is_zero()).then_some(reload);
     options.cors_origins = args

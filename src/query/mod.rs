@@ -18,6 +18,7 @@
 //!   year instead of crashing (python-failures.md D1).
 //! * **Read-only.** Opening never creates a catalog: a missing local `catalog.db` is an error.
 
+mod cache;
 mod files;
 mod input;
 mod locate;
@@ -35,6 +36,7 @@ use iceberg::table::Table;
 
 pub use crate::catalog::live::{FileEntry, Scan, StatEntry};
 pub use crate::catalog::prune::{Pruner, TimeFilter, temporal_match};
+pub use cache::{CacheStats, DecodedFiles};
 pub use files::SnapshotFiles;
 pub use input::{
     bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point, parse_wkt,

@@ -17,7 +17,7 @@ use super::params::{self, Format, Limits, SearchParams};
 use super::state::{self, CollectionMemo, Current, Snapshot};
 use super::{ServerOptions, openapi};
 use crate::error::{Error, Result};
-use crate::query::{Found, Relink, SearchRequest, Warehouse, relink_item};
+use crate::query::{DecodedFiles, Found, Relink, SearchRequest, Warehouse, relink_item};
 
 /// GeoJSON media type.
 const GEOJSON: &str = "application/geo+json";
@@ -228,6 +228,8 @@ pub struct Api {
     /// Pages served from a suspended stream / recomputed by skipping (a cache miss).
     pages_resumed: AtomicUsize,
     pages_recomputed: AtomicUsize,
+    /// Decoded small files shared by every search (`None` when configured to 0 bytes).
+    decoded: Option<Arc<DecodedFiles>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -274,6 +276,8 @@ impl Api {
             last_reload_error: Mutex::new(None),
             pages_resumed: AtomicUsize::new(0),
             pages_recomputed: AtomicUsize::new(0),
+            decoded: (options.file_cache_bytes > 0)
+                .then(|| Arc::new(DecodedFiles::new(options.file_cache_bytes))),
             options,
         })
     }
@@ -397,6 +401,7 @@ impl Api {
             "pages_resumed": self.pages_resumed.load(Ordering::Relaxed),
             "pages_recomputed": self.pages_recomputed.load(Ordering::Relaxed),
             "id_locator": s.locator.is_some(),
+            "file_cache": self.decoded.as_ref().map(|c| c.stats()),
         });
         respond(StatusCode::OK, JSON, body.to_string().into())
     }
@@ -644,6 +649,7 @@ impl Api {
                 let request = SearchRequest {
                     json_text_members: true,
                     read_concurrency: Some(self.read_concurrency()),
+                    decoded_files: self.decoded.clone(),
                     ..params.request.clone()
                 };
                 let (found, _) = source.warehouse().search_found(&request).await?;
@@ -764,6 +770,7 @@ impl Api {
             .with_max_items(1);
         let request = SearchRequest {
             json_text_members: true,
+            decoded_files: self.decoded.clone(),
             ..request
         };
         let mut items = snap.warehouse.search(&request).await?;

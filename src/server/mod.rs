@@ -82,6 +82,8 @@ pub struct ServerOptions {
     pub page_cache: usize,
     /// How long a suspended stream is kept.
     pub page_cache_ttl: Duration,
+    /// Memory for decoded small data files kept between searches, in bytes (0: none).
+    pub file_cache_bytes: u64,
 }
 
 impl ServerOptions {
@@ -103,6 +105,7 @@ impl ServerOptions {
             max_sort_items: 10_000,
             page_cache: 256,
             page_cache_ttl: Duration::from_secs(300),
+            file_cache_bytes: 64 << 20,
         }
     }
 
