@@ -1014,8 +1014,9 @@ impl Plan {
         // decodes the filter columns twice and decompresses the other pages to skip rows inside
         // them; that pays only when many rows (pages) can be skipped. On the res-2 bench
         // warehouse (~20 rows per file) both cost the same CPU per point search (A/B); the
-        // single pass is what makes a file cacheable.
-        let single_pass = scanned <= SINGLE_PASS_ROWS;
+        // single pass is what makes a file cacheable. A search by ids wants a row or two of a
+        // file: the row filter decodes one column for it, and the file is not worth caching.
+        let single_pass = scanned <= SINGLE_PASS_ROWS && self.ids.is_none();
         if self.has_row_predicate() && !single_pass {
             let wanted = self.filter_columns();
             let mut roots: Vec<usize> = schema
