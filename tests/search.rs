@@ -467,29 +467,15 @@ async fn searches_answered_from_decoded_files_equal_searches_reading_them() {
         SearchRequest::new(),
     ];
     let cache = Arc::new(DecodedFiles::new(64 << 20));
-    let wh = Warehouse::open(&fixture().catalog(), None).await.unwrap();
     for (n, request) in requests.iter().enumerate() {
-        let read: Vec<Json> = wh
-            .search(request)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let read = search(request).await;
         assert!(!read.is_empty(), "request {n} matches nothing");
         let cached = SearchRequest {
             decoded_files: Some(Arc::clone(&cache)),
             ..request.clone()
         };
         for pass in ["filling the cache", "from the cache"] {
-            let got: Vec<Json> = wh
-                .search(&cached)
-                .await
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
-            assert_eq!(got, read, "request {n}, {pass}");
+            assert_eq!(search(&cached).await, read, "request {n}, {pass}");
         }
     }
     let stats = cache.stats();
@@ -505,14 +491,7 @@ async fn searches_answered_from_decoded_files_equal_searches_reading_them() {
         decoded_files: Some(Arc::clone(&tiny)),
         ..requests[3].clone()
     };
-    let got: Vec<Json> = wh
-        .search(&request)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(got.len(), fixture().items.len());
+    assert_eq!(search(&request).await.len(), fixture().items.len());
     assert_eq!(tiny.stats().files, 0);
 }
 

@@ -10,9 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 
-/// Decoded files (every column of every row group), bounded by their Arrow memory size.
+/// One file decoded whole: every column of its `row_groups` row groups.
+#[derive(Debug)]
+pub(crate) struct DecodedFile {
+    pub row_groups: u64,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Decoded files, bounded by their Arrow memory size.
 pub struct DecodedFiles {
-    files: moka::sync::Cache<String, Arc<[RecordBatch]>>,
+    files: moka::sync::Cache<String, Arc<DecodedFile>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -44,8 +51,8 @@ impl DecodedFiles {
         Self {
             files: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|_path: &String, batches: &Arc<[RecordBatch]>| {
-                    let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+                .weigher(|_path: &String, file: &Arc<DecodedFile>| {
+                    let bytes: usize = file.batches.iter().map(|b| b.get_array_memory_size()).sum();
                     u32::try_from(bytes).unwrap_or(u32::MAX)
                 })
                 .build(),
@@ -54,8 +61,8 @@ impl DecodedFiles {
         }
     }
 
-    /// The decoded batches of `path`, counted as a hit or a miss.
-    pub(crate) fn get(&self, path: &str) -> Option<Arc<[RecordBatch]>> {
+    /// The decoded file at `path`, counted as a hit or a miss.
+    pub(crate) fn get(&self, path: &str) -> Option<Arc<DecodedFile>> {
         let found = self.files.get(path);
         let counter = if found.is_some() {
             &self.hits
@@ -66,9 +73,9 @@ impl DecodedFiles {
         found
     }
 
-    /// Keep the decoded batches of `path`.
-    pub(crate) fn insert(&self, path: &str, batches: Arc<[RecordBatch]>) {
-        self.files.insert(path.to_string(), batches);
+    /// Keep the decoded file at `path`.
+    pub(crate) fn insert(&self, path: &str, file: Arc<DecodedFile>) {
+        self.files.insert(path.to_string(), file);
     }
 
     /// Counters and current size.
@@ -88,19 +95,26 @@ mod tests {
     use super::*;
     use arrow_array::{ArrayRef, StringArray};
 
-    fn batch(rows: usize) -> Arc<[RecordBatch]> {
+    fn batch(rows: usize) -> Arc<DecodedFile> {
         let a: ArrayRef = Arc::new(StringArray::from(vec!["x".repeat(100); rows]));
         let b = RecordBatch::try_from_iter([("id", a)]).unwrap_or_else(|e| panic!("{e}"));
-        vec![b].into()
+        Arc::new(DecodedFile {
+            row_groups: 1,
+            batches: vec![b],
+        })
     }
 
     #[test]
     fn holds_what_fits_and_counts_hits_and_misses() {
-        let size: usize = batch(100).iter().map(|b| b.get_array_memory_size()).sum();
+        let size: usize = batch(100)
+            .batches
+            .iter()
+            .map(|b| b.get_array_memory_size())
+            .sum();
         let cache = DecodedFiles::new(size as u64 * 3);
         assert!(cache.get("a").is_none());
         cache.insert("a", batch(100));
-        assert_eq!(cache.get("a").map(|b| b[0].num_rows()), Some(100));
+        assert_eq!(cache.get("a").map(|f| f.batches[0].num_rows()), Some(100));
         for name in ["b", "c", "d", "e", "f"] {
             cache.insert(name, batch(100));
         }

@@ -62,7 +62,7 @@ use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::statistics::Statistics;
 use serde_json::{Map, Value as Json};
 
-use super::cache::DecodedFiles;
+use super::cache::{DecodedFile, DecodedFiles};
 use super::rehydrate::{ItemBatch, Relink, wkb_geometry, write_relinked};
 use super::{FileEntry, Warehouse, parse_datetime};
 use crate::catalog::prune::{ColumnRange, Pruner, TemporalExtent, TimeFilter, temporal_match};
@@ -1043,9 +1043,12 @@ impl Plan {
                     .map(|b| b.and_then(|b| exact_size(&b)))
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| Error::arrow(label, e))?;
-                let batches: Arc<[RecordBatch]> = batches.into();
-                cache.insert(label, Arc::clone(&batches));
-                for batch in batches.iter() {
+                let file = Arc::new(DecodedFile {
+                    row_groups: groups.len() as u64,
+                    batches,
+                });
+                cache.insert(label, Arc::clone(&file));
+                for batch in &file.batches {
                     self.batch_hits(batch.clone(), true, label, commit, &mut hits)?;
                 }
             }
@@ -1061,10 +1064,10 @@ impl Plan {
     }
 
     /// [`Plan::read_file`] for a file found in the cache of decoded files.
-    fn read_decoded(&self, batches: &[RecordBatch], label: &str, commit: u64) -> Result<Vec<Hit>> {
-        SearchStats::add(&self.stats.row_groups, 1);
+    fn read_decoded(&self, file: &DecodedFile, label: &str, commit: u64) -> Result<Vec<Hit>> {
+        SearchStats::add(&self.stats.row_groups, file.row_groups);
         let mut hits = Vec::new();
-        for batch in batches {
+        for batch in &file.batches {
             SearchStats::add(&self.stats.rows_scanned, batch.num_rows() as u64);
             self.batch_hits(batch.clone(), true, label, commit, &mut hits)?;
         }
@@ -1317,8 +1320,8 @@ impl Warehouse {
                         let mut merged: Vec<Hit> = Vec::new();
                         for ((commit, path), decoded) in bucket.into_iter().zip(decoded) {
                             match decoded {
-                                Some(batches) => {
-                                    merged.extend(plan.read_decoded(&batches, &path, commit)?)
+                                Some(file) => {
+                                    merged.extend(plan.read_decoded(&file, &path, commit)?)
                                 }
                                 None => {
                                     // get_all answers every path it is given, in order.
