@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::{Scan, StatEntry};
+use super::{FileEntry, Scan, StatEntry};
 use crate::catalog::prune::{Pruner, TemporalExtent};
 
 /// Every live file of one snapshot, indexed by cell.
@@ -54,6 +54,24 @@ impl SnapshotFiles {
         if pruner.is_empty() {
             return Scan::default();
         }
+        let files = self
+            .picked(pruner)
+            .into_iter()
+            .map(|i| self.file(i as usize).clone())
+            .collect();
+        Scan {
+            files,
+            manifests: self.manifests,
+            manifests_pruned: 0,
+        }
+    }
+
+    /// [`SnapshotFiles::scan`] as indices into [`SnapshotFiles::entries`] (see
+    /// [`SnapshotFiles::file`]), sorted by path.
+    pub(crate) fn picked(&self, pruner: &Pruner) -> Vec<u32> {
+        if pruner.is_empty() {
+            return Vec::new();
+        }
         let picked: Vec<usize> = match &pruner.cells {
             Some(cells) => {
                 let mut v: Vec<usize> = cells
@@ -69,17 +87,16 @@ impl SnapshotFiles {
             }
             None => (0..self.entries.len()).collect(),
         };
-        let mut kept: Vec<(&StatEntry, TemporalExtent)> = picked
-            .iter()
-            .map(|&i| (&self.entries[i].0, self.entries[i].1))
-            .collect();
+        let mut kept: Vec<(usize, TemporalExtent)> =
+            picked.iter().map(|&i| (i, self.entries[i].1)).collect();
         pruner.retain_time(&mut kept);
-        let mut files: Vec<_> = kept.into_iter().map(|(e, _)| e.file.clone()).collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Scan {
-            files,
-            manifests: self.manifests,
-            manifests_pruned: 0,
-        }
+        let mut kept: Vec<u32> = kept.into_iter().map(|(i, _)| i as u32).collect();
+        kept.sort_by(|&a, &b| self.file(a as usize).path.cmp(&self.file(b as usize).path));
+        kept
+    }
+
+    /// Live file `i` (an index [`SnapshotFiles::picked`] returned).
+    pub(crate) fn file(&self, i: usize) -> &FileEntry {
+        &self.entries[i].0.file
     }
 }

@@ -279,6 +279,19 @@ impl Warehouse {
         }
     }
 
+    /// [`Warehouse::scan`] for a search: a server's searches index the snapshot's file list
+    /// held in memory instead of copying it (a suspended page stream keeps the files it has
+    /// still to read).
+    pub(crate) async fn search_files(&self, pruner: &Pruner) -> Result<search::SearchFiles> {
+        match (&self.table, &self.files) {
+            (Some(_), Some(files)) => Ok(search::SearchFiles::Shared(
+                Arc::clone(files),
+                files.picked(pruner),
+            )),
+            _ => Ok(search::SearchFiles::Owned(self.scan(pruner).await?.files)),
+        }
+    }
+
     /// Statistics per (cell, year), sorted by (cell, year); null years come first in a cell.
     pub async fn stats(&self) -> Result<Vec<BucketStats>> {
         let scan = self.scan(&Pruner::default()).await?;

@@ -64,7 +64,7 @@ use serde_json::{Map, Value as Json};
 
 use super::cache::{DecodedFile, DecodedFiles};
 use super::rehydrate::{ItemBatch, Relink, wkb_geometry, write_relinked};
-use super::{FileEntry, Warehouse, parse_datetime};
+use super::{FileEntry, SnapshotFiles, Warehouse, parse_datetime};
 use crate::catalog::prune::{ColumnRange, Pruner, TemporalExtent, TimeFilter, temporal_match};
 use crate::error::{Error, Result};
 use crate::geoparquet::read::{lean_reader_options, with_statistics};
@@ -1136,6 +1136,104 @@ impl Plan {
 
 /// `batch` in buffers of exactly its size: the decoder's buffers are sized for a whole batch
 /// ([`BATCH_ROWS`]), ~5× the data of a small file (measured on the res-2 bench warehouse), which
+/// The files a search reads: its own list, or indices into the snapshot's file list a server
+/// holds in memory (then a suspended page stream keeps 4 bytes per file still to read, not a
+/// copy of its path: ~1.6 MB for a whole-warehouse query of 10k files).
+pub(crate) enum SearchFiles {
+    Owned(Vec<FileEntry>),
+    Shared(Arc<SnapshotFiles>, Vec<u32>),
+}
+
+impl SearchFiles {
+    fn len(&self) -> usize {
+        match self {
+            SearchFiles::Owned(v) => v.len(),
+            SearchFiles::Shared(_, v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> &FileEntry {
+        match self {
+            SearchFiles::Owned(v) => &v[i],
+            SearchFiles::Shared(all, v) => all.file(v[i] as usize),
+        }
+    }
+
+    /// Later data sequence number first, then the greater path.
+    fn sort_newest_first(&mut self) {
+        let newer = |a: &FileEntry, b: &FileEntry| {
+            b.sequence_number
+                .cmp(&a.sequence_number)
+                .then_with(|| b.path.cmp(&a.path))
+        };
+        match self {
+            SearchFiles::Owned(v) => v.sort_by(newer),
+            SearchFiles::Shared(all, v) => {
+                v.sort_by(|&a, &b| newer(all.file(a as usize), all.file(b as usize)))
+            }
+        }
+    }
+}
+
+/// A search's files (newest first) grouped into buckets (cell, year) in order of each bucket's
+/// newest file. A file's commit rank is derived from its position: the newest gets the highest.
+struct Buckets {
+    files: SearchFiles,
+    /// Positions in `files`, bucket after bucket.
+    grouped: Vec<u32>,
+    /// Where each bucket ends in `grouped`.
+    ends: Vec<u32>,
+}
+
+impl Buckets {
+    fn new(files: SearchFiles) -> Self {
+        let mut slot_of: HashMap<(Option<&str>, Option<i32>), u32> = HashMap::new();
+        let slots: Vec<u32> = (0..files.len())
+            .map(|i| {
+                let f = files.get(i);
+                let next = slot_of.len() as u32;
+                *slot_of.entry((f.cell.as_deref(), f.year)).or_insert(next)
+            })
+            .collect();
+        let mut ends = vec![0u32; slot_of.len()];
+        drop(slot_of);
+        for &s in &slots {
+            ends[s as usize] += 1;
+        }
+        let mut at = 0;
+        for end in ends.iter_mut() {
+            at += *end;
+            *end = at;
+        }
+        // Stable: within a bucket, newest first.
+        let mut grouped: Vec<u32> = (0..files.len() as u32).collect();
+        grouped.sort_by_key(|&i| slots[i as usize]);
+        Self {
+            files,
+            grouped,
+            ends,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// (commit rank, path) of the files of bucket `b`.
+    fn files(&self, b: usize) -> impl Iterator<Item = (u64, &str)> {
+        let start = if b == 0 { 0 } else { self.ends[b - 1] as usize };
+        let newest = self.files.len() as u64;
+        self.grouped[start..self.ends[b] as usize]
+            .iter()
+            .map(move |&i| {
+                (
+                    newest - u64::from(i),
+                    self.files.get(i as usize).path.as_str(),
+                )
+            })
+    }
+}
+
 /// a cache would hold for nothing.
 fn exact_size(batch: &RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
     let all = arrow_array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
@@ -1253,13 +1351,9 @@ impl Warehouse {
         };
         let interval = request.datetime.unwrap_or_default();
         let pruner = Pruner::new(cells, interval.start, interval.end);
-        let mut files: Vec<FileEntry> = self.scan(&pruner).await?.files;
+        let mut files = self.search_files(&pruner).await?;
         // Newest commit first, so the first row of an id is its most recent commit's.
-        files.sort_by(|a, b| {
-            b.sequence_number
-                .cmp(&a.sequence_number)
-                .then_with(|| b.path.cmp(&a.path))
-        });
+        files.sort_newest_first();
         SearchStats::add(&stats.files, files.len() as u64);
         let plan = Arc::new(Plan {
             shape: request.intersects.as_ref().map(QueryShape::new),
@@ -1283,52 +1377,39 @@ impl Warehouse {
         // Buckets (cell, year) in order of their newest file; the versions of an item live in
         // the same buckets, so merging a bucket's files resolves them before anything is
         // returned.
-        // (commit, path): a suspended page stream holds the buckets still to read, so only
-        // what reading needs is kept (a whole-warehouse query's file list was ~4 MB per stream).
-        let mut buckets: Vec<Vec<(u64, String)>> = Vec::new();
-        let mut index: HashMap<(Option<String>, Option<i32>), usize> = HashMap::new();
-        // Commit order: the first (newest) file gets the highest.
-        let newest = files.len() as u64;
-        for (rank, file) in files.into_iter().enumerate() {
-            let commit = newest - rank as u64;
-            let key = (file.cell, file.year);
-            let slot = *index.entry(key).or_insert_with(|| {
-                buckets.push(Vec::new());
-                buckets.len() - 1
-            });
-            buckets[slot].push((commit, file.path));
-        }
+        let buckets = Arc::new(Buckets::new(files));
         let cache = request.decoded_files.clone();
-        let hits = stream::iter(buckets)
-            .map(move |bucket| {
+        let hits = stream::iter(0..buckets.len())
+            .map(move |b| {
                 let plan = Arc::clone(&plan);
                 let cache = cache.clone();
+                let buckets = Arc::clone(&buckets);
                 async move {
                     // Fetch the bucket's files that are not decoded already together, then
                     // decode them in one blocking task.
-                    let decoded: Vec<_> = bucket
-                        .iter()
+                    let decoded: Vec<_> = buckets
+                        .files(b)
                         .map(|(_, path)| cache.as_ref().and_then(|c| c.get(path)))
                         .collect();
-                    let missing = bucket
-                        .iter()
+                    let missing = buckets
+                        .files(b)
                         .zip(&decoded)
                         .filter(|(_, d)| d.is_none())
-                        .map(|((_, path), _)| path.as_str());
+                        .map(|((_, path), _)| path);
                     let mut bytes = get_all(missing).await?.into_iter();
                     tokio::task::spawn_blocking(move || {
                         let mut merged: Vec<Hit> = Vec::new();
-                        for ((commit, path), decoded) in bucket.into_iter().zip(decoded) {
+                        for ((commit, path), decoded) in buckets.files(b).zip(decoded) {
                             match decoded {
                                 Some(file) => {
-                                    merged.extend(plan.read_decoded(&file, &path, commit)?)
+                                    merged.extend(plan.read_decoded(&file, path, commit)?)
                                 }
                                 None => {
                                     // get_all answers every path it is given, in order.
                                     let bytes = bytes.next().unwrap_or_default();
                                     merged.extend(plan.read_file(
                                         bytes,
-                                        &path,
+                                        path,
                                         commit,
                                         cache.as_deref(),
                                     )?)
