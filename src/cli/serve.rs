@@ -46,8 +46,10 @@ pub struct ServeArgs {
     max_queued: usize,
     /// Result streams kept suspended between pages (oldest dropped first; a page whose stream
     /// was dropped is recomputed, skipping what earlier pages returned). Keep it above the
-    /// number of clients paging at once. A suspended stream holds one bucket's decoded rows.
-    #[arg(long, default_value_t = 256)]
+    /// number of clients paging at once. A suspended stream holds one bucket's decoded rows
+    /// and the ids it returned (~1 MB after 10k items); a walk abandoned before its end stays
+    /// until it is the oldest or 5 minutes old.
+    #[arg(long, default_value_t = 96)]
     page_cache: usize,
     /// Memory, in MiB, for small data files kept decoded between searches (0: none). Files
     /// never change, so repeated searches over the same places skip fetching and decoding

@@ -103,7 +103,7 @@ impl ServerOptions {
             reload_every: Some(Duration::from_secs(30)),
             cors_origins: vec!["*".into()],
             max_sort_items: 10_000,
-            page_cache: 256,
+            page_cache: 96,
             page_cache_ttl: Duration::from_secs(300),
             file_cache_bytes: 64 << 20,
         }
