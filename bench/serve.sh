@@ -88,7 +88,10 @@ echo "peak RSS of the server: $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' /proc/
 curl -s "$BASE/_health" > "$WORK/health.json"
 python3 - "$WORK/health.json" <<'PY'
 import json, sys
-c = json.load(open(sys.argv[1])).get("file_cache")
+h = json.load(open(sys.argv[1]))
+print(f"pages resumed from suspended streams: {h.get('pages_resumed', 0):,}, "
+      f"recomputed: {h.get('pages_recomputed', 0):,}")
+c = h.get("file_cache")
 if c is None:
     print("decoded-file cache: off")
 else:

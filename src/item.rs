@@ -96,6 +96,37 @@ impl Version {
     }
 }
 
+/// A [`Version`] in 20 bytes (4-byte aligned), for maps that hold one per item: a search's
+/// dedup keeps one per id it returned, and a suspended page stream keeps that map (with a
+/// 16-byte id digest an entry is 36 bytes instead of 56). A missing timestamp is stored as
+/// `i64::MIN`, which no parsed timestamp reaches (years 0–9999); commit orders above
+/// `u32::MAX` saturate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
+pub struct PackedVersion {
+    updated: i64,
+    created: i64,
+    commit: u32,
+}
+
+impl From<Version> for PackedVersion {
+    fn from(v: Version) -> Self {
+        Self {
+            updated: v.updated.unwrap_or(i64::MIN),
+            created: v.created.unwrap_or(i64::MIN),
+            commit: u32::try_from(v.commit).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl From<PackedVersion> for Version {
+    fn from(p: PackedVersion) -> Self {
+        let opt = |v: i64| (v != i64::MIN).then_some(v);
+        let (updated, created, commit) = (p.updated, p.created, p.commit);
+        Version::new(opt(updated), opt(created), u64::from(commit))
+    }
+}
+
 /// Geometry kinds for GeoParquet `geometry_types`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GeometryKind {
@@ -696,6 +727,30 @@ impl From<crate::timestamp::Precision> for DatetimeKind {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn packed_versions_round_trip_and_keep_their_order() {
+        assert_eq!(std::mem::size_of::<PackedVersion>(), 20);
+        let versions = [
+            Version::new(None, None, 0),
+            Version::new(None, Some(5), 3),
+            Version::new(Some(-7), None, 1),
+            Version::new(Some(1_600_000_000_000_000), Some(2), 9),
+            Version::new(Some(1_600_000_000_000_000), Some(2), 10),
+        ];
+        for a in versions {
+            assert_eq!(Version::from(PackedVersion::from(a)), a);
+            for b in versions {
+                let (pa, pb) = (PackedVersion::from(a), PackedVersion::from(b));
+                assert_eq!(Version::from(pa).cmp(&Version::from(pb)), a.cmp(&b));
+            }
+        }
+        let far = Version::new(Some(1), None, u64::MAX);
+        assert_eq!(
+            Version::from(PackedVersion::from(far)).commit,
+            u64::from(u32::MAX)
+        );
+    }
     use super::*;
     use crate::schema::{base_schema, table_columns};
 

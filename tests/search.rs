@@ -20,7 +20,7 @@ use earthcatalog::query::{
     parse_filter, parse_geometry, parse_point,
 };
 use earthcatalog::report::NoReporter;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use geo::{Intersects, Translate};
 use geo_types::{Coord, Geometry, LineString, MultiPolygon, Polygon};
 use serde_json::Value as Json;
@@ -493,6 +493,45 @@ async fn searches_answered_from_decoded_files_equal_searches_reading_them() {
     };
     assert_eq!(search(&request).await.len(), fixture().items.len());
     assert_eq!(tiny.stats().files, 0);
+}
+
+/// A streaming search counts the bytes it holds (decoded rows not yet returned, the ids it
+/// returned) while it is suspended, and gives them all back when it is dropped; rows shared
+/// with the decoded-file cache are not counted.
+#[tokio::test]
+async fn a_suspended_search_counts_what_it_holds_and_releases_it() {
+    let wh = Warehouse::open(&fixture().catalog(), None).await.unwrap();
+    let held = |request: SearchRequest| {
+        let wh = &wh;
+        async move {
+            let (mut found, stats) = wh.search_found(&request).await.unwrap();
+            // One item, then the stream is suspended (not polled) with the rest of its bucket.
+            found.next().await.unwrap().unwrap();
+            let suspended = stats.held_bytes();
+            drop(found);
+            (suspended, stats.held_bytes())
+        }
+    };
+    let (suspended, after) = held(SearchRequest::new()).await;
+    assert!(suspended > 0, "a suspended search holds rows and ids");
+    assert_eq!(
+        after, 0,
+        "dropping the stream releases everything it counted"
+    );
+
+    // The same search from a cache holding its files: the rows are the cache's.
+    let cache = Arc::new(DecodedFiles::new(64 << 20));
+    let cached = SearchRequest {
+        decoded_files: Some(Arc::clone(&cache)),
+        ..SearchRequest::new()
+    };
+    let _ = search(&cached).await;
+    let (from_cache, after) = held(cached).await;
+    assert!(
+        from_cache < suspended,
+        "rows shared with the cache were counted: {from_cache} >= {suspended}"
+    );
+    assert_eq!(after, 0);
 }
 
 // ---- rehydration ---------------------------------------------------------------------------

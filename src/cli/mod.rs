@@ -95,11 +95,11 @@ enum Command {
 /// Run the CLI and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::limit_malloc_arenas(if matches!(cli.command, Command::Serve(_)) {
-        4
+    if matches!(cli.command, Command::Serve(_)) {
+        crate::tune_malloc(4, Some(64 << 10));
     } else {
-        2
-    });
+        crate::tune_malloc(2, None);
+    }
     init_tracing(cli.verbose, cli.quiet);
     match earthcatalog::store::S3Options::from_env() {
         Ok(options) => {

@@ -70,7 +70,7 @@ use crate::error::{Error, Result};
 use crate::geoparquet::read::{lean_reader_options, with_statistics};
 use crate::grid::{Footprint, lon_shifts, regions};
 use crate::hash_index::{IdHash, hash_id};
-use crate::item::Version;
+use crate::item::{PackedVersion, Version};
 use crate::store::get_all;
 
 /// Data files fetched and decoded at once.
@@ -588,11 +588,24 @@ pub struct SearchStats {
     pub superseded_after_emit: AtomicU64,
     /// Items the CQL2 filter could not be evaluated on (they do not match).
     pub filter_errors: AtomicU64,
+    /// Bytes the search's stream holds now: decoded rows it read and has not returned (not
+    /// those shared with the decoded-file cache) and its map of returned ids. A server bounds
+    /// its suspended page streams by this.
+    pub held_bytes: AtomicU64,
 }
 
 impl SearchStats {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, AtomicOrdering::Relaxed);
+    }
+
+    fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, AtomicOrdering::Relaxed);
+    }
+
+    /// See [`SearchStats::held_bytes`].
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes.load(AtomicOrdering::Relaxed)
     }
 
     /// A plain snapshot of the counters.
@@ -720,6 +733,75 @@ struct Hit {
     item: Body,
 }
 
+/// Decoded rows lazy hits share, counted in their search's [`SearchStats::held_bytes`] while
+/// alive (when they are not the decoded-file cache's).
+#[derive(Debug)]
+struct HeldBatch {
+    items: ItemBatch,
+    held: u64,
+    stats: Arc<SearchStats>,
+}
+
+impl HeldBatch {
+    fn new(items: ItemBatch, held: u64, stats: &Arc<SearchStats>) -> Self {
+        SearchStats::add(&stats.held_bytes, held);
+        Self {
+            items,
+            held,
+            stats: Arc::clone(stats),
+        }
+    }
+}
+
+impl std::ops::Deref for HeldBatch {
+    type Target = ItemBatch;
+    fn deref(&self) -> &ItemBatch {
+        &self.items
+    }
+}
+
+impl Drop for HeldBatch {
+    fn drop(&mut self) {
+        SearchStats::sub(&self.stats.held_bytes, self.held);
+    }
+}
+
+/// The ids a streaming search returned (xxh3-128 digests, with their packed version), counted
+/// in its [`SearchStats::held_bytes`] by the map's capacity.
+struct SeenIds {
+    map: HashMap<IdHash, PackedVersion>,
+    held: u64,
+    stats: Arc<SearchStats>,
+}
+
+impl SeenIds {
+    const ENTRY_BYTES: u64 = (std::mem::size_of::<(IdHash, PackedVersion)>() + 1) as u64;
+
+    fn new(stats: Arc<SearchStats>) -> Self {
+        Self {
+            map: HashMap::new(),
+            held: 0,
+            stats,
+        }
+    }
+
+    fn insert(&mut self, key: IdHash, version: PackedVersion) {
+        self.map.insert(key, version);
+        let held = self.map.capacity() as u64 * Self::ENTRY_BYTES;
+        if held != self.held {
+            SearchStats::add(&self.stats.held_bytes, held);
+            SearchStats::sub(&self.stats.held_bytes, self.held);
+            self.held = held;
+        }
+    }
+}
+
+impl Drop for SeenIds {
+    fn drop(&mut self) {
+        SearchStats::sub(&self.stats.held_bytes, self.held);
+    }
+}
+
 /// A hit's item: built, or (without a filter, which needs the item) built only when it is
 /// returned — a page of 100 out of a bucket's 300 matches builds 100 items, and the rest wait
 /// as the file's decoded columns in a suspended stream.
@@ -727,7 +809,7 @@ struct Hit {
 enum Body {
     Built(Json),
     Lazy {
-        batch: Arc<ItemBatch>,
+        batch: Arc<HeldBatch>,
         row: usize,
         with_grid_partition: bool,
         json_text: bool,
@@ -990,8 +1072,7 @@ impl Plan {
             metadata = ArrowReaderMetadata::load(&bytes, with_statistics(lean))
                 .map_err(|e| Error::parquet(label, e))?;
         }
-        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata)
-            .with_batch_size(BATCH_ROWS);
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata);
         let schema = builder.schema().clone();
         let metadata = builder.metadata().clone();
         let groups = metadata.row_groups();
@@ -1009,7 +1090,12 @@ impl Plan {
         let whole = kept.len() == groups.len();
         let scanned: usize = kept.iter().map(|&r| groups[r].num_rows() as usize).sum();
         SearchStats::add(&self.stats.rows_scanned, scanned as u64);
-        builder = builder.with_row_groups(kept);
+        // The decoder allocates every column's buffers for a whole batch before it reads: a
+        // batch no larger than the rows read allocates for ~20 rows of a ~20-row file, not
+        // 2,048 (peak RSS of the serve bench did not move measurably by this alone).
+        builder = builder
+            .with_row_groups(kept)
+            .with_batch_size(BATCH_ROWS.min(scanned.max(1)));
         // A small scan decodes every column once and masks the rows afterwards. A row filter
         // decodes the filter columns twice and decompresses the other pages to skip rows inside
         // them; that pays only when many rows (pages) can be skipped. On the res-2 bench
@@ -1049,13 +1135,13 @@ impl Plan {
                 });
                 cache.insert(label, Arc::clone(&file));
                 for batch in &file.batches {
-                    self.batch_hits(batch.clone(), true, label, commit, &mut hits)?;
+                    self.batch_hits(batch.clone(), true, true, label, commit, &mut hits)?;
                 }
             }
             None => {
                 for batch in reader {
                     let batch = batch.map_err(|e| Error::arrow(label, e))?;
-                    self.batch_hits(batch, single_pass, label, commit, &mut hits)?;
+                    self.batch_hits(batch, single_pass, false, label, commit, &mut hits)?;
                 }
             }
         }
@@ -1069,7 +1155,7 @@ impl Plan {
         let mut hits = Vec::new();
         for batch in &file.batches {
             SearchStats::add(&self.stats.rows_scanned, batch.num_rows() as u64);
-            self.batch_hits(batch.clone(), true, label, commit, &mut hits)?;
+            self.batch_hits(batch.clone(), true, true, label, commit, &mut hits)?;
         }
         SearchStats::add(&self.stats.rows_matched, hits.len() as u64);
         Ok(hits)
@@ -1081,6 +1167,7 @@ impl Plan {
         &self,
         mut batch: RecordBatch,
         mask: bool,
+        mut cached: bool,
         label: &str,
         commit: u64,
         hits: &mut Vec<Hit>,
@@ -1093,9 +1180,19 @@ impl Plan {
             if keep.true_count() < batch.num_rows() {
                 batch = arrow_select::filter::filter_record_batch(&batch, &keep)
                     .map_err(|e| Error::arrow(label, e))?;
+                cached = false;
             }
         }
-        let items = Arc::new(ItemBatch::new(&batch, label)?);
+        let held = if cached {
+            0
+        } else {
+            batch.get_array_memory_size() as u64
+        };
+        let items = Arc::new(HeldBatch::new(
+            ItemBatch::new(&batch, label)?,
+            held,
+            &self.stats,
+        ));
         for i in 0..items.len() {
             let Some(id) = items.id(i).map(str::to_string) else {
                 continue;
@@ -1467,10 +1564,11 @@ impl Warehouse {
             return Ok((stream::iter(out).boxed(), stats));
         }
         let dedup_stats = Arc::clone(&stats);
-        // Ids returned so far, by their xxh3-128 digest (the hash index's): a suspended page
-        // stream keeps this map, and 16 bytes per id instead of the id string (~100 bytes with
-        // its allocation) is most of what a stream holds after 10k items.
-        let mut seen: HashMap<IdHash, Version> = HashMap::new();
+        // Ids returned so far, by their xxh3-128 digest (the hash index's), with their packed
+        // version: a suspended page stream keeps this map, and 36 bytes per id instead of the
+        // id string (~100 bytes with its allocation) and a full `Version` is most of what a
+        // stream holds after 10k items (64 clients paging: ~53 → ~35 MB, heaptrack).
+        let mut seen = SeenIds::new(Arc::clone(&stats));
         let items = hits.flat_map(move |batch| {
             let out: Vec<Result<Hit>> = match batch {
                 Err(e) => vec![Err(e)],
@@ -1478,9 +1576,9 @@ impl Warehouse {
                     let mut out = Vec::new();
                     for hit in batch {
                         let key = hash_id(&hit.id);
-                        if let Some(old) = seen.get(&key) {
+                        if let Some(old) = seen.map.get(&key) {
                             SearchStats::add(&dedup_stats.duplicates, 1);
-                            if hit.version > *old {
+                            if hit.version > Version::from(*old) {
                                 SearchStats::add(&dedup_stats.superseded_after_emit, 1);
                                 tracing::warn!(
                                     id = %hit.id,
@@ -1490,7 +1588,7 @@ impl Warehouse {
                             }
                             continue;
                         }
-                        seen.insert(key, hit.version);
+                        seen.insert(key, hit.version.into());
                         out.push(Ok(hit));
                     }
                     out

@@ -267,6 +267,7 @@ impl Api {
                 options.page_cache,
                 options.page_cache_ttl,
                 options.max_sort_items.saturating_mul(2),
+                options.page_cache_bytes,
             )),
             pinned: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.max_in_flight),
@@ -636,10 +637,10 @@ impl Api {
         let offset = token.map_or(0, |t| t.o);
         let resume = Token::new(snapshot_id, params.fingerprint, offset);
         let cached = lock(&self.pages).take(&resume, Instant::now());
-        let mut stream: Pin<Box<Suspended>> = match cached {
-            Some(s) => {
+        let (mut stream, held): (Pin<Box<Suspended>>, _) = match cached {
+            Some(paged) => {
                 self.pages_resumed.fetch_add(1, Ordering::Relaxed);
-                s
+                paged
             }
             None => {
                 if offset > 0 {
@@ -652,7 +653,7 @@ impl Api {
                     decoded_files: self.decoded.clone(),
                     ..params.request.clone()
                 };
-                let (found, _) = source.warehouse().search_found(&request).await?;
+                let (found, stats) = source.warehouse().search_found(&request).await?;
                 let mut s = Box::pin(found.peekable());
                 // A cache miss: skip what earlier pages returned (the order is deterministic).
                 let mut skipped = 0u64;
@@ -665,7 +666,7 @@ impl Api {
                         None => break,
                     }
                 }
-                s
+                (s, stats)
             }
         };
         // GeoJSON items are written into the body as they arrive (memory: the body, not the
@@ -698,7 +699,7 @@ impl Api {
         let returned = offset + n as u64;
         let next = more.then(|| Token::new(snapshot_id, params.fingerprint, returned));
         if let Some(t) = &next {
-            lock(&self.pages).put(t, stream, Instant::now());
+            lock(&self.pages).put(t, (stream, held), Instant::now());
         }
         let matched = (!more).then_some(returned);
         match sink {
@@ -1024,6 +1025,9 @@ impl GeoJsonPage {
         }
         self.out
             .extend_from_slice(format!(",\"numberReturned\":{}}}", self.n).as_bytes());
+        // The buffer grew by doubling: up to twice the page (a 1,000-item page is ~2.3 MB) would
+        // stay allocated until the response is sent.
+        self.out.shrink_to_fit();
         Ok(respond(StatusCode::OK, GEOJSON, self.out.into()))
     }
 }

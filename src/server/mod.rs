@@ -82,6 +82,9 @@ pub struct ServerOptions {
     pub page_cache: usize,
     /// How long a suspended stream is kept.
     pub page_cache_ttl: Duration,
+    /// Bytes the suspended streams may hold together (decoded rows read ahead, ids returned);
+    /// beyond it the oldest are dropped.
+    pub page_cache_bytes: u64,
     /// Memory for decoded small data files kept between searches, in bytes (0: none).
     pub file_cache_bytes: u64,
 }
@@ -105,6 +108,7 @@ impl ServerOptions {
             max_sort_items: 10_000,
             page_cache: 96,
             page_cache_ttl: Duration::from_secs(300),
+            page_cache_bytes: 32 << 20,
             file_cache_bytes: 64 << 20,
         }
     }

@@ -13,8 +13,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::stream::{BoxStream, Peekable};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
-use crate::query::Found;
+use crate::query::{Found, SearchStats};
 
 /// Longest token accepted (a real one is well under 200 bytes).
 const MAX_TOKEN_BYTES: usize = 1024;
@@ -101,17 +103,25 @@ pub(super) type Suspended = Peekable<BoxStream<'static, Result<Found>>>;
 /// Where a suspended stream resumes: (snapshot, fingerprint, offset).
 type Key = (Option<i64>, u64, u64);
 
+/// A suspended stream with its search's counters (which say the bytes it holds).
+pub(super) type Paged = (Pin<Box<Suspended>>, Arc<SearchStats>);
+
 /// A bounded cache of suspended streams, evicted by age and, when full, oldest first. A
 /// sorted search's stream holds its remaining items (its size hint says how many): those are
-/// bounded in total by `held_budget`, oldest evicted first. Several clients walking the same
-/// query hold the same tokens: each keeps its own stream (measured with 64 clients paging one
-/// query, one stream per token made most pages a recomputation).
+/// bounded in total by `held_budget`, oldest evicted first. An unsorted stream holds the
+/// decoded rows it read ahead and the ids it returned ([`SearchStats::held_bytes`]): those are
+/// bounded in total by `bytes_budget`, oldest evicted first (measured on the serve bench:
+/// region searches abandoned after their first page held ~0.9 MB each, 96 of them ~85 MB).
+/// Several clients walking the same query hold the same tokens: each keeps its own stream
+/// (measured with 64 clients paging one query, one stream per token made most pages a
+/// recomputation).
 pub(super) struct PageCache {
     capacity: usize,
     ttl: Duration,
     held_budget: usize,
+    bytes_budget: u64,
     /// (resume point, stored at, items held, stream); a few hundred at most, scanned.
-    entries: Vec<(Key, Instant, usize, Pin<Box<Suspended>>)>,
+    entries: Vec<(Key, Instant, usize, Paged)>,
 }
 
 impl std::fmt::Debug for PageCache {
@@ -124,11 +134,17 @@ impl std::fmt::Debug for PageCache {
 }
 
 impl PageCache {
-    pub(super) fn new(capacity: usize, ttl: Duration, held_budget: usize) -> Self {
+    pub(super) fn new(
+        capacity: usize,
+        ttl: Duration,
+        held_budget: usize,
+        bytes_budget: u64,
+    ) -> Self {
         Self {
             capacity,
             ttl,
             held_budget,
+            bytes_budget,
             entries: Vec::new(),
         }
     }
@@ -137,8 +153,15 @@ impl PageCache {
         self.entries.iter().map(|(_, _, h, _)| h).sum()
     }
 
+    fn held_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|(_, _, _, (_, stats))| stats.held_bytes())
+            .sum()
+    }
+
     /// Take a stream that resumes at `token` (it is removed: one reader at a time).
-    pub(super) fn take(&mut self, token: &Token, now: Instant) -> Option<Pin<Box<Suspended>>> {
+    pub(super) fn take(&mut self, token: &Token, now: Instant) -> Option<Paged> {
         self.evict(now);
         let key = (token.s, token.q, token.o);
         let i = self.entries.iter().position(|(k, ..)| *k == key)?;
@@ -146,14 +169,18 @@ impl PageCache {
     }
 
     /// Keep a stream that resumes at `token`.
-    pub(super) fn put(&mut self, token: &Token, stream: Pin<Box<Suspended>>, now: Instant) {
+    pub(super) fn put(&mut self, token: &Token, paged: Paged, now: Instant) {
         // Items already materialised in the stream (a sorted result); 0 for a lazy one.
-        let held = futures::Stream::size_hint(&stream).0;
-        if self.capacity == 0 || held > self.held_budget {
+        let held = futures::Stream::size_hint(&paged.0).0;
+        let bytes = paged.1.held_bytes();
+        if self.capacity == 0 || held > self.held_budget || bytes > self.bytes_budget {
             return;
         }
         self.evict(now);
-        while self.entries.len() >= self.capacity || self.held() + held > self.held_budget {
+        while self.entries.len() >= self.capacity
+            || self.held() + held > self.held_budget
+            || self.held_bytes() + bytes > self.bytes_budget
+        {
             let oldest = self
                 .entries
                 .iter()
@@ -168,7 +195,7 @@ impl PageCache {
             }
         }
         self.entries
-            .push(((token.s, token.q, token.o), now, held, stream));
+            .push(((token.s, token.q, token.o), now, held, paged));
     }
 
     fn evict(&mut self, now: Instant) {
@@ -209,14 +236,26 @@ mod tests {
         );
     }
 
-    fn stream() -> Pin<Box<Suspended>> {
-        Box::pin(futures::stream::empty().boxed().peekable())
+    fn stream() -> Paged {
+        (
+            Box::pin(futures::stream::empty().boxed().peekable()),
+            Arc::default(),
+        )
+    }
+
+    /// A stream whose search holds `bytes`.
+    fn holding(bytes: u64) -> Paged {
+        let (s, stats) = stream();
+        stats
+            .held_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        (s, stats)
     }
 
     #[test]
     fn the_cache_is_bounded_and_evicts_by_age() {
         let now = Instant::now();
-        let mut c = PageCache::new(2, Duration::from_secs(10), 100);
+        let mut c = PageCache::new(2, Duration::from_secs(10), 100, 1 << 20);
         let t = |o| Token::new(None, 1, o);
         c.put(&t(1), stream(), now);
         c.put(&t(2), stream(), now + Duration::from_secs(1));
@@ -230,19 +269,51 @@ mod tests {
         assert!(c.take(&t(3), now + Duration::from_secs(13)).is_none());
     }
 
-    fn sorted(n: usize) -> Pin<Box<Suspended>> {
+    fn sorted(n: usize) -> Paged {
         let items = (0..n).map(|i| Ok(Found::from_json(Json::from(i))));
-        Box::pin(
-            futures::stream::iter(items.collect::<Vec<_>>())
-                .boxed()
-                .peekable(),
+        (
+            Box::pin(
+                futures::stream::iter(items.collect::<Vec<_>>())
+                    .boxed()
+                    .peekable(),
+            ),
+            Arc::default(),
         )
+    }
+
+    #[test]
+    fn bytes_held_by_suspended_streams_are_bounded() {
+        let now = Instant::now();
+        let mut c = PageCache::new(8, Duration::from_secs(10), 100, 1000);
+        let t = |o| Token::new(None, 1, o);
+        let at = |s| now + Duration::from_secs(s);
+        c.put(&t(1), holding(400), at(0));
+        c.put(&t(2), holding(400), at(1));
+        assert_eq!(c.held_bytes(), 800);
+        // 800 + 400 > 1000: the oldest makes room.
+        c.put(&t(3), holding(400), at(2));
+        assert_eq!(c.held_bytes(), 800);
+        assert!(c.take(&t(1), at(2)).is_none());
+        // Larger than the whole budget: not kept at all.
+        c.put(&t(4), holding(1001), at(3));
+        assert!(c.take(&t(4), at(3)).is_none());
+        assert!(c.take(&t(2), at(3)).is_some());
+        assert!(c.take(&t(3), at(3)).is_some());
+        // What a stream holds is read when it is stored: one that grew since counts anew.
+        let (s, stats) = holding(100);
+        c.put(&t(5), (s, Arc::clone(&stats)), at(4));
+        stats
+            .held_bytes
+            .store(900, std::sync::atomic::Ordering::Relaxed);
+        c.put(&t(6), holding(200), at(5));
+        assert!(c.take(&t(5), at(5)).is_none());
+        assert!(c.take(&t(6), at(5)).is_some());
     }
 
     #[test]
     fn clients_walking_the_same_query_keep_a_stream_each() {
         let now = Instant::now();
-        let mut c = PageCache::new(8, Duration::from_secs(10), 100);
+        let mut c = PageCache::new(8, Duration::from_secs(10), 100, 1 << 20);
         let t = Token::new(None, 1, 100);
         c.put(&t, stream(), now);
         c.put(&t, stream(), now);
@@ -255,7 +326,7 @@ mod tests {
     #[test]
     fn materialised_items_held_by_the_cache_are_bounded() {
         let now = Instant::now();
-        let mut c = PageCache::new(8, Duration::from_secs(10), 100);
+        let mut c = PageCache::new(8, Duration::from_secs(10), 100, 1 << 20);
         let t = |o| Token::new(None, 1, o);
         c.put(&t(1), sorted(60), now);
         c.put(&t(2), stream(), now + Duration::from_secs(1));
