@@ -727,6 +727,8 @@ impl From<crate::timestamp::Precision> for DatetimeKind {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::schema::{base_schema, table_columns};
 
     #[test]
     fn packed_versions_round_trip_and_keep_their_order() {
@@ -751,8 +753,6 @@ mod tests {
             u64::from(u32::MAX)
         );
     }
-    use super::*;
-    use crate::schema::{base_schema, table_columns};
 
     fn columns() -> Columns {
         Columns::new(&table_columns(&base_schema().unwrap()))

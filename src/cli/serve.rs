@@ -86,7 +86,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<u8> {
     options.max_in_flight = args.max_in_flight;
     options.max_queued = args.max_queued;
     options.page_cache = args.page_cache;
-    options.page_cache_bytes = args.page_cache_mb << 20;
+    options.page_cache_bytes = args.page_cache_mb.saturating_mul(1 << 20);
     options.file_cache_bytes = args.file_cache_mb.saturating_mul(1 << 20);
     let reload = seconds(args.reload_secs, "--reload-secs")?;
     options.reload_every = (!reload.is_zero()).then_some(reload);

@@ -733,24 +733,42 @@ struct Hit {
     item: Body,
 }
 
-/// Decoded rows lazy hits share, counted in their search's [`SearchStats::held_bytes`] while
-/// alive (when they are not the decoded-file cache's).
+/// Bytes something a search's stream keeps holds, counted in its
+/// [`SearchStats::held_bytes`] while it is alive.
 #[derive(Debug)]
-struct HeldBatch {
-    items: ItemBatch,
-    held: u64,
+struct Held {
+    bytes: u64,
     stats: Arc<SearchStats>,
 }
 
-impl HeldBatch {
-    fn new(items: ItemBatch, held: u64, stats: &Arc<SearchStats>) -> Self {
-        SearchStats::add(&stats.held_bytes, held);
+impl Held {
+    fn new(bytes: u64, stats: &Arc<SearchStats>) -> Self {
+        SearchStats::add(&stats.held_bytes, bytes);
         Self {
-            items,
-            held,
+            bytes,
             stats: Arc::clone(stats),
         }
     }
+
+    /// It holds `bytes` now.
+    fn set(&mut self, bytes: u64) {
+        SearchStats::add(&self.stats.held_bytes, bytes);
+        SearchStats::sub(&self.stats.held_bytes, self.bytes);
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        SearchStats::sub(&self.stats.held_bytes, self.bytes);
+    }
+}
+
+/// Decoded rows lazy hits share, counted as held (when they are not the decoded-file cache's).
+#[derive(Debug)]
+struct HeldBatch {
+    items: ItemBatch,
+    _held: Held,
 }
 
 impl std::ops::Deref for HeldBatch {
@@ -760,45 +778,33 @@ impl std::ops::Deref for HeldBatch {
     }
 }
 
-impl Drop for HeldBatch {
-    fn drop(&mut self) {
-        SearchStats::sub(&self.stats.held_bytes, self.held);
-    }
-}
-
 /// The ids a streaming search returned (xxh3-128 digests, with their packed version), counted
-/// in its [`SearchStats::held_bytes`] by the map's capacity.
+/// as held by the map's capacity.
 struct SeenIds {
     map: HashMap<IdHash, PackedVersion>,
-    held: u64,
-    stats: Arc<SearchStats>,
+    held: Held,
 }
 
 impl SeenIds {
     const ENTRY_BYTES: u64 = (std::mem::size_of::<(IdHash, PackedVersion)>() + 1) as u64;
 
-    fn new(stats: Arc<SearchStats>) -> Self {
+    fn new(stats: &Arc<SearchStats>) -> Self {
         Self {
             map: HashMap::new(),
-            held: 0,
-            stats,
+            held: Held::new(0, stats),
         }
     }
 
-    fn insert(&mut self, key: IdHash, version: PackedVersion) {
-        self.map.insert(key, version);
-        let held = self.map.capacity() as u64 * Self::ENTRY_BYTES;
-        if held != self.held {
-            SearchStats::add(&self.stats.held_bytes, held);
-            SearchStats::sub(&self.stats.held_bytes, self.held);
-            self.held = held;
-        }
+    fn get(&self, key: &IdHash) -> Option<Version> {
+        self.map.get(key).map(|&v| v.into())
     }
-}
 
-impl Drop for SeenIds {
-    fn drop(&mut self) {
-        SearchStats::sub(&self.stats.held_bytes, self.held);
+    fn insert(&mut self, key: IdHash, version: Version) {
+        self.map.insert(key, version.into());
+        let bytes = self.map.capacity() as u64 * Self::ENTRY_BYTES;
+        if bytes != self.held.bytes {
+            self.held.set(bytes);
+        }
     }
 }
 
@@ -1188,11 +1194,10 @@ impl Plan {
         } else {
             batch.get_array_memory_size() as u64
         };
-        let items = Arc::new(HeldBatch::new(
-            ItemBatch::new(&batch, label)?,
-            held,
-            &self.stats,
-        ));
+        let items = Arc::new(HeldBatch {
+            items: ItemBatch::new(&batch, label)?,
+            _held: Held::new(held, &self.stats),
+        });
         for i in 0..items.len() {
             let Some(id) = items.id(i).map(str::to_string) else {
                 continue;
@@ -1231,8 +1236,6 @@ impl Plan {
     }
 }
 
-/// `batch` in buffers of exactly its size: the decoder's buffers are sized for a whole batch
-/// ([`BATCH_ROWS`]), ~5× the data of a small file (measured on the res-2 bench warehouse), which
 /// The files a search reads: its own list, or indices into the snapshot's file list a server
 /// holds in memory (then a suspended page stream keeps 4 bytes per file still to read, not a
 /// copy of its path: ~1.6 MB for a whole-warehouse query of 10k files).
@@ -1331,6 +1334,8 @@ impl Buckets {
     }
 }
 
+/// `batch` in buffers of exactly its size: the decoder's buffers are sized for a whole batch
+/// ([`BATCH_ROWS`]), ~5× the data of a small file (measured on the res-2 bench warehouse), which
 /// a cache would hold for nothing.
 fn exact_size(batch: &RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
     let all = arrow_array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
@@ -1568,7 +1573,7 @@ impl Warehouse {
         // version: a suspended page stream keeps this map, and 36 bytes per id instead of the
         // id string (~100 bytes with its allocation) and a full `Version` is most of what a
         // stream holds after 10k items (64 clients paging: ~53 → ~35 MB, heaptrack).
-        let mut seen = SeenIds::new(Arc::clone(&stats));
+        let mut seen = SeenIds::new(&stats);
         let items = hits.flat_map(move |batch| {
             let out: Vec<Result<Hit>> = match batch {
                 Err(e) => vec![Err(e)],
@@ -1576,9 +1581,9 @@ impl Warehouse {
                     let mut out = Vec::new();
                     for hit in batch {
                         let key = hash_id(&hit.id);
-                        if let Some(old) = seen.map.get(&key) {
+                        if let Some(old) = seen.get(&key) {
                             SearchStats::add(&dedup_stats.duplicates, 1);
-                            if hit.version > Version::from(*old) {
+                            if hit.version > old {
                                 SearchStats::add(&dedup_stats.superseded_after_emit, 1);
                                 tracing::warn!(
                                     id = %hit.id,
@@ -1588,7 +1593,7 @@ impl Warehouse {
                             }
                             continue;
                         }
-                        seen.insert(key, hit.version.into());
+                        seen.insert(key, hit.version);
                         out.push(Ok(hit));
                     }
                     out

@@ -6,14 +6,13 @@
 //! `token`.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::stream::{BoxStream, Peekable};
 use serde::{Deserialize, Serialize};
-
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::query::{Found, SearchStats};
