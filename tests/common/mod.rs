@@ -184,8 +184,26 @@ pub fn cli() -> Command {
 }
 
 /// Longest a CLI run may take in a test before it is killed and the test fails (a hang must
-/// fail the suite with the command line, not stall CI).
+/// fail the suite with the command line and where it hung, not stall CI).
 const CLI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Every thread's stack of the hung process `pid` (gdb, when installed), for the failure
+/// message: a hang seen once in CI must say where it was.
+fn thread_stacks(pid: u32) -> String {
+    match Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("(no stacks: gdb: {e})"),
+    }
+}
 
 pub fn run(cmd: &mut Command) -> Output {
     use std::io::Read;
@@ -211,9 +229,13 @@ pub fn run(cmd: &mut Command) -> Output {
             break status;
         }
         if started.elapsed() > CLI_TIMEOUT {
+            let stacks = thread_stacks(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            panic!("earthcatalog timed out after {CLI_TIMEOUT:?}: {cmd:?}");
+            let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+            panic!(
+                "earthcatalog timed out after {CLI_TIMEOUT:?}: {cmd:?}\n--- its stderr ---\n{stderr}\n--- its threads ---\n{stacks}"
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
