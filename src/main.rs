@@ -24,11 +24,14 @@ fn main() -> std::process::ExitCode {
 /// `mmap_threshold`: allocations from this size up are mapped on their own and returned to
 /// the system when freed. glibc's default starts at 128 KiB and rises to the largest block
 /// freed (up to 32 MiB), after which decoded batches and response bodies come from the heap
-/// and their memory stays with the process once freed. `serve` sets 64 KiB: over its whole
-/// benchmark run peak RSS went 366 → 292 MB with no loss of requests/s (same run, A/B). It
-/// also keeps up to 32 MiB free at the top of the heap (setting the threshold fixes the trim
-/// threshold at 128 KiB otherwise, and `items/{id}` lookups after the region runs then gave
-/// memory back and took it again: 172 → 206 lookups/s at 8 clients, one A/B).
+/// and their memory stays with the process once freed. `serve` sets 128 KiB: over its whole
+/// benchmark run peak RSS 317-340 MB with glibc's default, 274-277 MB with 128 KiB (same
+/// sitting, A/B). Not lower: each Parquet column chunk decoded creates a zstd decompression
+/// context (~95 KB); at 64 KiB every one was an mmap + munmap + page faults, ~75 per
+/// `items/{id}` lookup (counted with `perf stat`), and lookups at 8 clients fell from ~300/s
+/// to 150-230/s (p50 28 → 32-50 ms). It also keeps up to 32 MiB free at the top of the heap
+/// (setting the threshold fixes the trim threshold at 128 KiB otherwise, and lookups then
+/// gave memory back and took it again).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) fn tune_malloc(arenas: i32, mmap_threshold: Option<i32>) {
     // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.

@@ -96,7 +96,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_)) {
-        crate::tune_malloc(4, Some(64 << 10));
+        crate::tune_malloc(4, Some(128 << 10));
     } else {
         crate::tune_malloc(2, None);
     }
