@@ -505,9 +505,17 @@ async fn a_suspended_search_counts_what_it_holds_and_releases_it() {
         let wh = &wh;
         async move {
             let (mut found, stats) = wh.search_found(&request).await.unwrap();
-            // One item, then the stream is suspended (not polled) with the rest of its bucket.
-            found.next().await.unwrap().unwrap();
-            let suspended = stats.held_bytes();
+            // One item at a time, the stream suspended (not polled) in between: what it holds
+            // then is the ids returned so far plus the rest of the current bucket's rows (none
+            // when that bucket had one row). Summed over the first ten pauses, so that some
+            // pause falls inside a bucket of several rows whatever the files' order.
+            let mut suspended = 0;
+            for _ in 0..10 {
+                if found.next().await.is_none() {
+                    break;
+                }
+                suspended += stats.held_bytes();
+            }
             drop(found);
             // A bucket whose decoding had started finishes on its blocking thread and drops
             // its rows there: wait for that (bounded), not for a fixed time.

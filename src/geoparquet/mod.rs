@@ -43,6 +43,15 @@ impl Default for WriterOptions {
     }
 }
 
+/// Files of fewer rows are written without dictionary encoding. Each column chunk of a
+/// dictionary-encoded file carries a dictionary page besides its data page, which small files
+/// pay for without gaining: the production-shaped warehouse's rows (184,789) written as 1,669
+/// bucket files took 2.3–2.8 s and 78.3 MB with dictionaries, 1.5–1.9 s and 73.8 MB without;
+/// as files of 10,000 rows 49.7 vs 48.8 MB; of 30,000 rows 47.5 vs 48.5 MB, and one file of
+/// 65,536-row groups 46.2 vs 48.4 MB (read back ~10 % faster with dictionaries). Measured with
+/// parquet-rs alone, one thread, zstd 1.
+pub const DICTIONARY_MIN_ROWS: usize = 16_384;
+
 /// An encoded file and its footer.
 pub struct EncodedFile {
     /// The Parquet bytes.
@@ -141,7 +150,7 @@ pub fn encode_group(
     label: &str,
 ) -> Result<EncodedFile> {
     let mut buf = Vec::with_capacity(rows.len() * 512);
-    let mut writer = GeoParquetWriter::try_new(&mut buf, table, options, label)?;
+    let mut writer = GeoParquetWriter::try_new_sized(&mut buf, table, options, label, rows.len())?;
     writer.write(rows, Some(cell), columns)?;
     let metadata = writer.finish()?;
     Ok(EncodedFile {
@@ -163,12 +172,35 @@ pub struct GeoParquetWriter<W: std::io::Write + Send> {
 }
 
 impl<W: std::io::Write + Send> GeoParquetWriter<W> {
-    /// Start a file with the table's columns.
+    /// Start a file with the table's columns (row count not known in advance: dictionary
+    /// encoding on, Parquet's default).
     pub fn try_new(
         sink: W,
         table: &[TableColumn],
         options: &WriterOptions,
         label: &str,
+    ) -> Result<Self> {
+        Self::with_dictionary(sink, table, options, label, true)
+    }
+
+    /// Start a file that will hold `rows` rows: dictionary encoding only from
+    /// [`DICTIONARY_MIN_ROWS`] rows up.
+    pub fn try_new_sized(
+        sink: W,
+        table: &[TableColumn],
+        options: &WriterOptions,
+        label: &str,
+        rows: usize,
+    ) -> Result<Self> {
+        Self::with_dictionary(sink, table, options, label, rows >= DICTIONARY_MIN_ROWS)
+    }
+
+    fn with_dictionary(
+        sink: W,
+        table: &[TableColumn],
+        options: &WriterOptions,
+        label: &str,
+        dictionary: bool,
     ) -> Result<Self> {
         let schema = Arc::new(arrow_schema(table));
         let props = WriterProperties::builder()
@@ -176,6 +208,7 @@ impl<W: std::io::Write + Send> GeoParquetWriter<W> {
                 ZstdLevel::try_new(options.zstd_level).unwrap_or_default(),
             ))
             .set_statistics_enabled(EnabledStatistics::Page)
+            .set_dictionary_enabled(dictionary)
             .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
             .set_created_by(format!("earthcatalog {}", env!("CARGO_PKG_VERSION")))
             .build();
