@@ -464,4 +464,49 @@ mod tests {
             .as_string::<i32>();
         assert!(cells.iter().all(|c| c == Some("8001fffffffffff")));
     }
+
+    /// Small files are plain-encoded (no dictionary page per column chunk); files from
+    /// `DICTIONARY_MIN_ROWS` rows up, and files of unknown size, keep dictionaries.
+    #[test]
+    fn only_large_files_get_dictionary_pages() {
+        let table = table_columns(&base_schema().unwrap());
+        let cols = Columns::new(&table);
+        let mut c = ParseCounters::default();
+        let parsed: Vec<ItemRow> = (0..DICTIONARY_MIN_ROWS)
+            .map(|i| {
+                let json = format!(
+                    r#"{{"id":"i{i}","geometry":{{"type":"Point","coordinates":[1,2]}},"properties":{{"platform":"S2A","datetime":"2020-01-02T00:00:00Z"}}}}"#
+                );
+                parse_item(json.as_bytes(), &cols, &mut c).unwrap().0
+            })
+            .collect();
+        let rows: Vec<&ItemRow> = parsed.iter().collect();
+        let platform = table.iter().position(|c| c.name == "platform").unwrap();
+        let dictionary_pages = |bytes: Vec<u8>| {
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+            reader
+                .metadata()
+                .row_group(0)
+                .column(platform)
+                .dictionary_page_offset()
+                .is_some()
+        };
+        let options = WriterOptions::default();
+        let encode = |rows: &[&ItemRow]| {
+            encode_group(rows, "8001fffffffffff", &cols, &table, &options, "t")
+                .unwrap()
+                .bytes
+        };
+        assert!(!dictionary_pages(encode(&rows[..100])));
+        assert!(!dictionary_pages(encode(&rows[..DICTIONARY_MIN_ROWS - 1])));
+        assert!(dictionary_pages(encode(&rows)));
+        // A writer that is not told the size keeps Parquet's default.
+        let mut buf = Vec::new();
+        let mut w = GeoParquetWriter::try_new(&mut buf, &table, &options, "t").unwrap();
+        w.write(&rows[..100], Some("8001fffffffffff"), &cols)
+            .unwrap();
+        w.finish().unwrap();
+        assert!(dictionary_pages(buf));
+    }
 }
