@@ -46,10 +46,10 @@ impl Default for WriterOptions {
 /// Files of fewer rows are written without dictionary encoding. Each column chunk of a
 /// dictionary-encoded file carries a dictionary page besides its data page, which small files
 /// pay for without gaining: the production-shaped warehouse's rows (184,789) written as 1,669
-/// bucket files took 2.3–2.8 s and 78.3 MB with dictionaries, 1.5–1.9 s and 73.8 MB without;
+/// bucket files took 2.1–2.9 s and 78.3 MB with dictionaries, 1.5–2.6 s and 73.8 MB without;
 /// as files of 10,000 rows 49.7 vs 48.8 MB; of 30,000 rows 47.5 vs 48.5 MB, and one file of
 /// 65,536-row groups 46.2 vs 48.4 MB (read back ~10 % faster with dictionaries). Measured with
-/// parquet-rs alone, one thread, zstd 1.
+/// parquet-rs alone, one thread, zstd 1 (`examples/merge_floor.rs`).
 pub const DICTIONARY_MIN_ROWS: usize = 16_384;
 
 /// An encoded file and its footer.

@@ -18,8 +18,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, new_nu
 use arrow_schema::{DataType, Schema, SortOptions, TimeUnit};
 use arrow_select::take::take_record_batch;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::file::metadata::ParquetStatisticsPolicy;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::geoparquet::read::normalise;
 use crate::geoparquet::{EncodedFile, GeoParquetWriter, WriterOptions};
@@ -52,7 +51,7 @@ pub(crate) fn merge(
     let mut batches = Vec::new();
     let mut ranks: Vec<usize> = Vec::new();
     for (rank, url, bytes) in inputs {
-        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), lean())
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .map_err(|e| format!("{url}: {e}"))?
             .with_batch_size(65_536)
             .build()
@@ -114,17 +113,6 @@ pub(crate) fn merge(
         rows_after,
         ids,
     })
-}
-
-/// Footer decoding for a merge: the column statistics (min/max, sizes, encoding counts) are
-/// not needed to decode rows and are skipped. Measured on the production-shaped warehouse's
-/// 9,021 files (33 columns each), decoding alone, one thread: 246-258 → 240-271 µs per file
-/// — within noise by itself; see `bench/compact.sh` for the whole merge.
-fn lean() -> ArrowReaderOptions {
-    ArrowReaderOptions::new()
-        .with_column_stats_policy(ParquetStatisticsPolicy::SkipAll)
-        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll)
-        .with_encoding_stats_as_mask(true)
 }
 
 /// The columns dedup and sort read, concatenated over `batches` (all in the table's schema).
