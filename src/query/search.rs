@@ -1334,9 +1334,11 @@ impl Buckets {
     }
 }
 
-/// `batch` in buffers of exactly its size: the decoder's buffers are sized for a whole batch
-/// ([`BATCH_ROWS`]), ~5× the data of a small file (measured on the res-2 bench warehouse), which
-/// a cache would hold for nothing.
+/// `batch` in buffers of exactly its size, for the decoded-file cache. The decoder's buffers
+/// were sized for a whole batch ([`BATCH_ROWS`]), ~5× the data of a small file (res-2 bench
+/// warehouse); with the batch now sized to the rows read they still carry slack: 64 MiB of
+/// cache held 502 files with this copy, 376 without (`bench/serve.sh`, point at 8 clients,
+/// 93 vs 89 % hits).
 fn exact_size(batch: &RecordBatch) -> std::result::Result<RecordBatch, ArrowError> {
     let all = arrow_array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
     arrow_select::take::take_record_batch(batch, &all)
