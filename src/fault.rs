@@ -18,3 +18,8 @@ pub fn check(point: &str) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Whether `point` is the configured fault point (for faults that are not errors).
+pub fn armed(point: &str) -> bool {
+    std::env::var("EARTHCATALOG_FAULT").is_ok_and(|p| p == point)
+}

@@ -311,6 +311,31 @@ async fn info_fails_within_its_bound_while_another_connection_holds_an_exclusive
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
 }
 
+/// A runtime task that never yields (sqlx's pool reaper can spin: see
+/// `catalog::SQL_POOL_IDLE_TIMEOUT_SECS`) must not keep a finished command from exiting: the
+/// fault point spawns one, and `info` still answers and exits with 0 (the runtime's shutdown
+/// is bounded). Without the bound the process never exits and this fails after two minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_never_yields_does_not_keep_a_finished_command_alive() {
+    let ds = Dataset::synth(5, 68).await;
+    earthcatalog::pipeline::ingest(&ds.options(2), &earthcatalog::report::NoReporter)
+        .await
+        .unwrap();
+    let db = ds.path("catalog.db");
+    let out = tokio::task::spawn_blocking(move || {
+        run_within(
+            cli()
+                .args(["info", "--catalog", &db, "--json"])
+                .env("EARTHCATALOG_FAULT", "cli.stuck_task"),
+            Duration::from_secs(120),
+        )
+    })
+    .await
+    .unwrap();
+    let info = json_summary(&out, 0);
+    assert!(info["files"].as_u64().unwrap_or(0) > 0, "{info}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_break_work_on_s3_with_a_conditional_takeover() {
     let moto = Moto::start();

@@ -146,12 +146,7 @@ impl Catalog {
             (path, Some(tmp), Some(loc))
         };
         prepare_database(&db_path).await?;
-        let props = HashMap::from([
-            ("uri".to_string(), sqlite_uri(&db_path)),
-            ("warehouse".to_string(), warehouse.url().to_string()),
-            ("sql_bind_style".to_string(), "QMark".to_string()),
-            ("pool.max-connections".to_string(), "1".to_string()),
-        ]);
+        let props = sql_catalog_props(&db_path, &warehouse);
         let sql = SqlCatalogBuilder::default()
             .with_storage_factory(Arc::new(storage::ObjectStoreStorageFactory))
             .load(CATALOG_NAME, props)
@@ -742,8 +737,48 @@ async fn checkpoint(path: &Path) -> Result<()> {
     .await
 }
 
+/// Seconds an idle SQLite connection is kept (`pool.idle-timeout`; iceberg-catalog-sql's
+/// default is 10).
+///
+/// sqlx 0.8's pool runs a reaper every `min(idle timeout, max lifetime = 30 min)` that sweeps
+/// `0..num_idle()` without yielding, and `num_idle` can transiently wrap below zero when a
+/// connection is released while another task takes it (sqlx issue 3645, fixed in sqlx 0.9,
+/// which iceberg-catalog-sql does not use yet). A sweep that reads the wrapped count spins
+/// forever in one poll: 100 % of a core, and the runtime can then never shut down. Seen here
+/// twice: a CLI `compact` hung in CI, and a `compaction_merges_dedups_keeps_newest_and_commits_once`
+/// test process spun for 14 minutes with its worker thread in
+/// `sqlx_core::pool::inner::spawn_maintenance_tasks` (gdb). A day's idle timeout leaves only the
+/// 30-minute lifetime sweep (and the one when the pool starts, before any connection is
+/// released): our operations open the catalog, commit and close it within minutes, so a
+/// sweep rarely runs while connections move. `cli::main` also bounds the runtime's shutdown.
+pub const SQL_POOL_IDLE_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+
+/// The iceberg-catalog-sql properties of the SQLite catalog at `db_path`.
+fn sql_catalog_props(db_path: &std::path::Path, warehouse: &Location) -> HashMap<String, String> {
+    HashMap::from([
+        ("uri".to_string(), sqlite_uri(db_path)),
+        ("warehouse".to_string(), warehouse.url().to_string()),
+        ("sql_bind_style".to_string(), "QMark".to_string()),
+        ("pool.max-connections".to_string(), "1".to_string()),
+        (
+            "pool.idle-timeout".to_string(),
+            SQL_POOL_IDLE_TIMEOUT_SECS.to_string(),
+        ),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
+    /// The reaper that can spin (see [`SQL_POOL_IDLE_TIMEOUT_SECS`]) must not run every 10 s.
+    #[test]
+    fn the_sql_pool_keeps_idle_connections_for_a_day() {
+        let wh = Location::parse("memory://props/wh").unwrap();
+        let props = sql_catalog_props(std::path::Path::new("/tmp/c.db"), &wh);
+        let idle: u64 = props["pool.idle-timeout"].parse().unwrap();
+        assert!(idle >= 30 * 60, "{idle}");
+        assert_eq!(props["pool.max-connections"], "1");
+    }
+
     use super::*;
 
     async fn put(url: &str) {

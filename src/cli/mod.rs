@@ -92,6 +92,9 @@ enum Command {
     Backfill(backfill::BackfillArgs),
 }
 
+/// How long exiting waits for the runtime's remaining tasks.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Run the CLI and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -123,6 +126,15 @@ pub fn main() -> ExitCode {
     };
     let show_progress = !cli.quiet && std::io::stderr().is_terminal();
     let result = runtime.block_on(async {
+        if earthcatalog::fault::armed("cli.stuck_task") {
+            // A task that never yields, like sqlx's spinning pool reaper (see
+            // `catalog::SQL_POOL_IDLE_TIMEOUT_SECS`): the command must still finish and exit.
+            tokio::spawn(async {
+                loop {
+                    std::hint::spin_loop();
+                }
+            });
+        }
         match cli.command {
             Command::Ingest(args) => ingest::run(*args, show_progress).await,
             Command::Generate(args) => generate::run(args).await,
@@ -142,6 +154,10 @@ pub fn main() -> ExitCode {
             Command::Backfill(args) => backfill::run(args, show_progress).await,
         }
     });
+    // The command is done and everything it wrote is awaited. A task that never yields (a
+    // library bug, e.g. sqlx's pool reaper: `catalog::SQL_POOL_IDLE_TIMEOUT_SECS`) would make
+    // dropping the runtime wait forever, and the process would hang after finishing its work.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -206,6 +206,11 @@ fn thread_stacks(pid: u32) -> String {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
+    run_within(cmd, CLI_TIMEOUT)
+}
+
+/// [`run`] with its own time limit.
+pub fn run_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = cmd
@@ -228,13 +233,13 @@ pub fn run(cmd: &mut Command) -> Output {
         if let Some(status) = child.try_wait().expect("wait for earthcatalog") {
             break status;
         }
-        if started.elapsed() > CLI_TIMEOUT {
+        if started.elapsed() > limit {
             let stacks = thread_stacks(child.id());
             let _ = child.kill();
             let _ = child.wait();
             let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
             panic!(
-                "earthcatalog timed out after {CLI_TIMEOUT:?}: {cmd:?}\n--- its stderr ---\n{stderr}\n--- its threads ---\n{stacks}"
+                "earthcatalog timed out after {limit:?}: {cmd:?}\n--- its stderr ---\n{stderr}\n--- its threads ---\n{stacks}"
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
