@@ -742,12 +742,13 @@ async fn checkpoint(path: &Path) -> Result<()> {
 ///
 /// sqlx 0.8's pool runs a reaper every `min(idle timeout, max lifetime = 30 min)` that sweeps
 /// `0..num_idle()` without yielding, and `num_idle` can transiently wrap below zero when a
-/// connection is released while another task takes it (sqlx issue 3645, fixed in sqlx 0.9,
-/// which iceberg-catalog-sql does not use yet). A sweep that reads the wrapped count spins
-/// forever in one poll: 100 % of a core, and the runtime can then never shut down. Seen here
-/// twice: a CLI `compact` hung in CI, and a `compaction_merges_dedups_keeps_newest_and_commits_once`
-/// test process spun for 14 minutes with its worker thread in
-/// `sqlx_core::pool::inner::spawn_maintenance_tasks` (gdb). A day's idle timeout leaves only the
+/// connection is released while another task takes it (sqlx issue 3645, fixed upstream by sqlx
+/// PR 4289, not in the 0.8 line iceberg-catalog-sql uses). A sweep that reads the wrapped count
+/// spins forever in one poll: 100 % of a core, and the runtime can then never shut down. Seen
+/// here in a `compaction_merges_dedups_keeps_newest_and_commits_once` test process that spun for
+/// 14 minutes with a worker thread in `sqlx_core::pool::inner::spawn_maintenance_tasks` and the
+/// main thread in the runtime's shutdown (gdb); the one CI hang (a CLI `compact` that never
+/// exited) had the same shape. A day's idle timeout leaves only the
 /// 30-minute lifetime sweep (and the one when the pool starts, before any connection is
 /// released): our operations open the catalog, commit and close it within minutes, so a
 /// sweep rarely runs while connections move. `cli::main` also bounds the runtime's shutdown.
