@@ -273,14 +273,20 @@ async fn a_run_that_lost_its_lock_stops_before_committing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn info_fails_within_its_bound_while_another_connection_holds_an_exclusive_sqlite_lock() {
-    use sqlx::Connection;
-    let ds = Dataset::synth(20, 66).await;
+/// A dataset of `items` synthetic items ingested in-process, and its catalog's path.
+async fn ingested(items: u64, seed: u64) -> (Dataset, String) {
+    let ds = Dataset::synth(items, seed).await;
     earthcatalog::pipeline::ingest(&ds.options(2), &earthcatalog::report::NoReporter)
         .await
         .unwrap();
     let db = ds.path("catalog.db");
+    (ds, db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_fails_within_its_bound_while_another_connection_holds_an_exclusive_sqlite_lock() {
+    use sqlx::Connection;
+    let (_ds, db) = ingested(20, 66).await;
     let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{db}"))
         .await
         .unwrap();
@@ -317,11 +323,7 @@ async fn info_fails_within_its_bound_while_another_connection_holds_an_exclusive
 /// is bounded). Without the bound the process never exits and this fails after two minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_never_yields_does_not_keep_a_finished_command_alive() {
-    let ds = Dataset::synth(5, 68).await;
-    earthcatalog::pipeline::ingest(&ds.options(2), &earthcatalog::report::NoReporter)
-        .await
-        .unwrap();
-    let db = ds.path("catalog.db");
+    let (_ds, db) = ingested(5, 68).await;
     let out = tokio::task::spawn_blocking(move || {
         run_within(
             cli()

@@ -511,9 +511,10 @@ async fn a_suspended_search_counts_what_it_holds_and_releases_it() {
             // pause falls inside a bucket of several rows whatever the files' order.
             let mut suspended = 0;
             for _ in 0..10 {
-                if found.next().await.is_none() {
+                let Some(item) = found.next().await else {
                     break;
-                }
+                };
+                item.unwrap();
                 suspended += stats.held_bytes();
             }
             drop(found);
