@@ -5,6 +5,7 @@
 //! `geo` metadata entry that is true for the file: version 1.1.0, primary column `geometry`,
 //! WKB encoding, the geometry types present and the file's bbox. No covering is declared.
 
+pub mod decode;
 pub mod read;
 
 use std::collections::BTreeSet;

@@ -18,8 +18,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, new_nu
 use arrow_schema::{DataType, Schema, SortOptions, TimeUnit};
 use arrow_select::take::take_record_batch;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::geoparquet::decode::FileDecoder;
 use crate::geoparquet::read::normalise;
 use crate::geoparquet::{EncodedFile, GeoParquetWriter, WriterOptions};
 use crate::hash_index::{IdHash, hash_id};
@@ -50,14 +50,12 @@ pub(crate) fn merge(
     let schema = Arc::new(crate::schema::arrow_schema(table));
     let mut batches = Vec::new();
     let mut ranks: Vec<usize> = Vec::new();
+    let mut decoder = FileDecoder::new();
     for (rank, url, bytes) in inputs {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .map_err(|e| format!("{url}: {e}"))?
-            .with_batch_size(65_536)
-            .build()
+        let decoded = decoder
+            .decode(bytes, 65_536)
             .map_err(|e| format!("{url}: {e}"))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| format!("{url}: {e}"))?;
+        for batch in decoded {
             let batch = conform(&batch, table, &schema, cell).map_err(|e| format!("{url}: {e}"))?;
             ranks.extend(std::iter::repeat_n(*rank, batch.num_rows()));
             batches.push(batch);
@@ -358,6 +356,7 @@ mod tests {
     use arrow_array::{Float32Array, Int32Array, TimestampMillisecondArray};
     use arrow_schema::Field;
     use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn wkb_point(x: f64, y: f64) -> Vec<u8> {
         let mut v = vec![1u8, 1, 0, 0, 0];

@@ -1,0 +1,559 @@
+//! Whole-file decoding of many small Parquet files into Arrow batches, for merges (compaction
+//! and the backfill reduce) that read every row of thousands of files of a few dozen rows.
+//!
+//! It is parquet-rs's own record-batch reader ([`ParquetRecordBatchReader::try_new_with_row_groups`]),
+//! fed in two ways that cut the per-file and per-column-chunk costs that dominate such files:
+//!
+//! - the Arrow schema and the Dremel levels of a file are derived once per distinct Parquet
+//!   schema (and embedded `ARROW:schema`), not once per file: [`FileDecoder`] keeps them;
+//! - zstd pages are decompressed with one decompression context per thread. parquet-rs 58
+//!   builds a zstd compression *and* a decompression context for every column chunk it reads
+//!   (`ZSTDCodec::new`), and copies every decompressed page once more. Column chunks are
+//!   handed to its page reader as uncompressed and their pages are decompressed here instead.
+//!
+//! Measured (`examples/merge_floor.rs`, the production-shaped warehouse of `bench/compact.sh`:
+//! 9,021 files, 184,789 rows, 33 column chunks each, one thread): see [`FileDecoder`].
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, RowGroups};
+use parquet::arrow::{FieldLevels, ProjectionMask, parquet_to_arrow_field_levels};
+use parquet::basic::Compression;
+use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
+use parquet::file::serialized_reader::SerializedPageReader;
+use parquet::schema::types::TypePtr;
+
+/// The key under which Arrow writers embed their schema in a Parquet footer.
+const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
+
+/// Decodes whole Parquet files; keeps the Arrow schemas of the Parquet schemas it met.
+#[derive(Default)]
+pub struct FileDecoder {
+    /// (embedded Arrow schema, Parquet root schema) → field levels; a merge meets one or two.
+    schemas: Vec<(Option<String>, TypePtr, Arc<FieldLevels>)>,
+}
+
+impl FileDecoder {
+    /// A decoder with no schema seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every row of the Parquet file `bytes`, as batches of at most `batch_size` rows, in
+    /// the file's own Arrow schema (as parquet-rs's `ParquetRecordBatchReaderBuilder` gives).
+    pub fn decode(&mut self, bytes: &Bytes, batch_size: usize) -> Result<Vec<RecordBatch>> {
+        let metadata = ParquetMetaDataReader::new().parse_and_finish(bytes)?;
+        let levels = self.levels(&metadata)?;
+        let groups = FileRowGroups {
+            bytes: Arc::new(bytes.clone()),
+            metadata,
+        };
+        // The record readers reserve a whole batch per column: never more than the file holds
+        // (as parquet-rs's builder does).
+        let batch_size = batch_size.min(groups.num_rows()).max(1);
+        let reader =
+            ParquetRecordBatchReader::try_new_with_row_groups(&levels, &groups, batch_size, None)?;
+        reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(ParquetError::from)
+    }
+
+    fn levels(&mut self, metadata: &ParquetMetaData) -> Result<Arc<FieldLevels>> {
+        let file = metadata.file_metadata();
+        let embedded = file.key_value_metadata().and_then(|kv| {
+            kv.iter()
+                .find(|e| e.key == ARROW_SCHEMA_KEY)
+                .and_then(|e| e.value.as_deref())
+        });
+        let root = file.schema_descr().root_schema_ptr();
+        if let Some((.., levels)) = self
+            .schemas
+            .iter()
+            .find(|(e, r, _)| e.as_deref() == embedded && **r == *root)
+        {
+            return Ok(levels.clone());
+        }
+        let schema = parquet::arrow::parquet_to_arrow_schema(
+            file.schema_descr(),
+            file.key_value_metadata(),
+        )?;
+        let levels = Arc::new(parquet_to_arrow_field_levels(
+            file.schema_descr(),
+            ProjectionMask::all(),
+            Some(schema.fields()),
+        )?);
+        self.schemas
+            .push((embedded.map(str::to_string), root, levels.clone()));
+        Ok(levels)
+    }
+}
+
+/// All row groups of one file held in memory.
+struct FileRowGroups {
+    bytes: Arc<Bytes>,
+    metadata: ParquetMetaData,
+}
+
+impl RowGroups for FileRowGroups {
+    fn num_rows(&self) -> usize {
+        self.metadata
+            .row_groups()
+            .iter()
+            .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
+            .sum()
+    }
+
+    fn column_chunks(&self, i: usize) -> Result<Box<dyn PageIterator>> {
+        let mut readers: Vec<Result<Box<dyn PageReader>>> = Vec::new();
+        for rg in self.metadata.row_groups() {
+            readers.push(column_pages(&self.bytes, rg, i));
+        }
+        Ok(Box::new(Chunks(readers.into_iter())))
+    }
+
+    fn row_groups(&self) -> Box<dyn Iterator<Item = &RowGroupMetaData> + '_> {
+        Box::new(self.metadata.row_groups().iter())
+    }
+
+    fn metadata(&self) -> &ParquetMetaData {
+        &self.metadata
+    }
+}
+
+/// The page reader of column `i` of row group `rg`: zstd chunks are read as uncompressed and
+/// their pages decompressed by [`ZstdPages`]; other codecs stay with parquet-rs.
+fn column_pages(
+    bytes: &Arc<Bytes>,
+    rg: &RowGroupMetaData,
+    i: usize,
+) -> Result<Box<dyn PageReader>> {
+    if i >= rg.num_columns() {
+        return Err(ParquetError::General(format!(
+            "column {i} is not in a row group of {} columns",
+            rg.num_columns()
+        )));
+    }
+    let column = rg.column(i);
+    let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
+    if matches!(column.compression(), Compression::ZSTD(_)) {
+        let raw = column
+            .clone()
+            .into_builder()
+            .set_compression(Compression::UNCOMPRESSED)
+            .build()?;
+        let inner = SerializedPageReader::new(bytes.clone(), &raw, rows, None)?;
+        Ok(Box::new(ZstdPages { inner }))
+    } else {
+        Ok(Box::new(SerializedPageReader::new(
+            bytes.clone(),
+            column,
+            rows,
+            None,
+        )?))
+    }
+}
+
+struct Chunks(std::vec::IntoIter<Result<Box<dyn PageReader>>>);
+
+impl Iterator for Chunks {
+    type Item = Result<Box<dyn PageReader>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}
+
+impl PageIterator for Chunks {}
+
+/// The pages of a zstd column chunk, read undecompressed, decompressed with this thread's
+/// context.
+struct ZstdPages {
+    inner: SerializedPageReader<Bytes>,
+}
+
+impl Iterator for ZstdPages {
+    type Item = Result<Page>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.get_next_page().transpose()
+    }
+}
+
+impl PageReader for ZstdPages {
+    fn get_next_page(&mut self) -> Result<Option<Page>> {
+        let Some(page) = self.inner.get_next_page()? else {
+            return Ok(None);
+        };
+        Ok(Some(match page {
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                statistics,
+            } => Page::DataPage {
+                buf: decompress(&buf, 0)?,
+                num_values,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                statistics,
+            },
+            Page::DictionaryPage {
+                buf,
+                num_values,
+                encoding,
+                is_sorted,
+            } => Page::DictionaryPage {
+                buf: decompress(&buf, 0)?,
+                num_values,
+                encoding,
+                is_sorted,
+            },
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                encoding,
+                num_nulls,
+                num_rows,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                is_compressed,
+                statistics,
+            } => {
+                let levels = def_levels_byte_len as usize + rep_levels_byte_len as usize;
+                let buf = if is_compressed {
+                    decompress(&buf, levels)?
+                } else {
+                    buf
+                };
+                Page::DataPageV2 {
+                    buf,
+                    num_values,
+                    encoding,
+                    num_nulls,
+                    num_rows,
+                    def_levels_byte_len,
+                    rep_levels_byte_len,
+                    is_compressed: false,
+                    statistics,
+                }
+            }
+        }))
+    }
+
+    fn peek_next_page(&mut self) -> Result<Option<PageMetadata>> {
+        self.inner.peek_next_page()
+    }
+
+    fn skip_next_page(&mut self) -> Result<()> {
+        self.inner.skip_next_page()
+    }
+
+    fn at_record_boundary(&mut self) -> Result<bool> {
+        self.inner.at_record_boundary()
+    }
+}
+
+thread_local! {
+    /// One zstd decompression context per thread, reused for every page.
+    static ZSTD: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// `buf[..keep]` as it is followed by the zstd frame `buf[keep..]` decompressed. An empty
+/// frame (a page of no non-null values may have none) decompresses to nothing.
+fn decompress(buf: &Bytes, keep: usize) -> Result<Bytes> {
+    let (head, frame) = buf.split_at(keep.min(buf.len()));
+    if keep > buf.len() {
+        return Err(ParquetError::General(format!(
+            "page levels of {keep} bytes in a page of {} bytes",
+            buf.len()
+        )));
+    }
+    if frame.is_empty() {
+        return Ok(buf.clone());
+    }
+    let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) => Some(usize::try_from(size).map_err(|_| {
+            ParquetError::General(format!("zstd page of {size} bytes decompressed"))
+        })?),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    match size {
+        Some(size) => ZSTD.with(|cell| -> Result<()> {
+            let mut cell = cell.borrow_mut();
+            let decompressor = match cell.as_mut() {
+                Some(d) => d,
+                None => cell.insert(zstd::bulk::Decompressor::new().map_err(zstd_error)?),
+            };
+            // zstd writes from the start of a `Vec`'s allocation: the levels (v2 pages) go
+            // in front of a slice of the decompressed size.
+            if head.is_empty() {
+                out.reserve_exact(size);
+                decompressor
+                    .decompress_to_buffer(frame, &mut out)
+                    .map_err(zstd_error)?;
+            } else {
+                out.resize(head.len() + size, 0);
+                out[..head.len()].copy_from_slice(head);
+                let written = decompressor
+                    .decompress_to_buffer(frame, &mut out[head.len()..])
+                    .map_err(zstd_error)?;
+                out.truncate(head.len() + written);
+            }
+            Ok(())
+        })?,
+        // A frame that does not record its size (streamed): decode it to the end.
+        None => {
+            out.extend_from_slice(head);
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(frame).map_err(zstd_error)?;
+            std::io::Read::read_to_end(&mut decoder, &mut out).map_err(zstd_error)?;
+        }
+    }
+    if let Some(size) = size
+        && out.len() != head.len() + size
+    {
+        return Err(ParquetError::General(format!(
+            "zstd page decompressed to {} bytes, its frame says {size}",
+            out.len() - head.len()
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+fn zstd_error(e: std::io::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, BinaryArray, Int32Array, StringArray, TimestampMicrosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::basic::ZstdLevel;
+    use parquet::file::properties::{WriterProperties, WriterVersion};
+
+    /// `rows` rows of a string, a binary, a timestamp (UTC) and an int column, with nulls,
+    /// repeated values (dictionary pages) and one value long enough to compress.
+    fn batch(rows: usize, seed: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("geometry", DataType::Binary, true),
+            Field::new(
+                "datetime",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("n", DataType::Int32, true),
+        ]));
+        let ids: StringArray = (0..rows)
+            .map(|i| (i % 7 != 3).then(|| format!("item-{seed}-{i}-{}", "x".repeat(i % 50))))
+            .collect();
+        let geoms: BinaryArray = (0..rows)
+            .map(|i| (i % 5 != 0).then(|| vec![(i % 3) as u8; 21]))
+            .collect();
+        let times: TimestampMicrosecondArray = (0..rows)
+            .map(|i| (i % 4 != 1).then_some(1_600_000_000_000_000 + (i as i64) * 1_000))
+            .collect::<TimestampMicrosecondArray>()
+            .with_timezone("UTC");
+        let ns: Int32Array = (0..rows).map(|i| Some((i % 9) as i32)).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(ids),
+            Arc::new(geoms),
+            Arc::new(times),
+            Arc::new(ns),
+        ];
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    fn write(batch: &RecordBatch, props: WriterProperties) -> Bytes {
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+        Bytes::from(buf)
+    }
+
+    fn stock(bytes: &Bytes, batch_size: usize) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap()
+            .with_batch_size(batch_size)
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+    }
+
+    fn zstd() -> Compression {
+        Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
+    }
+
+    #[test]
+    fn decodes_what_parquet_rs_decodes_for_every_page_kind_and_codec() {
+        let data = batch(3_000, 1);
+        let kinds = [
+            (
+                "zstd v1 + dictionary",
+                WriterProperties::builder().set_compression(zstd()),
+            ),
+            (
+                "zstd v1 plain",
+                WriterProperties::builder()
+                    .set_compression(zstd())
+                    .set_dictionary_enabled(false),
+            ),
+            (
+                "zstd v2 pages",
+                WriterProperties::builder()
+                    .set_compression(zstd())
+                    .set_writer_version(WriterVersion::PARQUET_2_0),
+            ),
+            (
+                "zstd, several pages and row groups",
+                WriterProperties::builder()
+                    .set_compression(zstd())
+                    .set_data_page_row_count_limit(100)
+                    .set_write_batch_size(100)
+                    .set_max_row_group_row_count(Some(1_000)),
+            ),
+            (
+                "snappy",
+                WriterProperties::builder().set_compression(Compression::SNAPPY),
+            ),
+            (
+                "uncompressed",
+                WriterProperties::builder().set_compression(Compression::UNCOMPRESSED),
+            ),
+        ];
+        let mut decoder = FileDecoder::new();
+        for (kind, props) in kinds {
+            let bytes = write(&data, props.build());
+            for batch_size in [65_536, 1_000, 7] {
+                let ours = decoder.decode(&bytes, batch_size).unwrap();
+                assert_eq!(
+                    ours,
+                    stock(&bytes, batch_size),
+                    "{kind}, batches of {batch_size}"
+                );
+                let rows: usize = ours.iter().map(RecordBatch::num_rows).sum();
+                assert_eq!(rows, 3_000, "{kind}");
+            }
+        }
+        // The v2 and v1 files share one Parquet schema: one entry.
+        assert_eq!(decoder.schemas.len(), 1);
+    }
+
+    #[test]
+    fn files_of_different_schemas_each_get_their_own() {
+        let a = batch(10, 1);
+        let b = a.project(&[0, 3]).unwrap();
+        let props = || WriterProperties::builder().set_compression(zstd()).build();
+        let (fa, fb) = (write(&a, props()), write(&b, props()));
+        let mut decoder = FileDecoder::new();
+        for _ in 0..2 {
+            assert_eq!(decoder.decode(&fa, 100).unwrap(), stock(&fa, 100));
+            assert_eq!(decoder.decode(&fb, 100).unwrap(), stock(&fb, 100));
+        }
+        assert_eq!(decoder.schemas.len(), 2);
+        // Same Parquet schema, a different embedded Arrow schema (no time zone): its own entry,
+        // and the timestamps come back as that file wrote them.
+        let naive = arrow_cast::cast(
+            a.column(2),
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )
+        .unwrap();
+        let schema = Schema::new(vec![
+            a.schema().field(0).clone(),
+            a.schema().field(1).clone(),
+            Field::new(
+                "datetime",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+            a.schema().field(3).clone(),
+        ]);
+        let c = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                a.column(0).clone(),
+                a.column(1).clone(),
+                naive,
+                a.column(3).clone(),
+            ],
+        )
+        .unwrap();
+        let fc = write(&c, props());
+        assert_eq!(decoder.decode(&fc, 100).unwrap(), stock(&fc, 100));
+        assert_eq!(decoder.decode(&fa, 100).unwrap(), stock(&fa, 100));
+    }
+
+    #[test]
+    fn a_damaged_page_is_an_error_not_a_panic() {
+        let bytes = write(
+            &batch(2_000, 2),
+            WriterProperties::builder()
+                .set_compression(zstd())
+                .set_dictionary_enabled(false)
+                .build(),
+        );
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .unwrap();
+        let (start, len) = metadata.row_group(0).column(0).byte_range();
+        let mut damaged = bytes.to_vec();
+        // Overwrite the middle of the first column chunk (its page's zstd frame).
+        let middle = (start + len / 2) as usize;
+        damaged[middle..middle + 16].fill(0xA5);
+        let damaged = Bytes::from(damaged);
+        assert!(FileDecoder::new().decode(&damaged, 1_000).is_err());
+        // Not Parquet at all.
+        assert!(
+            FileDecoder::new()
+                .decode(&Bytes::from_static(b"not parquet"), 10)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn frames_with_and_without_a_recorded_size_decompress() {
+        let page: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let sized = zstd::bulk::compress(&page, 1).unwrap();
+        let mut streamed = Vec::new();
+        {
+            // A streaming encoder without a pledged size writes no content size.
+            let mut encoder = zstd::stream::write::Encoder::new(&mut streamed, 1).unwrap();
+            std::io::Write::write_all(&mut encoder, &page).unwrap();
+            encoder.finish().unwrap();
+        }
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&streamed)
+                .ok()
+                .flatten(),
+            None
+        );
+        for frame in [sized, streamed] {
+            assert_eq!(decompress(&Bytes::from(frame.clone()), 0).unwrap(), page);
+            // Levels kept in front (v2 pages).
+            let mut v2 = b"LEVELS".to_vec();
+            v2.extend_from_slice(&frame);
+            let out = decompress(&Bytes::from(v2), 6).unwrap();
+            assert_eq!(&out[..6], b"LEVELS");
+            assert_eq!(&out[6..], &page[..]);
+        }
+        assert!(decompress(&Bytes::from_static(b"ab"), 3).is_err());
+        assert_eq!(
+            decompress(&Bytes::from_static(b"ab"), 2).unwrap(),
+            &b"ab"[..]
+        );
+    }
+}
