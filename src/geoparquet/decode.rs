@@ -31,6 +31,9 @@ use parquet::schema::types::TypePtr;
 /// The key under which Arrow writers embed their schema in a Parquet footer.
 const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
 
+/// Schemas kept (a merge meets one or two; a stream of ever-new schemas starts over).
+const MAX_SCHEMAS: usize = 16;
+
 /// Decodes whole Parquet files; keeps the Arrow schemas of the Parquet schemas it met.
 #[derive(Default)]
 pub struct FileDecoder {
@@ -65,10 +68,12 @@ impl FileDecoder {
 
     fn levels(&mut self, metadata: &ParquetMetaData) -> Result<Arc<FieldLevels>> {
         let file = metadata.file_metadata();
+        // The last entry with a value, as parquet-rs reads the key-value metadata.
         let embedded = file.key_value_metadata().and_then(|kv| {
             kv.iter()
-                .find(|e| e.key == ARROW_SCHEMA_KEY)
-                .and_then(|e| e.value.as_deref())
+                .rev()
+                .filter(|e| e.key == ARROW_SCHEMA_KEY)
+                .find_map(|e| e.value.as_deref())
         });
         let root = file.schema_descr().root_schema_ptr();
         if let Some((.., levels)) = self
@@ -87,6 +92,9 @@ impl FileDecoder {
             ProjectionMask::all(),
             Some(schema.fields()),
         )?);
+        if self.schemas.len() >= MAX_SCHEMAS {
+            self.schemas.clear();
+        }
         self.schemas
             .push((embedded.map(str::to_string), root, levels.clone()));
         Ok(levels)
@@ -105,7 +113,7 @@ impl RowGroups for FileRowGroups {
             .row_groups()
             .iter()
             .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
-            .sum()
+            .fold(0, usize::saturating_add)
     }
 
     fn column_chunks(&self, i: usize) -> Result<Box<dyn PageIterator>> {
@@ -147,7 +155,10 @@ fn column_pages(
             .set_compression(Compression::UNCOMPRESSED)
             .build()?;
         let inner = SerializedPageReader::new(bytes.clone(), &raw, rows, None)?;
-        Ok(Box::new(ZstdPages { inner }))
+        // parquet-rs sizes a page by its header's uncompressed size, an i32.
+        let limit =
+            usize::try_from(column.uncompressed_size().clamp(0, i64::from(i32::MAX))).unwrap_or(0);
+        Ok(Box::new(ZstdPages { inner, limit }))
     } else {
         Ok(Box::new(SerializedPageReader::new(
             bytes.clone(),
@@ -173,6 +184,8 @@ impl PageIterator for Chunks {}
 /// context.
 struct ZstdPages {
     inner: SerializedPageReader<Bytes>,
+    /// The most bytes one page may decompress to.
+    limit: usize,
 }
 
 impl Iterator for ZstdPages {
@@ -196,7 +209,7 @@ impl PageReader for ZstdPages {
                 rep_level_encoding,
                 statistics,
             } => Page::DataPage {
-                buf: decompress(&buf, 0)?,
+                buf: decompress(&buf, 0, self.limit)?,
                 num_values,
                 encoding,
                 def_level_encoding,
@@ -209,7 +222,7 @@ impl PageReader for ZstdPages {
                 encoding,
                 is_sorted,
             } => Page::DictionaryPage {
-                buf: decompress(&buf, 0)?,
+                buf: decompress(&buf, 0, self.limit)?,
                 num_values,
                 encoding,
                 is_sorted,
@@ -227,7 +240,7 @@ impl PageReader for ZstdPages {
             } => {
                 let levels = def_levels_byte_len as usize + rep_levels_byte_len as usize;
                 let buf = if is_compressed {
-                    decompress(&buf, levels)?
+                    decompress(&buf, levels, self.limit)?
                 } else {
                     buf
                 };
@@ -264,65 +277,62 @@ thread_local! {
     static ZSTD: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// `buf[..keep]` as it is followed by the zstd frame `buf[keep..]` decompressed. An empty
-/// frame (a page of no non-null values may have none) decompresses to nothing.
-fn decompress(buf: &Bytes, keep: usize) -> Result<Bytes> {
-    let (head, frame) = buf.split_at(keep.min(buf.len()));
+/// `buf[..keep]` as it is followed by the zstd frame(s) `buf[keep..]` decompressed to at most
+/// `limit` bytes (the file's own claim, the column chunk's uncompressed size, bounds what a
+/// page may allocate). An empty frame (a page of no non-null values may have none)
+/// decompresses to nothing.
+fn decompress(buf: &Bytes, keep: usize, limit: usize) -> Result<Bytes> {
     if keep > buf.len() {
         return Err(ParquetError::General(format!(
             "page levels of {keep} bytes in a page of {} bytes",
             buf.len()
         )));
     }
+    let (head, frame) = buf.split_at(keep);
     if frame.is_empty() {
         return Ok(buf.clone());
     }
-    let size = match zstd::zstd_safe::get_frame_content_size(frame) {
-        Ok(Some(size)) => Some(usize::try_from(size).map_err(|_| {
-            ParquetError::General(format!("zstd page of {size} bytes decompressed"))
-        })?),
-        _ => None,
+    let too_big = |size: u64| {
+        ParquetError::General(format!(
+            "a zstd page of {size} bytes decompressed, more than its column chunk's \
+             {limit} bytes"
+        ))
     };
-    let mut out = Vec::new();
-    match size {
-        Some(size) => ZSTD.with(|cell| -> Result<()> {
+    // One-shot into a buffer of the size the frame records; a frame that records none (a
+    // streaming writer), or pages of several frames, are streamed (bounded by `limit`).
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(frame) {
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&n| n <= limit)
+            .ok_or_else(|| too_big(size))?;
+        let mut out = std::io::Cursor::new(Vec::with_capacity(head.len() + size));
+        out.get_mut().extend_from_slice(head);
+        out.set_position(head.len() as u64);
+        let done = ZSTD.with(|cell| -> Result<usize> {
             let mut cell = cell.borrow_mut();
             let decompressor = match cell.as_mut() {
                 Some(d) => d,
                 None => cell.insert(zstd::bulk::Decompressor::new().map_err(zstd_error)?),
             };
-            // zstd writes from the start of a `Vec`'s allocation: the levels (v2 pages) go
-            // in front of a slice of the decompressed size.
-            if head.is_empty() {
-                out.reserve_exact(size);
-                decompressor
-                    .decompress_to_buffer(frame, &mut out)
-                    .map_err(zstd_error)?;
-            } else {
-                out.resize(head.len() + size, 0);
-                out[..head.len()].copy_from_slice(head);
-                let written = decompressor
-                    .decompress_to_buffer(frame, &mut out[head.len()..])
-                    .map_err(zstd_error)?;
-                out.truncate(head.len() + written);
-            }
-            Ok(())
-        })?,
-        // A frame that does not record its size (streamed): decode it to the end.
-        None => {
-            out.extend_from_slice(head);
-            let mut decoder =
-                zstd::stream::read::Decoder::with_buffer(frame).map_err(zstd_error)?;
-            std::io::Read::read_to_end(&mut decoder, &mut out).map_err(zstd_error)?;
+            decompressor
+                .decompress_to_buffer(frame, &mut out)
+                .map_err(zstd_error)
+        });
+        if let Ok(written) = done
+            && written == size
+        {
+            return Ok(Bytes::from(out.into_inner()));
         }
     }
-    if let Some(size) = size
-        && out.len() != head.len() + size
-    {
-        return Err(ParquetError::General(format!(
-            "zstd page decompressed to {} bytes, its frame says {size}",
-            out.len() - head.len()
-        )));
+    let mut out = head.to_vec();
+    let decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(zstd_error)?;
+    let read = std::io::Read::read_to_end(
+        &mut std::io::Read::take(decoder, limit as u64 + 1),
+        &mut out,
+    )
+    .map_err(zstd_error)?;
+    if read > limit {
+        return Err(too_big(read as u64));
     }
     Ok(Bytes::from(out))
 }
@@ -541,18 +551,55 @@ mod tests {
                 .flatten(),
             None
         );
-        for frame in [sized, streamed] {
-            assert_eq!(decompress(&Bytes::from(frame.clone()), 0).unwrap(), page);
+        let limit = page.len();
+        for frame in [sized.clone(), streamed.clone()] {
+            assert_eq!(
+                decompress(&Bytes::from(frame.clone()), 0, limit).unwrap(),
+                page
+            );
             // Levels kept in front (v2 pages).
             let mut v2 = b"LEVELS".to_vec();
             v2.extend_from_slice(&frame);
-            let out = decompress(&Bytes::from(v2), 6).unwrap();
+            let out = decompress(&Bytes::from(v2), 6, limit).unwrap();
             assert_eq!(&out[..6], b"LEVELS");
             assert_eq!(&out[6..], &page[..]);
+            // More than the column chunk holds: refused, whether the frame says so or not.
+            let err = decompress(&Bytes::from(frame), 0, limit - 1).unwrap_err();
+            assert!(
+                err.to_string().contains("more than its column chunk"),
+                "{err}"
+            );
         }
-        assert!(decompress(&Bytes::from_static(b"ab"), 3).is_err());
+        // A page of two frames (valid zstd; the first frame's size is not the page's).
+        let mut two = sized.clone();
+        two.extend_from_slice(&sized);
+        let out = decompress(&Bytes::from(two), 0, 2 * limit).unwrap();
+        assert_eq!(out.len(), 2 * page.len());
+        assert_eq!(&out[page.len()..], &page[..]);
+        // Frames of 64 MiB for a column chunk of 1 MiB: refused before allocating (recorded
+        // size) or once past the limit (streamed).
+        let zeros = vec![0u8; 64 << 20];
+        let mut bomb_streamed = Vec::new();
+        {
+            let mut encoder = zstd::stream::write::Encoder::new(&mut bomb_streamed, 19).unwrap();
+            std::io::Write::write_all(&mut encoder, &zeros).unwrap();
+            encoder.finish().unwrap();
+        }
+        for bomb in [zstd::bulk::compress(&zeros, 19).unwrap(), bomb_streamed] {
+            assert!(bomb.len() < 1 << 20);
+            let err = decompress(&Bytes::from(bomb), 0, 1 << 20).unwrap_err();
+            assert!(
+                err.to_string().contains("more than its column chunk"),
+                "{err}"
+            );
+        }
+        // A truncated frame.
+        let mut cut = sized.clone();
+        cut.truncate(sized.len() / 2);
+        assert!(decompress(&Bytes::from(cut), 0, limit).is_err());
+        assert!(decompress(&Bytes::from_static(b"ab"), 3, 10).is_err());
         assert_eq!(
-            decompress(&Bytes::from_static(b"ab"), 2).unwrap(),
+            decompress(&Bytes::from_static(b"ab"), 2, 10).unwrap(),
             &b"ab"[..]
         );
     }
