@@ -749,9 +749,12 @@ async fn checkpoint(path: &Path) -> Result<()> {
 /// 14 minutes with a worker thread in `sqlx_core::pool::inner::spawn_maintenance_tasks` and the
 /// main thread in the runtime's shutdown (gdb); the one CI hang (a CLI `compact` that never
 /// exited) had the same shape. A day's idle timeout leaves only the
-/// 30-minute lifetime sweep (and the one when the pool starts, before any connection is
-/// released): our operations open the catalog, commit and close it within minutes, so a
-/// sweep rarely runs while connections move. `cli::main` also bounds the runtime's shutdown.
+/// 30-minute lifetime sweep and the one when the reaper task first runs: our operations open
+/// the catalog, commit and close it within minutes, so a sweep rarely runs while connections
+/// move. Rarely is not never: the first sweep raced once more (stop 19, the
+/// `tests/maintenance.rs` binary, 14 minutes), so the build now patches sqlx-core to bound the
+/// sweep by the pool size (`vendor/sqlx-core/PATCHED.md`). `cli::main` also bounds the
+/// runtime's shutdown.
 pub const SQL_POOL_IDLE_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 
 /// The iceberg-catalog-sql properties of the SQLite catalog at `db_path`.
