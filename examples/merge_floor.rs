@@ -8,7 +8,7 @@
 //!
 //!     cargo run --release --example merge_floor -- DIR
 //!     env: DICT=0 (no dictionary encoding), CHUNK=N (write all rows as files of N rows instead
-//!          of one per bucket), DECODER=ours (decode with `geoparquet::decode::FileDecoder`,
+//!          of one per bucket), DECODER=ours (decode with `geoparquet::decode::decode_file`,
 //!          as merges do, instead of parquet-rs's `ParquetRecordBatchReaderBuilder`)
 //!
 //! Used for the "floor" figures of the compaction benchmark in the README.
@@ -39,12 +39,11 @@ fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Re
     Ok(())
 }
 
-fn decode(
-    bytes: &Bytes,
-    ours: &mut Option<earthcatalog::geoparquet::decode::FileDecoder>,
-) -> Result<Vec<RecordBatch>, Failure> {
-    if let Some(decoder) = ours {
-        return Ok(decoder.decode(bytes, 65_536)?);
+fn decode(bytes: &Bytes, ours: bool) -> Result<Vec<RecordBatch>, Failure> {
+    if ours {
+        return Ok(earthcatalog::geoparquet::decode::decode_file(
+            bytes, 65_536,
+        )?);
     }
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?
         .with_batch_size(65_536)
@@ -72,8 +71,7 @@ fn main() -> Result<(), Failure> {
     let dir = std::env::args().nth(1).ok_or("usage: merge_floor DIR")?;
     let dictionary = std::env::var("DICT").map_or(true, |v| v != "0");
     let chunk: Option<usize> = std::env::var("CHUNK").ok().and_then(|v| v.parse().ok());
-    let mut ours = (std::env::var("DECODER").as_deref() == Ok("ours"))
-        .then(earthcatalog::geoparquet::decode::FileDecoder::new);
+    let ours = std::env::var("DECODER").as_deref() == Ok("ours");
     let mut paths = Vec::new();
     walk(std::path::Path::new(&dir), &mut paths)?;
     let mut files = Vec::new();
@@ -89,7 +87,7 @@ fn main() -> Result<(), Failure> {
         let mut buckets: BTreeMap<&str, Vec<RecordBatch>> = BTreeMap::new();
         let mut rows = 0;
         for (bucket, bytes) in &files {
-            for batch in decode(bytes, &mut ours)? {
+            for batch in decode(bytes, ours)? {
                 rows += batch.num_rows();
                 buckets.entry(bucket).or_default().push(batch);
             }
@@ -128,7 +126,7 @@ fn main() -> Result<(), Failure> {
         let write = started.elapsed().as_secs_f64();
         let started = Instant::now();
         for bytes in &written {
-            decode(bytes, &mut ours)?;
+            decode(bytes, ours)?;
         }
         let back = started.elapsed().as_secs_f64();
         println!(

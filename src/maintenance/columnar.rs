@@ -19,7 +19,7 @@ use arrow_schema::{DataType, Schema, SortOptions, TimeUnit};
 use arrow_select::take::take_record_batch;
 use bytes::Bytes;
 
-use crate::geoparquet::decode::FileDecoder;
+use crate::geoparquet::decode::decode_file;
 use crate::geoparquet::read::normalise;
 use crate::geoparquet::{EncodedFile, GeoParquetWriter, WriterOptions};
 use crate::hash_index::{IdHash, hash_id};
@@ -50,11 +50,8 @@ pub(crate) fn merge(
     let schema = Arc::new(crate::schema::arrow_schema(table));
     let mut batches = Vec::new();
     let mut ranks: Vec<usize> = Vec::new();
-    let mut decoder = FileDecoder::new();
     for (rank, url, bytes) in inputs {
-        let decoded = decoder
-            .decode(bytes, 65_536)
-            .map_err(|e| format!("{url}: {e}"))?;
+        let decoded = decode_file(bytes, 65_536).map_err(|e| format!("{url}: {e}"))?;
         for batch in decoded {
             let batch = conform(&batch, table, &schema, cell).map_err(|e| format!("{url}: {e}"))?;
             ranks.extend(std::iter::repeat_n(*rank, batch.num_rows()));
