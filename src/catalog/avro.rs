@@ -55,6 +55,8 @@ pub struct EntryLite {
     pub sequence_number: Option<i64>,
     /// Snapshot that added (or deleted) the file, as stored (`None` = inherited).
     pub snapshot_id: Option<i64>,
+    /// File sequence number stored in the entry (`None` = inherited from the manifest).
+    pub file_sequence_number: Option<i64>,
     /// 0 data, 1 position deletes, 2 equality deletes (0 in v1 manifests).
     pub content: i32,
     /// The data file path.
@@ -87,8 +89,18 @@ impl EntryLite {
     /// The data sequence number, inherited from the manifest `file` as the Iceberg spec (and
     /// iceberg-rust) do when the entry has none.
     pub fn sequence_number_in(&self, file: &ManifestFile) -> Option<i64> {
-        self.sequence_number
-            .or((self.status == 1 || file.sequence_number == 0).then_some(file.sequence_number))
+        self.sequence_number.or(self.inherited(file))
+    }
+
+    /// The file sequence number, inherited from the manifest `file` by the same rule.
+    pub fn file_sequence_number_in(&self, file: &ManifestFile) -> Option<i64> {
+        self.file_sequence_number.or(self.inherited(file))
+    }
+
+    /// A sequence number an entry without one takes from its manifest: the manifest's own, for
+    /// an added entry or a manifest of the first sequence number.
+    fn inherited(&self, file: &ManifestFile) -> Option<i64> {
+        (self.status == 1 || file.sequence_number == 0).then_some(file.sequence_number)
     }
 }
 
@@ -139,6 +151,7 @@ fn lite(e: &iceberg::spec::ManifestEntry, stats_fields: &[i32]) -> EntryLite {
         },
         sequence_number: e.sequence_number(),
         snapshot_id: e.snapshot_id(),
+        file_sequence_number: e.file_sequence_number,
         content: match e.content_type() {
             DataContentType::Data => 0,
             DataContentType::PositionDeletes => 1,
@@ -540,11 +553,17 @@ fn read_data_file(
     Ok(())
 }
 
-fn read_entry(c: &mut Cursor, fields: &[(String, Schema)], stats_fields: &[i32]) -> R<EntryLite> {
+/// One entry, projected, and where its `data_file` record lies in the block.
+fn read_entry(
+    c: &mut Cursor,
+    fields: &[(String, Schema)],
+    stats_fields: &[i32],
+) -> R<(EntryLite, std::ops::Range<usize>)> {
     let mut e = EntryLite {
         status: -1,
         sequence_number: None,
         snapshot_id: None,
+        file_sequence_number: None,
         content: 0,
         file_path: String::new(),
         partition: Vec::new(),
@@ -553,12 +572,18 @@ fn read_entry(c: &mut Cursor, fields: &[(String, Schema)], stats_fields: &[i32])
         has_value_counts: false,
         stats: vec![ColumnStats::default(); stats_fields.len()],
     };
+    let mut data_file = 0..0;
     for (name, s) in fields {
         match (name.as_str(), s) {
             ("status", _) => e.status = c.opt_long(s)?.ok_or("no status")? as i32,
             ("sequence_number", _) => e.sequence_number = c.opt_long(s)?,
+            ("file_sequence_number", _) => e.file_sequence_number = c.opt_long(s)?,
             ("snapshot_id", _) => e.snapshot_id = c.opt_long(s)?,
-            ("data_file", Schema::Record(df)) => read_data_file(c, df, stats_fields, &mut e)?,
+            ("data_file", Schema::Record(df)) => {
+                let start = c.pos;
+                read_data_file(c, df, stats_fields, &mut e)?;
+                data_file = start..c.pos;
+            }
             ("data_file", _) => return Err("data_file is not a record".into()),
             _ => c.skip(s)?,
         }
@@ -566,7 +591,7 @@ fn read_entry(c: &mut Cursor, fields: &[(String, Schema)], stats_fields: &[i32])
     if e.status < 0 || e.file_path.is_empty() {
         return Err("manifest entry without status or file path".into());
     }
-    Ok(e)
+    Ok((e, data_file))
 }
 
 /// The header of an Avro object container file: its metadata and sync marker.
@@ -602,9 +627,13 @@ impl<'a> Header<'a> {
 
     /// The writer's schema.
     pub(super) fn schema(&self) -> R<Schema> {
-        let json: Json = serde_json::from_slice(self.meta.get("avro.schema").ok_or("no schema")?)
-            .map_err(|e| format!("Avro schema: {e}"))?;
-        parse_schema(&json, &mut HashMap::new())
+        parse_schema(&self.schema_json()?, &mut HashMap::new())
+    }
+
+    /// The writer's schema as JSON.
+    pub(super) fn schema_json(&self) -> R<Json> {
+        serde_json::from_slice(self.meta.get("avro.schema").ok_or("no schema")?)
+            .map_err(|e| format!("Avro schema: {e}"))
     }
 
     /// The codec (`null` when the file names none).
@@ -623,12 +652,79 @@ pub fn read_manifest_entries(file: &[u8], stats_fields: &[i32]) -> R<Vec<EntryLi
     let Schema::Record(fields) = header.schema()? else {
         return Err("manifest schema is not a record".into());
     };
+    let mut entries = Vec::new();
+    for_each_block(file, &header, |block, count| {
+        for _ in 0..count {
+            entries.push(read_entry(block, &fields, stats_fields)?.0);
+        }
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// Every entry of a manifest file, projected (no statistics), with the bytes of its
+/// `data_file` record exactly as written: for a rewrite that copies those bytes into a
+/// manifest whose `data_file` schema is `data_file_schema` (the JSON of that field's type).
+///
+/// Declines (`Err`) a file whose `data_file` type is not that JSON value, or whose other entry
+/// fields define named types (the copied bytes must mean the same under the new schema).
+pub(super) fn for_each_entry_with_data_file(
+    file: &[u8],
+    data_file_schema: &Json,
+    mut entry: impl FnMut(EntryLite, &[u8]) -> R<()>,
+) -> R<()> {
+    let header = Header::parse(file)?;
+    let json = header.schema_json()?;
+    let top = json
+        .get("fields")
+        .and_then(Json::as_array)
+        .ok_or("manifest schema is not a record")?;
+    for f in top {
+        let ty = f.get("type").ok_or("field without type")?;
+        if f.get("name").and_then(Json::as_str) == Some("data_file") {
+            if ty != data_file_schema {
+                return Err("the manifest's data_file schema differs from the new one".into());
+            }
+        } else if !defines_no_names(ty) {
+            return Err("a manifest entry field defines a named type".into());
+        }
+    }
+    let Schema::Record(fields) = parse_schema(&json, &mut HashMap::new())? else {
+        return Err("manifest schema is not a record".into());
+    };
+    if !fields.iter().any(|(n, _)| n == "data_file") {
+        return Err("manifest schema has no data_file".into());
+    }
+    for_each_block(file, &header, |block, count| {
+        for _ in 0..count {
+            let (e, span) = read_entry(block, &fields, &[])?;
+            entry(e, &block.buf[span])?;
+        }
+        Ok(())
+    })
+}
+
+/// A type given by primitive names only (a name or a union of names).
+fn defines_no_names(ty: &Json) -> bool {
+    match ty {
+        Json::String(_) => true,
+        Json::Array(branches) => branches.iter().all(Json::is_string),
+        _ => false,
+    }
+}
+
+/// Every data block of an Avro object container file (after `header`): `each` gets a cursor
+/// over the block's (inflated) data and its object count.
+fn for_each_block(
+    file: &[u8],
+    header: &Header,
+    mut each: impl FnMut(&mut Cursor, i64) -> R<()>,
+) -> R<()> {
     let (sync, codec) = (header.sync, header.codec());
     let mut c = Cursor {
         buf: file,
         pos: header.len,
     };
-    let mut entries = Vec::new();
     let mut inflated = Vec::new();
     while c.pos < file.len() {
         let count = c.long()?;
@@ -648,12 +744,9 @@ pub fn read_manifest_entries(file: &[u8], stats_fields: &[i32]) -> R<Vec<EntryLi
             }
             other => return Err(format!("Avro codec `{other}` not supported here")),
         };
-        let mut block = Cursor { buf: data, pos: 0 };
-        for _ in 0..count {
-            entries.push(read_entry(&mut block, &fields, stats_fields)?);
-        }
+        each(&mut Cursor { buf: data, pos: 0 }, count)?;
     }
-    Ok(entries)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,13 +15,16 @@
 //! reader reads either way.
 
 use iceberg::io::FileIO;
-use iceberg::spec::{
-    ByteBuf, DataFile, Datum, FieldSummary, Literal, ManifestContentType, ManifestFile,
-    ManifestWriterBuilder, PartitionSpecRef, PrimitiveLiteral, PrimitiveType, SchemaRef, Type,
-    UNASSIGNED_SEQUENCE_NUMBER,
-};
+use std::collections::HashSet;
 
-use super::avro::{Header, R, Schema, put_bytes, put_long};
+use iceberg::spec::{
+    ByteBuf, DataContentType, DataFile, DataFileBuilder, DataFileFormat, Datum, FieldSummary,
+    Literal, ManifestContentType, ManifestFile, ManifestWriterBuilder, PartitionSpecRef,
+    PrimitiveLiteral, PrimitiveType, SchemaRef, Struct, Type, UNASSIGNED_SEQUENCE_NUMBER,
+};
+use serde_json::Value as Json;
+
+use super::avro::{EntryLite, Header, PartitionDatum, R, Schema, put_bytes, put_long};
 use crate::error::{Error, Result};
 
 /// Encoded entries are flushed into an Avro block once it holds this many bytes.
@@ -145,24 +148,54 @@ impl ManifestEncoder {
         snapshot_id: i64,
         entries: &[Entry],
     ) -> Result<ManifestFile> {
-        let ctx = |what: &str| format!("{what} manifest {path}");
         let Some(plan) = &self.fast else {
             return self
                 .write_generic(file_io, path, snapshot_id, entries)
                 .await;
         };
-        let (bytes, mut file) = plan
+        let (bytes, file) = plan
             .encode(&self.spec, snapshot_id, entries)
             .map_err(|e| Error::Inconsistent(format!("encoding manifest {path}: {e}")))?;
-        file.manifest_path = path.to_string();
-        file.manifest_length = bytes.len() as i64;
-        file_io
-            .new_output(path)
-            .map_err(|e| Error::iceberg(ctx("creating"), e))?
-            .write(bytes.into())
-            .await
-            .map_err(|e| Error::iceberg(ctx("writing"), e))?;
-        Ok(file)
+        upload(file_io, path, bytes, file).await
+    }
+
+    /// The rewrite of the manifest `old` (its bytes `old_bytes`) for snapshot `snapshot_id`:
+    /// its live entries, those whose path is in `removed` marked deleted, the others existing
+    /// (deleted entries of `old` are dropped), as [`ManifestEncoder::write`] would write them
+    /// from the decoded entries — but each entry's `data_file` record is copied byte for byte,
+    /// not decoded into a `DataFile` and encoded again. Returns the bytes, the list entry (path
+    /// and length unset) and the removed files as `Deleted` entries whose `DataFile` holds
+    /// only what a snapshot summary counts (path, content, partition, records, size).
+    ///
+    /// Declines (`Err`, the caller decodes the manifest instead) when the encoder is iceberg-
+    /// rust's, when `old`'s `data_file` schema is not the one written here (another writer,
+    /// another partition type), or a partition value has a type this path does not convert.
+    ///
+    /// Measured (compaction of the production-shaped warehouse, 9,021 → 1,669 files): decoding
+    /// the rewritten manifests with iceberg-rust's generic Avro reader and encoding them again
+    /// was 12 % of all CPU samples.
+    pub(crate) fn rewrite(
+        &self,
+        old: &ManifestFile,
+        old_bytes: &[u8],
+        snapshot_id: i64,
+        removed: &HashSet<String>,
+    ) -> R<(Vec<u8>, ManifestFile, Vec<Entry>)> {
+        let plan = self
+            .fast
+            .as_ref()
+            .ok_or("manifests are written by iceberg-rust")?;
+        plan.rewrite(&self.spec, old, old_bytes, snapshot_id, removed)
+    }
+
+    /// Write `bytes`, the manifest whose list entry is `file`, to `path`.
+    pub(crate) async fn upload(
+        file_io: &FileIO,
+        path: &str,
+        bytes: Vec<u8>,
+        file: ManifestFile,
+    ) -> Result<ManifestFile> {
+        upload(file_io, path, bytes, file).await
     }
 
     async fn write_generic(
@@ -213,6 +246,25 @@ impl ManifestEncoder {
             .await
             .map_err(|e| Error::iceberg(ctx("writing"), e))
     }
+}
+
+/// Write `bytes` to `path`; `file` is its list entry, given its path and length.
+async fn upload(
+    file_io: &FileIO,
+    path: &str,
+    bytes: Vec<u8>,
+    mut file: ManifestFile,
+) -> Result<ManifestFile> {
+    let ctx = |what: &str| format!("{what} manifest {path}");
+    file.manifest_path = path.to_string();
+    file.manifest_length = bytes.len() as i64;
+    file_io
+        .new_output(path)
+        .map_err(|e| Error::iceberg(ctx("creating"), e))?
+        .write(bytes.into())
+        .await
+        .map_err(|e| Error::iceberg(ctx("writing"), e))?;
+    Ok(file)
 }
 
 /// The bytes iceberg-rust writes for an empty data manifest of `schema` and `spec`: the
@@ -411,6 +463,9 @@ struct Plan {
     fields: Vec<EntryField>,
     /// Partition field types (for the manifest's partition summaries).
     partition_types: Vec<PrimitiveType>,
+    /// The header's `data_file` type, as JSON (a rewrite copies the records of manifests
+    /// written with the same).
+    data_file_json: Json,
 }
 
 impl Plan {
@@ -468,11 +523,23 @@ impl Plan {
             .sync
             .try_into()
             .map_err(|_| "a sync marker of other than 16 bytes")?;
+        let json = parsed.schema_json()?;
+        let data_file_json = json
+            .get("fields")
+            .and_then(Json::as_array)
+            .and_then(|fs| {
+                fs.iter()
+                    .find(|f| f.get("name").and_then(Json::as_str) == Some("data_file"))
+            })
+            .and_then(|f| f.get("type"))
+            .cloned()
+            .ok_or("the manifest schema has no data_file type")?;
         Ok(Self {
             header: header.to_vec(),
             sync,
             fields,
             partition_types,
+            data_file_json,
         })
     }
 
@@ -500,6 +567,111 @@ impl Plan {
         Ok((out, summary.finish(spec, snapshot_id)?))
     }
 
+    /// See [`ManifestEncoder::rewrite`].
+    fn rewrite(
+        &self,
+        spec: &PartitionSpecRef,
+        old: &ManifestFile,
+        old_bytes: &[u8],
+        snapshot_id: i64,
+        removed: &HashSet<String>,
+    ) -> R<(Vec<u8>, ManifestFile, Vec<Entry>)> {
+        if old.partition_spec_id != spec.spec_id() {
+            return Err("the manifest has another partition spec".into());
+        }
+        let mut out = Vec::with_capacity(self.header.len() + old_bytes.len());
+        out.extend_from_slice(&self.header);
+        let mut block = Vec::with_capacity(BLOCK_BYTES + 4096);
+        let mut in_block = 0i64;
+        let mut summary = Summary::new(&self.partition_types);
+        let mut deleted = Vec::new();
+        super::avro::for_each_entry_with_data_file(
+            old_bytes,
+            &self.data_file_json,
+            |e, data_file| {
+                if e.status == 2 {
+                    return Ok(());
+                }
+                let seq = e.sequence_number_in(old).ok_or_else(|| {
+                    format!("manifest entry {} has no sequence number", e.file_path)
+                })?;
+                let file_seq = e.file_sequence_number_in(old).unwrap_or(seq);
+                let partition = self.partition_literals(&e)?;
+                let gone = removed.contains(&e.file_path);
+                let rows = u64::try_from(e.record_count).map_err(|_| "a negative record count")?;
+                let tracking = if gone {
+                    summary.count(Kind3::Deleted, rows, None, &partition, &e.file_path)?;
+                    (2, Some(snapshot_id), Some(seq), Some(file_seq))
+                } else {
+                    summary.count(Kind3::Existing, rows, Some(seq), &partition, &e.file_path)?;
+                    (0, Some(e.snapshot_id_in(old)), Some(seq), Some(file_seq))
+                };
+                self.encode_tracked(&mut block, tracking, |buf| {
+                    buf.extend_from_slice(data_file);
+                    Ok(())
+                })?;
+                in_block += 1;
+                if block.len() >= BLOCK_BYTES {
+                    self.flush(&mut out, &mut block, &mut in_block);
+                }
+                if gone {
+                    deleted.push(Entry::Deleted {
+                        file: summary_file(&e, partition, old.partition_spec_id)?,
+                        sequence_number: seq,
+                        file_sequence_number: file_seq,
+                    });
+                }
+                Ok(())
+            },
+        )?;
+        self.flush(&mut out, &mut block, &mut in_block);
+        Ok((out, summary.finish(spec, snapshot_id)?, deleted))
+    }
+
+    /// An entry's partition tuple as literals of the spec's types.
+    fn partition_literals(&self, e: &EntryLite) -> R<Vec<Option<PrimitiveLiteral>>> {
+        if e.partition.len() != self.partition_types.len() {
+            return Err(format!(
+                "{}: a partition tuple of {} values for a spec of {}",
+                e.file_path,
+                e.partition.len(),
+                self.partition_types.len()
+            ));
+        }
+        e.partition
+            .iter()
+            .zip(&self.partition_types)
+            .map(|(v, ty)| {
+                Ok(match (v, ty) {
+                    (PartitionDatum::Null, _) => None,
+                    (PartitionDatum::Long(v), PrimitiveType::Int | PrimitiveType::Date) => {
+                        Some(PrimitiveLiteral::Int(
+                            i32::try_from(*v).map_err(|_| "an int partition value out of range")?,
+                        ))
+                    }
+                    (
+                        PartitionDatum::Long(v),
+                        PrimitiveType::Long
+                        | PrimitiveType::Time
+                        | PrimitiveType::Timestamp
+                        | PrimitiveType::Timestamptz
+                        | PrimitiveType::TimestampNs
+                        | PrimitiveType::TimestamptzNs,
+                    ) => Some(PrimitiveLiteral::Long(*v)),
+                    (PartitionDatum::Str(s), PrimitiveType::String) => {
+                        Some(PrimitiveLiteral::String(s.clone()))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{}: a partition value not converted here",
+                            e.file_path
+                        ));
+                    }
+                })
+            })
+            .collect()
+    }
+
     fn flush(&self, out: &mut Vec<u8>, block: &mut Vec<u8>, count: &mut i64) {
         if *count == 0 {
             return;
@@ -512,18 +684,41 @@ impl Plan {
     }
 
     fn encode_entry(&self, buf: &mut Vec<u8>, snapshot_id: i64, e: &Entry) -> R<()> {
-        let (status, snapshot, seq, file_seq) = e.tracking(snapshot_id);
+        self.encode_tracked(buf, e.tracking(snapshot_id), |buf| {
+            let EntryField::DataFile(fields) = self.data_file_field() else {
+                return Err("no data_file field".into());
+            };
+            encode_data_file(buf, fields, e.file())
+        })
+    }
+
+    /// An entry with these tracking fields (status, snapshot id, sequence numbers) whose
+    /// `data_file` record `data_file` writes.
+    fn encode_tracked(
+        &self,
+        buf: &mut Vec<u8>,
+        (status, snapshot, seq, file_seq): (i64, Option<i64>, Option<i64>, Option<i64>),
+        mut data_file: impl FnMut(&mut Vec<u8>) -> R<()>,
+    ) -> R<()> {
         for f in &self.fields {
             match f {
                 EntryField::Status(s) => opt(buf, *s, Some(status), put_long)?,
                 EntryField::SnapshotId(s) => opt(buf, *s, snapshot, put_long)?,
                 EntryField::SequenceNumber(s) => opt(buf, *s, seq, put_long)?,
                 EntryField::FileSequenceNumber(s) => opt(buf, *s, file_seq, put_long)?,
-                EntryField::DataFile(fields) => encode_data_file(buf, fields, e.file())?,
+                EntryField::DataFile(_) => data_file(buf)?,
                 EntryField::Null(branch) => put_long(buf, *branch),
             }
         }
         Ok(())
+    }
+
+    /// The `data_file` field (compile checked there is one).
+    fn data_file_field(&self) -> &EntryField {
+        self.fields
+            .iter()
+            .find(|f| matches!(f, EntryField::DataFile(_)))
+            .unwrap_or(&EntryField::Null(0))
     }
 }
 
@@ -760,6 +955,40 @@ fn encode_partition_value(
     })
 }
 
+/// The status of an entry, for its manifest's counts.
+#[derive(Debug, Clone, Copy)]
+enum Kind3 {
+    Added,
+    Existing,
+    Deleted,
+}
+
+/// The catalog entry of a file a rewrite removes, as far as a snapshot summary counts it: path,
+/// content, partition, records and size (no column statistics: the removed entry itself is
+/// copied byte for byte).
+fn summary_file(
+    e: &EntryLite,
+    partition: Vec<Option<PrimitiveLiteral>>,
+    spec_id: i32,
+) -> R<DataFile> {
+    if e.content != 0 {
+        return Err(format!("{}: not a data file", e.file_path));
+    }
+    let mut b = DataFileBuilder::default();
+    b.content(DataContentType::Data)
+        .file_path(e.file_path.clone())
+        .file_format(DataFileFormat::Parquet)
+        .partition(Struct::from_iter(
+            partition.into_iter().map(|v| v.map(Literal::Primitive)),
+        ))
+        .partition_spec_id(spec_id)
+        .record_count(u64::try_from(e.record_count).map_err(|_| "a negative record count")?)
+        .file_size_in_bytes(
+            u64::try_from(e.file_size_in_bytes).map_err(|_| "a negative file size")?,
+        );
+    b.build().map_err(|err| format!("{}: {err}", e.file_path))
+}
+
 /// A manifest's counts and partition field summaries, as iceberg-rust's writer computes them.
 struct Summary<'a> {
     types: &'a [PrimitiveType],
@@ -793,34 +1022,67 @@ impl<'a> Summary<'a> {
 
     fn add(&mut self, e: &Entry) -> R<()> {
         let df = e.file();
-        let rows = df.record_count();
-        let (counts, alive_seq) = match e {
+        let (kind, alive_seq) = match e {
             Entry::Added {
                 sequence_number, ..
             } => (
-                &mut self.added,
+                Kind3::Added,
                 (*sequence_number >= 0).then_some(*sequence_number),
             ),
             Entry::Existing {
                 sequence_number, ..
-            } => (&mut self.existing, Some(*sequence_number)),
-            Entry::Deleted { .. } => (&mut self.deleted, None),
+            } => (Kind3::Existing, Some(*sequence_number)),
+            Entry::Deleted { .. } => (Kind3::Deleted, None),
+        };
+        let partition = df
+            .partition()
+            .fields()
+            .iter()
+            .map(|v| match v {
+                None => Ok(None),
+                Some(Literal::Primitive(p)) => Ok(Some(p.clone())),
+                Some(_) => Err(format!(
+                    "{}: a partition value that is not primitive",
+                    df.file_path()
+                )),
+            })
+            .collect::<R<Vec<_>>>()?;
+        self.count(
+            kind,
+            df.record_count(),
+            alive_seq,
+            &partition,
+            df.file_path(),
+        )
+    }
+
+    /// Count an entry of `kind` with `rows` rows, data sequence number `alive_seq` (live
+    /// entries) and this partition tuple.
+    fn count(
+        &mut self,
+        kind: Kind3,
+        rows: u64,
+        alive_seq: Option<i64>,
+        partition: &[Option<PrimitiveLiteral>],
+        path: &str,
+    ) -> R<()> {
+        let counts = match kind {
+            Kind3::Added => &mut self.added,
+            Kind3::Existing => &mut self.existing,
+            Kind3::Deleted => &mut self.deleted,
         };
         counts.0 += 1;
         counts.1 += rows;
         if let Some(seq) = alive_seq {
             self.min_sequence_number = Some(self.min_sequence_number.map_or(seq, |m| m.min(seq)));
         }
-        for (v, stats) in df.partition().fields().iter().zip(self.fields.iter_mut()) {
-            let Some(v) = v else {
+        if partition.len() > self.fields.len() {
+            return Err(format!("{path}: more partition values than the spec has"));
+        }
+        for (v, stats) in partition.iter().zip(self.fields.iter_mut()) {
+            let Some(p) = v else {
                 stats.contains_null = true;
                 continue;
-            };
-            let Literal::Primitive(p) = v else {
-                return Err(format!(
-                    "{}: a partition value that is not primitive",
-                    df.file_path()
-                ));
             };
             let nan = match p {
                 PrimitiveLiteral::Float(f) => f.0.is_nan(),
@@ -907,8 +1169,8 @@ mod tests {
     use std::sync::Arc;
 
     use iceberg::spec::{
-        DataContentType, DataFileBuilder, DataFileFormat, Manifest, NestedField,
-        Schema as IcebergSchema, Struct, Transform, UnboundPartitionSpec,
+        Manifest, ManifestStatus, NestedField, Schema as IcebergSchema, Transform,
+        UnboundPartitionSpec,
     };
 
     use super::*;
@@ -1005,6 +1267,162 @@ mod tests {
         let lite = crate::catalog::avro::read_manifest_entries(&bytes_a, &[1]).unwrap();
         assert_eq!(lite.len(), ma.entries().len());
         ours.is_fast()
+    }
+
+    /// What a replace wrote before `rewrite`: the manifest decoded by iceberg-rust (entries
+    /// inheriting from the list entry), its live entries marked deleted or existing, encoded.
+    fn decoded_rewrite(old: &ManifestFile, bytes: &[u8], removed: &HashSet<String>) -> Vec<Entry> {
+        let m = Manifest::parse_avro(bytes).unwrap();
+        m.entries()
+            .iter()
+            .filter(|e| e.is_alive())
+            .map(|e| {
+                let seq = e.sequence_number().unwrap_or(old.sequence_number);
+                let file_seq = e.file_sequence_number.unwrap_or(seq);
+                if removed.contains(e.file_path()) {
+                    Entry::Deleted {
+                        file: e.data_file().clone(),
+                        sequence_number: seq,
+                        file_sequence_number: file_seq,
+                    }
+                } else {
+                    Entry::Existing {
+                        file: e.data_file().clone(),
+                        snapshot_id: e.snapshot_id().unwrap_or(old.added_snapshot_id),
+                        sequence_number: seq,
+                        file_sequence_number: file_seq,
+                    }
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_copies_entries_as_decoding_and_encoding_them_would() {
+        let schema = Arc::new(crate::schema::base_schema().unwrap());
+        let spec: PartitionSpecRef = Arc::new(
+            crate::schema::partition_spec()
+                .unwrap()
+                .bind(schema.clone())
+                .unwrap(),
+        );
+        let lit = |s: &str| Some(Literal::string(s));
+        let files: Vec<DataFile> = (0..300)
+            .map(|i| {
+                let year = (i % 7 != 0).then_some(Literal::int(2000 + i % 9));
+                file(
+                    &format!("s3://b/w/c{}/f{i}.parquet", i % 11),
+                    vec![lit(&format!("c{}", i % 11)), year],
+                    i as u64,
+                )
+            })
+            .collect();
+        let io = FileIO::new_with_memory();
+        let ours = ManifestEncoder::new(schema.clone(), spec.clone())
+            .await
+            .unwrap();
+        // Written by this module and by iceberg-rust's writer (same schema, its own encoding).
+        for (name, writer) in [
+            ("ours", ours.clone()),
+            (
+                "iceberg-rust",
+                ManifestEncoder::generic(schema.clone(), spec.clone()),
+            ),
+        ] {
+            let path = format!("memory://m/{name}.avro");
+            let mut old = writer
+                .write(&io, &path, 42, &entries(files.clone()))
+                .await
+                .unwrap();
+            old.sequence_number = 7;
+            let bytes = io.new_input(&path).unwrap().read().await.unwrap();
+            let removed: HashSet<String> = files
+                .iter()
+                .step_by(4)
+                .map(|f| f.file_path().to_string())
+                .collect();
+            let (raw, raw_file, deleted) = ours
+                .rewrite(&old, &bytes, 99, &removed)
+                .unwrap_or_else(|e| panic!("{name}: rewrite declined: {e}"));
+            let expected = decoded_rewrite(&old, &bytes, &removed);
+            let (decoded, decoded_file) = ours
+                .fast
+                .as_ref()
+                .unwrap()
+                .encode(&spec, 99, &expected)
+                .unwrap();
+            let (a, b) = (
+                Manifest::parse_avro(&raw).unwrap(),
+                Manifest::parse_avro(&decoded).unwrap(),
+            );
+            assert_eq!(a.entries(), b.entries(), "{name}");
+            assert_eq!(a.metadata(), b.metadata(), "{name}");
+            assert_eq!(raw_file, decoded_file, "{name}: list entry");
+            // Entries deleted in the old manifest are dropped; removed ones are deleted now.
+            let status = |s| a.entries().iter().filter(|e| e.status() == s).count();
+            assert_eq!(status(ManifestStatus::Deleted), 50, "{name}");
+            assert_eq!(status(ManifestStatus::Existing), 150, "{name}");
+            // The removed files, for the snapshot summary: paths, partitions, counts.
+            let summarised = |e: &Entry| {
+                let f = e.file();
+                (
+                    f.file_path().to_string(),
+                    f.partition().clone(),
+                    f.record_count(),
+                    f.file_size_in_bytes(),
+                )
+            };
+            let want: Vec<_> = expected
+                .iter()
+                .filter(|e| matches!(e, Entry::Deleted { .. }))
+                .map(summarised)
+                .collect();
+            assert_eq!(
+                deleted.iter().map(summarised).collect::<Vec<_>>(),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_declines_a_manifest_of_another_data_file_schema() {
+        let schema = Arc::new(crate::schema::base_schema().unwrap());
+        let spec: PartitionSpecRef = Arc::new(
+            crate::schema::partition_spec()
+                .unwrap()
+                .bind(schema.clone())
+                .unwrap(),
+        );
+        let io = FileIO::new_with_memory();
+        // The same table with a spec of one partition field: another partition record.
+        let one: PartitionSpecRef = Arc::new(
+            UnboundPartitionSpec::builder()
+                .with_spec_id(spec.spec_id())
+                .add_partition_field(2, "grid_partition", Transform::Identity)
+                .unwrap()
+                .build()
+                .bind(schema.clone())
+                .unwrap(),
+        );
+        let other = ManifestEncoder::new(schema.clone(), one).await.unwrap();
+        let f = file("s3://b/w/x.parquet", vec![Some(Literal::string("c"))], 3);
+        let old = other
+            .write(&io, "memory://m/one.avro", 1, &entries(vec![f]))
+            .await
+            .unwrap();
+        let bytes = io
+            .new_input("memory://m/one.avro")
+            .unwrap()
+            .read()
+            .await
+            .unwrap();
+        let ours = ManifestEncoder::new(schema, spec).await.unwrap();
+        let removed = HashSet::from(["s3://b/w/x.parquet".to_string()]);
+        let why = ours.rewrite(&old, &bytes, 2, &removed).err().unwrap();
+        assert!(why.contains("data_file schema"), "{why}");
+        // Not a manifest at all.
+        assert!(ours.rewrite(&old, b"PAR1", 2, &removed).is_err());
     }
 
     #[tokio::test]

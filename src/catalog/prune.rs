@@ -511,6 +511,7 @@ mod tests {
             status: 1,
             sequence_number: None,
             snapshot_id: None,
+            file_sequence_number: None,
             content: 0,
             file_path: "x".into(),
             partition: vec![],

@@ -501,6 +501,26 @@ impl Catalog {
             let path = target.next_manifest_path();
             written.push(path.clone());
             let task = tokio::spawn(async move {
+                let read_err =
+                    |e| Error::iceberg(format!("reading manifest {}", old.manifest_path), e);
+                let bytes = file_io
+                    .new_input(&old.manifest_path)
+                    .map_err(read_err)?
+                    .read()
+                    .await
+                    .map_err(read_err)?;
+                match enc.rewrite(&old, &bytes, snapshot_id, &removed) {
+                    Ok((out, file, deleted)) => {
+                        let m = ManifestEncoder::upload(&file_io, &path, out, file).await?;
+                        return Ok((m, deleted, m_spec));
+                    }
+                    Err(why) => tracing::debug!(
+                        manifest = %old.manifest_path,
+                        %why,
+                        "manifest rewritten from its decoded entries"
+                    ),
+                }
+                drop(bytes);
                 let manifest = load_manifest(&old, &file_io).await?;
                 let mut entries = Vec::new();
                 for e in manifest.entries().iter().filter(|e| e.is_alive()) {
