@@ -51,6 +51,11 @@ impl Default for WriterOptions {
 /// as files of 10,000 rows 49.7 vs 48.8 MB; of 30,000 rows 47.5 vs 48.5 MB, and one file of
 /// 65,536-row groups 46.2 vs 48.4 MB (read back ~10 % faster with dictionaries). Measured with
 /// parquet-rs alone, one thread, zstd 1 (`examples/merge_floor.rs`).
+///
+/// Such files are also written without page-level statistics (no column index): their column
+/// chunks hold one or a few pages, so a page index repeats the chunk statistics (which stay:
+/// the catalog's bounds come from them), and nothing here reads it. The production-shaped
+/// compaction's 1,522 outputs: 70.97 MB with page statistics, 67.75 MB without.
 pub const DICTIONARY_MIN_ROWS: usize = 16_384;
 
 /// An encoded file and its footer.
@@ -208,7 +213,11 @@ impl<W: std::io::Write + Send> GeoParquetWriter<W> {
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(options.zstd_level).unwrap_or_default(),
             ))
-            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_statistics_enabled(if dictionary {
+                EnabledStatistics::Page
+            } else {
+                EnabledStatistics::Chunk
+            })
             .set_dictionary_enabled(dictionary)
             .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
             .set_created_by(format!("earthcatalog {}", env!("CARGO_PKG_VERSION")))
