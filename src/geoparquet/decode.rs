@@ -33,11 +33,12 @@ use parquet::schema::types::TypePtr;
 /// The key under which Arrow writers embed their schema in a Parquet footer.
 const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
 
-/// Schemas kept per thread (a stream of ever-new schemas starts over).
-const MAX_SCHEMAS: usize = 16;
+/// Schemas (with the sets of columns left out) kept per thread (a stream of ever-new ones
+/// starts over).
+const MAX_SCHEMAS: usize = 64;
 
-/// Field levels by (embedded Arrow schema, Parquet root schema).
-type Schemas = Vec<(Option<String>, TypePtr, Arc<FieldLevels>)>;
+/// Field levels by (embedded Arrow schema, Parquet root schema, leaves left out).
+type Schemas = Vec<(Option<String>, TypePtr, Vec<usize>, Arc<FieldLevels>)>;
 
 thread_local! {
     /// The schemas this thread has decoded files of; a merge meets one or two.
@@ -47,8 +48,23 @@ thread_local! {
 /// Every row of the Parquet file `bytes`, as batches of at most `batch_size` rows, in the
 /// file's own Arrow schema (as parquet-rs's `ParquetRecordBatchReaderBuilder` gives).
 pub fn decode_file(bytes: &Bytes, batch_size: usize) -> Result<Vec<RecordBatch>> {
+    decode_file_without(bytes, batch_size, &|_, _| false)
+}
+
+/// [`decode_file`], leaving out the top-level primitive columns for which `omit(name,
+/// all_null)` holds — `all_null`: the file's statistics record as many nulls as rows in every
+/// row group. A caller that replaces a column's values anyway, or turns an all-null column
+/// into its own null array, need not decode it: a merge of the production-shaped warehouse
+/// (33 columns, six of them `grid_partition` or all null) decodes 18 % fewer column chunks.
+/// Every column is kept when all of them would go.
+pub fn decode_file_without(
+    bytes: &Bytes,
+    batch_size: usize,
+    omit: &dyn Fn(&str, bool) -> bool,
+) -> Result<Vec<RecordBatch>> {
     let metadata = ParquetMetaDataReader::new().parse_and_finish(bytes)?;
-    let levels = levels(&metadata)?;
+    let left_out = omitted(&metadata, omit);
+    let levels = levels(&metadata, left_out)?;
     let groups = FileRowGroups {
         bytes: Arc::new(bytes.clone()),
         metadata,
@@ -63,8 +79,37 @@ pub fn decode_file(bytes: &Bytes, batch_size: usize) -> Result<Vec<RecordBatch>>
         .map_err(ParquetError::from)
 }
 
-/// The field levels of the file of `metadata`, from this thread's schemas or derived.
-fn levels(metadata: &ParquetMetaData) -> Result<Arc<FieldLevels>> {
+/// The leaves of top-level primitive columns `omit` leaves out (none when it would leave out
+/// every column).
+fn omitted(metadata: &ParquetMetaData, omit: &dyn Fn(&str, bool) -> bool) -> Vec<usize> {
+    let descr = metadata.file_metadata().schema_descr();
+    let groups = metadata.row_groups();
+    let left_out: Vec<usize> = (0..descr.num_columns())
+        .filter(|&i| {
+            let column = descr.column(i);
+            let [name] = column.path().parts() else {
+                return false;
+            };
+            let all_null = groups.iter().all(|rg| {
+                let rows = u64::try_from(rg.num_rows()).ok();
+                rg.columns()
+                    .get(i)
+                    .and_then(|c| c.statistics())
+                    .and_then(|s| s.null_count_opt())
+                    .is_some_and(|n| Some(n) == rows)
+            });
+            omit(name, all_null)
+        })
+        .collect();
+    if left_out.len() == descr.num_columns() {
+        return Vec::new();
+    }
+    left_out
+}
+
+/// The field levels of the file of `metadata` without the leaves `left_out`, from this
+/// thread's schemas or derived.
+fn levels(metadata: &ParquetMetaData, left_out: Vec<usize>) -> Result<Arc<FieldLevels>> {
     let file = metadata.file_metadata();
     // The last entry with a value, as parquet-rs reads the key-value metadata.
     let embedded = file.key_value_metadata().and_then(|kv| {
@@ -77,7 +122,7 @@ fn levels(metadata: &ParquetMetaData) -> Result<Arc<FieldLevels>> {
     let known = SCHEMAS.with_borrow(|schemas| {
         schemas
             .iter()
-            .find(|(e, r, _)| e.as_deref() == embedded && **r == *root)
+            .find(|(e, r, o, _)| e.as_deref() == embedded && **r == *root && *o == left_out)
             .map(|(.., levels)| levels.clone())
     });
     if let Some(levels) = known {
@@ -85,16 +130,25 @@ fn levels(metadata: &ParquetMetaData) -> Result<Arc<FieldLevels>> {
     }
     let schema =
         parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
+    let mask = if left_out.is_empty() {
+        ProjectionMask::all()
+    } else {
+        let descr = file.schema_descr();
+        ProjectionMask::leaves(
+            descr,
+            (0..descr.num_columns()).filter(|i| !left_out.contains(i)),
+        )
+    };
     let levels = Arc::new(parquet_to_arrow_field_levels(
         file.schema_descr(),
-        ProjectionMask::all(),
+        mask,
         Some(schema.fields()),
     )?);
     SCHEMAS.with_borrow_mut(|schemas| {
         if schemas.len() >= MAX_SCHEMAS {
             schemas.clear();
         }
-        schemas.push((embedded.map(str::to_string), root, levels.clone()));
+        schemas.push((embedded.map(str::to_string), root, left_out, levels.clone()));
     });
     Ok(levels)
 }
@@ -363,6 +417,71 @@ mod tests {
 
     fn zstd() -> Compression {
         Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
+    }
+
+    #[test]
+    fn columns_are_left_out_by_name_or_when_every_row_group_holds_only_nulls() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("cell", DataType::Utf8, true),
+            Field::new("empty", DataType::Int32, true),
+            Field::new("late", DataType::Int32, true),
+        ]));
+        let group = |late: Option<i32>| {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+                Arc::new(StringArray::from(vec!["x", "x", "x"])),
+                Arc::new(Int32Array::from(vec![None, None, None])),
+                Arc::new(Int32Array::from(vec![None, late, None])),
+            ];
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        };
+        // Two row groups: `late` holds a value only in the second.
+        let mut buf = Vec::new();
+        let props = WriterProperties::builder()
+            .set_compression(zstd())
+            .set_max_row_group_row_count(Some(3))
+            .build();
+        let mut w = ArrowWriter::try_new(&mut buf, schema.clone(), Some(props)).unwrap();
+        w.write(&group(None)).unwrap();
+        w.write(&group(Some(7))).unwrap();
+        w.close().unwrap();
+        let bytes = Bytes::from(buf);
+        let names = |batches: &[RecordBatch]| -> Vec<String> {
+            batches[0]
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        };
+        let omit = |name: &str, all_null: bool| name == "cell" || all_null;
+        let got = decode_file_without(&bytes, 100, &omit).unwrap();
+        assert_eq!(names(&got), ["id", "late"]);
+        assert_eq!(got.iter().map(RecordBatch::num_rows).sum::<usize>(), 6);
+        let full = stock(&bytes, 100);
+        assert_eq!(
+            got[0].column(1).null_count(),
+            5,
+            "`late`: one value in six rows"
+        );
+        assert_eq!(
+            got[0].column(0).as_ref(),
+            full[0].column(0).as_ref(),
+            "the kept columns decode as in full"
+        );
+        // Nothing to leave out, and everything: all columns decoded.
+        assert_eq!(
+            decode_file_without(&bytes, 100, &|_, _| false).unwrap(),
+            full
+        );
+        assert_eq!(
+            decode_file_without(&bytes, 100, &|_, _| true).unwrap(),
+            full
+        );
+        // A file whose one all-null column has values in another file: each its own schema.
+        let got = decode_file_without(&bytes, 100, &|name, all_null| name == "late" && all_null);
+        assert_eq!(names(&got.unwrap()), ["id", "cell", "empty", "late"]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use arrow_schema::{DataType, Schema, SortOptions, TimeUnit};
 use arrow_select::take::take_record_batch;
 use bytes::Bytes;
 
-use crate::geoparquet::decode::decode_file;
+use crate::geoparquet::decode::decode_file_without;
 use crate::geoparquet::read::normalise;
 use crate::geoparquet::{EncodedFile, GeoParquetWriter, WriterOptions};
 use crate::hash_index::{IdHash, hash_id};
@@ -50,8 +50,15 @@ pub(crate) fn merge(
     let schema = Arc::new(crate::schema::arrow_schema(table));
     let mut batches = Vec::new();
     let mut ranks: Vec<usize> = Vec::new();
+    // `conform` fills grid_partition with the bucket's cell and turns an all-null column of
+    // the table into a null array: neither is decoded. A column the table does not know is
+    // decoded even when all null (conform sends such files down the row-wise path).
+    let omit = |name: &str, all_null: bool| {
+        name == "grid_partition" || (all_null && table.iter().any(|c| c.name == name))
+    };
     for (rank, url, bytes) in inputs {
-        let decoded = decode_file(bytes, 65_536).map_err(|e| format!("{url}: {e}"))?;
+        let decoded =
+            decode_file_without(bytes, 65_536, &omit).map_err(|e| format!("{url}: {e}"))?;
         for batch in decoded {
             let batch = conform(&batch, table, &schema, cell).map_err(|e| format!("{url}: {e}"))?;
             ranks.extend(std::iter::repeat_n(*rank, batch.num_rows()));
