@@ -579,6 +579,16 @@ impl Plan {
         if old.partition_spec_id != spec.spec_id() {
             return Err("the manifest has another partition spec".into());
         }
+        // A manifest cut short at a block boundary reads as fewer entries: its length and live
+        // counts must be the list entry's.
+        if old.manifest_length > 0 && old_bytes.len() as i64 != old.manifest_length {
+            return Err(format!(
+                "{} bytes read, the manifest list records {}",
+                old_bytes.len(),
+                old.manifest_length
+            ));
+        }
+        let mut live = 0u64;
         let mut out = Vec::with_capacity(self.header.len() + old_bytes.len());
         out.extend_from_slice(&self.header);
         let mut block = Vec::with_capacity(BLOCK_BYTES + 4096);
@@ -589,8 +599,10 @@ impl Plan {
             old_bytes,
             &self.data_file_json,
             |e, data_file| {
-                if e.status == 2 {
-                    return Ok(());
+                match e.status {
+                    2 => return Ok(()),
+                    0 | 1 => live += 1,
+                    other => return Err(format!("{}: entry status {other}", e.file_path)),
                 }
                 let seq = e.sequence_number_in(old).ok_or_else(|| {
                     format!("manifest entry {} has no sequence number", e.file_path)
@@ -625,6 +637,14 @@ impl Plan {
             },
         )?;
         self.flush(&mut out, &mut block, &mut in_block);
+        if let (Some(added), Some(existing)) = (old.added_files_count, old.existing_files_count)
+            && u64::from(added) + u64::from(existing) != live
+        {
+            return Err(format!(
+                "{live} live entries read, the manifest list records {}",
+                u64::from(added) + u64::from(existing)
+            ));
+        }
         Ok((out, summary.finish(spec, snapshot_id)?, deleted))
     }
 
@@ -1269,15 +1289,20 @@ mod tests {
         ours.is_fast()
     }
 
-    /// What a replace wrote before `rewrite`: the manifest decoded by iceberg-rust (entries
-    /// inheriting from the list entry), its live entries marked deleted or existing, encoded.
-    fn decoded_rewrite(old: &ManifestFile, bytes: &[u8], removed: &HashSet<String>) -> Vec<Entry> {
-        let m = Manifest::parse_avro(bytes).unwrap();
+    /// What a replace wrote before `rewrite`: the manifest decoded by iceberg-rust as the
+    /// list entry `old` loads it (entries inheriting snapshot id and sequence numbers), its
+    /// live entries marked deleted or existing.
+    async fn decoded_rewrite(
+        io: &FileIO,
+        old: &ManifestFile,
+        removed: &HashSet<String>,
+    ) -> Vec<Entry> {
+        let m = old.load_manifest(io).await.unwrap();
         m.entries()
             .iter()
             .filter(|e| e.is_alive())
             .map(|e| {
-                let seq = e.sequence_number().unwrap_or(old.sequence_number);
+                let seq = e.sequence_number().unwrap();
                 let file_seq = e.file_sequence_number.unwrap_or(seq);
                 if removed.contains(e.file_path()) {
                     Entry::Deleted {
@@ -1288,7 +1313,7 @@ mod tests {
                 } else {
                     Entry::Existing {
                         file: e.data_file().clone(),
-                        snapshot_id: e.snapshot_id().unwrap_or(old.added_snapshot_id),
+                        snapshot_id: e.snapshot_id().unwrap(),
                         sequence_number: seq,
                         file_sequence_number: file_seq,
                     }
@@ -1317,11 +1342,37 @@ mod tests {
                 )
             })
             .collect();
+        // Added entries without a sequence number (inherited from the list entry: 9),
+        // existing ones of earlier sequence numbers, deleted ones of the smallest.
+        let tracked: Vec<Entry> = files
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, file)| match i % 3 {
+                0 => Entry::Added {
+                    file,
+                    sequence_number: UNASSIGNED_SEQUENCE_NUMBER,
+                },
+                1 => Entry::Existing {
+                    file,
+                    snapshot_id: 11,
+                    sequence_number: 3 + (i % 4) as i64,
+                    file_sequence_number: 2,
+                },
+                _ => Entry::Deleted {
+                    file,
+                    sequence_number: 1,
+                    file_sequence_number: 1,
+                },
+            })
+            .collect();
         let io = FileIO::new_with_memory();
         let ours = ManifestEncoder::new(schema.clone(), spec.clone())
             .await
             .unwrap();
-        // Written by this module and by iceberg-rust's writer (same schema, its own encoding).
+        // Written by this module, by iceberg-rust's writer, and by iceberg-rust's writer
+        // without a snapshot id (every entry's inherited from the list entry).
+        let mut written = Vec::new();
         for (name, writer) in [
             ("ours", ours.clone()),
             (
@@ -1330,21 +1381,34 @@ mod tests {
             ),
         ] {
             let path = format!("memory://m/{name}.avro");
-            let mut old = writer
-                .write(&io, &path, 42, &entries(files.clone()))
+            written.push((name, writer.write(&io, &path, 42, &tracked).await.unwrap()));
+        }
+        let out = io.new_output("memory://m/anonymous.avro").unwrap();
+        let mut w = ManifestWriterBuilder::new(out, None, schema.clone(), spec.as_ref().clone())
+            .build_v2_data();
+        for f in files.iter().cloned() {
+            w.add_file(f, UNASSIGNED_SEQUENCE_NUMBER).unwrap();
+        }
+        let mut anonymous = w.write_manifest_file().await.unwrap();
+        anonymous.added_snapshot_id = 42;
+        written.push(("iceberg-rust, no snapshot id", anonymous));
+        let removed: HashSet<String> = files
+            .iter()
+            .step_by(4)
+            .map(|f| f.file_path().to_string())
+            .collect();
+        for (name, mut old) in written {
+            old.sequence_number = 9;
+            let bytes = io
+                .new_input(&old.manifest_path)
+                .unwrap()
+                .read()
                 .await
                 .unwrap();
-            old.sequence_number = 7;
-            let bytes = io.new_input(&path).unwrap().read().await.unwrap();
-            let removed: HashSet<String> = files
-                .iter()
-                .step_by(4)
-                .map(|f| f.file_path().to_string())
-                .collect();
             let (raw, raw_file, deleted) = ours
                 .rewrite(&old, &bytes, 99, &removed)
                 .unwrap_or_else(|e| panic!("{name}: rewrite declined: {e}"));
-            let expected = decoded_rewrite(&old, &bytes, &removed);
+            let expected = decoded_rewrite(&io, &old, &removed).await;
             let (decoded, decoded_file) = ours
                 .fast
                 .as_ref()
@@ -1358,10 +1422,38 @@ mod tests {
             assert_eq!(a.entries(), b.entries(), "{name}");
             assert_eq!(a.metadata(), b.metadata(), "{name}");
             assert_eq!(raw_file, decoded_file, "{name}: list entry");
+            // Inherited values are written out: added entries get sequence number 9 and the
+            // list entry's snapshot; deleted ones (sequence number 1) stay out of the minimum.
+            let existing: Vec<_> = a
+                .entries()
+                .iter()
+                .filter(|e| e.status() == ManifestStatus::Existing)
+                .collect();
+            assert!(
+                existing.iter().any(|e| e.sequence_number() == Some(9)),
+                "{name}"
+            );
+            assert!(
+                existing
+                    .iter()
+                    .all(|e| e.snapshot_id().is_some() && e.file_sequence_number.is_some()),
+                "{name}"
+            );
+            assert!(
+                raw_file.min_sequence_number >= 3,
+                "{name}: {}",
+                raw_file.min_sequence_number
+            );
             // Entries deleted in the old manifest are dropped; removed ones are deleted now.
+            let all_live = name.contains("no snapshot");
+            let live = if all_live { 300 } else { 200 };
+            let gone = (0..300)
+                .step_by(4)
+                .filter(|i| all_live || i % 3 != 2)
+                .count();
             let status = |s| a.entries().iter().filter(|e| e.status() == s).count();
-            assert_eq!(status(ManifestStatus::Deleted), 50, "{name}");
-            assert_eq!(status(ManifestStatus::Existing), 150, "{name}");
+            assert_eq!(status(ManifestStatus::Deleted), gone, "{name}");
+            assert_eq!(status(ManifestStatus::Existing), live - gone, "{name}");
             // The removed files, for the snapshot summary: paths, partitions, counts.
             let summarised = |e: &Entry| {
                 let f = e.file();
@@ -1380,6 +1472,15 @@ mod tests {
             assert_eq!(
                 deleted.iter().map(summarised).collect::<Vec<_>>(),
                 want,
+                "{name}"
+            );
+            // A manifest cut short, or other than its list entry counts, is declined.
+            let cut = &bytes[..bytes.len() - 1];
+            assert!(ours.rewrite(&old, cut, 99, &removed).is_err(), "{name}");
+            let mut miscounted = old.clone();
+            miscounted.existing_files_count = miscounted.existing_files_count.map(|n| n + 1);
+            assert!(
+                ours.rewrite(&miscounted, &bytes, 99, &removed).is_err(),
                 "{name}"
             );
         }

@@ -87,9 +87,14 @@ fn omitted(metadata: &ParquetMetaData, omit: &dyn Fn(&str, bool) -> bool) -> Vec
     let left_out: Vec<usize> = (0..descr.num_columns())
         .filter(|&i| {
             let column = descr.column(i);
+            // A top-level column that is not repeated (a legacy repeated primitive's empty
+            // lists count as nulls too).
             let [name] = column.path().parts() else {
                 return false;
             };
+            if column.max_rep_level() > 0 {
+                return false;
+            }
             let all_null = groups.iter().all(|rg| {
                 let rows = u64::try_from(rg.num_rows()).ok();
                 rg.columns()
@@ -482,6 +487,49 @@ mod tests {
         // A file whose one all-null column has values in another file: each its own schema.
         let got = decode_file_without(&bytes, 100, &|name, all_null| name == "late" && all_null);
         assert_eq!(names(&got.unwrap()), ["id", "cell", "empty", "late"]);
+    }
+
+    #[test]
+    fn a_repeated_column_of_empty_lists_is_not_left_out() {
+        use parquet::data_type::{ByteArray, ByteArrayType};
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::parser::parse_message_type;
+        // A legacy top-level repeated primitive: three rows of empty lists, which the
+        // statistics count as three nulls.
+        let schema = Arc::new(
+            parse_message_type(
+                "message m { required binary id (UTF8); repeated binary tags (UTF8); }",
+            )
+            .unwrap(),
+        );
+        let mut buf = Vec::new();
+        let mut w = SerializedFileWriter::new(&mut buf, schema, Default::default()).unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        let ids: Vec<ByteArray> = ["a", "b", "c"].into_iter().map(ByteArray::from).collect();
+        col.typed::<ByteArrayType>()
+            .write_batch(&ids, None, None)
+            .unwrap();
+        col.close().unwrap();
+        let mut col = rg.next_column().unwrap().unwrap();
+        col.typed::<ByteArrayType>()
+            .write_batch(&[], Some(&[0, 0, 0]), Some(&[0, 0, 0]))
+            .unwrap();
+        col.close().unwrap();
+        rg.close().unwrap();
+        w.close().unwrap();
+        let bytes = Bytes::from(buf);
+        let meta = ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .unwrap();
+        let stats = meta.row_group(0).column(1).statistics().unwrap();
+        assert_eq!(
+            stats.null_count_opt(),
+            Some(3),
+            "empty lists count as nulls"
+        );
+        let got = decode_file_without(&bytes, 100, &|_, all_null| all_null).unwrap();
+        assert_eq!(got[0].num_columns(), 2, "the repeated column is decoded");
     }
 
     #[test]
