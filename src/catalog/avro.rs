@@ -97,11 +97,30 @@ impl EntryLite {
         self.file_sequence_number.or(self.inherited(file))
     }
 
-    /// A sequence number an entry without one takes from its manifest: the manifest's own, for
-    /// an added entry or a manifest of the first sequence number.
     fn inherited(&self, file: &ManifestFile) -> Option<i64> {
-        (self.status == 1 || file.sequence_number == 0).then_some(file.sequence_number)
+        inherited_sequence_number(self.status == 1, file)
     }
+}
+
+/// The sequence number an entry without one takes from its manifest `file`: the manifest's own,
+/// for an added entry or a manifest of the first sequence number (the Iceberg spec, as
+/// iceberg-rust's reader applies it).
+pub(super) fn inherited_sequence_number(added: bool, file: &ManifestFile) -> Option<i64> {
+    (added || file.sequence_number == 0).then_some(file.sequence_number)
+}
+
+/// The bytes of the manifest `file`.
+pub(super) async fn manifest_bytes(file: &ManifestFile, io: &FileIO) -> Result<bytes::Bytes> {
+    io.new_input(&file.manifest_path)
+        .map_err(|e| read_error(file, e))?
+        .read()
+        .await
+        .map_err(|e| read_error(file, e))
+}
+
+/// A failure reading or decoding the manifest `file`.
+pub(super) fn read_error(file: &ManifestFile, e: iceberg::Error) -> Error {
+    Error::iceberg(format!("reading manifest {}", file.manifest_path), e)
 }
 
 /// Every entry of the manifest `file`, with the statistics of the field ids `stats_fields`:
@@ -112,18 +131,12 @@ pub async fn manifest_entries(
     io: &FileIO,
     stats_fields: &[i32],
 ) -> Result<Vec<EntryLite>> {
-    let read_err = |e| Error::iceberg(format!("reading manifest {}", file.manifest_path), e);
-    let bytes = io
-        .new_input(&file.manifest_path)
-        .map_err(read_err)?
-        .read()
-        .await
-        .map_err(read_err)?;
+    let bytes = manifest_bytes(file, io).await?;
     match read_manifest_entries(&bytes, stats_fields) {
         Ok(entries) => Ok(entries),
         Err(why) => {
             tracing::debug!(manifest = %file.manifest_path, %why, "generic manifest reader");
-            let manifest = Manifest::parse_avro(&bytes).map_err(read_err)?;
+            let manifest = Manifest::parse_avro(&bytes).map_err(|e| read_error(file, e))?;
             Ok(manifest
                 .entries()
                 .iter()

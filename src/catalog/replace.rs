@@ -501,57 +501,11 @@ impl Catalog {
             let path = target.next_manifest_path();
             written.push(path.clone());
             let task = tokio::spawn(async move {
-                let read_err =
-                    |e| Error::iceberg(format!("reading manifest {}", old.manifest_path), e);
-                let bytes = file_io
-                    .new_input(&old.manifest_path)
-                    .map_err(read_err)?
-                    .read()
-                    .await
-                    .map_err(read_err)?;
-                match enc.rewrite(&old, &bytes, snapshot_id, &removed) {
-                    Ok((out, file, deleted)) => {
-                        let m = ManifestEncoder::upload(&file_io, &path, out, file).await?;
-                        return Ok((m, deleted, m_spec));
-                    }
-                    Err(why) => tracing::debug!(
-                        manifest = %old.manifest_path,
-                        %why,
-                        "manifest rewritten from its decoded entries"
-                    ),
-                }
-                drop(bytes);
-                let manifest = load_manifest(&old, &file_io).await?;
-                let mut entries = Vec::new();
-                for e in manifest.entries().iter().filter(|e| e.is_alive()) {
-                    let seq = e.sequence_number().ok_or_else(|| {
-                        Error::Inconsistent(format!(
-                            "manifest entry {} in {} has no sequence number",
-                            e.file_path(),
-                            old.manifest_path
-                        ))
-                    })?;
-                    let file_seq = e.file_sequence_number.unwrap_or(seq);
-                    entries.push(if removed.contains(e.file_path()) {
-                        Entry::Deleted {
-                            file: e.data_file().clone(),
-                            sequence_number: seq,
-                            file_sequence_number: file_seq,
-                        }
-                    } else {
-                        Entry::Existing {
-                            file: e.data_file().clone(),
-                            snapshot_id: e.snapshot_id().unwrap_or(old.added_snapshot_id),
-                            sequence_number: seq,
-                            file_sequence_number: file_seq,
-                        }
-                    });
-                }
-                drop(manifest);
-                let m = enc.write(&file_io, &path, snapshot_id, &entries).await?;
+                let (m, deleted) = enc
+                    .rewrite(&file_io, &old, &path, snapshot_id, &removed)
+                    .await?;
                 // The removed entries go to the snapshot summary.
-                entries.retain(|e| matches!(e, Entry::Deleted { .. }));
-                Ok((m, entries, m_spec))
+                Ok((m, deleted, m_spec))
             });
             writes.push(task, &mut changes).await;
         }
