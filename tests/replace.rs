@@ -254,7 +254,7 @@ async fn empty_table_has_no_current_or_historical_files() {
     assert!(fx.catalog.current_files(&table).await.unwrap().is_empty());
     assert!(
         fx.catalog
-            .historical_paths(&table)
+            .historical_paths(&table, &|_| true)
             .await
             .unwrap()
             .is_empty()
@@ -384,7 +384,11 @@ async fn replace_merges_two_files_in_one_replace_snapshot() {
     assert_eq!(old_scan.len(), 3);
 
     // History still knows the replaced files.
-    let hist = fx.catalog.historical_paths(&after).await.unwrap();
+    let hist = fx
+        .catalog
+        .historical_paths(&after, &|_| true)
+        .await
+        .unwrap();
     for f in [&a1, &a2, &b1, &merged] {
         assert!(hist.contains(f.file_path()), "{}", f.file_path());
     }
@@ -557,7 +561,7 @@ print(t.scan().to_arrow().num_rows, len(list(t.scan().plan_files())), ",".join(s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_a_path_that_is_not_live_fails_and_changes_nothing() {
     let (fx, table) = Fixture::new().await;
-    let (table, [a1, _b1, a2]) = three_files(&fx, table).await;
+    let (table, [a1, b1, a2]) = three_files(&fx, table).await;
     let merged = fx.write_file(&table, CELL_A, 2020, &["x"], "compacted_00000001.parquet");
     let files_before = listing(&fx.metadata_dir());
     let location_before = table.metadata_location().unwrap().to_string();
@@ -590,6 +594,11 @@ async fn replacing_a_path_that_is_not_live_fails_and_changes_nothing() {
     // read, i.e. when something is removed; plain appends skip the check, like iceberg's
     // fast_append without duplicate checks).
     let err = replace(&fx, &after, &[merged.file_path()], &merged)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused { .. }), "{err}");
+    // ... also when the live file added is not among the removed ones.
+    let err = replace(&fx, &after, &[b1.file_path()], &merged)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Refused { .. }), "{err}");

@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::geoparquet::WriterOptions;
 use crate::hash_index::{self, Reconciled};
 use crate::lock::{LockOptions, RenewingLock};
-use crate::maintenance::{Bucket, MergeContext, canonical, merge_bucket};
+use crate::maintenance::{Bucket, MergeContext, canonical, merge_bounded, merge_bucket};
 use crate::partition::PartitionValue;
 use crate::report::Reporter;
 use crate::schema::table_columns;
@@ -465,8 +465,11 @@ impl Committer<'_> {
                     (Bucket { key, files }, registered)
                 })
                 .collect();
-            let merged: Vec<Result<MergedJob>> = futures::stream::iter(jobs)
-                .map(|(bucket, registered)| {
+            let merged: Vec<Result<MergedJob>> = merge_bounded(
+                jobs,
+                |(bucket, _)| bucket.files.len(),
+                self.options.parallelism,
+                |(bucket, registered)| {
                     let ctx = ctx.clone();
                     async move {
                         let mb = merge_bucket(&bucket, &ctx, None).await.map_err(|e| {
@@ -477,11 +480,10 @@ impl Committer<'_> {
                         })?;
                         Ok((mb.files, registered))
                     }
-                })
-                .buffer_unordered(self.options.parallelism.max(1))
-                .inspect(|_| self.reporter.advance(1))
-                .collect()
-                .await;
+                },
+                || self.reporter.advance(1),
+            )
+            .await;
             self.reporter.finish_phase();
             for r in merged {
                 let (files, old) = r?;

@@ -33,7 +33,7 @@ use crate::catalog::datafile::FileStats;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::geoparquet::WriterOptions;
-use crate::maintenance::{Bucket, MergeContext, merge_bucket};
+use crate::maintenance::{Bucket, MergeContext, merge_bounded, merge_bucket};
 use crate::partition::PartitionValue;
 use crate::report::Reporter;
 use crate::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
@@ -421,8 +421,11 @@ async fn reduce_attempt(
         PartitionValue,
         usize,
         Result<crate::maintenance::MergedBucket>,
-    )> = futures::stream::iter(buckets)
-        .map(|(key, files)| {
+    )> = merge_bounded(
+        buckets.into_iter().collect(),
+        |(_, files)| files.len(),
+        options.parallelism,
+        |(key, files)| {
             let ctx = ctx.clone();
             async move {
                 let n = files.len();
@@ -430,11 +433,10 @@ async fn reduce_attempt(
                 let r = merge_bucket(&bucket, &ctx, None).await;
                 (bucket.key, n, r)
             }
-        })
-        .buffer_unordered(options.parallelism.max(1))
-        .inspect(|_| reporter.advance(1))
-        .collect()
-        .await;
+        },
+        || reporter.advance(1),
+    )
+    .await;
     reporter.finish_phase();
     let mut failed = BTreeSet::new();
     let mut first_error = None;

@@ -122,10 +122,14 @@ pub async fn scan(table: &Table, pruner: &Pruner) -> Result<Scan> {
 /// [`Error::NotFound`] naming it.
 pub async fn scan_at(table: &Table, snapshot_id: Option<i64>, pruner: &Pruner) -> Result<Scan> {
     let read_time = pruner.time.is_some();
-    let (mut entries, manifests, manifests_pruned) =
-        entries_at(table, snapshot_id, pruner, read_time, &[]).await?;
+    let mut entries = Vec::new();
+    let (manifests, manifests_pruned) =
+        entries_at(table, snapshot_id, pruner, read_time, &[], |e, extent| {
+            entries.push((e.file, extent));
+        })
+        .await?;
     pruner.retain_time(&mut entries);
-    let mut files: Vec<FileEntry> = entries.into_iter().map(|(f, _)| f.file).collect();
+    let mut files: Vec<FileEntry> = entries.into_iter().map(|(f, _)| f).collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Scan {
         files,
@@ -153,9 +157,27 @@ pub async fn live_entries(
     snapshot_id: Option<i64>,
     extra: &[&str],
 ) -> Result<(Vec<(StatEntry, TemporalExtent)>, usize)> {
-    let (entries, manifests, _) =
-        entries_at(table, snapshot_id, &Pruner::default(), true, extra).await?;
+    let mut entries = Vec::new();
+    let (manifests, _) = entries_at(
+        table,
+        snapshot_id,
+        &Pruner::default(),
+        true,
+        extra,
+        |e, extent| entries.push((e, extent)),
+    )
+    .await?;
     Ok((entries, manifests))
+}
+
+/// Hand `each` every live data file of the table's current snapshot, manifest by manifest as
+/// they are read, in no particular order: for callers that keep less than a [`FileEntry`] per
+/// file (their memory then follows the manifests in flight, not the table's file count).
+/// Returns the number of data manifests.
+pub async fn for_each_live_file(table: &Table, mut each: impl FnMut(FileEntry)) -> Result<usize> {
+    let all = Pruner::default();
+    let (manifests, _) = entries_at(table, None, &all, false, &[], |e, _| each(e.file)).await?;
+    Ok(manifests)
 }
 
 /// The snapshot `snapshot_id` of the table (the current one when `None`; `Ok(None)` for a
@@ -182,18 +204,20 @@ fn snapshot_of(
 }
 
 /// The live entries of a snapshot in `pruner`'s cells (manifests pruned by their partition
-/// summaries), with temporal extents when `read_time`, and the statistics of `extra` columns.
-/// Returns (entries, data manifests, manifests pruned).
+/// summaries), with temporal extents when `read_time`, and the statistics of `extra` columns,
+/// handed to `each` manifest by manifest as they are read. Returns (data manifests, manifests
+/// pruned).
 async fn entries_at(
     table: &Table,
     snapshot_id: Option<i64>,
     pruner: &Pruner,
     read_time: bool,
     extra: &[&str],
-) -> Result<(Vec<(StatEntry, TemporalExtent)>, usize, usize)> {
+    mut each: impl FnMut(StatEntry, TemporalExtent),
+) -> Result<(usize, usize)> {
     let metadata = table.metadata();
     let Some(snapshot) = snapshot_of(table, snapshot_id)? else {
-        return Ok((Vec::new(), 0, 0));
+        return Ok((0, 0));
     };
     let list = crate::catalog::replace::manifest_files(table, snapshot).await?;
     let (mut manifests, mut pruned) = (0, 0);
@@ -224,7 +248,7 @@ async fn entries_at(
     stat_fields.extend(extra.iter().map(|n| id_of(n)));
     let stat_fields = &stat_fields;
     let file_io = table.file_io().clone();
-    let per_manifest: Vec<Vec<(StatEntry, TemporalExtent)>> = futures::stream::iter(wanted)
+    let mut per_manifest = futures::stream::iter(wanted)
         .map(|m| {
             let io = file_io.clone();
             let spec = metadata.partition_spec_by_id(m.partition_spec_id).cloned();
@@ -238,12 +262,11 @@ async fn entries_at(
                 manifest_entries(&m, &io, &spec, pruner, stat_fields, read_time).await
             }
         })
-        .buffer_unordered(MANIFEST_CONCURRENCY)
-        .try_collect()
-        .await?;
-    Ok((
-        per_manifest.into_iter().flatten().collect(),
-        manifests,
-        pruned,
-    ))
+        .buffer_unordered(MANIFEST_CONCURRENCY);
+    while let Some(entries) = per_manifest.try_next().await? {
+        for (e, extent) in entries {
+            each(e, extent);
+        }
+    }
+    Ok((manifests, pruned))
 }

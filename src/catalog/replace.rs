@@ -72,12 +72,16 @@ pub struct CurrentFile {
 }
 
 /// A data manifest of the current snapshot with its loaded entries.
-struct LoadedManifest {
+struct LoadedManifest<'a> {
     file: ManifestFile,
     /// Every entry, decoded: for manifests a commit rewrites (or all, when asked).
     manifest: Option<Manifest>,
-    /// Live data entries (path, records, bytes) of data manifests.
-    live: Vec<(String, u64, u64)>,
+    /// Live data entries (path, records, bytes) of a data manifest read with [`Decode::Live`]
+    /// whose paths the commit names (removed or added): not every live path, which a
+    /// compaction of 100k files would hold all at once.
+    live: Vec<(&'a str, u64, u64)>,
+    /// Its live data files, records and bytes ([`Decode::Live`]).
+    totals: LiveTotals,
 }
 
 /// How to read data manifests.
@@ -87,8 +91,9 @@ enum Decode {
     Nothing,
     /// Every one decoded in full.
     All,
-    /// Every one read with the projection reader for its live paths and counts (a replace
-    /// decodes the ones it rewrites in the task that rewrites them).
+    /// Every one read with the projection reader for its live counts and the live entries
+    /// of the paths a commit names (a replace decodes the ones it rewrites in the task that
+    /// rewrites them).
     Live,
 }
 
@@ -148,7 +153,9 @@ impl Catalog {
         let Some(snapshot) = table.metadata().current_snapshot() else {
             return Ok(Vec::new());
         };
-        let manifests = self.load_manifests(table, snapshot, Decode::All).await?;
+        let manifests = self
+            .load_manifests(table, snapshot, Decode::All, &HashSet::new())
+            .await?;
         let mut out = Vec::new();
         for m in &manifests {
             let Some(manifest) = &m.manifest else {
@@ -169,8 +176,13 @@ impl Catalog {
 
     /// Paths of every data file referenced by any snapshot still in the table metadata
     /// (live, existing or deleted entries). A file under the warehouse that is not in this
-    /// set was never committed; one that is in it but not live was replaced or deleted.
-    pub async fn historical_paths(&self, table: &Table) -> Result<HashSet<String>> {
+    /// set was never committed; one that is in it but not live was replaced or deleted. Only
+    /// the paths `keep` accepts are kept (callers ask about a few paths of a large history).
+    pub async fn historical_paths(
+        &self,
+        table: &Table,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<HashSet<String>> {
         let file_io = table.file_io().clone();
         let mut by_path: HashMap<String, ManifestFile> = HashMap::new();
         for snapshot in table.metadata().snapshots() {
@@ -189,7 +201,7 @@ impl Catalog {
                         super::avro::manifest_entries(&mf, &file_io, &[])
                             .await?
                             .into_iter()
-                            .filter(|e| e.content == 0)
+                            .filter(|e| e.content == 0 && keep(&e.file_path))
                             .map(|e| e.file_path)
                             .collect(),
                     )
@@ -261,6 +273,12 @@ impl Catalog {
         let current = metadata.current_snapshot().cloned();
         // An append only needs the manifest list: every existing manifest is carried over.
         let append = removed_set.is_empty();
+        // The paths of added files, to find them among the live ones (they must be new).
+        let added_paths: Vec<String> = if append {
+            Vec::new()
+        } else {
+            added.iter().map(|f| f.path().to_string()).collect()
+        };
         let manifests = match &current {
             Some(snapshot) => {
                 let decode = if append {
@@ -268,7 +286,12 @@ impl Catalog {
                 } else {
                     Decode::Live
                 };
-                self.load_manifests(table, snapshot, decode).await?
+                let named: HashSet<&str> = removed_set
+                    .iter()
+                    .copied()
+                    .chain(added_paths.iter().map(String::as_str))
+                    .collect();
+                self.load_manifests(table, snapshot, decode, &named).await?
             }
             None => Vec::new(),
         };
@@ -339,7 +362,7 @@ impl Catalog {
     fn validate<F: NewFile>(
         &self,
         table: &Table,
-        manifests: &[LoadedManifest],
+        manifests: &[LoadedManifest<'_>],
         removed_set: &HashSet<&str>,
         added: &[F],
         append: bool,
@@ -360,12 +383,10 @@ impl Catalog {
             totals.size = total("total-files-size");
         }
         for m in manifests {
-            for (path, records, size) in &m.live {
-                live_paths.insert(path.as_str());
-                totals.files += 1;
-                totals.records += records;
-                totals.size += size;
-            }
+            live_paths.extend(m.live.iter().map(|(path, ..)| *path));
+            totals.files += m.totals.files;
+            totals.records += m.totals.records;
+            totals.size += m.totals.size;
         }
         let mut missing: Vec<&str> = removed_set
             .iter()
@@ -401,7 +422,7 @@ impl Catalog {
         &self,
         table: &Table,
         mut target: CommitTarget,
-        manifests: &[LoadedManifest],
+        manifests: &[LoadedManifest<'_>],
         removed_set: &HashSet<&str>,
         added: Vec<F>,
         written: &mut Vec<String>,
@@ -479,8 +500,8 @@ impl Catalog {
             let removed: HashSet<String> = m
                 .live
                 .iter()
-                .filter(|(p, ..)| removed_set.contains(p.as_str()))
-                .map(|(p, ..)| p.clone())
+                .filter(|(p, ..)| removed_set.contains(p))
+                .map(|(p, ..)| p.to_string())
                 .collect();
             if removed.is_empty() {
                 changes.carried.push(m.file.clone());
@@ -661,12 +682,13 @@ impl Catalog {
     }
 
     /// The manifests of `snapshot`, data manifests decoded as `decode` says.
-    async fn load_manifests(
+    async fn load_manifests<'a>(
         &self,
         table: &Table,
         snapshot: &SnapshotRef,
         decode: Decode,
-    ) -> Result<Vec<LoadedManifest>> {
+        named: &HashSet<&'a str>,
+    ) -> Result<Vec<LoadedManifest<'a>>> {
         let list = manifest_files(table, snapshot).await?;
         let file_io = table.file_io().clone();
         let full = |file: &ManifestFile| {
@@ -689,44 +711,37 @@ impl Catalog {
                             file,
                             manifest: None,
                             live: Vec::new(),
+                            totals: LiveTotals::default(),
                         });
                     }
                     if matches!(decode, Decode::Live) {
-                        let live: Vec<(String, u64, u64)> =
-                            super::avro::manifest_entries(&file, &file_io, &[])
-                                .await?
-                                .into_iter()
-                                .filter(|e| e.status != 2)
-                                .map(|e| {
-                                    let n = |v: i64| u64::try_from(v).unwrap_or(0);
-                                    (e.file_path, n(e.record_count), n(e.file_size_in_bytes))
-                                })
-                                .collect();
+                        let (mut live, mut totals) = (Vec::new(), LiveTotals::default());
+                        let entries = super::avro::manifest_entries(&file, &file_io, &[]).await?;
+                        for e in entries.into_iter().filter(|e| e.status != 2) {
+                            let n = |v: i64| u64::try_from(v).unwrap_or(0);
+                            let (records, size) = (n(e.record_count), n(e.file_size_in_bytes));
+                            totals.files += 1;
+                            totals.records += records;
+                            totals.size += size;
+                            // The set's own copy of the path: no second copy of it.
+                            if let Some(path) = named.get(e.file_path.as_str()) {
+                                live.push((*path, records, size));
+                            }
+                        }
                         // Rewritten manifests are decoded by the task that rewrites them
                         // (write_manifests), not held here.
                         return Ok(LoadedManifest {
                             file,
                             manifest: None,
                             live,
+                            totals,
                         });
                     }
-                    let manifest = full(&file).await?;
-                    let live = manifest
-                        .entries()
-                        .iter()
-                        .filter(|e| e.is_alive())
-                        .map(|e| {
-                            (
-                                e.file_path().to_string(),
-                                e.record_count(),
-                                e.file_size_in_bytes(),
-                            )
-                        })
-                        .collect();
                     Ok::<_, Error>(LoadedManifest {
+                        manifest: Some(full(&file).await?),
                         file,
-                        manifest: Some(manifest),
-                        live,
+                        live: Vec::new(),
+                        totals: LiveTotals::default(),
                     })
                 }
             })

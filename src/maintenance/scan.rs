@@ -37,12 +37,25 @@ pub struct WarehouseFile {
     pub last_modified: DateTime<Utc>,
 }
 
-/// Every data file in the warehouse (streamed listing; the result holds one entry per file).
+/// Every data file in the warehouse, sorted by URL (one entry per file held).
 pub async fn list_warehouse(warehouse: &Location) -> Result<Vec<WarehouseFile>> {
+    let mut out = Vec::new();
+    let listed = for_each_warehouse_file(warehouse, |f| out.push(f)).await?;
+    debug_assert_eq!(listed, out.len());
+    out.sort_by(|a, b| a.url.cmp(&b.url));
+    Ok(out)
+}
+
+/// Hand `each` every data file in the warehouse as the listing streams in (in the store's
+/// order); returns how many there were.
+pub async fn for_each_warehouse_file(
+    warehouse: &Location,
+    mut each: impl FnMut(WarehouseFile),
+) -> Result<usize> {
     let store = warehouse.store().clone();
     let prefix = warehouse.prefix().clone();
     let base = prefix.as_ref().len();
-    let mut out = Vec::new();
+    let mut count = 0;
     let mut listing = store.list(Some(&prefix));
     while let Some(meta) = listing
         .try_next()
@@ -60,7 +73,8 @@ pub async fn list_warehouse(warehouse: &Location) -> Result<Vec<WarehouseFile>> 
         let Some(partition) = partition_of_path(rel) else {
             continue;
         };
-        out.push(WarehouseFile {
+        count += 1;
+        each(WarehouseFile {
             url: warehouse.url_of(rel),
             name: name.to_string(),
             size: meta.size,
@@ -68,8 +82,7 @@ pub async fn list_warehouse(warehouse: &Location) -> Result<Vec<WarehouseFile>> 
             last_modified: meta.last_modified,
         });
     }
-    out.sort_by(|a, b| a.url.cmp(&b.url));
-    Ok(out)
+    Ok(count)
 }
 
 /// Read a Parquet footer with range requests.
