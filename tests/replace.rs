@@ -71,6 +71,20 @@ impl Fixture {
         ids: &[&str],
         name: &str,
     ) -> DataFile {
+        self.write_file_as(table, cell, year, ids, name, false)
+    }
+
+    /// [`Self::write_file`], its entry's path the local path (`/…`) instead of the canonical
+    /// `file://` URL when `plain_path`.
+    fn write_file_as(
+        &self,
+        table: &Table,
+        cell: &str,
+        year: i32,
+        ids: &[&str],
+        name: &str,
+        plain_path: bool,
+    ) -> DataFile {
         let schema = table.metadata().current_schema();
         let table_cols = table_columns(schema);
         let columns = Columns::new(&table_cols);
@@ -106,11 +120,15 @@ impl Fixture {
         let local = self.warehouse().join(&rel);
         std::fs::create_dir_all(local.parent().unwrap()).unwrap();
         std::fs::write(&local, &file.bytes).unwrap();
+        let path = match plain_path {
+            true => local.to_str().unwrap().to_string(),
+            false => self.catalog.warehouse().url_of(&rel),
+        };
         data_file_from_footer(
             schema,
             table.metadata().default_partition_spec_id(),
             &file.metadata,
-            &self.catalog.warehouse().url_of(&rel),
+            &path,
             file.bytes.len() as u64,
             &key,
         )
@@ -682,4 +700,51 @@ async fn concurrent_commit_turns_replace_into_a_conflict() {
     // The other handle sees the replace too.
     let seen = other.load_table().await.unwrap().unwrap();
     assert_eq!(seen.metadata_location(), after.metadata_location());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_removes_every_spelling_of_a_file_registered_twice() {
+    // One file registered as its file:// URL and as its local path, and another file of the
+    // same bucket: compaction must remove both entries of the first (it deletes the file).
+    let (fx, table) = Fixture::new().await;
+    let name = "part_000001_aaaa0001.parquet";
+    let url = fx.write_file(&table, CELL_A, 2020, &["a1-0"], name);
+    let plain = fx.write_file_as(&table, CELL_A, 2020, &["a1-0"], name, true);
+    let other = fx.write_file(
+        &table,
+        CELL_A,
+        2020,
+        &["a2-0"],
+        "part_000002_aaaa0002.parquet",
+    );
+    assert_ne!(url.file_path(), plain.file_path());
+    let table = fx
+        .catalog
+        .append(&table, vec![url, other], HashMap::new())
+        .await
+        .unwrap();
+    let table = fx
+        .catalog
+        .append(&table, vec![plain], HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(live_paths(&fx.catalog, &table).await.len(), 3);
+
+    let opts = earthcatalog::maintenance::CompactOptions {
+        warehouse: fx.warehouse().to_str().unwrap().to_string(),
+        catalog: fx.db().to_str().unwrap().to_string(),
+        ..Default::default()
+    };
+    let m = earthcatalog::maintenance::compact_warehouse(&opts, &earthcatalog::report::NoReporter)
+        .await
+        .unwrap();
+    let after = fx.catalog.load_table().await.unwrap().unwrap();
+    let live = live_paths(&fx.catalog, &after).await;
+    assert_eq!(live.len(), 1, "{live:?}");
+    for p in &live {
+        let local = p.trim_start_matches("file://");
+        assert!(Path::new(local).exists(), "live file {p} was deleted");
+    }
+    assert_eq!(scanned_rows(&after).await, 2);
+    assert_eq!((m.files_before, m.files_after, m.rows_after), (3, 1, 2));
 }

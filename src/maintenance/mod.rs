@@ -228,6 +228,9 @@ fn old_enough(
     now - written >= min_age
 }
 
+/// Every registered spelling of the canonical URLs registered under another one.
+type Spellings = HashMap<String, Vec<String>>;
+
 /// The files of one (cell, year) to merge.
 pub(crate) struct Bucket {
     /// The partition.
@@ -349,15 +352,17 @@ async fn compact_inner(
     Ok(metrics)
 }
 
-/// Group the live files by bucket (from their path, else their partition; each bucket's files
-/// in URL order), streamed from the manifests. Also returns the registered paths spelled
-/// differently from their canonical URLs (by canonical URL; usually none).
+/// Group the live files by bucket (from their path, else their partition), streamed from the
+/// manifests: each bucket's files once per canonical URL (a file registered twice is read
+/// once, ranked by its later registration), in URL order. Also returns, for canonical URLs
+/// registered under another spelling, every spelling registered (sorted; usually none): a
+/// replace must remove all of them, or an entry would stay live for a deleted file.
 async fn group_live_files(
     table: &iceberg::table::Table,
     metrics: &mut CompactMetrics,
-) -> Result<(BTreeMap<PartitionValue, Bucket>, HashMap<String, String>)> {
+) -> Result<(BTreeMap<PartitionValue, Bucket>, Spellings)> {
     let mut buckets: BTreeMap<PartitionValue, Bucket> = BTreeMap::new();
-    let mut spellings = HashMap::new();
+    let mut spellings: Spellings = HashMap::new();
     let mut files = 0u64;
     crate::catalog::live::for_each_live_file(table, |f| {
         files += 1;
@@ -368,7 +373,7 @@ async fn group_live_files(
         });
         let entry = (url, f.sequence_number.unwrap_or(0), f.bytes, f.rows);
         if entry.0 != f.path {
-            spellings.insert(entry.0.clone(), f.path);
+            spellings.entry(entry.0.clone()).or_default().push(f.path);
         }
         match buckets.get_mut(&key) {
             Some(b) => b.files.push(entry),
@@ -381,6 +386,30 @@ async fn group_live_files(
     .await?;
     for b in buckets.values_mut() {
         b.files.sort_by(|x, y| x.0.cmp(&y.0));
+        let mut i = 0;
+        while i < b.files.len() {
+            let n = b.files[i..]
+                .iter()
+                .take_while(|f| f.0 == b.files[i].0)
+                .count();
+            if n > 1 {
+                let latest = b.files[i..i + n].iter().map(|f| f.1).max().unwrap_or(0);
+                b.files[i].1 = latest;
+                b.files.drain(i + 1..i + n);
+                // Registered as the canonical URL too when it has more entries than other
+                // spellings.
+                if let Some(all) = spellings.get_mut(&b.files[i].0)
+                    && all.len() < n
+                {
+                    all.push(b.files[i].0.clone());
+                }
+            }
+            i += 1;
+        }
+    }
+    for all in spellings.values_mut() {
+        all.sort();
+        all.dedup();
     }
     metrics.files_before = files;
     metrics.buckets_scanned = buckets.len() as u64;
@@ -505,7 +534,7 @@ fn choose_buckets(
 async fn commit_merged(
     catalog: &Catalog,
     table: iceberg::table::Table,
-    spellings: &HashMap<String, String>,
+    spellings: &Spellings,
     results: Vec<(Bucket, Result<MergedBucket>)>,
     lock: Option<&RenewingLock>,
     reporter: &dyn Reporter,
@@ -551,7 +580,10 @@ async fn commit_merged(
     } else {
         respelled = removed
             .iter()
-            .map(|u| spellings.get(u).cloned().unwrap_or_else(|| u.clone()))
+            .flat_map(|u| match spellings.get(u) {
+                Some(all) => all.clone(),
+                None => vec![u.clone()],
+            })
             .collect();
         &respelled
     };
@@ -568,7 +600,8 @@ async fn commit_merged(
     catalog.upload().await?;
     crate::fault::check("compact.before_delete")?;
     delete_all(&removed).await?;
-    metrics.files_after = metrics.files_before - removed.len() as u64 + added_count;
+    let entries_removed = removed_as_registered.len() as u64;
+    metrics.files_after = metrics.files_before.saturating_sub(entries_removed) + added_count;
     Ok(table)
 }
 
