@@ -767,7 +767,7 @@ pub(crate) async fn merge_bucket(
     // Read every file (oldest committed first) with its rank for the dedup tie-break.
     let mut ordered = bucket.files.clone();
     ordered.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    let bytes = crate::store::get_all(ordered.iter().map(|f| f.0.as_str())).await?;
+    let bytes = crate::store::get_all_sized(ordered.iter().map(|f| (f.0.as_str(), f.2))).await?;
     let inputs: Vec<(usize, String, bytes::Bytes)> = ordered
         .into_iter()
         .zip(bytes)
