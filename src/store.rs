@@ -202,19 +202,14 @@ impl Location {
         if size == 0 {
             return self.get_bytes().await;
         }
-        let mut parts = self
+        let parts = self
             .store
             .get_ranges(&self.prefix, std::slice::from_ref(&(0..size)))
             .await
             .map_err(|e| Error::store(&self.url, e))?;
-        match parts.pop() {
-            Some(bytes) if parts.is_empty() => Ok(bytes),
-            _ => Err(Error::Inconsistent(format!(
-                "reading {} ({size} bytes): the store answered one range with {} parts",
-                self.url,
-                parts.len() + 1
-            ))),
-        }
+        parts.into_iter().next().ok_or_else(|| {
+            Error::Inconsistent(format!("reading {}: the store returned no bytes", self.url))
+        })
     }
 
     /// Read the whole object at this location's own key, `None` when it does not exist.
@@ -238,31 +233,23 @@ impl Location {
     }
 }
 
-/// Reads [`get_all_sized`] keeps in flight. Unbounded, a compaction bucket of 579 files had as
-/// many reads in flight, each a blocking-pool thread on a local warehouse: 262 threads.
-const GET_ALL_CONCURRENCY: usize = 32;
+/// Reads a compaction merge keeps in flight ([`get_all`]). Unbounded, a bucket of 579 files
+/// had as many, each a blocking-pool thread on a local warehouse: 262 threads.
+pub const MERGE_READS_IN_FLIGHT: usize = 32;
 
-/// Read the objects at `files` (URL, known size: [`Location::get_sized`]) concurrently (at
-/// most [`GET_ALL_CONCURRENCY`] at a time), in order.
-pub async fn get_all_sized<'a>(
+/// Read the objects at `files` (URL, known size or 0: [`Location::get_sized`]), at most
+/// `in_flight` at a time, in order.
+pub async fn get_all<'a>(
     files: impl IntoIterator<Item = (&'a str, u64)>,
+    in_flight: usize,
 ) -> Result<Vec<bytes::Bytes>> {
     use futures::{StreamExt, TryStreamExt};
     let files: Vec<(String, u64)> = files.into_iter().map(|(u, n)| (u.to_string(), n)).collect();
     futures::stream::iter(files)
         .map(|(url, size)| async move { Location::parse(&url)?.get_sized(size).await })
-        .buffered(GET_ALL_CONCURRENCY)
+        .buffered(in_flight.max(1))
         .try_collect()
         .await
-}
-
-/// Read the objects at `urls` concurrently, in order (search: a page's files at once).
-pub async fn get_all<'a>(urls: impl IntoIterator<Item = &'a str>) -> Result<Vec<bytes::Bytes>> {
-    futures::future::try_join_all(
-        urls.into_iter()
-            .map(|url| async move { Location::parse(url)?.get_bytes().await }),
-    )
-    .await
 }
 
 /// Write `data` at `key` only if nothing exists there yet; returns `false` when it already existed.
@@ -668,7 +655,7 @@ mod tests {
         let err = loc.get_sized(11).await.unwrap_err();
         assert!(err.to_string().contains("f.parquet"), "{err}");
         let urls = [loc.url().to_string(), loc.url().to_string()];
-        let got = get_all_sized(urls.iter().map(|u| (u.as_str(), 10)))
+        let got = get_all(urls.iter().map(|u| (u.as_str(), 10)), 1)
             .await
             .unwrap();
         assert_eq!(got.len(), 2);

@@ -173,11 +173,10 @@ pub async fn live_entries(
 /// Hand `each` every live data file of the table's current snapshot, manifest by manifest as
 /// they are read, in no particular order: for callers that keep less than a [`FileEntry`] per
 /// file (their memory then follows the manifests in flight, not the table's file count).
-/// Returns the number of data manifests.
-pub async fn for_each_live_file(table: &Table, mut each: impl FnMut(FileEntry)) -> Result<usize> {
+pub async fn for_each_live_file(table: &Table, mut each: impl FnMut(FileEntry)) -> Result<()> {
     let all = Pruner::default();
-    let (manifests, _) = entries_at(table, None, &all, false, &[], |e, _| each(e.file)).await?;
-    Ok(manifests)
+    entries_at(table, None, &all, false, &[], |e, _| each(e.file)).await?;
+    Ok(())
 }
 
 /// The snapshot `snapshot_id` of the table (the current one when `None`; `Ok(None)` for a

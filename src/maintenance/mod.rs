@@ -384,27 +384,25 @@ async fn group_live_files(
         }
     })
     .await?;
+    // Entries per canonical URL registered more than once.
+    let mut entries: HashMap<String, usize> = HashMap::new();
     for b in buckets.values_mut() {
         b.files.sort_by(|x, y| x.0.cmp(&y.0));
-        let mut i = 0;
-        while i < b.files.len() {
-            let n = b.files[i..]
-                .iter()
-                .take_while(|f| f.0 == b.files[i].0)
-                .count();
-            if n > 1 {
-                let latest = b.files[i..i + n].iter().map(|f| f.1).max().unwrap_or(0);
-                b.files[i].1 = latest;
-                b.files.drain(i + 1..i + n);
-                // Registered as the canonical URL too when it has more entries than other
-                // spellings.
-                if let Some(all) = spellings.get_mut(&b.files[i].0)
-                    && all.len() < n
-                {
-                    all.push(b.files[i].0.clone());
-                }
+        b.files.dedup_by(|dup, kept| {
+            let same = dup.0 == kept.0;
+            if same {
+                kept.1 = kept.1.max(dup.1);
+                *entries.entry(kept.0.clone()).or_insert(1) += 1;
             }
-            i += 1;
+            same
+        });
+    }
+    // Registered as the canonical URL too when it has more entries than other spellings.
+    for (url, n) in entries {
+        if let Some(all) = spellings.get_mut(&url)
+            && all.len() < n
+        {
+            all.push(url);
         }
     }
     for all in spellings.values_mut() {
@@ -767,7 +765,8 @@ pub(crate) async fn merge_bucket(
     // Read every file (oldest committed first) with its rank for the dedup tie-break.
     let mut ordered = bucket.files.clone();
     ordered.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-    let bytes = crate::store::get_all_sized(ordered.iter().map(|f| (f.0.as_str(), f.2))).await?;
+    let sized = ordered.iter().map(|f| (f.0.as_str(), f.2));
+    let bytes = crate::store::get_all(sized, crate::store::MERGE_READS_IN_FLIGHT).await?;
     let inputs: Vec<(usize, String, bytes::Bytes)> = ordered
         .into_iter()
         .zip(bytes)

@@ -1499,8 +1499,9 @@ impl Warehouse {
                         .files(b)
                         .zip(&decoded)
                         .filter(|(_, d)| d.is_none())
-                        .map(|((_, path), _)| path);
-                    let mut bytes = get_all(missing).await?.into_iter();
+                        .map(|((_, path), _)| (path, 0));
+                    // A page's files at once.
+                    let mut bytes = get_all(missing, usize::MAX).await?.into_iter();
                     tokio::task::spawn_blocking(move || {
                         let mut merged: Vec<Hit> = Vec::new();
                         for ((commit, path), decoded) in buckets.files(b).zip(decoded) {
