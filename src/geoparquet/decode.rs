@@ -26,7 +26,10 @@ use parquet::arrow::{FieldLevels, ProjectionMask, parquet_to_arrow_field_levels}
 use parquet::basic::Compression;
 use parquet::column::page::{Page, PageIterator, PageMetadata, PageReader};
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
+use parquet::file::metadata::{
+    ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, ParquetStatisticsPolicy,
+    RowGroupMetaData,
+};
 use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::TypePtr;
 
@@ -62,7 +65,14 @@ pub fn decode_file_without(
     batch_size: usize,
     omit: &dyn Fn(&str, bool) -> bool,
 ) -> Result<Vec<RecordBatch>> {
-    let metadata = ParquetMetaDataReader::new().parse_and_finish(bytes)?;
+    // Page encoding and size statistics are neither read here nor kept: decoding them
+    // allocates per column chunk (size statistics hold level histograms).
+    let options = ParquetMetaDataOptions::new()
+        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    let metadata = ParquetMetaDataReader::new()
+        .with_metadata_options(Some(options))
+        .parse_and_finish(bytes)?;
     let left_out = omitted(&metadata, omit);
     let levels = levels(&metadata, left_out)?;
     let groups = FileRowGroups {

@@ -47,7 +47,7 @@ pub(crate) fn merge(
     exclude: Option<&HashSet<IdHash>>,
     mut name_of: impl FnMut() -> String,
 ) -> Result<Merged, String> {
-    let schema = Arc::new(crate::schema::arrow_schema(table));
+    let (_, schema) = crate::geoparquet::table_schema(table);
     let mut batches = Vec::new();
     let mut ranks: Vec<usize> = Vec::new();
     // `conform` fills grid_partition with the bucket's cell and turns an all-null column of
