@@ -105,6 +105,14 @@ struct LiveTotals {
     size: u64,
 }
 
+impl LiveTotals {
+    fn add(&mut self, other: LiveTotals) {
+        self.files += other.files;
+        self.records += other.records;
+        self.size += other.size;
+    }
+}
+
 /// What one commit writes under: its snapshot id and sequence number, the names of its files,
 /// and the schema and spec of new manifests.
 struct CommitTarget {
@@ -384,9 +392,7 @@ impl Catalog {
         }
         for m in manifests {
             live_paths.extend(m.live.iter().map(|(path, ..)| *path));
-            totals.files += m.totals.files;
-            totals.records += m.totals.records;
-            totals.size += m.totals.size;
+            totals.add(m.totals);
         }
         let mut missing: Vec<&str> = removed_set
             .iter()
@@ -720,9 +726,12 @@ impl Catalog {
                         for e in entries.into_iter().filter(|e| e.status != 2) {
                             let n = |v: i64| u64::try_from(v).unwrap_or(0);
                             let (records, size) = (n(e.record_count), n(e.file_size_in_bytes));
-                            totals.files += 1;
-                            totals.records += records;
-                            totals.size += size;
+                            let files = 1;
+                            totals.add(LiveTotals {
+                                files,
+                                records,
+                                size,
+                            });
                             // The set's own copy of the path: no second copy of it.
                             if let Some(path) = named.get(e.file_path.as_str()) {
                                 live.push((*path, records, size));
