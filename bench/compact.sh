@@ -12,6 +12,11 @@
 #       about FILES live files (ingests of 2,000 items in chunks of 100: many small files), to
 #       show that memory follows the buckets in flight, not the table's file count.
 #
+# BOUND=1 also runs `examples/merge_bound.rs` (build it: cargo build --release --example
+# merge_bound) on the same warehouse: what reading, footer parsing, zstd decompression and
+# compression, writing and deleting alone cost (object_store through the tokio runtime as
+# `compact` does, then object_store outside any runtime), a lower bound for any merge.
+#
 # PYTHON_COMPARE=1 also restores the same warehouse (same paths: the catalog stores absolute
 # file:// URLs) and times the Python tool's `compact_warehouse` on it (PyPI earthcatalog,
 # see .ci/run for the install); it reports the time even when the tool fails.
@@ -89,6 +94,15 @@ print(f"files {m['files_before']} -> {m['files_after']}, rows {m['rows_before']}
       f"{secs:.1f} s wall, {cpu:.1f} s CPU ({m['rows_before'] / cpu:,.0f} rows per CPU-second), "
       f"peak RSS {rss:.0f} MB")
 PY
+
+if [ "${BOUND:-0}" = 1 ]; then
+  BOUND_BIN="$(dirname "$BIN")/examples/merge_bound"
+  [ -x "$BOUND_BIN" ] || { echo "build first: cargo build --release --example merge_bound" >&2; exit 1; }
+  for store in object_store inline; do
+    echo -n "bound ($store): "
+    STORE=$store "$BOUND_BIN" "$OUT.orig/warehouse" "$WORK/bound" | sed 's/^.*| CPU/CPU/'
+  done
+fi
 
 if [ "${PYTHON_COMPARE:-0}" = 1 ]; then
   rm -rf "$OUT" && cp -a "$OUT.orig" "$OUT"
