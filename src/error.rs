@@ -214,20 +214,26 @@ impl Error {
 
     /// A worker task's join failure (a panic or a cancellation) while doing `context`.
     pub fn task(context: impl Into<String>, err: tokio::task::JoinError) -> Self {
-        let reason = if err.is_panic() {
-            let payload = err.into_panic();
-            payload
-                .downcast_ref::<&str>()
-                .map(|s| format!("panicked: {s}"))
-                .or_else(|| {
-                    payload
-                        .downcast_ref::<String>()
-                        .map(|s| format!("panicked: {s}"))
-                })
-                .unwrap_or_else(|| "panicked".to_string())
-        } else {
-            "cancelled".to_string()
-        };
+        if err.is_panic() {
+            return Error::panicked(context, err.into_panic());
+        }
+        Error::Task {
+            context: context.into(),
+            reason: "cancelled".to_string(),
+        }
+    }
+
+    /// A worker's panic (its payload) while doing `context`.
+    pub fn panicked(context: impl Into<String>, payload: Box<dyn std::any::Any + Send>) -> Self {
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|s| format!("panicked: {s}"))
+            .or_else(|| {
+                payload
+                    .downcast_ref::<String>()
+                    .map(|s| format!("panicked: {s}"))
+            })
+            .unwrap_or_else(|| "panicked".to_string());
         Error::Task {
             context: context.into(),
             reason,

@@ -232,6 +232,7 @@ fn old_enough(
 type Spellings = HashMap<String, Vec<String>>;
 
 /// The files of one (cell, year) to merge.
+#[derive(Clone)]
 pub(crate) struct Bucket {
     /// The partition.
     pub(crate) key: PartitionValue,
@@ -756,6 +757,36 @@ pub(crate) async fn merge_bucket(
     ctx: &MergeContext,
     exclude: Option<Arc<std::collections::HashSet<crate::hash_index::IdHash>>>,
 ) -> Result<MergedBucket> {
+    let local = ctx.warehouse.is_local()
+        && (bucket.files.iter()).all(|(url, ..)| crate::store::is_local(url));
+    if local {
+        // Reads, the merge and writes on a thread outside the runtime: local file I/O in place
+        // instead of a blocking-pool round trip per call (`store::off_runtime`).
+        let (bucket, ctx) = (bucket.clone(), ctx.clone());
+        let context = format!("merging {}", bucket.key.dir());
+        return crate::store::off_runtime(context, move || {
+            futures::executor::block_on(merge_bucket_on(&bucket, &ctx, exclude, Cpu::Here))
+        })
+        .await;
+    }
+    merge_bucket_on(bucket, ctx, exclude, Cpu::BlockingPool).await
+}
+
+/// Where a merge's decoding and encoding run.
+#[derive(Clone, Copy)]
+enum Cpu {
+    /// On the calling thread (one outside the runtime).
+    Here,
+    /// On tokio's blocking pool (the caller is a runtime task).
+    BlockingPool,
+}
+
+async fn merge_bucket_on(
+    bucket: &Bucket,
+    ctx: &MergeContext,
+    exclude: Option<Arc<std::collections::HashSet<crate::hash_index::IdHash>>>,
+    cpu: Cpu,
+) -> Result<MergedBucket> {
     let warehouse = &ctx.warehouse;
     let (columns, table_cols) = (ctx.columns.clone(), ctx.table_cols.clone());
     let (schema, spec_id) = (&ctx.schema, ctx.spec_id);
@@ -775,7 +806,7 @@ pub(crate) async fn merge_bucket(
         .collect();
     crate::fault::check("compact.merge")?;
     let key = bucket.key.clone();
-    let encoded = tokio::task::spawn_blocking(move || -> Result<_> {
+    let work = move || -> Result<_> {
         let name_of = || {
             format!(
                 "{}/{prefix}_{:08x}.parquet",
@@ -832,10 +863,13 @@ pub(crate) async fn merge_bucket(
             files.push((rel, file));
         }
         Ok((files, rows_before, rows_after, ids))
-    })
-    .await
-    .map_err(|e| Error::task(format!("merging {}", bucket.key.dir()), e))??;
-    let (files, rows_before, rows_after, ids) = encoded;
+    };
+    let (files, rows_before, rows_after, ids) = match cpu {
+        Cpu::Here => work()?,
+        Cpu::BlockingPool => tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::task(format!("merging {}", bucket.key.dir()), e))??,
+    };
     let mut out = Vec::new();
     let mut bytes_total = 0;
     for (rel, file) in files {
@@ -902,8 +936,21 @@ pub fn canonical(path: &str) -> String {
 /// Objects deleted concurrently.
 const DELETE_CONCURRENCY: usize = 16;
 
-/// Delete the objects at `urls` (missing ones are fine).
+/// Delete the objects at `urls` (missing ones are fine); local files on a thread outside the
+/// runtime (`store::off_runtime`).
 pub(crate) async fn delete_all(urls: &[String]) -> Result<()> {
+    if !urls.is_empty() && urls.iter().all(|u| crate::store::is_local(u)) {
+        let urls = urls.to_vec();
+        let context = format!("deleting {} files", urls.len());
+        return crate::store::off_runtime(context, move || {
+            futures::executor::block_on(delete_each(&urls))
+        })
+        .await;
+    }
+    delete_each(urls).await
+}
+
+async fn delete_each(urls: &[String]) -> Result<()> {
     futures::stream::iter(urls)
         .map(|u| delete_url(u))
         .buffer_unordered(DELETE_CONCURRENCY)
