@@ -278,7 +278,7 @@ pub async fn off_runtime<T: Send + 'static>(
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
                 .unwrap_or_else(|payload| Err(Error::panicked(what, payload)));
             // The receiver is gone only when the awaiting task was dropped.
-            let _ = tx.send(out);
+            Box::new(move || drop(tx.send(out)))
         }))
         .map_err(|reason| Error::Task {
             context: context.clone(),
@@ -290,7 +290,9 @@ pub async fn off_runtime<T: Send + 'static>(
     })?
 }
 
-type LocalJob = Box<dyn FnOnce() + Send>;
+/// A job of [`LocalThreads`]: it does its work and returns what delivers the result, run
+/// once its thread counts itself idle again (so that the caller's next job finds it idle).
+type LocalJob = Box<dyn FnOnce() -> Box<dyn FnOnce() + Send> + Send>;
 
 /// The threads of [`off_runtime`]: plain threads, started when a job finds none idle and kept
 /// (as many as jobs ever ran at once: the merges in flight), so that what a merge caches per
@@ -331,14 +333,16 @@ impl LocalThreads {
                 .name("earthcatalog-local".to_string())
                 .spawn(move || {
                     loop {
-                        // One thread waits in `recv` at a time, the others on the lock.
+                        // One thread waits in `recv` at a time, the others on the lock
+                        // (never poisoned: nothing panics while holding it).
                         let next = match queue.lock() {
                             Ok(queue) => queue.recv(),
                             Err(_) => return,
                         };
                         let Ok(job) = next else { return };
-                        job();
+                        let deliver = job();
                         idle.fetch_add(1, SeqCst);
+                        deliver();
                     }
                 })
                 .map_err(|e| format!("no thread could be started: {e}"))?;
@@ -754,39 +758,39 @@ mod tests {
         let threads = LocalThreads::new();
         let ran_on = |threads: &LocalThreads| {
             let (tx, rx) = std::sync::mpsc::channel();
-            let job = Box::new(move || tx.send(std::thread::current().id()).unwrap());
+            let job: LocalJob = Box::new(move || {
+                let id = std::thread::current().id();
+                Box::new(move || tx.send(id).unwrap())
+            });
             threads.run(job).unwrap();
             // A job no thread takes fails the test rather than hanging it.
             rx.recv_timeout(std::time::Duration::from_secs(30))
                 .expect("the job never ran")
         };
         let first = ran_on(&threads);
-        // Until the thread counts itself idle again, a new job would start a second one.
-        while threads.idle.load(SeqCst) == 0 {
-            std::thread::yield_now();
-        }
+        // The result comes only once its thread is idle again: the next job finds it.
+        assert_eq!(threads.idle.load(SeqCst), 1);
         assert_eq!(
             ran_on(&threads),
             first,
             "a thread per job: per-thread caches lost"
         );
         // Two jobs at once need two threads: the first blocks until the second has run.
-        while threads.idle.load(SeqCst) == 0 {
-            std::thread::yield_now();
-        }
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let done = done_tx.clone();
         threads
             .run(Box::new(move || {
                 go_rx.recv().unwrap();
-                done.send(std::thread::current().id()).unwrap();
+                let id = std::thread::current().id();
+                Box::new(move || done.send(id).unwrap())
             }))
             .unwrap();
         threads
             .run(Box::new(move || {
                 go_tx.send(()).unwrap();
-                done_tx.send(std::thread::current().id()).unwrap();
+                let id = std::thread::current().id();
+                Box::new(move || done_tx.send(id).unwrap())
             }))
             .unwrap();
         let wait = || done_rx.recv_timeout(std::time::Duration::from_secs(30));

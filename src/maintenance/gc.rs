@@ -209,7 +209,10 @@ async fn gc_inner(
     let ctx = MergeContext::of(&table, &warehouse, options.writer.clone(), None).await?;
     let exclude = Arc::new(found.clone());
     reporter.phase("rewriting", Some(buckets.len() as u64));
-    let merged: Vec<(Bucket, MergedBucket)> = futures::stream::iter(buckets.into_values())
+    // Every merge is awaited before the first error is returned: a merge of local files runs
+    // on a thread of its own (`store::off_runtime`) and goes on writing when its future is
+    // dropped, so none may still be writing once the lock is released.
+    let results: Vec<Result<(Bucket, MergedBucket)>> = futures::stream::iter(buckets.into_values())
         .map(|bucket| {
             let (ctx, exclude) = (ctx.clone(), exclude.clone());
             async move {
@@ -219,8 +222,9 @@ async fn gc_inner(
         })
         .buffer_unordered(options.parallelism.max(1))
         .inspect(|_| reporter.advance(1))
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+    let merged: Vec<(Bucket, MergedBucket)> = results.into_iter().collect::<Result<_>>()?;
     reporter.finish_phase();
     let by_canonical: HashMap<String, String> = live
         .iter()
