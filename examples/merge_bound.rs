@@ -33,25 +33,15 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use parquet::basic::Compression;
-use parquet::column::page::{Page, PageReader};
-use parquet::file::metadata::{
-    ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, ParquetStatisticsPolicy,
-};
+use parquet::column::page::PageReader;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::serialized_reader::SerializedPageReader;
 
-type Failure = Box<dyn std::error::Error>;
+#[path = "support/mod.rs"]
+mod support;
+use support::walk;
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
+type Failure = Box<dyn std::error::Error>;
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
@@ -67,13 +57,9 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The footer, parsed as merges parse it.
 fn footer(bytes: &Bytes) -> Result<ParquetMetaData, Failure> {
-    let options = ParquetMetaDataOptions::new()
-        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
-        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
-    Ok(ParquetMetaDataReader::new()
-        .with_metadata_options(Some(options))
-        .parse_and_finish(bytes)?)
+    Ok(earthcatalog::geoparquet::decode::parse_footer(bytes)?)
 }
 
 /// Every page of `meta`'s file decompressed, appended per column to `columns`.
@@ -102,21 +88,19 @@ fn decompress(
                 usize::try_from(rg.num_rows())?,
                 None,
             )?;
+            // Whole pages are decompressed: the warehouse's pages are v1 (no uncompressed
+            // level prefix).
             while let Some(page) = pages.get_next_page()? {
-                let (buf, size) = match &page {
-                    Page::DataPage { buf, .. } | Page::DictionaryPage { buf, .. } => {
-                        (buf.clone(), buf.len() * 8)
-                    }
-                    Page::DataPageV2 { buf, .. } => (buf.clone(), buf.len() * 8),
-                };
+                let buf = page.buffer();
                 if zstd && !buf.is_empty() {
-                    let size = zstd::zstd_safe::get_frame_content_size(&buf)
+                    // The frame records its size; a guess for one that does not.
+                    let size = zstd::zstd_safe::get_frame_content_size(buf)
                         .ok()
                         .flatten()
-                        .map_or(size, |s| s as usize);
-                    columns[i].extend_from_slice(&dctx.decompress(&buf, size)?);
+                        .map_or(buf.len() * 8, |s| s as usize);
+                    columns[i].extend_from_slice(&dctx.decompress(buf, size)?);
                 } else {
-                    columns[i].extend_from_slice(&buf);
+                    columns[i].extend_from_slice(buf);
                 }
             }
         }
@@ -228,7 +212,6 @@ fn main() -> Result<(), Failure> {
                 .enable_all()
                 .build()?,
         ),
-        Ok("inline") => None,
         _ => None,
     };
     // `LocalFileSystem` runs its blocking calls inline when no tokio runtime is entered.

@@ -25,19 +25,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-type Failure = Box<dyn std::error::Error>;
+#[path = "support/mod.rs"]
+mod support;
+use support::walk;
 
-fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
+type Failure = Box<dyn std::error::Error>;
 
 fn decode(bytes: &Bytes, ours: bool) -> Result<Vec<RecordBatch>, Failure> {
     if ours {

@@ -252,9 +252,13 @@ pub async fn get_all<'a>(
         .await
 }
 
-/// Whether `location` names a local file: a path or a `file:` URL ([`LocalFileSystem`]).
+/// Whether `location` names a local file ([`LocalFileSystem`]): a path, a `file:` URL, or a
+/// one-letter "scheme" (a drive letter), as [`Location::parse`] reads them.
 pub fn is_local(location: &str) -> bool {
-    matches!(split_scheme(location).0, None | Some("file"))
+    match split_scheme(location).0 {
+        None | Some("file") => true,
+        Some(other) => other.len() == 1,
+    }
 }
 
 /// Run `work` on a thread outside the tokio runtime ([`LocalThreads`]) and await its result;
@@ -806,6 +810,8 @@ mod tests {
         assert!(is_local("/tmp/x.parquet"));
         assert!(is_local("rel/x.parquet"));
         assert!(is_local("file:///tmp/x.parquet"));
+        assert!(is_local("c://x.parquet"));
+        assert!(Location::parse("c://x.parquet").unwrap().is_local());
         assert!(!is_local("s3://bucket/x.parquet"));
         assert!(!is_local("memory://t/x.parquet"));
     }

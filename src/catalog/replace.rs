@@ -726,9 +726,8 @@ impl Catalog {
                         for e in entries.into_iter().filter(|e| e.status != 2) {
                             let n = |v: i64| u64::try_from(v).unwrap_or(0);
                             let (records, size) = (n(e.record_count), n(e.file_size_in_bytes));
-                            let files = 1;
                             totals.add(LiveTotals {
-                                files,
+                                files: 1,
                                 records,
                                 size,
                             });

@@ -65,14 +65,7 @@ pub fn decode_file_without(
     batch_size: usize,
     omit: &dyn Fn(&str, bool) -> bool,
 ) -> Result<Vec<RecordBatch>> {
-    // Page encoding and size statistics are neither read here nor kept: decoding them
-    // allocates per column chunk (size statistics hold level histograms).
-    let options = ParquetMetaDataOptions::new()
-        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
-        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
-    let metadata = ParquetMetaDataReader::new()
-        .with_metadata_options(Some(options))
-        .parse_and_finish(bytes)?;
+    let metadata = parse_footer(bytes)?;
     let left_out = omitted(&metadata, omit);
     let levels = levels(&metadata, left_out)?;
     let groups = FileRowGroups {
@@ -87,6 +80,18 @@ pub fn decode_file_without(
     reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(ParquetError::from)
+}
+
+/// The footer of the Parquet file `bytes`, as a merge reads it: page encoding and size
+/// statistics are neither parsed nor kept (nothing in a merge reads them, and decoding them
+/// allocates per column chunk: size statistics hold level histograms).
+pub fn parse_footer(bytes: &Bytes) -> Result<ParquetMetaData> {
+    let options = ParquetMetaDataOptions::new()
+        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+    ParquetMetaDataReader::new()
+        .with_metadata_options(Some(options))
+        .parse_and_finish(bytes)
 }
 
 /// The leaves of top-level primitive columns `omit` leaves out (none when it would leave out
