@@ -197,17 +197,83 @@ pub enum Category {
     Locked,
 }
 
-impl Error {
-    /// The kind of failure, decided by the variant alone.
-    pub fn category(&self) -> Category {
+/// The class of an [`Error`] a caller can act on. The Python package raises the exception class
+/// named by [`Kind::name`] (`earthcatalog.errors.<name>`), and [`Error::category`] (the exit
+/// code) follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A bad argument, location, geometry or configuration: fix the call.
+    InvalidArgument,
+    /// Something named does not exist (a catalog, a snapshot, a file).
+    NotFound,
+    /// The operation refused to run because it could lose or hide data.
+    Refused,
+    /// The catalog lock is held by someone else.
+    LockHeld,
+    /// The lock was lost while the operation held it.
+    LockLost,
+    /// Someone else committed between our read and our write; retrying may succeed.
+    CommitConflict,
+    /// Object store or local file I/O failed.
+    Storage,
+    /// The Iceberg catalog or its database failed, or is not as earthcatalog leaves it.
+    Catalog,
+    /// An input (inventory, Parquet, Arrow, JSON or YAML) could not be read or written.
+    Data,
+    /// A worker task failed, or a test injected a fault.
+    Task,
+}
+
+impl Kind {
+    /// The kind's name, which is also the Python exception class name.
+    pub fn name(self) -> &'static str {
         match self {
-            Error::Locked { .. } => Category::Locked,
-            Error::Config(_)
+            Kind::InvalidArgument => "InvalidArgument",
+            Kind::NotFound => "NotFound",
+            Kind::Refused => "Refused",
+            Kind::LockHeld => "LockHeld",
+            Kind::LockLost => "LockLost",
+            Kind::CommitConflict => "CommitConflict",
+            Kind::Storage => "StorageError",
+            Kind::Catalog => "CatalogError",
+            Kind::Data => "DataError",
+            Kind::Task => "TaskError",
+        }
+    }
+}
+
+impl Error {
+    /// The class of the failure, decided by the variant alone.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::InvalidLocation { .. }
+            | Error::Config(_)
             | Error::InvalidArgument { .. }
-            | Error::InvalidLocation { .. }
-            | Error::Geometry { .. }
-            | Error::NotFound { .. }
-            | Error::Refused { .. } => Category::Usage,
+            | Error::Geometry { .. } => Kind::InvalidArgument,
+            Error::NotFound { .. } => Kind::NotFound,
+            Error::Refused { .. } => Kind::Refused,
+            Error::Locked { .. } => Kind::LockHeld,
+            Error::LockLost { .. } => Kind::LockLost,
+            Error::CommitConflict { .. } => Kind::CommitConflict,
+            Error::Store { .. } | Error::Io { .. } => Kind::Storage,
+            Error::Iceberg { .. }
+            | Error::Sql { .. }
+            | Error::NotLive { .. }
+            | Error::Inconsistent(_) => Kind::Catalog,
+            Error::Inventory { .. }
+            | Error::Parquet { .. }
+            | Error::Arrow { .. }
+            | Error::Parse { .. } => Kind::Data,
+            Error::Task { .. } | Error::InjectedFault(_) => Kind::Task,
+        }
+    }
+
+    /// The kind of failure (the exit code's class), decided by [`Error::kind`].
+    pub fn category(&self) -> Category {
+        match self.kind() {
+            Kind::LockHeld => Category::Locked,
+            Kind::InvalidArgument | Kind::NotFound | Kind::Refused => Category::Usage,
             _ => Category::Failure,
         }
     }
@@ -320,4 +386,66 @@ pub fn store_error_retryable(err: &object_store::Error) -> bool {
         err,
         object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_decide_categories_and_name_the_python_classes() {
+        let cases = [
+            (
+                Error::invalid_argument("--x", "bad"),
+                "InvalidArgument",
+                Category::Usage,
+            ),
+            (
+                Error::Config("c".into()),
+                "InvalidArgument",
+                Category::Usage,
+            ),
+            (
+                Error::NotFound {
+                    what: "catalog".into(),
+                    location: "c.db".into(),
+                    hint: String::new(),
+                },
+                "NotFound",
+                Category::Usage,
+            ),
+            (
+                Error::Locked {
+                    key: "k".into(),
+                    owner: "o".into(),
+                    hostname: "h".into(),
+                    pid: 1,
+                    acquired: "a".into(),
+                    remaining: "r".into(),
+                },
+                "LockHeld",
+                Category::Locked,
+            ),
+            (
+                Error::CommitConflict { table: "t".into() },
+                "CommitConflict",
+                Category::Failure,
+            ),
+            (
+                Error::Inconsistent("x".into()),
+                "CatalogError",
+                Category::Failure,
+            ),
+            (Error::inventory("i", "bad"), "DataError", Category::Failure),
+            (
+                Error::io("/p", std::io::Error::other("x")),
+                "StorageError",
+                Category::Failure,
+            ),
+        ];
+        for (err, class, category) in cases {
+            assert_eq!(err.kind().name(), class, "{err}");
+            assert_eq!(err.category(), category, "{err}");
+        }
+    }
 }

@@ -32,6 +32,8 @@
 
 pub mod backfill;
 pub mod catalog;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod clock;
 pub mod delta;
 pub mod error;

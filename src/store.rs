@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -443,6 +443,8 @@ pub struct S3Options {
     max_retries: usize,
     retry_timeout: Duration,
     initial_backoff: Duration,
+    /// `object_store` settings given by the caller; they win over the environment.
+    config: Vec<(AmazonS3ConfigKey, String)>,
 }
 
 impl Default for S3Options {
@@ -452,6 +454,7 @@ impl Default for S3Options {
             max_retries: 10,
             retry_timeout: Duration::from_secs(60),
             initial_backoff: Duration::from_millis(100),
+            config: Vec::new(),
         }
     }
 }
@@ -505,6 +508,53 @@ impl S3Options {
                 .map_err(|_| bad("EARTHCATALOG_S3_BACKOFF_MS", &v, "milliseconds"))?;
         }
         Ok(options)
+    }
+
+    /// One `object_store` S3 setting by its name (`region`, `endpoint`, `access_key_id`,
+    /// `secret_access_key`, `session_token`, `allow_http`, `skip_signature`, ... with or
+    /// without the `aws_` prefix: the keys of `AmazonS3ConfigKey`, as obstore's `S3Store`
+    /// takes them), winning over the environment; `anonymous` is [`S3Options::with_anonymous`].
+    /// A key it does not know is [`Error::InvalidArgument`] naming `arg` and the key.
+    pub fn with_setting(mut self, arg: &str, key: &str, value: &str) -> Result<Self> {
+        let lower = key.trim().to_ascii_lowercase();
+        let flag = || match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(Error::invalid_argument(
+                arg,
+                format!("{key}={value:?}: expected true or false"),
+            )),
+        };
+        if matches!(
+            lower.as_str(),
+            "anonymous" | "skip_signature" | "aws_skip_signature"
+        ) {
+            self.anonymous = flag()?;
+            return Ok(self);
+        }
+        let name = if lower == "allow_http" {
+            "aws_allow_http".to_string()
+        } else {
+            lower
+        };
+        let parsed: AmazonS3ConfigKey = name.parse().map_err(|_| {
+            Error::invalid_argument(
+                arg,
+                format!(
+                    "unknown S3 setting {key:?} (object_store's S3 keys, e.g. region, endpoint, \
+                     access_key_id, secret_access_key, session_token, allow_http, anonymous)"
+                ),
+            )
+        })?;
+        self.config.retain(|(k, _)| *k != parsed);
+        self.config.push((parsed, value.to_string()));
+        Ok(self)
+    }
+
+    /// Whether the settings name a region or an endpoint (then the bucket's region is not
+    /// looked up).
+    fn names(&self, key: &AmazonS3ConfigKey) -> bool {
+        self.config.iter().any(|(k, _)| k == key)
     }
 
     /// Send unsigned requests (public buckets) instead of looking for credentials.
@@ -611,7 +661,7 @@ fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         return Ok(store.clone());
     }
     let options = s3_options()?;
-    let source = if options.anonymous {
+    let source = if options.anonymous || options.names(&AmazonS3ConfigKey::AccessKeyId) {
         static ONCE: OnceLock<()> = OnceLock::new();
         ONCE.get_or_init(|| tracing::info!("anonymous access requested: S3 requests are unsigned"));
         None
@@ -619,14 +669,21 @@ fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         Some(credential_source()?)
     };
     let mut builder = s3_builder(bucket, &options, source.as_ref());
-    let has_region = env_set("AWS_REGION") || env_set("AWS_DEFAULT_REGION");
-    let has_endpoint = env_set("AWS_ENDPOINT_URL") || env_set("AWS_ENDPOINT");
+    let has_region = env_set("AWS_REGION")
+        || env_set("AWS_DEFAULT_REGION")
+        || options.names(&AmazonS3ConfigKey::Region);
+    let has_endpoint = env_set("AWS_ENDPOINT_URL")
+        || env_set("AWS_ENDPOINT")
+        || options.names(&AmazonS3ConfigKey::Endpoint);
     if !has_region && !has_endpoint {
         if let Some(region) = resolve_region(bucket) {
             builder = builder.with_region(region);
         }
     } else if let Some(region) = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()) {
         builder = builder.with_region(region);
+    }
+    for (key, value) in &options.config {
+        builder = builder.with_config(*key, value);
     }
     let store: Arc<dyn ObjectStore> =
         Arc::new(builder.build().map_err(|e| Error::InvalidLocation {
@@ -638,7 +695,8 @@ fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
 }
 
 /// The builder of bucket `bucket`'s store: `object_store`'s environment configuration, the
-/// retry layer of `options`, and the credentials of `source` (`None`: anonymous).
+/// retry layer of `options`, and the credentials of `source` (`None`: anonymous, or keys given
+/// in `options`' settings, which the caller applies).
 fn s3_builder(
     bucket: &str,
     options: &S3Options,
@@ -648,6 +706,7 @@ fn s3_builder(
         .with_bucket_name(bucket)
         .with_retry(options.retry_config());
     match source {
+        None if options.names(&AmazonS3ConfigKey::AccessKeyId) && !options.anonymous => builder,
         None | Some(credentials::Source::None) => builder.with_skip_signature(true),
         Some(source) => match source.provider() {
             Some(provider) => builder.with_credentials(provider),
@@ -917,6 +976,47 @@ mod tests {
             let err = S3Options::from_lookup(env(pairs)).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{err}");
             assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn caller_settings_are_object_store_keys_and_unknown_ones_are_named() {
+        let o = S3Options::default()
+            .with_setting("storage_options", "region", "eu-west-1")
+            .unwrap()
+            .with_setting("storage_options", "aws_endpoint", "http://127.0.0.1:5000")
+            .unwrap()
+            .with_setting("storage_options", "allow_http", "true")
+            .unwrap()
+            .with_setting("storage_options", "anonymous", "true")
+            .unwrap()
+            .with_setting("storage_options", "region", "us-west-2")
+            .unwrap();
+        assert!(o.anonymous());
+        assert!(o.names(&AmazonS3ConfigKey::Region));
+        assert!(o.names(&AmazonS3ConfigKey::Endpoint));
+        // The later value of a key replaces the earlier one.
+        let regions: Vec<&str> = o
+            .config
+            .iter()
+            .filter(|(k, _)| *k == AmazonS3ConfigKey::Region)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(regions, ["us-west-2"]);
+        let built = s3_builder("b", &o, None);
+        assert_eq!(
+            built
+                .get_config_value(&AmazonS3ConfigKey::SkipSignature)
+                .as_deref(),
+            Some("true")
+        );
+        for (key, value) in [("regoin", "x"), ("anonymous", "maybe")] {
+            let err = S3Options::default()
+                .with_setting("storage_options", key, value)
+                .unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+            assert!(err.to_string().contains("storage_options"), "{err}");
+            assert!(err.to_string().contains(key), "{err}");
         }
     }
 

@@ -3,16 +3,16 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use clap::{Args, Subcommand};
-use earthcatalog::backfill::{
+use crate::backfill::{
     self, CommitMetrics, CommitOptions, MapOptions, PlanMetrics, PlanOptions, ReduceOptions,
     StageStatus, StatusReport,
 };
-use earthcatalog::clock::SystemClock;
-use earthcatalog::fetch::FetchOptions;
-use earthcatalog::grid::GridConfig;
-use earthcatalog::inventory::{InventoryOptions, parse_since};
-use earthcatalog::pipeline::IngestMode;
+use crate::clock::SystemClock;
+use crate::fetch::FetchOptions;
+use crate::grid::GridConfig;
+use crate::inventory::{InventoryOptions, parse_since};
+use crate::pipeline::IngestMode;
+use clap::{Args, Subcommand};
 
 use super::ingest::{DEFAULT_CATALOG, DEFAULT_WAREHOUSE, ModeArg};
 use super::progress::BarReporter;
@@ -248,7 +248,7 @@ async fn plan(a: PlanArgs, reporter: &BarReporter) -> anyhow::Result<u8> {
         layout: a
             .layout
             .as_deref()
-            .map(earthcatalog::partition::Layout::parse)
+            .map(crate::partition::Layout::parse)
             .transpose()?,
         hash_index: a.hash_index,
         update_hash_index: !a.no_hash_index,

@@ -1,10 +1,10 @@
 //! `earthcatalog compact` and `earthcatalog repair`.
 
-use clap::Args;
-use earthcatalog::maintenance::{
+use crate::maintenance::{
     CompactMetrics, CompactOptions, DEFAULT_LEFTOVER_MIN_AGE_HOURS, RepairOptions,
     compact_warehouse, repair,
 };
+use clap::Args;
 
 use super::progress::BarReporter;
 use super::{EXIT_OK, EXIT_PARTIAL};

@@ -47,9 +47,7 @@ pub struct IngestSection {
 impl ConfigFile {
     /// Read and parse a config file.
     pub async fn load(path: &str) -> anyhow::Result<Self> {
-        let bytes = earthcatalog::store::Location::parse(path)?
-            .get_bytes()
-            .await?;
+        let bytes = crate::store::Location::parse(path)?.get_bytes().await?;
         let cfg: ConfigFile = serde_yaml::from_slice(&bytes)
             .map_err(|e| super::UsageError(format!("config file {path}: {e}")))?;
         Ok(cfg)

@@ -1,9 +1,9 @@
 //! `earthcatalog delta`: today's inventory keys the warehouse does not hold yet, as the Python
 //! tool's `pending/delta_<date>.parquet`.
 
+use crate::delta::{DeltaMetrics, DeltaOptions, run_delta};
+use crate::inventory::InventoryOptions;
 use clap::Args;
-use earthcatalog::delta::{DeltaMetrics, DeltaOptions, run_delta};
-use earthcatalog::inventory::InventoryOptions;
 
 use super::progress::BarReporter;
 use super::{EXIT_OK, UsageError};
@@ -26,7 +26,7 @@ pub struct DeltaArgs {
     #[arg(long)]
     date: Option<String>,
     /// Keep keys ending with this suffix.
-    #[arg(long, default_value = earthcatalog::inventory::DEFAULT_SUFFIX)]
+    #[arg(long, default_value = crate::inventory::DEFAULT_SUFFIX)]
     suffix: String,
     /// Count only; write and delete nothing.
     #[arg(long)]
@@ -47,7 +47,7 @@ pub async fn run(args: DeltaArgs, show_progress: bool) -> anyhow::Result<u8> {
     };
     let hash_index = match (&args.hash_index, &args.catalog) {
         (Some(h), _) => h.clone(),
-        (None, Some(c)) => earthcatalog::query::Warehouse::open(c, None)
+        (None, Some(c)) => crate::query::Warehouse::open(c, None)
             .await?
             .hash_index_path()
             .ok_or_else(|| UsageError(format!("catalog {c} names no hash index")))?,

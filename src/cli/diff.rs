@@ -1,8 +1,8 @@
 //! `earthcatalog diff`: keys new or changed between two inventory days, and keys removed.
 
+use crate::delta::diff::{DiffMetrics, DiffOptions, run_diff};
+use crate::inventory::InventoryOptions;
 use clap::Args;
-use earthcatalog::delta::diff::{DiffMetrics, DiffOptions, run_diff};
-use earthcatalog::inventory::InventoryOptions;
 
 use super::progress::BarReporter;
 use super::{EXIT_OK, UsageError};
@@ -29,7 +29,7 @@ pub struct DiffArgs {
     #[arg(long)]
     temp_dir: Option<std::path::PathBuf>,
     /// Keep keys ending with this suffix.
-    #[arg(long, default_value = earthcatalog::inventory::DEFAULT_SUFFIX)]
+    #[arg(long, default_value = crate::inventory::DEFAULT_SUFFIX)]
     suffix: String,
     /// Print the summary as JSON.
     #[arg(long)]

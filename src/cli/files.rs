@@ -1,8 +1,8 @@
 //! `earthcatalog files`: the data files that can hold items of a region and time range.
 
+use crate::query::{cell_list_sql, parse_bbox, parse_datetime, parse_geometry, parse_point};
+use crate::store::Location;
 use clap::{Args, ValueEnum};
-use earthcatalog::query::{cell_list_sql, parse_bbox, parse_datetime, parse_geometry, parse_point};
-use earthcatalog::store::Location;
 use geo_types::Geometry;
 
 use super::{EXIT_OK, UsageError};

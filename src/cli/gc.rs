@@ -1,7 +1,7 @@
 //! `earthcatalog gc`: remove the rows of items whose source keys disappeared.
 
+use crate::maintenance::gc::{GcMetrics, GcOptions, gc};
 use clap::Args;
-use earthcatalog::maintenance::gc::{GcMetrics, GcOptions, gc};
 
 use super::EXIT_OK;
 use super::progress::BarReporter;
@@ -18,7 +18,7 @@ pub struct GcArgs {
     #[arg(long)]
     removed: String,
     /// The id of a key is its basename minus this suffix.
-    #[arg(long, default_value = earthcatalog::inventory::DEFAULT_SUFFIX)]
+    #[arg(long, default_value = crate::inventory::DEFAULT_SUFFIX)]
     suffix: String,
     /// Hash index (default: the table property, else <warehouse>_id_hashes.parquet).
     #[arg(long)]

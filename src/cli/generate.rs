@@ -1,8 +1,8 @@
 //! `earthcatalog generate`: write a synthetic dataset for demos, tests and benchmarks.
 
+use crate::store::Location;
+use crate::synth::{SynthOptions, write_dataset};
 use clap::Args;
-use earthcatalog::store::Location;
-use earthcatalog::synth::{SynthOptions, write_dataset};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -88,7 +88,7 @@ pub struct GenerateInventoryArgs {
 /// `earthcatalog generate-inventory`: keys-only S3 Inventories of two days and a hash index, for
 /// the daily-loop benchmarks.
 pub async fn run_inventory(args: GenerateInventoryArgs) -> anyhow::Result<u8> {
-    use earthcatalog::synth::inventory::{InventoryGen, ShardFormat, write_inventories};
+    use crate::synth::inventory::{InventoryGen, ShardFormat, write_inventories};
     let out = Location::parse(&args.out)?;
     let spec = InventoryGen {
         keys: args.keys,

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use crate::hash_index::{self, Verification};
+use crate::lock::LockOptions;
+use crate::store::Location;
 use clap::{Args, Subcommand};
-use earthcatalog::hash_index::{self, Verification};
-use earthcatalog::lock::LockOptions;
-use earthcatalog::store::Location;
 
 use super::{EXIT_OK, EXIT_PARTIAL, UsageError};
 
@@ -65,7 +65,7 @@ struct RebuildArgs {
 }
 
 impl IndexTarget {
-    async fn open(&self) -> anyhow::Result<(earthcatalog::query::Warehouse, Location)> {
+    async fn open(&self) -> anyhow::Result<(crate::query::Warehouse, Location)> {
         let wh = self.target.open().await?;
         let path = match &self.hash_index {
             Some(p) => p.clone(),
@@ -98,7 +98,7 @@ async fn locate(args: LocateArgs) -> anyhow::Result<u8> {
             .locator_path()
             .ok_or_else(|| UsageError("no warehouse known: give --output".into()))?,
     };
-    let stats = earthcatalog::query::build_locator(table, &Location::parse(&path)?).await?;
+    let stats = crate::query::build_locator(table, &Location::parse(&path)?).await?;
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&stats)?));
     } else {
@@ -207,17 +207,17 @@ async fn rebuild(r: RebuildArgs) -> anyhow::Result<u8> {
     let Some(table) = wh.table() else {
         return Err(UsageError("the catalog has no table".into()).into());
     };
-    let lock = earthcatalog::lock::acquire_for_catalog(
+    let lock = crate::lock::acquire_for_catalog(
         !r.no_lock,
         &r.index.target.catalog,
         r.lock_key.as_deref(),
         LockOptions::new("earthcatalog-index-rebuild"),
-        Arc::new(earthcatalog::clock::SystemClock),
+        Arc::new(crate::clock::SystemClock),
     )
     .await?;
     let started = std::time::Instant::now();
     let result = hash_index::rebuild(table, &loc).await;
-    let rows = earthcatalog::lock::release_after(lock, result).await?;
+    let rows = crate::lock::release_after(lock, result).await?;
     let secs = started.elapsed().as_secs_f64();
     if r.index.json {
         let v = serde_json::json!({"hash_index": loc.url(), "rows": rows, "elapsed_secs": secs});

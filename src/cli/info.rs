@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::query::CatalogInfo;
 use clap::Args;
-use earthcatalog::query::CatalogInfo;
 
 use super::EXIT_OK;
 

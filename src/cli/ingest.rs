@@ -1,10 +1,10 @@
 //! `earthcatalog ingest`.
 
+use crate::fetch::FetchOptions;
+use crate::grid::GridConfig;
+use crate::inventory::{InventoryOptions, parse_since};
+use crate::pipeline::{IngestMetrics, IngestOptions, ingest};
 use clap::Args;
-use earthcatalog::fetch::FetchOptions;
-use earthcatalog::grid::GridConfig;
-use earthcatalog::inventory::{InventoryOptions, parse_since};
-use earthcatalog::pipeline::{IngestMetrics, IngestOptions, ingest};
 
 use super::config::ConfigFile;
 use super::progress::BarReporter;
@@ -169,12 +169,12 @@ fn resolve(args: &IngestArgs, cfg: ConfigFile) -> anyhow::Result<IngestOptions> 
         layout: args
             .layout
             .as_deref()
-            .map(earthcatalog::partition::Layout::parse)
+            .map(crate::partition::Layout::parse)
             .transpose()?,
         update_hash_index: !args.no_hash_index,
         mode: match args.mode {
-            ModeArg::New => earthcatalog::pipeline::IngestMode::New,
-            ModeArg::All => earthcatalog::pipeline::IngestMode::All,
+            ModeArg::New => crate::pipeline::IngestMode::New,
+            ModeArg::All => crate::pipeline::IngestMode::All,
         },
         inventory_options: InventoryOptions::default()
             .with_suffix(args.suffix.clone())
@@ -262,8 +262,8 @@ fn summary_text(m: &IngestMetrics, o: &IngestOptions) -> String {
         m.failed,
         m.skipped_known,
         match m.mode {
-            earthcatalog::pipeline::IngestMode::New => "new",
-            earthcatalog::pipeline::IngestMode::All => "all",
+            crate::pipeline::IngestMode::New => "new",
+            crate::pipeline::IngestMode::All => "all",
         }
     ));
     if m.id_mismatch > 0 {
@@ -308,14 +308,14 @@ fn summary_text(m: &IngestMetrics, o: &IngestOptions) -> String {
         m.snapshot_id.map_or("-".to_string(), |id| id.to_string())
     ));
     match &m.index_reconciled {
-        Some(earthcatalog::hash_index::Reconciled::Extended {
+        Some(crate::hash_index::Reconciled::Extended {
             snapshots, added, ..
         }) => s.push_str(&format!(
             "  hash index: was {snapshots} snapshot(s) behind the catalog; {added} ids added\n"
         )),
-        Some(earthcatalog::hash_index::Reconciled::Rebuilt { reason, total }) => s.push_str(
-            &format!("  hash index: rebuilt from the table ({total} ids): {reason}\n"),
-        ),
+        Some(crate::hash_index::Reconciled::Rebuilt { reason, total }) => s.push_str(&format!(
+            "  hash index: rebuilt from the table ({total} ids): {reason}\n"
+        )),
         _ => {}
     }
     if let Some(total) = m.hash_index_total {

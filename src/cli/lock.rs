@@ -3,10 +3,10 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::clock::SystemClock;
+use crate::lock::{BreakOutcome, Liveness, LockStatus};
+use crate::store::Location;
 use clap::{Args, Subcommand};
-use earthcatalog::clock::SystemClock;
-use earthcatalog::lock::{BreakOutcome, Liveness, LockStatus};
-use earthcatalog::store::Location;
 
 use super::EXIT_OK;
 
@@ -39,8 +39,8 @@ struct LockTarget {
 }
 
 impl LockTarget {
-    fn location(&self) -> earthcatalog::Result<Location> {
-        let url = earthcatalog::lock::lock_url(&self.catalog, self.lock_key.as_deref())?;
+    fn location(&self) -> crate::Result<Location> {
+        let url = crate::lock::lock_url(&self.catalog, self.lock_key.as_deref())?;
         Location::parse(&url)
     }
 }
@@ -71,7 +71,7 @@ pub async fn run(args: LockArgs) -> anyhow::Result<u8> {
 
 async fn status(args: StatusArgs) -> anyhow::Result<u8> {
     let location = args.target.location()?;
-    let status = earthcatalog::lock::status(&location, &SystemClock).await?;
+    let status = crate::lock::status(&location, &SystemClock).await?;
     if args.target.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&status)?));
     } else {
@@ -82,10 +82,10 @@ async fn status(args: StatusArgs) -> anyhow::Result<u8> {
 
 async fn break_lock(args: BreakArgs) -> anyhow::Result<u8> {
     let location = args.target.location()?;
-    let outcome = earthcatalog::lock::break_lock(&location, args.force, Arc::new(SystemClock))
+    let outcome = crate::lock::break_lock(&location, args.force, Arc::new(SystemClock))
         .await
         .map_err(|e| match e {
-            earthcatalog::Error::Locked { .. } => anyhow::Error::new(e).context(
+            crate::Error::Locked { .. } => anyhow::Error::new(e).context(
                 "not breaking the lock: it is fresh and its holder may be alive \
                  (see `earthcatalog lock status`; --force overrides)",
             ),
@@ -100,7 +100,7 @@ async fn break_lock(args: BreakArgs) -> anyhow::Result<u8> {
 }
 
 fn seconds(s: i64) -> String {
-    earthcatalog::lock::human_duration(chrono::Duration::seconds(s))
+    crate::lock::human_duration(chrono::Duration::seconds(s))
 }
 
 fn render_status(s: &LockStatus) -> String {

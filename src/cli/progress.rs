@@ -2,7 +2,7 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use earthcatalog::report::Reporter;
+use crate::report::Reporter;
 
 /// Draws a bar (or spinner when the total is unknown) on stderr.
 pub struct BarReporter {

@@ -2,11 +2,11 @@
 
 use std::io::{Seek, Write};
 
-use clap::{Args, ValueEnum};
-use earthcatalog::query::{
+use crate::query::{
     DatetimeInterval, Fields, SearchRequest, SortBy, Warehouse, parse_bbox, parse_filter,
     parse_geometry, parse_point,
 };
+use clap::{Args, ValueEnum};
 use futures::StreamExt;
 
 use super::files::argument_text;
@@ -177,7 +177,7 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
             if geojson && count > 0 {
                 out.write_all(b",\n")?;
             }
-            earthcatalog::query::write_item(&mut out, &item)?;
+            crate::query::write_item(&mut out, &item)?;
             if !geojson {
                 out.write_all(b"\n")?;
             }
@@ -196,7 +196,7 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
     match result {
         Ok(()) => {}
         Err(e) if broken_pipe(&e) => return Ok(EXIT_OK),
-        Err(e) => match e.downcast::<earthcatalog::Error>() {
+        Err(e) => match e.downcast::<crate::Error>() {
             Ok(err) => return Err(err.into()),
             Err(e) => return Err(e.into()),
         },
@@ -222,37 +222,27 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
 /// (bounded memory), to a local temporary file that is then put at `output`.
 async fn write_geoparquet(
     wh: &Warehouse,
-    mut items: futures::stream::BoxStream<'static, earthcatalog::Result<serde_json::Value>>,
+    mut items: futures::stream::BoxStream<'static, crate::Result<serde_json::Value>>,
     output: &str,
 ) -> anyhow::Result<u64> {
-    use earthcatalog::geoparquet::{GeoParquetWriter, WriterOptions};
-    use earthcatalog::item::{Columns, ParseCounters, parse_item};
-    use earthcatalog::schema::{base_schema, table_columns};
-    let schema = match wh.table() {
-        Some(t) => t.metadata().current_schema().as_ref().clone(),
-        None => base_schema()?,
-    };
-    let table = table_columns(&schema);
-    let columns = Columns::new(&table);
-    let dest = earthcatalog::store::Location::parse(output)?;
+    use crate::geoparquet::{GeoParquetWriter, WriterOptions};
+    let mut encoder = crate::query::ItemEncoder::for_warehouse(wh)?;
+    let dest = crate::store::Location::parse(output)?;
     let tmp = tempfile::NamedTempFile::new()?;
     let file = tmp.reopen()?;
-    let mut writer = GeoParquetWriter::try_new(file, &table, &WriterOptions::default(), output)?;
+    let mut writer =
+        GeoParquetWriter::try_new(file, encoder.table(), &WriterOptions::default(), output)?;
     let mut batch = Vec::new();
-    let mut counters = ParseCounters::default();
     let mut total = 0u64;
     loop {
         let next = items.next().await;
         let done = next.is_none();
         if let Some(item) = next {
-            let body = serde_json::to_vec(&item?)?;
-            let (row, _) = parse_item(&body, &columns, &mut counters)
-                .map_err(|e| anyhow::anyhow!("re-encoding a search result: {e}"))?;
-            batch.push(row);
+            batch.push(encoder.row(&item?)?);
         }
-        if batch.len() >= 10_000 || (done && !batch.is_empty()) {
-            let refs: Vec<&earthcatalog::item::ItemRow> = batch.iter().collect();
-            writer.write(&refs, None, &columns)?;
+        if batch.len() >= crate::query::DEFAULT_BATCH_ROWS || (done && !batch.is_empty()) {
+            let refs: Vec<&crate::item::ItemRow> = batch.iter().collect();
+            writer.write(&refs, None, encoder.columns())?;
             total += batch.len() as u64;
             batch.clear();
         }

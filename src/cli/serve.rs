@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::{Api, ServerOptions, routes};
 use clap::Args;
-use earthcatalog::server::{Api, ServerOptions, routes};
 
 use super::{EXIT_OK, UsageError};
 

@@ -309,6 +309,28 @@ impl<W: std::io::Write + Send> GeoParquetWriter<W> {
     }
 }
 
+/// Rows as one record batch with the columns of `table` (the Arrow schema of
+/// [`arrow_schema`](crate::schema::arrow_schema)), `grid_partition` null: search results in the
+/// table's own form. `label` names the batch in errors.
+pub fn encode_rows(
+    rows: &[&ItemRow],
+    columns: &Columns,
+    table: &[TableColumn],
+    label: &str,
+) -> Result<RecordBatch> {
+    let (_, schema) = table_schema(table);
+    build_batch(
+        rows,
+        None,
+        columns,
+        table,
+        schema,
+        &mut BTreeSet::new(),
+        &mut None,
+        label,
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build_batch(
     rows: &[&ItemRow],

@@ -18,6 +18,7 @@
 //!   year instead of crashing (python-failures.md D1).
 //! * **Read-only.** Opening never creates a catalog: a missing local `catalog.db` is an error.
 
+mod batches;
 mod cache;
 mod files;
 mod input;
@@ -36,6 +37,7 @@ use iceberg::table::Table;
 
 pub use crate::catalog::live::{FileEntry, Scan, StatEntry};
 pub use crate::catalog::prune::{Pruner, TimeFilter, temporal_match};
+pub use batches::{DEFAULT_BATCH_ROWS, ItemEncoder};
 pub use cache::{CacheStats, DecodedFiles};
 pub use files::SnapshotFiles;
 pub use input::{

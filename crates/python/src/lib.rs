@@ -1,0 +1,563 @@
+//! `earthcatalog._native`: the Python package's native module.
+//!
+//! Glue only: every function hands its arguments to the library (or to the command line, for
+//! the commands the Python API runs by name) and converts the result. The Python package
+//! (`python/earthcatalog`) wraps these in the documented API; nothing here is public API.
+//!
+//! - Every call releases the GIL while Rust works ([`Python::detach`]) and runs its futures on
+//!   one multi-threaded tokio runtime shared by the process ([`runtime`]).
+//! - A library error becomes the exception class `earthcatalog.errors.<Kind::name>` with the
+//!   library's message ([`raise`]).
+//! - Search results cross as JSON text a page at a time (parsed by Python's C JSON parser), or
+//!   as Arrow record batches through the Arrow PyCapsule stream interface (no copy).
+
+use std::sync::{Mutex, OnceLock};
+
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+use arrow_array::{RecordBatch, RecordBatchIterator};
+use earthcatalog::clock::SystemClock;
+use earthcatalog::error::Kind;
+use earthcatalog::lock::{CatalogLock, DEFAULT_TTL_HOURS, LockOptions, RenewingLock, lock_url};
+use earthcatalog::query::{
+    DatetimeInterval, Fields, Found, SearchRequest, SearchStats, SortBy, Warehouse as Reader,
+    bbox_geometry, parse_datetime, parse_filter, parse_geometry,
+};
+use earthcatalog::store::{Location, S3Options};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyCapsule, PyDict};
+use std::sync::Arc;
+
+/// The runtime every call's futures run on (started on first use, kept for the process).
+fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("earthcatalog")
+                .build()
+                .map_err(|e| format!("cannot start the async runtime: {e}"))
+        })
+        .as_ref()
+        .map_err(|e| PyRuntimeError::new_err(e.clone()))
+}
+
+/// The S3 settings given by `configure_s3` (`None`: from the environment).
+static S3: Mutex<Option<S3Options>> = Mutex::new(None);
+
+fn s3_settings() -> Option<S3Options> {
+    match S3.lock() {
+        Ok(g) => g.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+/// The exception of class `earthcatalog.errors.<class>` carrying `message`.
+fn raise(py: Python<'_>, class: &str, message: String) -> PyErr {
+    let built = py
+        .import("earthcatalog.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|cls| cls.call1((message.clone(),)));
+    match built {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(_) => PyRuntimeError::new_err(message),
+    }
+}
+
+/// A library error as its Python exception.
+fn to_py(py: Python<'_>, err: earthcatalog::Error) -> PyErr {
+    raise(py, err.kind().name(), err.to_string())
+}
+
+/// Run a future to completion with the GIL released.
+fn block_on<T: Send>(
+    py: Python<'_>,
+    fut: impl std::future::Future<Output = earthcatalog::Result<T>> + Send,
+) -> PyResult<T> {
+    let rt = runtime()?;
+    py.detach(|| rt.block_on(fut)).map_err(|e| to_py(py, e))
+}
+
+/// Run the `earthcatalog` command line on `argv` (without the program name) as the binary
+/// does, printing to stdout/stderr; returns its exit code.
+#[pyfunction]
+fn main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| {
+        earthcatalog::cli::main_from(std::iter::once("earthcatalog".to_string()).chain(argv))
+    })
+}
+
+/// Run one command (`argv` without the program name, usually with `--json`) and return
+/// `(exit_code, stdout)`; a failure raises its `earthcatalog.errors` class.
+#[pyfunction]
+#[pyo3(signature = (argv, progress=false))]
+fn run_command(py: Python<'_>, argv: Vec<String>, progress: bool) -> PyResult<(u8, String)> {
+    let s3 = s3_settings();
+    let args = std::iter::once("earthcatalog".to_string()).chain(argv);
+    let result = py.detach(|| earthcatalog::cli::run_captured(args, progress, s3));
+    result.map_err(|e| {
+        let class = match e.kind {
+            Some(kind) => kind.name(),
+            None if e.exit_code == 2 => Kind::InvalidArgument.name(),
+            None if e.exit_code == 4 => Kind::LockHeld.name(),
+            None => "EarthCatalogError",
+        };
+        raise(py, class, e.message)
+    })
+}
+
+/// Use these S3 settings (object_store keys, e.g. `region`, `endpoint`, `anonymous`) for every
+/// S3 location opened from now on in this process; `None` or `{}` returns to the environment.
+#[pyfunction]
+#[pyo3(signature = (options=None))]
+fn configure_s3(py: Python<'_>, options: Option<Bound<'_, PyDict>>) -> PyResult<()> {
+    let mut settings = S3Options::from_env().map_err(|e| to_py(py, e))?;
+    let mut any = false;
+    if let Some(options) = options {
+        for (key, value) in options.iter() {
+            let key: String = key.extract()?;
+            let value: String = match value.extract::<bool>() {
+                Ok(b) => b.to_string(),
+                Err(_) => value.str()?.extract()?,
+            };
+            settings = settings
+                .with_setting("storage_options", &key, &value)
+                .map_err(|e| to_py(py, e))?;
+            any = true;
+        }
+    }
+    let chosen = any.then_some(settings.clone());
+    match S3.lock() {
+        Ok(mut g) => *g = chosen,
+        Err(poisoned) => *poisoned.into_inner() = chosen,
+    }
+    earthcatalog::store::set_s3_options(settings);
+    Ok(())
+}
+
+/// A read-only handle on a catalog and its warehouse (search, files, info, stats).
+#[pyclass(module = "earthcatalog._native", frozen)]
+struct Warehouse {
+    inner: Reader,
+}
+
+/// The search parameters, as the Python API passes them.
+#[derive(Default)]
+struct Params {
+    intersects: Option<String>,
+    bbox: Option<Vec<f64>>,
+    datetime: Option<String>,
+    ids: Option<Vec<String>>,
+    collections: Option<Vec<String>>,
+    filter: Option<String>,
+    filter_lang: Option<String>,
+    sortby: Option<String>,
+    max_items: Option<usize>,
+    limit: Option<usize>,
+    fields: Option<String>,
+    with_grid_partition: bool,
+}
+
+impl Params {
+    /// The request these parameters describe; errors name the Python argument.
+    fn request(&self) -> earthcatalog::Result<SearchRequest> {
+        let mut req = SearchRequest::new();
+        match (&self.intersects, &self.bbox) {
+            (Some(_), Some(_)) => {
+                return Err(earthcatalog::Error::invalid_argument(
+                    "intersects",
+                    "give intersects or bbox, not both",
+                ));
+            }
+            (Some(text), None) => req.intersects = Some(parse_geometry(text, "intersects")?),
+            (None, Some(b)) => {
+                let (minx, miny, maxx, maxy) = match b.as_slice() {
+                    [a, b, c, d] => (*a, *b, *c, *d),
+                    [a, b, _, d, e, _] => (*a, *b, *d, *e),
+                    _ => {
+                        return Err(earthcatalog::Error::invalid_argument(
+                            "bbox",
+                            format!("expected 4 or 6 numbers, got {}", b.len()),
+                        ));
+                    }
+                };
+                req.intersects = Some(bbox_geometry(minx, miny, maxx, maxy, "bbox")?);
+            }
+            (None, None) => {}
+        }
+        if let Some(d) = &self.datetime {
+            req.datetime = Some(DatetimeInterval::parse(d, "datetime")?);
+        }
+        req.ids = self.ids.clone().filter(|v| !v.is_empty());
+        req.collections = self.collections.clone().filter(|v| !v.is_empty());
+        if let Some(f) = &self.filter {
+            req.filter = Some(parse_filter(f, self.filter_lang.as_deref(), "filter")?);
+        }
+        if let Some(s) = &self.sortby {
+            req.sortby = SortBy::parse_list(s, "sortby")?;
+        }
+        req.max_items = self.max_items;
+        req.limit = self.limit;
+        if let Some(f) = &self.fields {
+            req.fields = Fields::parse(f);
+        }
+        req.with_grid_partition = self.with_grid_partition;
+        Ok(req)
+    }
+}
+
+/// One search's items, a page of JSON text at a time.
+#[pyclass(module = "earthcatalog._native")]
+struct SearchPages {
+    items: Mutex<Option<BoxStream<'static, earthcatalog::Result<Found>>>>,
+    stats: std::sync::Arc<SearchStats>,
+    page_size: usize,
+}
+
+#[pymethods]
+impl SearchPages {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The next page: a JSON array of up to `page_size` items (bytes), or `StopIteration`.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        let taken = match self.items.lock() {
+            Ok(mut g) => g.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        let Some(mut items) = taken else {
+            return Ok(None);
+        };
+        let size = self.page_size;
+        let page = block_on(py, async move {
+            let mut out = Vec::with_capacity(64 << 10);
+            out.push(b'[');
+            let mut n = 0usize;
+            while n < size {
+                match items.next().await {
+                    Some(found) => {
+                        if n > 0 {
+                            out.push(b',');
+                        }
+                        found?.write_json(&mut out, None);
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            out.push(b']');
+            let more = n == size;
+            Ok((out, n, more.then_some(items)))
+        })?;
+        let (bytes, n, rest) = page;
+        match self.items.lock() {
+            Ok(mut g) => *g = rest,
+            Err(poisoned) => *poisoned.into_inner() = rest,
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(PyBytes::new(py, &bytes).unbind()))
+    }
+
+    /// The search's counters so far (files, row groups, rows scanned and matched, ...).
+    fn stats(&self) -> PyResult<String> {
+        serde_json::to_string(&self.stats.snapshot())
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+}
+
+/// Record batches exported through the Arrow PyCapsule stream interface.
+#[pyclass(module = "earthcatalog._native")]
+struct ArrowBatches {
+    schema: arrow_schema::SchemaRef,
+    batches: Mutex<Option<Vec<RecordBatch>>>,
+}
+
+#[pymethods]
+impl ArrowBatches {
+    /// Export the batches as an `ArrowArrayStream` capsule (once; the consumer takes them).
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        let batches = match self.batches.lock() {
+            Ok(mut g) => g.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+        .ok_or_else(|| PyRuntimeError::new_err("the Arrow stream was already consumed"))?;
+        let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), self.schema.clone());
+        let stream = FFI_ArrowArrayStream::new(Box::new(reader));
+        PyCapsule::new_with_value(py, stream, c"arrow_array_stream")
+    }
+
+    /// Rows in all batches.
+    fn num_rows(&self) -> usize {
+        match self.batches.lock() {
+            Ok(g) => g
+                .as_ref()
+                .map_or(0, |b| b.iter().map(|b| b.num_rows()).sum()),
+            Err(_) => 0,
+        }
+    }
+}
+
+#[pymethods]
+impl Warehouse {
+    /// Open the catalog at `catalog` read-only (`warehouse`: default from the table location).
+    #[staticmethod]
+    #[pyo3(signature = (catalog, warehouse=None))]
+    fn open(py: Python<'_>, catalog: String, warehouse: Option<String>) -> PyResult<Self> {
+        let inner = block_on(py, async move {
+            Reader::open(&catalog, warehouse.as_deref()).await
+        })?;
+        Ok(Self { inner })
+    }
+
+    /// The catalog report (`info`) as JSON text.
+    fn info(&self, py: Python<'_>) -> PyResult<String> {
+        let wh = self.inner.clone();
+        let info = block_on(py, async move { wh.info().await })?;
+        json_text(&info)
+    }
+
+    /// Rows, files and bytes per (cell, year) as JSON text.
+    fn stats(&self, py: Python<'_>) -> PyResult<String> {
+        let wh = self.inner.clone();
+        let stats = block_on(py, async move { wh.stats().await })?;
+        json_text(&stats)
+    }
+
+    /// The warehouse root URL (`None` when no table exists yet).
+    fn warehouse(&self) -> Option<String> {
+        self.inner.warehouse().map(str::to_string)
+    }
+
+    /// The cells (partition keys) a geometry (GeoJSON or WKT text) touches.
+    fn cells(&self, py: Python<'_>, geometry: String) -> PyResult<Vec<String>> {
+        let wh = self.inner.clone();
+        let cells = block_on(py, async move {
+            let g = parse_geometry(&geometry, "geometry")?;
+            wh.cells_for_geometry(&g).await
+        })?;
+        Ok(cells.into_iter().collect())
+    }
+
+    /// Data files that can hold items of a region (GeoJSON or WKT text) and time range.
+    #[pyo3(signature = (geometry=None, start=None, end=None))]
+    fn files(
+        &self,
+        py: Python<'_>,
+        geometry: Option<String>,
+        start: Option<String>,
+        end: Option<String>,
+    ) -> PyResult<Vec<String>> {
+        let wh = self.inner.clone();
+        block_on(py, async move {
+            let g = geometry
+                .map(|g| parse_geometry(&g, "geometry"))
+                .transpose()?;
+            let start = start
+                .map(|s| parse_datetime(&s, "start_datetime"))
+                .transpose()?;
+            let end = end
+                .map(|s| parse_datetime(&s, "end_datetime"))
+                .transpose()?;
+            wh.file_paths(g.as_ref(), start, end).await
+        })
+    }
+
+    /// Search; items come a page (JSON array) at a time.
+    #[pyo3(signature = (*, intersects=None, bbox=None, datetime=None, ids=None, collections=None,
+        filter=None, filter_lang=None, sortby=None, max_items=None, limit=None, fields=None,
+        with_grid_partition=false, page_size=1000))]
+    #[allow(clippy::too_many_arguments)]
+    fn search(
+        &self,
+        py: Python<'_>,
+        intersects: Option<String>,
+        bbox: Option<Vec<f64>>,
+        datetime: Option<String>,
+        ids: Option<Vec<String>>,
+        collections: Option<Vec<String>>,
+        filter: Option<String>,
+        filter_lang: Option<String>,
+        sortby: Option<String>,
+        max_items: Option<usize>,
+        limit: Option<usize>,
+        fields: Option<String>,
+        with_grid_partition: bool,
+        page_size: usize,
+    ) -> PyResult<SearchPages> {
+        let params = Params {
+            intersects,
+            bbox,
+            datetime,
+            ids,
+            collections,
+            filter,
+            filter_lang,
+            sortby,
+            max_items,
+            limit,
+            fields,
+            with_grid_partition,
+        };
+        let wh = self.inner.clone();
+        let (items, stats) = block_on(py, async move {
+            let req = SearchRequest {
+                json_text_members: true,
+                ..params.request()?
+            };
+            wh.search_found(&req).await
+        })?;
+        Ok(SearchPages {
+            items: Mutex::new(Some(items)),
+            stats,
+            page_size: page_size.max(1),
+        })
+    }
+
+    /// Search; every item as a row of the table's columns in Arrow record batches.
+    #[pyo3(signature = (*, intersects=None, bbox=None, datetime=None, ids=None, collections=None,
+        filter=None, filter_lang=None, sortby=None, max_items=None, limit=None,
+        batch_rows=10_000))]
+    #[allow(clippy::too_many_arguments)]
+    fn search_arrow(
+        &self,
+        py: Python<'_>,
+        intersects: Option<String>,
+        bbox: Option<Vec<f64>>,
+        datetime: Option<String>,
+        ids: Option<Vec<String>>,
+        collections: Option<Vec<String>>,
+        filter: Option<String>,
+        filter_lang: Option<String>,
+        sortby: Option<String>,
+        max_items: Option<usize>,
+        limit: Option<usize>,
+        batch_rows: usize,
+    ) -> PyResult<ArrowBatches> {
+        let params = Params {
+            intersects,
+            bbox,
+            datetime,
+            ids,
+            collections,
+            filter,
+            filter_lang,
+            sortby,
+            max_items,
+            limit,
+            ..Params::default()
+        };
+        let wh = self.inner.clone();
+        let (schema, batches) = block_on(py, async move {
+            let req = params.request()?;
+            let (schema, stream) = wh.search_batches(&req, batch_rows).await?;
+            let batches: Vec<RecordBatch> = stream
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<earthcatalog::Result<_>>()?;
+            Ok((schema, batches))
+        })?;
+        Ok(ArrowBatches {
+            schema,
+            batches: Mutex::new(Some(batches)),
+        })
+    }
+}
+
+/// A catalog lock this process holds, renewed in the background until released.
+#[pyclass(module = "earthcatalog._native")]
+struct HeldLock {
+    lock: Mutex<Option<RenewingLock>>,
+    url: String,
+    payload: String,
+}
+
+#[pymethods]
+impl HeldLock {
+    /// Take the lock of `catalog` (`.lock` beside it) or the object `lock_key`; a fresh lock
+    /// of someone else raises `LockHeld`.
+    #[staticmethod]
+    #[pyo3(signature = (catalog, owner, ttl_hours=DEFAULT_TTL_HOURS, lock_key=None))]
+    fn acquire(
+        py: Python<'_>,
+        catalog: String,
+        owner: String,
+        ttl_hours: f64,
+        lock_key: Option<String>,
+    ) -> PyResult<Self> {
+        let (held, url, payload) = block_on(py, async move {
+            let url = lock_url(&catalog, lock_key.as_deref())?;
+            let location = Location::parse(&url)?;
+            let options = LockOptions::new(owner).with_ttl_hours(ttl_hours);
+            let lock = CatalogLock::acquire(&location, options, Arc::new(SystemClock)).await?;
+            let payload = lock.payload().to_json();
+            let every = lock.renewal_interval();
+            Ok((lock.spawn_renewal(every), url, payload))
+        })?;
+        Ok(Self {
+            lock: Mutex::new(Some(held)),
+            url,
+            payload,
+        })
+    }
+
+    /// Release the lock (only if it is still ours); a second call does nothing.
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = match self.lock.lock() {
+            Ok(mut g) => g.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        match taken {
+            Some(lock) => block_on(py, async move { lock.release().await }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether this handle still holds the lock (not released).
+    fn held(&self) -> bool {
+        self.lock.lock().map(|g| g.is_some()).unwrap_or(false)
+    }
+
+    /// The lock object's URL.
+    #[getter]
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The payload written when the lock was taken (JSON text).
+    #[getter]
+    fn payload(&self) -> String {
+        self.payload.clone()
+    }
+}
+
+fn json_text<T: serde::Serialize>(value: &T) -> PyResult<String> {
+    serde_json::to_string(value).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+/// The native module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(main, m)?)?;
+    m.add_function(wrap_pyfunction!(run_command, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_s3, m)?)?;
+    m.add_class::<Warehouse>()?;
+    m.add_class::<SearchPages>()?;
+    m.add_class::<ArrowBatches>()?;
+    m.add_class::<HeldLock>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

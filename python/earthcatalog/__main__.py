@@ -1,0 +1,5 @@
+"""``python -m earthcatalog``: the ``earthcatalog`` command line."""
+
+from ._cli import main
+
+main()

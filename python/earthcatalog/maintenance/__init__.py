@@ -1,0 +1,1 @@
+"""Maintenance operations (the Python tool's ``earthcatalog.maintenance`` package)."""
