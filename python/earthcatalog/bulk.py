@@ -44,6 +44,14 @@ def _default_staging(catalog: EarthCatalog) -> str:
     return f"{catalog.warehouse.rstrip('/')}_staging/bulk_{stamp}_{uuid.uuid4().hex[:8]}"
 
 
+def _submit(executor: Any, argv: list[str], s3: dict[str, Any] | None) -> Any:
+    """Submit one stage; a Dask client is told the task is not pure, so a resubmission of the same
+    stage runs again instead of returning the failed result."""
+    if type(executor).__module__.startswith("distributed"):
+        return executor.submit(run_stage, argv, s3, pure=False)
+    return executor.submit(run_stage, argv, s3)
+
+
 def _run_all(executor: Any, tasks: list[list[str]], retries: int, s3: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Submit every task, resubmit failures up to ``retries`` times, return the summaries in order."""
     results: dict[int, dict[str, Any]] = {}
@@ -52,7 +60,7 @@ def _run_all(executor: Any, tasks: list[list[str]], retries: int, s3: dict[str, 
     for _attempt in range(retries + 1):
         if not pending:
             break
-        futures = {i: executor.submit(run_stage, tasks[i], s3) for i in pending}
+        futures = {i: _submit(executor, tasks[i], s3) for i in pending}
         failed = []
         for i, fut in futures.items():
             try:
@@ -123,8 +131,8 @@ def bulk_ingest(
             reduce_shards = int((plan or {}).get("reduce_shards", reduce_shards))
         else:
             status = _status(staging)
-            map_shards = int(status.get("map_shards", map_shards))
-            reduce_shards = int(status.get("reduce_shards", reduce_shards))
+            map_shards = int(status["map"]["shards"])
+            reduce_shards = int(status["reduce"]["shards"])
         root = ["--items-root", items_root] if items_root else []
         maps = _run_all(
             client,

@@ -245,7 +245,7 @@ def search_to_arrow(reader: Any, params: Mapping[str, Any], batch_rows: int = 10
             raise InvalidArgument(f"{name}: not supported by search_to_arrow (rows have the table's columns)")
     batches = reader().search_arrow(**args, batch_rows=batch_rows)
     try:
-        import pyarrow as pa
+        import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return batches
     return pa.RecordBatchReader.from_stream(batches).read_all()
