@@ -20,6 +20,8 @@
 # PYTHON_COMPARE=1 also restores the same warehouse (same paths: the catalog stores absolute
 # file:// URLs) and times the Python tool's `compact_warehouse` on it (PyPI earthcatalog,
 # see .ci/run for the install); it reports the time even when the tool fails.
+#
+# KEEP_ORIG=1 keeps the input warehouse as <OUT>.orig (bench/python.sh compact restores it).
 set -euo pipefail
 SHAPE=overlap
 case "${1:-}" in
@@ -122,4 +124,4 @@ except Exception as e:  # the tool fails on some warehouses (python-failures.md)
 print(f"python tool: {time.perf_counter() - t:.1f} s wall, {time.process_time() - c:.1f} s CPU, {status}")
 PY
 fi
-rm -rf "$OUT.orig"
+[ "${KEEP_ORIG:-0}" = 1 ] || rm -rf "$OUT.orig"

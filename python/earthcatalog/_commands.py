@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _native
+from .progress import resolve
 
 Flag = str | int | float | bool | Sequence[str] | _dt.datetime | _dt.date | None
-
-
-def show_progress(progress: bool | None) -> bool:
-    """Progress bars are drawn when asked, or by default when stderr is a terminal."""
-    if progress is not None:
-        return progress
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def flags(options: Mapping[str, Flag]) -> list[str]:
@@ -48,17 +38,18 @@ def run(
     command: Sequence[str],
     options: Mapping[str, Flag],
     *,
-    progress: bool | None = False,
+    progress: Any = False,
     json_flag: bool = True,
 ) -> tuple[int, Any]:
     """Run ``earthcatalog <command> <flags> --json`` in this process (the GIL released).
 
-    Returns the exit code (0, or 3 when some items or buckets failed) and the parsed summary.
+    ``progress``: see :mod:`earthcatalog.progress`. Returns the exit code (0, or 3 when some
+    items or buckets failed) and the parsed summary.
     A failure raises its :mod:`earthcatalog.errors` class.
     """
     argv = [*command, *flags(options)]
     if json_flag:
         argv.append("--json")
-    code, out = _native.run_command(argv, show_progress(progress))
+    code, out = _native.run_command(argv, resolve(progress))
     text = out.strip()
     return code, (json.loads(text) if text else None)

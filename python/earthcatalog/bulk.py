@@ -14,6 +14,7 @@ rescheduled by Dask itself. No scheduler of our own runs here.
 from __future__ import annotations
 
 import datetime as _dt
+import time
 
 import uuid
 from collections.abc import Callable, Sequence
@@ -98,8 +99,9 @@ def bulk_ingest(
 ) -> dict[str, Any]:
     """Plan, map, reduce and commit a backfill of ``inventory_path`` into ``catalog``.
 
-    Returns ``{"staging", "plan", "map", "reduce", "commit"}``: each stage's summary. Passing the
-    ``staging`` of an interrupted run resumes it (its plan is reused; finished shards are skipped).
+    Returns ``{"staging", "plan", "map", "reduce", "commit", "seconds"}``: each stage's summary
+    and wall seconds. Passing the ``staging`` of an interrupted run resumes it (its plan is
+    reused; finished shards are skipped).
     """
     if client is None and create_client is None:
         raise InvalidArgument("client: give an executor (a dask.distributed.Client or concurrent.futures executor) or create_client=")
@@ -112,6 +114,8 @@ def bulk_ingest(
         resume = staging is not None and _has_plan(staging)
         staging = staging or _default_staging(catalog)
         plan: dict[str, Any] | None = None
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
         if not resume:
             options: dict[str, _commands.Flag] = {
                 "inventory": inventory_path,
@@ -133,21 +137,35 @@ def bulk_ingest(
             status = _status(staging)
             map_shards = int(status["map"]["shards"])
             reduce_shards = int(status["reduce"]["shards"])
+        seconds["plan"] = time.perf_counter() - started
         root = ["--items-root", items_root] if items_root else []
+        started = time.perf_counter()
         maps = _run_all(
             client,
             [["backfill", "map", "--staging", staging, "--shard", str(i), *root] for i in range(map_shards)],
             retries,
             s3,
         )
+        seconds["map"] = time.perf_counter() - started
+        started = time.perf_counter()
         reduces = _run_all(
             client,
             [["backfill", "reduce", "--staging", staging, "--shard", str(j)] for j in range(reduce_shards)],
             retries,
             s3,
         )
+        seconds["reduce"] = time.perf_counter() - started
+        started = time.perf_counter()
         _, commit = _commands.run(["backfill", "commit", "--staging", staging], {})
-        return {"staging": staging, "plan": plan, "map": maps, "reduce": reduces, "commit": commit}
+        seconds["commit"] = time.perf_counter() - started
+        return {
+            "staging": staging,
+            "plan": plan,
+            "map": maps,
+            "reduce": reduces,
+            "commit": commit,
+            "seconds": seconds,
+        }
     finally:
         if owned is not None and hasattr(owned, "close"):
             owned.close()

@@ -15,6 +15,7 @@ from typing import Any
 from . import _commands, _native
 from .errors import InvalidArgument
 from .lock import CatalogLock
+from .progress import ProgressArg
 from .search import ItemSearch, _geometry_text, search_to_arrow
 
 __all__ = ["EarthCatalog", "ingest", "open"]
@@ -106,13 +107,44 @@ class EarthCatalog:
         """The partition keys (H3 cells or region ids) a geometry touches."""
         return self._reader().cells(_geometry_text(geom, "geom"))
 
+    def cell_list_sql(self, geom: Any) -> str:
+        """``grid_partition IN ('…', …)`` for the cells of ``geom`` (for SQL over the warehouse)."""
+        cells = self.cells_for_geometry(geom)
+        if not cells:
+            return "grid_partition IN (NULL)"
+        return "grid_partition IN (" + ", ".join(f"'{c}'" for c in cells) + ")"
+
+    def search_uris(self, asset: str = "data", **params: Any) -> Any:
+        """``(id, uri)`` of each matching item's ``asset`` href: a pandas DataFrame when pandas is
+        installed (the Python tool's return), else a list of dicts. Same parameters as :meth:`search`."""
+        rows = []
+        for item in self.search(**params, fields="id,assets").items_as_dicts():
+            href = (item.get("assets") or {}).get(asset, {}).get("href")
+            rows.append({"id": item["id"], "uri": href})
+        try:
+            import pandas as pd  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        except ImportError:
+            return rows
+        return pd.DataFrame(rows, columns=["id", "uri"])
+
+    def duck_search(self, **params: Any) -> Any:
+        """The search's rows as a pandas DataFrame (the Python tool's ``duck_search``; read
+        natively, no DuckDB): ``search_to_arrow(...).to_pandas()``. Needs pyarrow and pandas."""
+        return self.search_to_arrow(**params).to_pandas()
+
     def info(self) -> dict[str, Any]:
         """The catalog report: grid, snapshot, totals, years, top buckets, schema."""
         return dict(json.loads(self._reader().info()))
 
     def stats(self) -> list[dict[str, Any]]:
-        """Rows, files and bytes per (cell, year)."""
-        return list(json.loads(self._reader().stats()))
+        """Rows, files and bytes per (cell, year): ``cell``, ``year``, ``rows``, ``files``,
+        ``bytes``, and the Python tool's names of the same (``grid_partition``, ``row_count``,
+        ``file_count``, ``total_bytes``)."""
+        out = []
+        for b in json.loads(self._reader().stats()):
+            b.update(grid_partition=b["cell"], row_count=b["rows"], file_count=b["files"], total_bytes=b["bytes"])
+            out.append(b)
+        return out
 
     def unique_item_count(self) -> int:
         """Items in the hash index (one row per ingested id)."""
@@ -140,7 +172,7 @@ class EarthCatalog:
         suffix: str | None = None,
         commit_every: int | None = None,
         report_dir: str | None = None,
-        progress: bool | None = None,
+        progress: ProgressArg = None,
     ) -> dict[str, Any]:
         """Ingest the STAC items an inventory lists (CSV, CSV.gz, Parquet or manifest.json).
 
@@ -186,7 +218,7 @@ class EarthCatalog:
         use_lock: bool = True,
         max_rows_per_file: int | None = None,
         parallelism: int | None = None,
-        progress: bool | None = None,
+        progress: ProgressArg = None,
     ) -> dict[str, Any]:
         """Merge each bucket's files (at least ``threshold`` of them) into one, dedup by id,
         replace them in one commit. Keys include ``buckets_scanned``, ``buckets_compacted``,
@@ -243,7 +275,7 @@ class EarthCatalog:
         removed: str | None = None,
         max_memory: str | None = None,
         suffix: str | None = None,
-        progress: bool | None = None,
+        progress: ProgressArg = None,
     ) -> dict[str, Any]:
         """Keys new or changed between two inventory days (to ``out``), and removed ones."""
         options: dict[str, _commands.Flag] = {
@@ -264,7 +296,7 @@ class EarthCatalog:
         use_lock: bool = True,
         suffix: str | None = None,
         parallelism: int | None = None,
-        progress: bool | None = None,
+        progress: ProgressArg = None,
     ) -> dict[str, Any]:
         """Remove the rows of items whose source keys are listed in ``removed`` (one commit)."""
         options: dict[str, _commands.Flag] = {

@@ -179,13 +179,14 @@ class ItemSearch:
         for page in self._pages(page_size):
             yield {"type": "FeatureCollection", "features": page, "numberReturned": len(page)}
 
-    def pages(self, page_size: int = 1000) -> Iterator[Any]:
-        """Pages as ``pystac.ItemCollection`` (pystac installed) or FeatureCollection dicts."""
-        try:
-            import pystac
-        except ImportError:
-            yield from self.pages_as_dicts(page_size)
-            return
+    def pages(self, page_size: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Pages as lists of up to ``page_size`` item dicts (the Python tool's ``pages()``)."""
+        yield from self._pages(page_size)
+
+    def pages_as_item_collections(self, page_size: int = 1000) -> Iterator[Any]:
+        """Pages as ``pystac.ItemCollection`` (pystac-client's ``pages()``; needs pystac)."""
+        import pystac
+
         for page in self._pages(page_size):
             yield pystac.ItemCollection([pystac.Item.from_dict(i, preserve_dict=False) for i in page])
 

@@ -136,7 +136,10 @@ def test_filter_sortby_fields_and_max_items(example: ec.EarthCatalog) -> None:
 def test_pages_and_item_collection(example: ec.EarthCatalog) -> None:
     pages = list(example.search(max_items=25).pages(page_size=10))
     assert [len(p) for p in pages] == [10, 10, 5]
-    assert all(isinstance(p, pystac.ItemCollection) for p in pages)
+    assert all(isinstance(i, dict) for p in pages for i in p)
+    collections = list(example.search(max_items=25).pages_as_item_collections(page_size=10))
+    assert [len(p) for p in collections] == [10, 10, 5]
+    assert all(isinstance(p, pystac.ItemCollection) for p in collections)
     dict_pages = list(example.search(max_items=25).pages_as_dicts(page_size=10))
     assert [p["numberReturned"] for p in dict_pages] == [10, 10, 5]
     collection = example.search(bbox=[-180, -90, 180, 90], max_items=7).item_collection()
@@ -168,6 +171,13 @@ def test_search_files_cells_info_and_stats(example: ec.EarthCatalog) -> None:
     assert len(cells) == 1 and len(cells[0]) == 15
     stats = example.stats()
     assert sum(b["rows"] for b in stats) == 479
+    assert all(b["row_count"] == b["rows"] and b["grid_partition"] == b["cell"] for b in stats)
+    sql = example.cell_list_sql({"type": "Point", "coordinates": [-45, 70]})
+    assert sql == f"grid_partition IN ('{cells[0]}')"
+    uris = example.search_uris(ids=["nope"])
+    assert len(uris) == 0
+    some = example.search_uris(intersects=GREENLAND, max_items=3)
+    assert len(some) == 3
     assert sum(b["files"] for b in stats) == len(all_files)
     info = example.info()
     assert info["grid_type"] == "h3" and example.grid_type == "h3" and example.grid_resolution == 1
@@ -209,3 +219,41 @@ def test_the_lock_is_a_context_manager_shared_with_the_command_line(fresh: ec.Ea
     assert not lock_status(fresh.catalog)["held"]
     with pytest.raises(ValueError):
         S3Lock("x")
+
+
+class Recorder:
+    """A progress reporter that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def phase(self, name: str, total: int | None) -> None:
+        self.events.append(("phase", name))
+
+    def advance(self, n: int) -> None:
+        self.events.append(("advance", n))
+
+    def message(self, text: str) -> None:
+        self.events.append(("message", text))
+
+    def finish_phase(self) -> None:
+        self.events.append(("finish", None))
+
+
+def test_progress_events_reach_a_python_reporter(tmp_path: pathlib.Path) -> None:
+    rec = Recorder()
+    cat = ec.open(base=str(tmp_path / "c"))
+    cat.ingest(str(EXAMPLE / "inventory.csv"), items_root=str(EXAMPLE / "items"), progress=rec)
+    phases = [v for k, v in rec.events if k == "phase"]
+    assert phases, rec.events
+    advanced = sum(int(v) for k, v in rec.events if k == "advance")  # type: ignore[call-overload]
+    assert advanced >= 300, rec.events
+    assert rec.events[-1][0] == "finish"
+    quiet = Recorder()
+    cat.compact(progress=False)
+    assert quiet.events == []
+
+
+def test_datetime_works_inside_a_cql2_filter(example: ec.EarthCatalog) -> None:
+    after = list(example.search(filter="datetime > TIMESTAMP('2020-01-01T00:00:00Z')").items_as_dicts())
+    assert after and all(i["properties"]["datetime"] > "2020-01-01" for i in after)

@@ -15,7 +15,7 @@ use crate::pipeline::IngestMode;
 use clap::{Args, Subcommand};
 
 use super::ingest::{DEFAULT_CATALOG, DEFAULT_WAREHOUSE, ModeArg};
-use super::progress::BarReporter;
+use super::progress::{BarReporter, Progress};
 use super::{EXIT_OK, EXIT_PARTIAL, UsageError};
 
 #[derive(Debug, Args)]
@@ -182,8 +182,8 @@ struct StatusArgs {
     json: bool,
 }
 
-pub async fn run(args: BackfillArgs, show_progress: bool) -> anyhow::Result<u8> {
-    let reporter = BarReporter::new(show_progress);
+pub async fn run(args: BackfillArgs, progress: Progress) -> anyhow::Result<u8> {
+    let reporter = BarReporter::new(&progress);
     match args.command {
         BackfillCommand::Plan(a) => plan(*a, &reporter).await,
         BackfillCommand::Map(a) => map(a, &reporter).await,

@@ -6,7 +6,7 @@ use crate::maintenance::{
 };
 use clap::Args;
 
-use super::progress::BarReporter;
+use super::progress::{BarReporter, Progress};
 use super::{EXIT_OK, EXIT_PARTIAL};
 
 /// The warehouse, catalog and lock flags of `compact` and `repair`.
@@ -102,7 +102,7 @@ fn parse_age(text: &str) -> Result<Age, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-pub async fn run(args: CompactArgs, show_progress: bool) -> anyhow::Result<u8> {
+pub async fn run(args: CompactArgs, progress: Progress) -> anyhow::Result<u8> {
     let options = CompactOptions {
         warehouse: args.target.warehouse.clone(),
         catalog: args.target.catalog.clone(),
@@ -115,7 +115,7 @@ pub async fn run(args: CompactArgs, show_progress: bool) -> anyhow::Result<u8> {
         leftover_min_age: args.leftover_min_age.0,
         ..CompactOptions::default()
     };
-    let reporter = BarReporter::new(show_progress);
+    let reporter = BarReporter::new(&progress);
     let m = compact_warehouse(&options, &reporter).await?;
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&m)?));

@@ -5,7 +5,7 @@ use crate::delta::{DeltaMetrics, DeltaOptions, run_delta};
 use crate::inventory::InventoryOptions;
 use clap::Args;
 
-use super::progress::BarReporter;
+use super::progress::{BarReporter, Progress};
 use super::{EXIT_OK, UsageError};
 
 #[derive(Debug, Args)]
@@ -39,7 +39,7 @@ pub struct DeltaArgs {
     json: bool,
 }
 
-pub async fn run(args: DeltaArgs, show_progress: bool) -> anyhow::Result<u8> {
+pub async fn run(args: DeltaArgs, progress: Progress) -> anyhow::Result<u8> {
     let date = match &args.date {
         Some(d) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map_err(|e| UsageError(format!("--date {d:?}: expected YYYY-MM-DD ({e})")))?,
@@ -64,7 +64,7 @@ pub async fn run(args: DeltaArgs, show_progress: bool) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
         force: args.force,
     };
-    let reporter = BarReporter::new(show_progress);
+    let reporter = BarReporter::new(&progress);
     let m = run_delta(&options, &reporter).await?;
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&m)?));

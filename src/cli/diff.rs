@@ -4,7 +4,7 @@ use crate::delta::diff::{DiffMetrics, DiffOptions, run_diff};
 use crate::inventory::InventoryOptions;
 use clap::Args;
 
-use super::progress::BarReporter;
+use super::progress::{BarReporter, Progress};
 use super::{EXIT_OK, UsageError};
 
 #[derive(Debug, Args)]
@@ -63,7 +63,7 @@ pub fn parse_bytes(text: &str, arg: &str) -> Result<u64, UsageError> {
     Ok((n * mult as f64) as u64)
 }
 
-pub async fn run(args: DiffArgs, show_progress: bool) -> anyhow::Result<u8> {
+pub async fn run(args: DiffArgs, progress: Progress) -> anyhow::Result<u8> {
     let options = DiffOptions {
         current: args.current.clone(),
         previous: args.previous.clone(),
@@ -73,7 +73,7 @@ pub async fn run(args: DiffArgs, show_progress: bool) -> anyhow::Result<u8> {
         temp_dir: args.temp_dir.clone(),
         inventory_options: InventoryOptions::default().with_suffix(args.suffix.clone()),
     };
-    let reporter = BarReporter::new(show_progress);
+    let reporter = BarReporter::new(&progress);
     let m = run_diff(&options, &reporter).await?;
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&m)?));

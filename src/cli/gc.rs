@@ -4,7 +4,7 @@ use crate::maintenance::gc::{GcMetrics, GcOptions, gc};
 use clap::Args;
 
 use super::EXIT_OK;
-use super::progress::BarReporter;
+use super::progress::{BarReporter, Progress};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -40,7 +40,7 @@ pub struct GcArgs {
     json: bool,
 }
 
-pub async fn run(args: GcArgs, show_progress: bool) -> anyhow::Result<u8> {
+pub async fn run(args: GcArgs, progress: Progress) -> anyhow::Result<u8> {
     let options = GcOptions {
         warehouse: args.warehouse,
         catalog: args.catalog,
@@ -53,7 +53,7 @@ pub async fn run(args: GcArgs, show_progress: bool) -> anyhow::Result<u8> {
         parallelism: args.parallelism.max(1),
         ..GcOptions::default()
     };
-    let reporter = BarReporter::new(show_progress);
+    let reporter = BarReporter::new(&progress);
     let m = gc(&options, &reporter).await?;
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&m)?));

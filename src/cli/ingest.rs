@@ -7,7 +7,7 @@ use crate::pipeline::{IngestMetrics, IngestOptions, ingest};
 use clap::Args;
 
 use super::config::ConfigFile;
-use super::progress::BarReporter;
+use super::progress::{BarReporter, Progress};
 use super::{EXIT_OK, EXIT_PARTIAL, UsageError};
 
 /// Default warehouse when neither flag nor config names one.
@@ -211,13 +211,13 @@ fn resolve(args: &IngestArgs, cfg: ConfigFile) -> anyhow::Result<IngestOptions> 
     Ok(options)
 }
 
-pub async fn run(args: IngestArgs, show_progress: bool) -> anyhow::Result<u8> {
+pub async fn run(args: IngestArgs, progress: Progress) -> anyhow::Result<u8> {
     let cfg = match &args.config {
         Some(path) => ConfigFile::load(path).await?,
         None => ConfigFile::default(),
     };
     let options = resolve(&args, cfg)?;
-    let reporter = BarReporter::new(show_progress);
+    let reporter = BarReporter::new(&progress);
     let metrics = ingest(&options, &reporter).await?;
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&metrics)?));

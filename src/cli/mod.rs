@@ -30,6 +30,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use progress::Progress;
+
 /// Exit status for success.
 pub const EXIT_OK: u8 = 0;
 /// Exit status for a failed run.
@@ -127,8 +129,12 @@ where
     } else {
         tune_malloc(2, None);
     }
-    let show_progress = !cli.quiet && std::io::stderr().is_terminal();
-    match execute(cli, show_progress, None) {
+    let progress = if !cli.quiet && std::io::stderr().is_terminal() {
+        Progress::Bars
+    } else {
+        Progress::Hidden
+    };
+    match execute(cli, progress, None) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -151,11 +157,12 @@ pub struct CommandError {
 
 /// Run one command as the binary would, but return what it writes to stdout instead of
 /// printing it: a program driving the CLI (the Python package) passes `--json` and reads the
-/// summary. `progress` draws progress bars on stderr; `s3` replaces the S3 settings read from
-/// the environment. Usage errors (including a bad flag) are returned as errors with exit code 2.
+/// summary. `progress` says where progress goes (`--quiet` hides it); `s3` replaces the S3
+/// settings read from the environment. Usage errors (including a bad flag) are returned as
+/// errors with exit code 2.
 pub fn run_captured<I, T>(
     args: I,
-    progress: bool,
+    progress: Progress,
     s3: Option<crate::store::S3Options>,
 ) -> std::result::Result<(u8, String), CommandError>
 where
@@ -167,7 +174,11 @@ where
         exit_code: EXIT_USAGE,
         message: e.render().to_string().trim_end().to_string(),
     })?;
-    let progress = progress && !cli.quiet;
+    let progress = if cli.quiet {
+        Progress::Hidden
+    } else {
+        progress
+    };
     let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let code = execute(cli, progress, Some((out.clone(), s3))).map_err(|err| CommandError {
         kind: err.downcast_ref::<crate::Error>().map(crate::Error::kind),
@@ -192,7 +203,7 @@ tokio::task_local! {
 }
 
 /// Set up logging and S3, run `cli`'s command on a new runtime, and shut the runtime down.
-fn execute(cli: Cli, show_progress: bool, capture: Option<Capture>) -> anyhow::Result<u8> {
+fn execute(cli: Cli, progress: Progress, capture: Option<Capture>) -> anyhow::Result<u8> {
     init_tracing(cli.verbose, cli.quiet);
     let (out, s3) = match capture {
         Some((out, s3)) => (Some(out), s3),
@@ -219,22 +230,22 @@ fn execute(cli: Cli, show_progress: bool, capture: Option<Capture>) -> anyhow::R
             });
         }
         match cli.command {
-            Command::Ingest(args) => ingest::run(*args, show_progress).await,
+            Command::Ingest(args) => ingest::run(*args, progress).await,
             Command::Generate(args) => generate::run(args).await,
             Command::GenerateInventory(args) => generate::run_inventory(args).await,
-            Command::Compact(args) => compact::run(args, show_progress).await,
+            Command::Compact(args) => compact::run(args, progress).await,
             Command::Repair(args) => compact::run_repair(args).await,
             Command::Info(args) => info::run(args).await,
             Command::Stats(args) => stats::run(args).await,
             Command::Files(args) => files::run(args).await,
             Command::Search(args) => search::run(*args).await,
-            Command::Delta(args) => delta::run(args, show_progress).await,
-            Command::Diff(args) => diff::run(args, show_progress).await,
-            Command::Gc(args) => gc::run(args, show_progress).await,
+            Command::Delta(args) => delta::run(args, progress).await,
+            Command::Diff(args) => diff::run(args, progress).await,
+            Command::Gc(args) => gc::run(args, progress).await,
             Command::Index(args) => index::run(args).await,
             Command::Lock(args) => lock::run(args).await,
             Command::Serve(args) => serve::run(*args).await,
-            Command::Backfill(args) => backfill::run(args, show_progress).await,
+            Command::Backfill(args) => backfill::run(args, progress).await,
         }
     };
     let result = match out {

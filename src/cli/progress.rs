@@ -1,27 +1,59 @@
-//! indicatif progress bars behind the library's `Reporter` trait.
+//! indicatif progress bars behind the library's `Reporter` trait, or the caller's reporter.
+
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::Reporter;
 
-/// Draws a bar (or spinner when the total is unknown) on stderr.
+/// Where a command's progress goes.
+#[derive(Clone, Default)]
+pub enum Progress {
+    /// Nowhere.
+    #[default]
+    Hidden,
+    /// Bars on stderr.
+    Bars,
+    /// A reporter of the caller's (the Python package's notebook bars).
+    To(Arc<dyn Reporter>),
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Progress::Hidden => "Hidden",
+            Progress::Bars => "Bars",
+            Progress::To(_) => "To(reporter)",
+        })
+    }
+}
+
+/// Draws a bar (or spinner when the total is unknown) on stderr, or hands every event to the
+/// caller's reporter.
 pub struct BarReporter {
     bar: ProgressBar,
+    forward: Option<Arc<dyn Reporter>>,
 }
 
 impl BarReporter {
-    /// A reporter that draws only when `enabled`.
-    pub fn new(enabled: bool) -> Self {
+    /// A reporter for `progress`.
+    pub fn new(progress: &Progress) -> Self {
         let bar = ProgressBar::hidden();
-        if enabled {
-            bar.set_draw_target(ProgressDrawTarget::stderr());
+        let mut forward = None;
+        match progress {
+            Progress::Hidden => {}
+            Progress::Bars => bar.set_draw_target(ProgressDrawTarget::stderr()),
+            Progress::To(reporter) => forward = Some(reporter.clone()),
         }
-        Self { bar }
+        Self { bar, forward }
     }
 }
 
 impl Reporter for BarReporter {
     fn phase(&self, name: &str, total: Option<u64>) {
+        if let Some(r) = &self.forward {
+            return r.phase(name, total);
+        }
         match total {
             Some(t) => {
                 self.bar.set_length(t);
@@ -42,14 +74,23 @@ impl Reporter for BarReporter {
     }
 
     fn advance(&self, n: u64) {
-        self.bar.inc(n);
+        match &self.forward {
+            Some(r) => r.advance(n),
+            None => self.bar.inc(n),
+        }
     }
 
     fn message(&self, msg: &str) {
-        self.bar.set_message(msg.to_string());
+        match &self.forward {
+            Some(r) => r.message(msg),
+            None => self.bar.set_message(msg.to_string()),
+        }
     }
 
     fn finish_phase(&self) {
-        self.bar.finish_and_clear();
+        match &self.forward {
+            Some(r) => r.finish_phase(),
+            None => self.bar.finish_and_clear(),
+        }
     }
 }

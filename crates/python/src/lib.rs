@@ -11,10 +11,13 @@
 //! - Search results cross as JSON text a page at a time (parsed by Python's C JSON parser), or
 //!   as Arrow record batches through the Arrow PyCapsule stream interface (no copy).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{RecordBatch, RecordBatchIterator};
+use earthcatalog::cli::Progress;
 use earthcatalog::clock::SystemClock;
 use earthcatalog::error::Kind;
 use earthcatalog::lock::{CatalogLock, DEFAULT_TTL_HOURS, LockOptions, RenewingLock, lock_url};
@@ -22,6 +25,7 @@ use earthcatalog::query::{
     DatetimeInterval, Fields, Found, SearchRequest, SearchStats, SortBy, Warehouse as Reader,
     bbox_geometry, parse_datetime, parse_filter, parse_geometry,
 };
+use earthcatalog::report::Reporter;
 use earthcatalog::store::{Location, S3Options};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -91,14 +95,94 @@ fn main(py: Python<'_>, argv: Vec<String>) -> u8 {
     })
 }
 
+/// Progress events handed to a Python object's `phase(name, total)`, `advance(n)`,
+/// `message(text)` and `finish_phase()` (the package's notebook bars). Advances are summed and
+/// handed over at most every [`PyReporter::EVERY`], so a fast loop does not take the GIL per item.
+struct PyReporter {
+    target: Py<PyAny>,
+    pending: AtomicU64,
+    last: Mutex<Instant>,
+}
+
+impl PyReporter {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn call<A>(&self, method: &str, args: A)
+    where
+        A: for<'py> pyo3::call::PyCallArgs<'py>,
+    {
+        Python::attach(|py| {
+            if let Err(e) = self.target.call_method1(py, method, args) {
+                // A failing display must not fail the work; Python reports it as unraisable.
+                e.write_unraisable(py, Some(self.target.bind(py)));
+            }
+        });
+    }
+
+    fn flush(&self) {
+        let n = self.pending.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            self.call("advance", (n,));
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Instant::now();
+        }
+    }
+}
+
+impl Reporter for PyReporter {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        self.flush();
+        self.call("phase", (name.to_string(), total));
+    }
+
+    fn advance(&self, n: u64) {
+        self.pending.fetch_add(n, Ordering::Relaxed);
+        let due = self
+            .last
+            .lock()
+            .map(|l| l.elapsed() >= Self::EVERY)
+            .unwrap_or(true);
+        if due {
+            self.flush();
+        }
+    }
+
+    fn message(&self, msg: &str) {
+        self.call("message", (msg.to_string(),));
+    }
+
+    fn finish_phase(&self) {
+        self.flush();
+        self.call("finish_phase", ());
+    }
+}
+
 /// Run one command (`argv` without the program name, usually with `--json`) and return
-/// `(exit_code, stdout)`; a failure raises its `earthcatalog.errors` class.
+/// `(exit_code, stdout)`; a failure raises its `earthcatalog.errors` class. `progress`: `False`,
+/// `True` (bars on stderr) or an object receiving the events (see [`PyReporter`]).
 #[pyfunction]
-#[pyo3(signature = (argv, progress=false))]
-fn run_command(py: Python<'_>, argv: Vec<String>, progress: bool) -> PyResult<(u8, String)> {
+#[pyo3(signature = (argv, progress=None))]
+fn run_command(
+    py: Python<'_>,
+    argv: Vec<String>,
+    progress: Option<Bound<'_, PyAny>>,
+) -> PyResult<(u8, String)> {
+    let progress = match progress {
+        None => Progress::Hidden,
+        Some(p) => match p.extract::<bool>() {
+            Ok(true) => Progress::Bars,
+            Ok(false) => Progress::Hidden,
+            Err(_) => Progress::To(Arc::new(PyReporter {
+                target: p.unbind(),
+                pending: AtomicU64::new(0),
+                last: Mutex::new(Instant::now()),
+            })),
+        },
+    };
     let s3 = s3_settings();
     let args = std::iter::once("earthcatalog".to_string()).chain(argv);
-    let result = py.detach(|| earthcatalog::cli::run_captured(args, progress, s3));
+    let result = py.detach(move || earthcatalog::cli::run_captured(args, progress, s3));
     result.map_err(|e| {
         let class = match e.kind {
             Some(kind) => kind.name(),

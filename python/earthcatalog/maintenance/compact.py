@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from .. import _commands
+from ..progress import ProgressArg
 
 __all__ = ["compact_warehouse", "main"]
 
@@ -28,7 +29,7 @@ def compact_warehouse(
     lock_key: str | None = None,
     max_rows_per_file: int | None = None,
     parallelism: int | None = None,
-    progress: bool | None = None,
+    progress: ProgressArg = None,
 ) -> dict[str, Any]:
     """Compact every bucket with at least ``threshold`` files and commit the replacements.
 
