@@ -61,12 +61,18 @@ class EarthCatalog:
         *,
         hash_index: str | None = None,
         lock_key: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        """Name the catalog database and warehouse root (URLs or paths); nothing is opened yet."""
+        """Name the catalog database and warehouse root (URLs or paths); nothing is opened yet.
+
+        ``storage_options`` are the S3 settings given to :func:`open`, handed on to the workers
+        of :meth:`bulk_ingest`.
+        """
         self.catalog = catalog
         self.warehouse = warehouse
         self.hash_index = hash_index
         self.lock_key = lock_key
+        self.storage_options = dict(storage_options) if storage_options else None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -373,6 +379,7 @@ class EarthCatalog:
             update_hash_index=update_hash_index,
             items_root=items_root,
             retries=retries,
+            s3=self.storage_options,
         )
 
     @property
@@ -426,6 +433,7 @@ def open(  # noqa: A001 - the Python tool's name
         warehouse or _join(base or "", "warehouse"),
         hash_index=hash_index,
         lock_key=lock_key,
+        storage_options=settings or None,
     )
 
 

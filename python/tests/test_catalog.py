@@ -257,3 +257,37 @@ def test_progress_events_reach_a_python_reporter(tmp_path: pathlib.Path) -> None
 def test_datetime_works_inside_a_cql2_filter(example: ec.EarthCatalog) -> None:
     after = list(example.search(filter="datetime > TIMESTAMP('2020-01-01T00:00:00Z')").items_as_dicts())
     assert after and all(i["properties"]["datetime"] > "2020-01-01" for i in after)
+
+
+def test_module_level_ingest_and_the_remaining_search_readers(tmp_path: pathlib.Path, example: ec.EarthCatalog) -> None:
+    summary = ec.ingest(str(EXAMPLE / "day1.csv"), base=str(tmp_path / "m"), items_root=str(EXAMPLE / "items"), progress=False)
+    assert summary["items_processed"] == 280
+    s = example.search(ids=["nope"], max_items=3)
+    assert s.get_parameters() == {"ids": ["nope"], "max_items": 3}
+    assert "ids=['nope']" in repr(s)
+    assert s.item_collection_as_dict() == {"type": "FeatureCollection", "features": [], "numberReturned": 0}
+    assert list(s) == []
+    some = list(iter(example.search(max_items=2)))
+    assert len(some) == 2 and all(isinstance(i, pystac.Item) for i in some)
+    frame = example.duck_search(intersects=GREENLAND)
+    assert sorted(frame["id"]) == sorted(cli_ids(example, "--intersects", json.dumps(GREENLAND)))
+    uris = example.search_uris(intersects=GREENLAND, max_items=3)
+    assert list(uris.columns) == ["id", "uri"] and all(u.startswith("http") or u.startswith("s3") for u in uris["uri"])
+    assert "EarthCatalog(" in repr(example)
+
+
+def test_notebook_progress_draws_one_tqdm_bar_per_phase() -> None:
+    from earthcatalog.progress import NotebookProgress, resolve
+
+    bars = NotebookProgress()
+    bars.phase("fetch", 10)
+    bars.advance(4)
+    bars.message("4 of 10")
+    assert bars._bar is not None and bars._bar.n == 4 and bars._bar.total == 10
+    bars.phase("write", None)
+    bars.advance(2)
+    assert bars._bar.n == 2
+    bars.finish_phase()
+    assert bars._bar is None
+    assert resolve(False) is False and resolve(True) is True and resolve(bars) is bars
+    assert resolve(None) is False  # not a terminal (pytest captures stderr), not a notebook
