@@ -70,8 +70,13 @@ impl ItemEncoder {
             location: "a search result".into(),
             reason: e.to_string(),
         })?;
+        self.row_of_json(&body)
+    }
+
+    /// One item given as STAC JSON text as a row of the table.
+    pub fn row_of_json(&mut self, body: &[u8]) -> Result<ItemRow> {
         let (row, _) =
-            parse_item(&body, &self.columns, &mut self.counters).map_err(|e| Error::Parse {
+            parse_item(body, &self.columns, &mut self.counters).map_err(|e| Error::Parse {
                 location: "a search result".into(),
                 reason: format!("re-encoding it: {e}"),
             })?;
@@ -99,12 +104,29 @@ impl Warehouse {
     ) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch>>)> {
         let mut encoder = ItemEncoder::for_warehouse(self)?;
         let schema = encoder.schema();
-        let items = self.search(request).await?;
+        // Items straight from the decoded columns to JSON text (no JSON value built) and parsed.
+        let request = SearchRequest {
+            json_text_members: true,
+            ..request.clone()
+        };
+        let (items, _) = self.search_found(&request).await?;
+        let mut body = Vec::new();
         let batches = items
             .chunks(batch_rows.max(1))
             .map(move |chunk| {
-                let items = chunk.into_iter().collect::<Result<Vec<_>>>()?;
-                encoder.encode(&items)
+                let mut rows = Vec::with_capacity(chunk.len());
+                for found in chunk {
+                    body.clear();
+                    found?.write_json(&mut body, None);
+                    rows.push(encoder.row_of_json(&body)?);
+                }
+                let refs: Vec<&ItemRow> = rows.iter().collect();
+                crate::geoparquet::encode_rows(
+                    &refs,
+                    &encoder.columns,
+                    &encoder.table,
+                    "search results",
+                )
             })
             .boxed();
         Ok((schema, batches))
