@@ -167,8 +167,11 @@ def bulk_ingest(
             "seconds": seconds,
         }
     finally:
-        if owned is not None and hasattr(owned, "close"):
-            owned.close()
+        if owned is not None:
+            if hasattr(owned, "close"):
+                owned.close()
+            elif hasattr(owned, "shutdown"):
+                owned.shutdown()
 
 
 def _status(staging: str) -> dict[str, Any]:

@@ -85,6 +85,14 @@ class CatalogLock:
     ) -> None:
         self.release()
 
+    def __del__(self) -> None:
+        # A lock object dropped while held (a notebook cell re-run) gives the lock back instead of
+        # leaving it to expire.
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - nothing can be raised from a finalizer
+            pass
+
     def __repr__(self) -> str:
         state = "held" if self.held else "not held"
         return f"CatalogLock(catalog={self.catalog!r}, owner={self.owner!r}, {state})"

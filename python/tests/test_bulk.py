@@ -91,6 +91,21 @@ def test_bulk_ingest_gives_up_after_its_retries_and_names_the_shard(tmp_path: pa
         cat.bulk_ingest(INVENTORY)
 
 
+def test_bulk_ingest_takes_the_python_tools_create_client_and_closes_what_it_made(
+    tmp_path: pathlib.Path, reference: list[tuple[str, str, str]]
+) -> None:
+    made: list[ThreadPoolExecutor] = []
+
+    def create_client() -> ThreadPoolExecutor:
+        made.append(ThreadPoolExecutor(max_workers=2))
+        return made[-1]
+
+    cat = ec.open(base=str(tmp_path / "bulk"))
+    cat.bulk_ingest(INVENTORY, create_client=create_client, map_shards=3, reduce_shards=1, items_root=ITEMS)
+    assert len(made) == 1 and made[0]._shutdown
+    assert rows(cat) == reference
+
+
 def _arm_abort() -> int:
     """In one worker process: abort (as kill -9 would) when a map shard is about to finish."""
     os.environ["EARTHCATALOG_FAULT"] = "backfill.map.before_done"

@@ -219,6 +219,15 @@ def test_the_lock_is_a_context_manager_shared_with_the_command_line(fresh: ec.Ea
     assert not lock_status(fresh.catalog)["held"]
     with pytest.raises(ValueError):
         S3Lock("x")
+    # A lock object dropped while held gives the lock back.
+    dropped = fresh.lock("forgetful")
+    dropped.acquire()
+    assert lock_status(fresh.catalog)["held"]
+    del dropped
+    import gc
+
+    gc.collect()
+    assert not lock_status(fresh.catalog)["held"]
 
 
 class Recorder:
