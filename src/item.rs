@@ -199,13 +199,19 @@ pub struct ItemRow {
     pub overflow: Option<String>,
     /// How `datetime` was read.
     pub datetime_kind: DatetimeKind,
+    /// `start_datetime` and `end_datetime` in UTC microseconds, when the item has both.
+    pub interval: Option<(i64, i64)>,
 }
 
 impl ItemRow {
-    /// UTC calendar year of `datetime`.
+    /// The item's year partition: the UTC calendar year of `datetime`, else of the midpoint of
+    /// its `start_datetime`/`end_datetime` interval (ITS_LIVE's convention, so readers that
+    /// prune by the `year=` path find interval-only items); `None` (`year=unknown`) for an item
+    /// with no usable time.
     pub fn year(&self) -> Option<i32> {
         use chrono::Datelike;
         self.datetime
+            .or_else(|| self.interval.map(|(s, e)| midpoint(s, e)))
             .and_then(DateTime::<Utc>::from_timestamp_micros)
             .map(|d| d.year())
     }
@@ -226,6 +232,11 @@ impl ItemRow {
             + vals
             + 160
     }
+}
+
+/// The instant halfway between `start` and `end` (µs), without overflow.
+fn midpoint(start: i64, end: i64) -> i64 {
+    ((i128::from(start) + i128::from(end)) / 2) as i64
 }
 
 /// Counters of interesting conversions made while parsing.
@@ -473,6 +484,8 @@ pub fn parse_item(
     }
     let RowKeys {
         datetime,
+        start,
+        end,
         datetime_kind,
         platform,
         updated,
@@ -506,6 +519,7 @@ pub fn parse_item(
             values,
             overflow,
             datetime_kind,
+            interval: start.zip(end),
         },
         geometry,
     ))
@@ -535,6 +549,8 @@ fn invalid_coordinate(geometry: &geo_types::Geometry<f64>) -> Option<String> {
 #[derive(Debug)]
 struct RowKeys {
     datetime: Option<i64>,
+    start: Option<i64>,
+    end: Option<i64>,
     datetime_kind: DatetimeKind,
     platform: Option<String>,
     updated: Option<i64>,
@@ -545,6 +561,8 @@ impl Default for RowKeys {
     fn default() -> Self {
         Self {
             datetime: None,
+            start: None,
+            end: None,
             datetime_kind: DatetimeKind::Missing,
             platform: None,
             updated: None,
@@ -583,6 +601,8 @@ fn assign_property(
                     keys.datetime = Some(*t);
                     keys.datetime_kind = kind;
                 }
+                ("start_datetime", Value::Timestamp(t)) => keys.start = Some(*t),
+                ("end_datetime", Value::Timestamp(t)) => keys.end = Some(*t),
                 ("updated", Value::Timestamp(t)) => keys.updated = Some(*t),
                 ("created", Value::Timestamp(t)) => keys.created = Some(*t),
                 ("platform", Value::Str(s)) => keys.platform = Some(s.clone()),
@@ -662,6 +682,7 @@ pub fn row_from_stored(
         values,
         overflow: (!overflow.is_empty()).then(|| Json::Object(overflow).to_string()),
         datetime_kind: keys.datetime_kind,
+        interval: keys.start.zip(keys.end),
     }
 }
 
@@ -727,6 +748,39 @@ impl From<crate::timestamp::Precision> for DatetimeKind {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_item_without_datetime_takes_the_year_of_its_intervals_midpoint() {
+        let table = crate::schema::table_columns(&crate::schema::base_schema().unwrap());
+        let columns = Columns::new(&table);
+        let mut counters = ParseCounters::default();
+        let mut item = |props: &str| {
+            let body = format!(
+                r#"{{"type":"Feature","id":"a","geometry":{{"type":"Point","coordinates":[0,0]}},"properties":{props}}}"#
+            );
+            parse_item(body.as_bytes(), &columns, &mut counters)
+                .unwrap()
+                .0
+        };
+        // 2019-10-01 .. 2020-06-01: the midpoint is in February 2020.
+        let pair = item(
+            r#"{"start_datetime":"2019-10-01T00:00:00Z","end_datetime":"2020-06-01T00:00:00Z"}"#,
+        );
+        assert_eq!(pair.datetime, None);
+        assert_eq!(pair.year(), Some(2020));
+        // A datetime wins over the interval.
+        let both = item(
+            r#"{"datetime":"2019-12-31T23:00:00Z","start_datetime":"2019-10-01T00:00:00Z","end_datetime":"2020-06-01T00:00:00Z"}"#,
+        );
+        assert_eq!(both.year(), Some(2019));
+        // One end alone, or nothing: no usable time.
+        assert_eq!(
+            item(r#"{"start_datetime":"2019-10-01T00:00:00Z"}"#).year(),
+            None
+        );
+        assert_eq!(item("{}").year(), None);
+        assert_eq!(midpoint(i64::MAX, i64::MAX), i64::MAX);
+    }
+
     use super::*;
     use crate::schema::{base_schema, table_columns};
 

@@ -60,9 +60,12 @@ async fn ingests_every_item_into_one_cell_and_year_per_file() {
             name.starts_with("part_000000_") && name.ends_with(".parquet"),
             "{name}"
         );
-        for (id, c, dt) in &file_rows {
+        let intervals = read_intervals(f);
+        for ((id, c, dt), interval) in file_rows.iter().zip(&intervals) {
             assert_eq!(c, &cell, "row cell differs from its directory in {rel}");
+            // The year of datetime, else of the midpoint of start/end (decisions.md).
             let y = dt
+                .or_else(|| interval.map(|(s, e)| s + (e - s) / 2))
                 .map(|t| {
                     chrono::DateTime::<chrono::Utc>::from_timestamp_micros(t)
                         .unwrap()
@@ -87,9 +90,10 @@ async fn ingests_every_item_into_one_cell_and_year_per_file() {
             .iter()
             .any(|f| f.to_string_lossy().contains("grid_partition=__none__"))
     );
-    // items without datetime are kept under year=unknown
+    // items without datetime but with an interval are in a year (every synthetic item has a
+    // start and an end), so none is under year=unknown
     assert!(
-        files
+        !files
             .iter()
             .any(|f| f.to_string_lossy().contains("year=unknown"))
     );
@@ -417,9 +421,20 @@ async fn python_failure_inputs_are_ingested_correctly() {
                 )
             }
             SpecialKind::MissingDatetime | SpecialKind::NullDatetime => {
+                // No datetime: the year of the start/end interval's midpoint.
+                let at = |k: &str| {
+                    chrono::DateTime::parse_from_rfc3339(
+                        item.json["properties"][k].as_str().unwrap(),
+                    )
+                    .unwrap()
+                    .timestamp_micros()
+                };
+                let (s, e) = (at("start_datetime"), at("end_datetime"));
+                let mid = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(s + (e - s) / 2)
+                    .unwrap();
                 assert_eq!(
                     years,
-                    &BTreeSet::from(["year=unknown".to_string()]),
+                    &BTreeSet::from([format!("year={}", mid.format("%Y"))]),
                     "{kind:?}"
                 )
             }
@@ -774,4 +789,33 @@ fn a_lost_table_on_s3_is_refused_and_rebuilt() {
         info["rows"].as_u64().unwrap(),
         2 * first["rows"].as_u64().unwrap()
     );
+}
+
+/// `(start_datetime, end_datetime)` of each row of a data file, when it has both (µs).
+fn read_intervals(path: &std::path::Path) -> Vec<Option<(i64, i64)>> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::TimestampMicrosecondType;
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone())
+        };
+        let (s, e) = (col("start_datetime"), col("end_datetime"));
+        for i in 0..batch.num_rows() {
+            let v = |a: &Option<arrow_array::TimestampMicrosecondArray>| {
+                a.as_ref().and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
+            };
+            out.push(v(&s).zip(v(&e)));
+        }
+    }
+    out
 }

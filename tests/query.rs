@@ -18,7 +18,7 @@ use earthcatalog::pipeline::{IngestMetrics, IngestOptions, ingest};
 use earthcatalog::query::{Warehouse, parse_bbox, parse_geometry};
 use earthcatalog::report::NoReporter;
 use earthcatalog::store::Location;
-use earthcatalog::synth::{Synth, SynthOptions, write_dataset};
+use earthcatalog::synth::{SpecialKind, Synth, SynthOptions, write_dataset};
 use geo_types::{Geometry, Point};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -43,6 +43,18 @@ async fn build() -> Fixture {
         &data.join("inventory.csv"),
     )
     .await
+    .unwrap();
+    // One item with no time at all (no datetime, no interval): it goes to year=unknown, which
+    // info and stats report as a null year.
+    let timeless = Synth::new(options.clone()).item_at(SpecialKind::MissingDatetime.forced_index());
+    let mut json = timeless.json.clone();
+    let props = json["properties"].as_object_mut().unwrap();
+    props.remove("start_datetime");
+    props.remove("end_datetime");
+    std::fs::write(
+        dir.path().join("data").join("items").join(&timeless.key),
+        serde_json::to_vec(&json).unwrap(),
+    )
     .unwrap();
     let catalog = dir.path().join("catalog.db").to_str().unwrap().to_string();
     let warehouse = dir.path().join("warehouse").to_str().unwrap().to_string();

@@ -233,7 +233,9 @@ pub fn entry_extent(entry: &EntryLite, year: Option<i32>) -> TemporalExtent {
         end: range(2),
     };
     if let Some(y) = year {
-        // The year partition is the year of every row's datetime.
+        // The year partition is the year of every row's datetime; a row without one is in the
+        // year of its interval's midpoint and has both interval ends, which the rule reads
+        // instead (`TimeFilter::may_match`'s interval case ignores `datetime`).
         let (lo, hi) = (
             year_start(y),
             year_start(y.saturating_add(1)).saturating_sub(1),

@@ -27,7 +27,59 @@ pub fn parse_geometry(text: &str, arg: &str) -> Result<Geometry<f64>> {
         parse_wkt(text).map_err(|e| geometry_error(arg, format!("not valid WKT: {e}")))?
     };
     validate_lon_lat(&geometry, arg)?;
+    validate_shape(&geometry, arg)?;
     Ok(geometry)
+}
+
+/// Every line has at least 2 positions and every polygon ring at least 4 (RFC 7946 §3.1.4 and
+/// §3.1.6; a ring is closed when read, so an open ring of 3 distinct positions is accepted): a
+/// degenerate region matches nothing, and a caller who sent one made a mistake worth hearing.
+fn validate_shape(g: &Geometry<f64>, arg: &str) -> Result<()> {
+    let ring = |r: &geo_types::LineString<f64>, what: &str| -> Result<()> {
+        let n = r.0.len();
+        if n < 4 {
+            return Err(geometry_error(
+                arg,
+                format!("{what} has {n} positions; a polygon ring needs at least 4 (closed)"),
+            ));
+        }
+        Ok(())
+    };
+    let polygon = |p: &Polygon<f64>, label: &str| -> Result<()> {
+        ring(p.exterior(), &format!("the exterior ring of {label}"))?;
+        for (i, hole) in p.interiors().iter().enumerate() {
+            ring(hole, &format!("hole {} of {label}", i + 1))?;
+        }
+        Ok(())
+    };
+    let line = |l: &geo_types::LineString<f64>, label: &str| -> Result<()> {
+        if l.0.len() < 2 {
+            return Err(geometry_error(
+                arg,
+                format!(
+                    "{label} has {} position(s); a line needs at least 2",
+                    l.0.len()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    match g {
+        Geometry::Polygon(p) => polygon(p, "the polygon"),
+        Geometry::MultiPolygon(mp) => {
+            mp.0.iter().enumerate().try_for_each(|(i, p)| {
+                polygon(p, &format!("polygon {} of the MultiPolygon", i + 1))
+            })
+        }
+        Geometry::LineString(l) => line(l, "the LineString"),
+        Geometry::MultiLineString(ml) => {
+            ml.0.iter()
+                .enumerate()
+                .try_for_each(|(i, l)| line(l, &format!("line {} of the MultiLineString", i + 1)))
+        }
+        Geometry::GeometryCollection(gc) => gc.0.iter().try_for_each(|g| validate_shape(g, arg)),
+        _ => Ok(()),
+    }
 }
 
 /// Deepest parenthesis nesting accepted in WKT (a MultiPolygon needs 3; collections add one
@@ -220,6 +272,37 @@ pub fn parse_datetime(text: &str, arg: &str) -> Result<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn degenerate_rings_and_lines_are_refused_naming_the_part() {
+        for (text, says) in [
+            (
+                r#"{"type":"Polygon","coordinates":[[[0,0],[1,1]]]}"#,
+                "exterior ring of the polygon has 3 positions",
+            ),
+            (
+                r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]]],[[[5,5],[6,6],[5,5]]]]}"#,
+                "polygon 2 of the MultiPolygon",
+            ),
+            (
+                r#"{"type":"Polygon","coordinates":[[[0,0],[4,0],[4,4],[0,0]],[[1,1],[2,2],[1,1]]]}"#,
+                "hole 1",
+            ),
+            ("LINESTRING(0 0)", "a line needs at least 2"),
+        ] {
+            let err = parse_geometry(text, "intersects").unwrap_err();
+            assert!(matches!(err, Error::Geometry { .. }), "{err}");
+            assert!(err.to_string().contains(says), "{text}: {err}");
+            assert!(err.to_string().contains("intersects"), "{err}");
+        }
+        // An open ring of three distinct positions is closed when read.
+        parse_geometry(
+            r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1]]]}"#,
+            "g",
+        )
+        .unwrap();
+        parse_geometry("POLYGON((0 0, 1 0, 1 1, 0 0))", "g").unwrap();
+    }
+
     use super::*;
     use chrono::TimeZone;
 

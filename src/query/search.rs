@@ -447,6 +447,18 @@ pub fn parse_filter(text: &str, lang: Option<&str>, arg: &str) -> Result<cql2::E
     {
         return Err(too_deep(arg, depth));
     }
+    if let Ok(expr) = &parsed
+        && let Some(op) = unknown_operator(expr)
+    {
+        return Err(Error::invalid_argument(
+            arg,
+            format!(
+                "unknown operator or function {op:?}: CQL2 defines and, or, not, =, <>, <, <=, \
+                 >, >=, like, between, in, isNull, casei, accenti, the s_*, t_* and a_* \
+                 predicates and + - * / % ^ div, and no function is supported"
+            ),
+        ));
+    }
     parsed.map_err(|e| {
         Error::invalid_argument(
             arg,
@@ -456,6 +468,45 @@ pub fn parse_filter(text: &str, lang: Option<&str>, arg: &str) -> Result<cql2::E
             ),
         )
     })
+}
+
+/// The operators of CQL2 that `cql2`'s parser accepts but does not define itself: the
+/// parser takes any other name as a call of a user-defined function, which the evaluator cannot
+/// evaluate (every item would silently fail to match).
+const OTHER_CQL2_OPS: &[&str] = &["not", "like", "between", "in", "isNull", "casei", "accenti"];
+
+/// The first operation in `expr` that is not a CQL2 operator (a misspelling or a function).
+fn unknown_operator(expr: &cql2::Expr) -> Option<String> {
+    use cql2::Expr;
+    let known = |op: &str| {
+        [
+            cql2::BOOLOPS,
+            cql2::EQOPS,
+            cql2::CMPOPS,
+            cql2::SPATIALOPS,
+            cql2::TEMPORALOPS,
+            cql2::ARITHOPS,
+            cql2::ARRAYOPS,
+            OTHER_CQL2_OPS,
+        ]
+        .iter()
+        .any(|list| list.iter().any(|k| k.eq_ignore_ascii_case(op)))
+    };
+    let children: Box<dyn Iterator<Item = &Expr>> = match expr {
+        Expr::Operation { op, args } => {
+            if !known(op) {
+                return Some(op.clone());
+            }
+            Box::new(args.iter().map(|a| a.as_ref()))
+        }
+        Expr::Interval { interval } => Box::new(interval.iter().map(|a| a.as_ref())),
+        Expr::BBox { bbox } => Box::new(bbox.iter().map(|a| a.as_ref())),
+        Expr::Array(items) => Box::new(items.iter().map(|a| a.as_ref())),
+        Expr::Timestamp { timestamp } => Box::new(std::iter::once(timestamp.as_ref())),
+        Expr::Date { date } => Box::new(std::iter::once(date.as_ref())),
+        _ => Box::new(std::iter::empty()),
+    };
+    children.into_iter().find_map(unknown_operator)
 }
 
 /// Filters longer than this are refused (a STAC API request body is bounded too).
@@ -1622,6 +1673,30 @@ impl Warehouse {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unknown_operators_and_functions_are_refused_by_name() {
+        for (text, op) in [
+            (r#"{"op":"frobnicate","args":[1,2]}"#, "frobnicate"),
+            (
+                r#"{"op":"and","args":[{"op":"=","args":[{"property":"a"},1]},{"op":"sqrt","args":[4]}]}"#,
+                "sqrt",
+            ),
+            ("platform = 'LC08' AND frobnicate(1, 2)", "frobnicate"),
+        ] {
+            let err = parse_filter(text, None, "filter").unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
+            assert!(err.to_string().contains(op), "{err}");
+        }
+        for ok in [
+            "platform = 'LC08' AND percent_valid_pixels BETWEEN 10 AND 90",
+            "S_INTERSECTS(geometry, POINT(0 0)) OR T_INTERSECTS(datetime, INTERVAL('2020-01-01', '2021-01-01'))",
+            "casei(platform) LIKE 'lc%' AND NOT (x IN (1, 2)) AND y IS NULL AND A_CONTAINS(z, ('a'))",
+            r#"{"op":"<>","args":[{"property":"a"},{"op":"+","args":[1,2]}]}"#,
+        ] {
+            parse_filter(ok, None, "filter").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
     use super::*;
     use chrono::TimeZone;
 
