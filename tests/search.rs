@@ -698,6 +698,8 @@ fn cli_ndjson_geojson_and_bad_input() {
         ("--datetime", "2020-13-45"),
         ("--bbox", "1,2,3"),
         ("--intersects", "POLYGON((0 0, 1 0"),
+        ("--intersects", r#"{"type":"Polygon","coordinates":[[[0,0],[1,1]]]}"#),
+        ("--filter", r#"{"op":"frobnicate","args":[1,2]}"#),
         ("--sortby", "+,"),
     ] {
         let out = run(cli().args(["search", "--catalog", &catalog, arg, value]));

@@ -282,6 +282,22 @@ async fn bad_input_is_a_400_naming_the_parameter_and_load_is_shed() {
             400,
             "filter-crs",
         ),
+        // An operator CQL2 does not define is named, not answered with an empty page.
+        (
+            "POST",
+            "/search".into(),
+            r#"{"filter": {"op": "frobnicate", "args": [1, 2]}}"#.into(),
+            400,
+            "frobnicate",
+        ),
+        // A ring of two positions is named, not answered with an empty page.
+        (
+            "POST",
+            "/search".into(),
+            r#"{"intersects": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}}"#.into(),
+            400,
+            "exterior ring",
+        ),
         ("GET", "/search?limit=abc".into(), "".into(), 400, "limit"),
         // Sorting holds every match in memory: more than --max-sort-items is refused.
         (
