@@ -698,7 +698,10 @@ fn cli_ndjson_geojson_and_bad_input() {
         ("--datetime", "2020-13-45"),
         ("--bbox", "1,2,3"),
         ("--intersects", "POLYGON((0 0, 1 0"),
-        ("--intersects", r#"{"type":"Polygon","coordinates":[[[0,0],[1,1]]]}"#),
+        (
+            "--intersects",
+            r#"{"type":"Polygon","coordinates":[[[0,0],[1,1]]]}"#,
+        ),
         ("--filter", r#"{"op":"frobnicate","args":[1,2]}"#),
         ("--sortby", "+,"),
     ] {
