@@ -39,35 +39,5 @@ class Warehouse:
     def files(
         self, geometry: str | None = None, start: str | None = None, end: str | None = None
     ) -> list[str]: ...
-    def search(
-        self,
-        *,
-        intersects: str | None = None,
-        bbox: list[float] | None = None,
-        datetime: str | None = None,
-        ids: list[str] | None = None,
-        collections: list[str] | None = None,
-        filter: str | None = None,
-        filter_lang: str | None = None,
-        sortby: str | None = None,
-        max_items: int | None = None,
-        limit: int | None = None,
-        fields: str | None = None,
-        with_grid_partition: bool = False,
-        page_size: int = 1000,
-    ) -> SearchPages: ...
-    def search_arrow(
-        self,
-        *,
-        intersects: str | None = None,
-        bbox: list[float] | None = None,
-        datetime: str | None = None,
-        ids: list[str] | None = None,
-        collections: list[str] | None = None,
-        filter: str | None = None,
-        filter_lang: str | None = None,
-        sortby: str | None = None,
-        max_items: int | None = None,
-        limit: int | None = None,
-        batch_rows: int = 10000,
-    ) -> ArrowBatches: ...
+    def search(self, **params: Any) -> SearchPages: ...
+    def search_arrow(self, **params: Any) -> ArrowBatches: ...

@@ -2,10 +2,7 @@
 
 use std::io::{Seek, Write};
 
-use crate::query::{
-    DatetimeInterval, Fields, SearchRequest, SortBy, Warehouse, parse_bbox, parse_filter,
-    parse_geometry, parse_point,
-};
+use crate::query::{ArgStyle, SearchParams, SearchRequest, Warehouse};
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
 
@@ -91,48 +88,36 @@ pub struct SearchArgs {
 
 /// Validate every argument into a request before touching the catalog.
 async fn request(args: &SearchArgs) -> anyhow::Result<SearchRequest> {
-    let mut req = SearchRequest::new();
-    if let Some(text) = &args.intersects {
-        let text = argument_text(text, "--intersects").await?;
-        req.intersects = Some(parse_geometry(&text, "--intersects")?);
-    } else if let Some(b) = &args.bbox {
-        req.intersects = Some(parse_bbox(b, "--bbox")?);
-    } else if let Some(p) = &args.point {
-        req.intersects = Some(parse_point(p, "--point")?);
-    }
-    if let Some(d) = &args.datetime {
-        req.datetime = Some(DatetimeInterval::parse(d, "--datetime")?);
-    }
-    let list = |v: &[String]| -> Option<Vec<String>> {
-        let v: Vec<String> = v
-            .iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        (!v.is_empty()).then_some(v)
+    let intersects = match &args.intersects {
+        Some(text) => Some(argument_text(text, "--intersects").await?),
+        None => None,
     };
-    req.ids = list(&args.ids);
-    req.collections = list(&args.collections);
-    if let Some(f) = &args.filter {
-        let text = argument_text(f, "--filter").await?;
-        let lang = args.filter_lang.map(|l| match l {
-            FilterLang::Cql2Text => "cql2-text",
-            FilterLang::Cql2Json => "cql2-json",
-        });
-        req.filter = Some(parse_filter(&text, lang, "--filter")?);
-    } else if args.filter_lang.is_some() {
-        return Err(UsageError("--filter-lang needs --filter".into()).into());
-    }
-    if let Some(s) = &args.sortby {
-        req.sortby = SortBy::parse_list(s, "--sortby")?;
-    }
-    req.limit = args.limit;
-    req.max_items = args.max_items;
-    if let Some(f) = &args.fields {
-        req.fields = Fields::parse(f);
-    }
-    req.with_grid_partition = args.with_grid_partition;
-    Ok(req)
+    let filter = match &args.filter {
+        Some(text) => Some(argument_text(text, "--filter").await?),
+        None => None,
+    };
+    let params = SearchParams {
+        intersects,
+        bbox: args.bbox.clone(),
+        point: args.point.clone(),
+        datetime: args.datetime.clone(),
+        ids: args.ids.clone(),
+        collections: args.collections.clone(),
+        filter,
+        filter_lang: args.filter_lang.map(|l| {
+            match l {
+                FilterLang::Cql2Text => "cql2-text",
+                FilterLang::Cql2Json => "cql2-json",
+            }
+            .to_string()
+        }),
+        sortby: args.sortby.clone(),
+        limit: args.limit,
+        max_items: args.max_items,
+        fields: args.fields.clone(),
+        with_grid_partition: args.with_grid_partition,
+    };
+    Ok(params.request(ArgStyle::Flags)?)
 }
 
 /// Search output kept in memory before the spool moves to a temporary file.

@@ -23,6 +23,7 @@ mod cache;
 mod files;
 mod input;
 mod locate;
+mod params;
 mod prune;
 mod rehydrate;
 mod search;
@@ -47,6 +48,7 @@ pub use locate::{
     Bucket, IdLocator, LocatorStats, ROW_GROUP_ROWS, build_locator, default_locator_path,
     id_buckets, read_item,
 };
+pub use params::{ArgStyle, SearchParams};
 pub use prune::{cell_list_sql, cells_for_geometry};
 pub use rehydrate::{
     ItemBatch, Relink, item_json, relink_item, wkb_geometry, wkb_to_geojson, write_item,

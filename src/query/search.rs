@@ -492,21 +492,12 @@ fn unknown_operator(expr: &cql2::Expr) -> Option<String> {
         .iter()
         .any(|list| list.iter().any(|k| k.eq_ignore_ascii_case(op)))
     };
-    let children: Box<dyn Iterator<Item = &Expr>> = match expr {
-        Expr::Operation { op, args } => {
-            if !known(op) {
-                return Some(op.clone());
-            }
-            Box::new(args.iter().map(|a| a.as_ref()))
-        }
-        Expr::Interval { interval } => Box::new(interval.iter().map(|a| a.as_ref())),
-        Expr::BBox { bbox } => Box::new(bbox.iter().map(|a| a.as_ref())),
-        Expr::Array(items) => Box::new(items.iter().map(|a| a.as_ref())),
-        Expr::Timestamp { timestamp } => Box::new(std::iter::once(timestamp.as_ref())),
-        Expr::Date { date } => Box::new(std::iter::once(date.as_ref())),
-        _ => Box::new(std::iter::empty()),
-    };
-    children.into_iter().find_map(unknown_operator)
+    if let Expr::Operation { op, .. } = expr
+        && !known(op)
+    {
+        return Some(op.clone());
+    }
+    children(expr).find_map(unknown_operator)
 }
 
 /// Filters longer than this are refused (a STAC API request body is bounded too).
@@ -607,8 +598,13 @@ fn parse_text_on_big_stack(text: &str) -> std::result::Result<cql2::Expr, String
 
 /// The nesting depth of a parsed expression (bounded by the checks before parsing).
 fn expr_depth(expr: &cql2::Expr) -> usize {
+    1 + children(expr).map(expr_depth).max().unwrap_or(0)
+}
+
+/// The sub-expressions of a CQL2 expression.
+fn children(expr: &cql2::Expr) -> Box<dyn Iterator<Item = &cql2::Expr> + '_> {
     use cql2::Expr;
-    let children: Box<dyn Iterator<Item = &Expr>> = match expr {
+    match expr {
         Expr::Operation { args, .. } => Box::new(args.iter().map(|a| a.as_ref())),
         Expr::Interval { interval } => Box::new(interval.iter().map(|a| a.as_ref())),
         Expr::BBox { bbox } => Box::new(bbox.iter().map(|a| a.as_ref())),
@@ -616,8 +612,7 @@ fn expr_depth(expr: &cql2::Expr) -> usize {
         Expr::Timestamp { timestamp } => Box::new(std::iter::once(timestamp.as_ref())),
         Expr::Date { date } => Box::new(std::iter::once(date.as_ref())),
         _ => Box::new(std::iter::empty()),
-    };
-    1 + children.map(expr_depth).max().unwrap_or(0)
+    }
 }
 
 /// Counters of one search (shared with the stream; read them when it is done).

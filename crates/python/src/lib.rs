@@ -22,8 +22,8 @@ use earthcatalog::clock::SystemClock;
 use earthcatalog::error::Kind;
 use earthcatalog::lock::{CatalogLock, DEFAULT_TTL_HOURS, LockOptions, RenewingLock, lock_url};
 use earthcatalog::query::{
-    DatetimeInterval, Fields, Found, SearchRequest, SearchStats, SortBy, Warehouse as Reader,
-    bbox_geometry, parse_datetime, parse_filter, parse_geometry,
+    ArgStyle, DEFAULT_BATCH_ROWS, Found, SearchParams, SearchRequest, SearchStats,
+    Warehouse as Reader, parse_datetime, parse_geometry,
 };
 use earthcatalog::report::Reporter;
 use earthcatalog::store::{Location, S3Options};
@@ -229,69 +229,50 @@ struct Warehouse {
     inner: Reader,
 }
 
-/// The search parameters, as the Python API passes them.
-#[derive(Default)]
-struct Params {
-    intersects: Option<String>,
-    bbox: Option<Vec<f64>>,
-    datetime: Option<String>,
-    ids: Option<Vec<String>>,
-    collections: Option<Vec<String>>,
-    filter: Option<String>,
-    filter_lang: Option<String>,
-    sortby: Option<String>,
-    max_items: Option<usize>,
-    limit: Option<usize>,
-    fields: Option<String>,
-    with_grid_partition: bool,
-}
-
-impl Params {
-    /// The request these parameters describe; errors name the Python argument.
-    fn request(&self) -> earthcatalog::Result<SearchRequest> {
-        let mut req = SearchRequest::new();
-        match (&self.intersects, &self.bbox) {
-            (Some(_), Some(_)) => {
-                return Err(earthcatalog::Error::invalid_argument(
-                    "intersects",
-                    "give intersects or bbox, not both",
+/// The search parameters of the Python API's keyword arguments (already checked by
+/// `earthcatalog.search.search_arguments`), and the one of `extra` (page or batch size).
+fn search_params(
+    py: Python<'_>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+    extra: &str,
+) -> PyResult<(SearchParams, Option<usize>)> {
+    let mut p = SearchParams::default();
+    let mut size = None;
+    let Some(kwargs) = kwargs else {
+        return Ok((p, size));
+    };
+    for (key, value) in kwargs.iter() {
+        let key: String = key.extract()?;
+        if value.is_none() {
+            continue;
+        }
+        match key.as_str() {
+            "intersects" => p.intersects = Some(value.extract()?),
+            "bbox" => {
+                let v: Vec<f64> = value.extract()?;
+                let text: Vec<String> = v.iter().map(f64::to_string).collect();
+                p.bbox = Some(text.join(","));
+            }
+            "datetime" => p.datetime = Some(value.extract()?),
+            "ids" => p.ids = value.extract()?,
+            "collections" => p.collections = value.extract()?,
+            "filter" => p.filter = Some(value.extract()?),
+            "filter_lang" => p.filter_lang = Some(value.extract()?),
+            "sortby" => p.sortby = Some(value.extract()?),
+            "max_items" => p.max_items = Some(value.extract()?),
+            "limit" => p.limit = Some(value.extract()?),
+            "fields" => p.fields = Some(value.extract()?),
+            "with_grid_partition" => p.with_grid_partition = value.extract()?,
+            k if k == extra => size = Some(value.extract()?),
+            other => {
+                return Err(to_py(
+                    py,
+                    earthcatalog::Error::invalid_argument(other, "not a search parameter"),
                 ));
             }
-            (Some(text), None) => req.intersects = Some(parse_geometry(text, "intersects")?),
-            (None, Some(b)) => {
-                let (minx, miny, maxx, maxy) = match b.as_slice() {
-                    [a, b, c, d] => (*a, *b, *c, *d),
-                    [a, b, _, d, e, _] => (*a, *b, *d, *e),
-                    _ => {
-                        return Err(earthcatalog::Error::invalid_argument(
-                            "bbox",
-                            format!("expected 4 or 6 numbers, got {}", b.len()),
-                        ));
-                    }
-                };
-                req.intersects = Some(bbox_geometry(minx, miny, maxx, maxy, "bbox")?);
-            }
-            (None, None) => {}
         }
-        if let Some(d) = &self.datetime {
-            req.datetime = Some(DatetimeInterval::parse(d, "datetime")?);
-        }
-        req.ids = self.ids.clone().filter(|v| !v.is_empty());
-        req.collections = self.collections.clone().filter(|v| !v.is_empty());
-        if let Some(f) = &self.filter {
-            req.filter = Some(parse_filter(f, self.filter_lang.as_deref(), "filter")?);
-        }
-        if let Some(s) = &self.sortby {
-            req.sortby = SortBy::parse_list(s, "sortby")?;
-        }
-        req.max_items = self.max_items;
-        req.limit = self.limit;
-        if let Some(f) = &self.fields {
-            req.fields = Fields::parse(f);
-        }
-        req.with_grid_partition = self.with_grid_partition;
-        Ok(req)
     }
+    Ok((p, size))
 }
 
 /// One search's items, a page of JSON text at a time.
@@ -459,94 +440,41 @@ impl Warehouse {
         })
     }
 
-    /// Search; items come a page (JSON array) at a time.
-    #[pyo3(signature = (*, intersects=None, bbox=None, datetime=None, ids=None, collections=None,
-        filter=None, filter_lang=None, sortby=None, max_items=None, limit=None, fields=None,
-        with_grid_partition=false, page_size=1000))]
-    #[allow(clippy::too_many_arguments)]
-    fn search(
-        &self,
-        py: Python<'_>,
-        intersects: Option<String>,
-        bbox: Option<Vec<f64>>,
-        datetime: Option<String>,
-        ids: Option<Vec<String>>,
-        collections: Option<Vec<String>>,
-        filter: Option<String>,
-        filter_lang: Option<String>,
-        sortby: Option<String>,
-        max_items: Option<usize>,
-        limit: Option<usize>,
-        fields: Option<String>,
-        with_grid_partition: bool,
-        page_size: usize,
-    ) -> PyResult<SearchPages> {
-        let params = Params {
-            intersects,
-            bbox,
-            datetime,
-            ids,
-            collections,
-            filter,
-            filter_lang,
-            sortby,
-            max_items,
-            limit,
-            fields,
-            with_grid_partition,
-        };
+    /// Search with the keyword arguments of `ItemSearch`; items come a page (a JSON array of
+    /// up to `page_size` items, default 1000) at a time.
+    #[pyo3(signature = (**kwargs))]
+    fn search(&self, py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<SearchPages> {
+        let (params, page_size) = search_params(py, kwargs, "page_size")?;
         let wh = self.inner.clone();
         let (items, stats) = block_on(py, async move {
             let req = SearchRequest {
                 json_text_members: true,
-                ..params.request()?
+                ..params.request(ArgStyle::Keywords)?
             };
             wh.search_found(&req).await
         })?;
         Ok(SearchPages {
             items: Mutex::new(Some(items)),
             stats,
-            page_size: page_size.max(1),
+            page_size: page_size.unwrap_or(1000).max(1),
         })
     }
 
-    /// Search; every item as a row of the table's columns in Arrow record batches.
-    #[pyo3(signature = (*, intersects=None, bbox=None, datetime=None, ids=None, collections=None,
-        filter=None, filter_lang=None, sortby=None, max_items=None, limit=None,
-        batch_rows=10_000))]
-    #[allow(clippy::too_many_arguments)]
+    /// Search; every item as a row of the table's columns in Arrow record batches of up to
+    /// `batch_rows` rows (default 10,000).
+    #[pyo3(signature = (**kwargs))]
     fn search_arrow(
         &self,
         py: Python<'_>,
-        intersects: Option<String>,
-        bbox: Option<Vec<f64>>,
-        datetime: Option<String>,
-        ids: Option<Vec<String>>,
-        collections: Option<Vec<String>>,
-        filter: Option<String>,
-        filter_lang: Option<String>,
-        sortby: Option<String>,
-        max_items: Option<usize>,
-        limit: Option<usize>,
-        batch_rows: usize,
+        kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<ArrowBatches> {
-        let params = Params {
-            intersects,
-            bbox,
-            datetime,
-            ids,
-            collections,
-            filter,
-            filter_lang,
-            sortby,
-            max_items,
-            limit,
-            ..Params::default()
-        };
+        let (params, batch_rows) = search_params(py, kwargs, "batch_rows")?;
         let wh = self.inner.clone();
         let (schema, batches) = block_on(py, async move {
-            let req = params.request()?;
-            let (schema, stream) = wh.search_batches(&req, batch_rows).await?;
+            let req = params.request(ArgStyle::Keywords)?;
+            let (schema, stream) = wh
+                .search_batches(&req, batch_rows.unwrap_or(DEFAULT_BATCH_ROWS))
+                .await?;
             let batches: Vec<RecordBatch> = stream
                 .collect::<Vec<_>>()
                 .await
