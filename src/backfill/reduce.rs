@@ -315,38 +315,41 @@ pub(crate) async fn map_markers(
     Ok(out)
 }
 
-/// The columns of the outputs: the plan's, then each map shard's discoveries in shard order
-/// (the first type seen wins; a later conflicting type goes to `properties_overflow`, added
-/// when needed), with ids after the plan's last column id.
+/// The columns of the outputs: the plan's, then the columns the map shards discovered, sorted
+/// by name with `properties_overflow` last (ingest's order), with ids after the plan's last
+/// column id. The order depends neither on the order of fetches within a shard nor on which
+/// shard finished first, so two identical backfills give identical schemas. A column's type is
+/// the one the lowest shard saw; a later conflicting type goes to `properties_overflow`, added
+/// when needed.
 pub fn union_columns(plan: &Plan, maps: &BTreeMap<usize, MapDone>) -> Result<Vec<TableColumn>> {
     let mut cols = plan.table_columns()?;
-    let mut types: BTreeMap<String, ColumnType> =
-        cols.iter().map(|c| (c.name.clone(), c.ty)).collect();
-    let mut next = plan.last_column_id;
+    let known: BTreeMap<String, ColumnType> = cols.iter().map(|c| (c.name.clone(), c.ty)).collect();
+    let mut found: BTreeMap<String, ColumnType> = BTreeMap::new();
     let mut conflict = false;
     for done in maps.values() {
         for c in &done.columns {
             let ty = super::parse_type(&c.ty)?;
-            match types.get(&c.name) {
+            match known.get(&c.name).or_else(|| found.get(&c.name)) {
                 Some(t) if *t == ty => {}
                 Some(_) => conflict = true,
                 None => {
-                    next += 1;
-                    types.insert(c.name.clone(), ty);
-                    cols.push(TableColumn {
-                        name: c.name.clone(),
-                        field_id: next,
-                        ty,
-                    });
+                    found.insert(c.name.clone(), ty);
                 }
             }
         }
     }
-    if conflict && !types.contains_key(OVERFLOW_COLUMN) {
+    if conflict && !known.contains_key(OVERFLOW_COLUMN) {
+        found.insert(OVERFLOW_COLUMN.to_string(), ColumnType::String);
+    }
+    let mut new: Vec<(String, ColumnType)> = found.into_iter().collect();
+    new.sort_by(|a, b| (a.0 == OVERFLOW_COLUMN, &a.0).cmp(&(b.0 == OVERFLOW_COLUMN, &b.0)));
+    let mut next = plan.last_column_id;
+    for (name, ty) in new {
+        next += 1;
         cols.push(TableColumn {
-            name: OVERFLOW_COLUMN.to_string(),
-            field_id: next + 1,
-            ty: ColumnType::String,
+            name,
+            field_id: next,
+            ty,
         });
     }
     Ok(cols)
@@ -579,7 +582,50 @@ mod tests {
     }
 
     #[test]
-    fn discovered_columns_are_unioned_in_shard_order() {
+    fn discovered_columns_join_in_one_order_whatever_the_discovery_order() {
+        let plan = plan_with(
+            vec![PlannedColumn {
+                name: "id".into(),
+                field_id: 1,
+                ty: "string".into(),
+            }],
+            30,
+        );
+        let names = |maps: BTreeMap<usize, MapDone>| -> Vec<(String, i32)> {
+            union_columns(&plan, &maps)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.name, c.field_id))
+                .collect()
+        };
+        // The same discoveries in every permutation of fetch order and shard placement.
+        let cols = [("c", "double"), ("a", "string"), ("b", "long")];
+        let mut seen = BTreeSet::new();
+        for perm in [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ] {
+            let ordered: Vec<(&str, &str)> = perm.iter().map(|i| cols[*i]).collect();
+            for split in 0..=3 {
+                let maps =
+                    BTreeMap::from([(0, done(&ordered[..split])), (1, done(&ordered[split..]))]);
+                seen.insert(names(maps));
+            }
+        }
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let expected: Vec<(String, i32)> = [("id", 1), ("a", 31), ("b", 32), ("c", 33)]
+            .iter()
+            .map(|(n, i)| (n.to_string(), *i))
+            .collect();
+        assert_eq!(seen.into_iter().next().unwrap(), expected);
+    }
+
+    #[test]
+    fn a_conflicting_type_keeps_the_lowest_shards_and_adds_the_overflow_column() {
         let plan = plan_with(
             vec![PlannedColumn {
                 name: "id".into(),
