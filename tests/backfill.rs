@@ -215,13 +215,15 @@ impl Scheduler {
         Scheduler::GitHub,
     ];
 
-    /// Give `cmd` shard `i` the way this scheduler does (Slurm arrays here run 1..=N).
+    /// Give `cmd` shard `i` the way this scheduler does (Slurm arrays here run 1..=N, with
+    /// `EARTHCATALOG_SHARD_BASE=1`).
     fn index(self, cmd: &mut Command, i: usize) {
         for v in [
             "JOB_COMPLETION_INDEX",
             "AWS_BATCH_JOB_ARRAY_INDEX",
             "SLURM_ARRAY_TASK_ID",
             "SLURM_ARRAY_TASK_MIN",
+            "EARTHCATALOG_SHARD_BASE",
         ] {
             cmd.env_remove(v);
         }
@@ -233,8 +235,11 @@ impl Scheduler {
                 cmd.env("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string());
             }
             Scheduler::Slurm => {
+                // A 1-based array says so; Slurm's own minimum (here the first index of the
+                // array) is not an offset.
                 cmd.env("SLURM_ARRAY_TASK_ID", (i + 1).to_string())
-                    .env("SLURM_ARRAY_TASK_MIN", "1");
+                    .env("SLURM_ARRAY_TASK_MIN", "1")
+                    .env("EARTHCATALOG_SHARD_BASE", "1");
             }
             Scheduler::GitHub => {
                 cmd.args(["--shard", &i.to_string()]);
@@ -412,6 +417,9 @@ fn s3_backfill_with_killed_workers_equals_ingest_and_compact() {
         "8",
         "--reduce-shards",
         "3",
+        // Recorded in the plan: the map tasks below are given only the staging URL.
+        "--items-root",
+        items_root,
     ]));
     let plan = json_summary(&out, 0);
     assert_eq!(plan["keys"], N);
@@ -446,8 +454,6 @@ fn s3_backfill_with_killed_workers_equals_ingest_and_compact() {
             "--json",
             "--staging",
             staging,
-            "--items-root",
-            items_root,
             "--chunk-items",
             "4",
             "--concurrency",

@@ -5,15 +5,23 @@
 # index (`sbatch --array=5 ...`; a finished shard exits 0 at once), then the later stages.
 #
 #   STAGING=s3://... deploy/slurm/submit.sh INVENTORY WAREHOUSE CATALOG [N=64] [M=16]
+#
+# Items outside S3: ITEMS_ROOT=/shared/items (recorded in the plan; tasks need only STAGING).
+# Resources of every task: CPUS (default 2), MEM (2G), TIME (24:00:00).
 set -euo pipefail
 : "${STAGING:?export STAGING=s3://bucket/prefix}"
 INVENTORY=$1 WAREHOUSE=$2 CATALOG=$3 N=${4:-64} M=${5:-16}
 JOB="$(dirname "$0")/backfill.sbatch"
 export STAGING
+RES=(--cpus-per-task="${CPUS:-2}" --mem="${MEM:-2G}" --time="${TIME:-24:00:00}")
+ROOT=()
+[ -n "${ITEMS_ROOT:-}" ] && ROOT=(--items-root "$ITEMS_ROOT")
 
-plan=$(sbatch --parsable --export=ALL "$JOB" plan --inventory "$INVENTORY" \
-  --warehouse "$WAREHOUSE" --catalog "$CATALOG" --map-shards "$N" --reduce-shards "$M")
-map=$(sbatch --parsable --export=ALL --dependency=afterok:$plan --array=0-$((N - 1)) "$JOB" map)
-reduce=$(sbatch --parsable --export=ALL --dependency=afterok:$map --array=0-$((M - 1)) "$JOB" reduce)
-commit=$(sbatch --parsable --export=ALL --dependency=afterok:$reduce "$JOB" commit)
+plan=$(sbatch --parsable --export=ALL "${RES[@]}" "$JOB" plan --inventory "$INVENTORY" \
+  --warehouse "$WAREHOUSE" --catalog "$CATALOG" --map-shards "$N" --reduce-shards "$M" "${ROOT[@]}")
+map=$(sbatch --parsable --export=ALL "${RES[@]}" --dependency=afterok:$plan \
+  --array=0-$((N - 1)) "$JOB" map)
+reduce=$(sbatch --parsable --export=ALL "${RES[@]}" --dependency=afterok:$map \
+  --array=0-$((M - 1)) "$JOB" reduce)
+commit=$(sbatch --parsable --export=ALL "${RES[@]}" --dependency=afterok:$reduce "$JOB" commit)
 echo "plan $plan  map $map  reduce $reduce  commit $commit"

@@ -129,6 +129,7 @@ def bulk_ingest(
                 "mode": mode,
                 "since": since,
                 "limit": limit,
+                "items_root": items_root,  # recorded in the plan: tasks need only the staging
             }
             _, plan = _commands.run(["backfill", "plan"], options)
             map_shards = int((plan or {}).get("map_shards", map_shards))
@@ -138,7 +139,8 @@ def bulk_ingest(
             map_shards = int(status["map"]["shards"])
             reduce_shards = int(status["reduce"]["shards"])
         seconds["plan"] = time.perf_counter() - started
-        root = ["--items-root", items_root] if items_root else []
+        # A resumed plan keeps its own items root unless one is given here.
+        root = ["--items-root", items_root] if items_root and resume else []
         started = time.perf_counter()
         maps = _run_all(
             client,

@@ -45,7 +45,7 @@ pub struct MapOptions {
     pub staging: String,
     /// This task's shard.
     pub shard: usize,
-    /// Fetch settings (an items root for local copies).
+    /// Fetch settings (an items root for local copies; default: the plan's).
     pub fetch: FetchOptions,
     /// Items fetched concurrently.
     pub concurrency: usize,
@@ -297,7 +297,15 @@ async fn map_attempt(
     let planned = plan.table_columns()?;
     let columns = Arc::new(Columns::new(&planned));
     let partitioner = plan.grid()?.load_partitioner().await?;
-    let fetcher = Arc::new(Fetcher::new(options.fetch.clone())?);
+    // The task's own items root, else the plan's.
+    let fetch = FetchOptions {
+        items_root: options
+            .fetch
+            .items_root
+            .clone()
+            .or_else(|| plan.items_root.clone()),
+    };
+    let fetcher = Arc::new(Fetcher::new(fetch)?);
     let mut state = Attempt {
         plan,
         options,

@@ -245,6 +245,10 @@ pub struct Plan {
     pub last_column_id: i32,
     /// The table's default partition spec id.
     pub spec_id: i32,
+    /// Where map tasks read item keys (instead of `s3://<bucket>/`), so a task needs only the
+    /// staging URL; a task's own `--items-root` wins. Absent from plans that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_root: Option<String>,
 }
 
 impl Plan {

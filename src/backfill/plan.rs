@@ -75,6 +75,8 @@ pub struct PlanOptions {
     pub owner: String,
     /// Where the key spill goes (default: the system temporary directory).
     pub temp_dir: Option<PathBuf>,
+    /// Where map tasks read item keys (recorded in the plan).
+    pub items_root: Option<String>,
 }
 
 impl Default for PlanOptions {
@@ -96,6 +98,7 @@ impl Default for PlanOptions {
             lock_location: None,
             owner: "earthcatalog-backfill-plan".into(),
             temp_dir: None,
+            items_root: None,
         }
     }
 }
@@ -246,6 +249,7 @@ pub async fn plan_with_clock(
             .collect(),
         last_column_id: md.last_column_id(),
         spec_id: md.default_partition_spec_id(),
+        items_root: options.items_root.clone(),
     };
     if !super::put_json_new(&staging.plan(), &plan).await? {
         return Err(Error::Refused {

@@ -4,11 +4,16 @@
 //! |---|---|---|
 //! | Kubernetes Indexed Job | `JOB_COMPLETION_INDEX` | 0 |
 //! | AWS Batch array job | `AWS_BATCH_JOB_ARRAY_INDEX` | 0 |
-//! | Slurm job array | `SLURM_ARRAY_TASK_ID` (minus `SLURM_ARRAY_TASK_MIN` when set) | `--array` start |
+//! | Slurm job array | `SLURM_ARRAY_TASK_ID` | 0 |
 //! | GitHub Actions matrix | none: the workflow passes `--shard ${{ matrix.shard }}` | 0 |
 //!
 //! The first source that is set wins, in the order of the table; a set variable that is not a
 //! non-negative integer is an error naming it (a silent fallback would run the wrong shard).
+//!
+//! A task's shard is its index as given, so a resubmission of one index (`sbatch --array=3`)
+//! runs that shard. Arrays numbered from another base (`--array=1-64`) say so explicitly with
+//! `EARTHCATALOG_SHARD_BASE=1`, which is subtracted from a scheduler variable (never from
+//! `--shard`); it is never inferred from the array's range, which a resubmission changes.
 
 use crate::error::{Error, Result};
 
@@ -18,8 +23,8 @@ pub const K8S_INDEX: &str = "JOB_COMPLETION_INDEX";
 pub const BATCH_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
 /// Slurm job array.
 pub const SLURM_INDEX: &str = "SLURM_ARRAY_TASK_ID";
-/// The first index of a Slurm array (`--array=1-8` → 1).
-pub const SLURM_MIN: &str = "SLURM_ARRAY_TASK_MIN";
+/// The index of a scheduler's first task, when arrays are not numbered from 0 (explicit).
+pub const SHARD_BASE: &str = "EARTHCATALOG_SHARD_BASE";
 
 /// Where a shard index came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -70,24 +75,20 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<(usize, ShardSource
             }),
         }
     };
-    for name in [K8S_INDEX, BATCH_INDEX] {
-        if let Some(i) = parse(name)? {
-            let i = usize::try_from(i).map_err(|_| {
-                Error::invalid_argument("--shard", format!("{name}={i} is negative"))
+    let base = parse(SHARD_BASE)?.unwrap_or(0);
+    for name in [K8S_INDEX, BATCH_INDEX, SLURM_INDEX] {
+        if let Some(id) = parse(name)? {
+            let i = id.checked_sub(base).and_then(|d| usize::try_from(d).ok());
+            let i = i.ok_or_else(|| {
+                let why = if base == 0 {
+                    "negative".to_string()
+                } else {
+                    format!("below {SHARD_BASE}={base}")
+                };
+                Error::invalid_argument("--shard", format!("{name}={id} is {why}"))
             })?;
             return Ok((i, ShardSource::Env(name)));
         }
-    }
-    if let Some(id) = parse(SLURM_INDEX)? {
-        let min = parse(SLURM_MIN)?.unwrap_or(0);
-        let i = id.checked_sub(min).and_then(|d| usize::try_from(d).ok());
-        let i = i.ok_or_else(|| {
-            Error::invalid_argument(
-                "--shard",
-                format!("{SLURM_INDEX}={id} is below {SLURM_MIN}={min}"),
-            )
-        })?;
-        return Ok((i, ShardSource::Env(SLURM_INDEX)));
     }
     Err(Error::invalid_argument(
         "--shard",
@@ -123,14 +124,27 @@ mod tests {
             shard_index(None, 8, env(&[(BATCH_INDEX, "7")])).unwrap(),
             (7, ShardSource::Env(BATCH_INDEX))
         );
-        // `sbatch --array=1-8`: ids 1..=8 are shards 0..=7.
+        // A resubmission of one index runs that shard: Slurm's SLURM_ARRAY_TASK_MIN (3 for
+        // `sbatch --array=3`) is not an offset.
         assert_eq!(
-            shard_index(None, 8, env(&[(SLURM_INDEX, "8"), (SLURM_MIN, "1")])).unwrap(),
+            shard_index(
+                None,
+                8,
+                env(&[(SLURM_INDEX, "3"), ("SLURM_ARRAY_TASK_MIN", "3")])
+            )
+            .unwrap(),
+            (3, ShardSource::Env(SLURM_INDEX))
+        );
+        // 1-based arrays say so: ids 1..=8 are shards 0..=7.
+        assert_eq!(
+            shard_index(None, 8, env(&[(SLURM_INDEX, "8"), (SHARD_BASE, "1")])).unwrap(),
             (7, ShardSource::Env(SLURM_INDEX))
         );
         assert_eq!(
-            shard_index(None, 8, env(&[(SLURM_INDEX, "2")])).unwrap().0,
-            2
+            shard_index(Some(0), 8, env(&[(SLURM_INDEX, "8"), (SHARD_BASE, "1")]))
+                .unwrap()
+                .0,
+            0
         );
         // The flag wins over any variable; Kubernetes over Batch over Slurm.
         assert_eq!(
@@ -165,7 +179,10 @@ mod tests {
             "{msg}"
         );
         assert!(shard_index(Some(8), 8, env(&[])).is_err());
-        assert!(shard_index(None, 8, env(&[(SLURM_INDEX, "0"), (SLURM_MIN, "1")])).is_err());
+        let msg = shard_index(None, 8, env(&[(SLURM_INDEX, "0"), (SHARD_BASE, "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("below EARTHCATALOG_SHARD_BASE=1"), "{msg}");
         // An empty variable counts as unset.
         assert_eq!(
             shard_index(None, 2, env(&[(K8S_INDEX, ""), (BATCH_INDEX, "1")]))

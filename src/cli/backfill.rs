@@ -88,6 +88,10 @@ struct PlanArgs {
     /// Lock object (default: .lock beside the catalog).
     #[arg(long)]
     lock_key: Option<String>,
+    /// Where map tasks read item keys instead of s3://<bucket>/ (a path or URL), recorded in
+    /// the plan so tasks need only --staging.
+    #[arg(long)]
+    items_root: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -99,10 +103,11 @@ struct MapArgs {
     #[arg(long)]
     staging: String,
     /// Shard index; default: JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX or
-    /// SLURM_ARRAY_TASK_ID (minus SLURM_ARRAY_TASK_MIN).
+    /// SLURM_ARRAY_TASK_ID as given (minus EARTHCATALOG_SHARD_BASE for arrays not numbered
+    /// from 0).
     #[arg(long)]
     shard: Option<usize>,
-    /// Read item keys below this location instead of s3://<bucket>/.
+    /// Read item keys below this location instead of s3://<bucket>/ (default: the plan's).
     #[arg(long)]
     items_root: Option<String>,
     /// Concurrent item fetches.
@@ -264,6 +269,7 @@ async fn plan(a: PlanArgs, reporter: &BarReporter) -> anyhow::Result<u8> {
         reduce_shards: a.reduce_shards,
         lock: !a.no_lock,
         lock_location: a.lock_key,
+        items_root: a.items_root,
         ..PlanOptions::default()
     };
     let m = backfill::plan(&options, reporter).await?;
