@@ -343,14 +343,8 @@ pub fn union_columns(plan: &Plan, maps: &BTreeMap<usize, MapDone>) -> Result<Vec
     }
     let mut new: Vec<(String, ColumnType)> = found.into_iter().collect();
     new.sort_by(|a, b| (a.0 == OVERFLOW_COLUMN, &a.0).cmp(&(b.0 == OVERFLOW_COLUMN, &b.0)));
-    let mut next = plan.last_column_id;
-    for (name, ty) in new {
-        next += 1;
-        cols.push(TableColumn {
-            name,
-            field_id: next,
-            ty,
-        });
+    for ((name, ty), field_id) in new.into_iter().zip(plan.last_column_id + 1..) {
+        cols.push(TableColumn { name, field_id, ty });
     }
     Ok(cols)
 }
