@@ -426,8 +426,31 @@ fn s3_backfill_with_killed_workers_equals_ingest_and_compact() {
     assert_eq!(plan["map_shards"], 8);
     let shard_keys: u64 = plan["shard_keys_max"].as_u64().unwrap();
     assert!(shard_keys <= N / 8 + 1, "{plan}");
-    // A second plan on the same prefix is refused (exit 2), naming the plan.
+    // The same plan again (a recipe re-run after a failure) resumes it: exit 0, same plan id.
     let again = run(with_env().args([
+        "backfill",
+        "plan",
+        "--json",
+        "--inventory",
+        inventory,
+        "--staging",
+        staging,
+        "--warehouse",
+        wh,
+        "--catalog",
+        db,
+        "--resolution",
+        "1",
+        "--map-shards",
+        "8",
+        "--reduce-shards",
+        "3",
+    ]));
+    let resumed = json_summary(&again, 0);
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    assert_eq!(resumed["plan_id"], plan["plan_id"]);
+    // Another plan on the same prefix is refused (exit 2), naming what differs.
+    let other = run(with_env().args([
         "backfill",
         "plan",
         "--inventory",
@@ -438,12 +461,15 @@ fn s3_backfill_with_killed_workers_equals_ingest_and_compact() {
         wh,
         "--catalog",
         db,
+        "--map-shards",
+        "4",
     ]));
-    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
     assert!(
-        stderr(&again).contains("already holds a plan"),
+        stderr(&other).contains("already holds another plan")
+            && stderr(&other).contains("--map-shards is 8 in the plan, 4 here"),
         "{}",
-        stderr(&again)
+        stderr(&other)
     );
 
     let map = |i: usize, sched: Scheduler| {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Submit a backfill to Slurm: plan → map array (N tasks) → reduce array (M tasks) → commit,
 # each stage starting only after every task of the previous one succeeded
-# (--dependency=afterok on the whole array). Slurm does not retry a failed task: resubmit its
-# index (`sbatch --array=5 ...`; a finished shard exits 0 at once), then the later stages.
+# (--dependency=afterok on the whole array). Slurm does not retry a failed task: cancel the
+# stranded later stages (`scancel`) and run this script again with the same arguments: the plan
+# is resumed and every finished shard exits 0 at once. Or resubmit one index
+# (`sbatch --array=5 backfill.sbatch map` runs shard 5), then the later stages.
 #
 #   STAGING=s3://... deploy/slurm/submit.sh INVENTORY WAREHOUSE CATALOG [N=64] [M=16]
 #

@@ -124,7 +124,7 @@ pub struct PlanMetrics {
     pub skipped_known: u64,
     /// Malformed inventory rows.
     pub malformed: u64,
-    /// Inventory counters.
+    /// Inventory counters (of this run: zero when the plan was resumed).
     pub inventory: InventoryStats,
     /// Objects pinned as the inventory's identity.
     pub inventory_objects: usize,
@@ -134,6 +134,8 @@ pub struct PlanMetrics {
     pub layout: String,
     /// Leftovers of a killed plan removed from the staging prefix.
     pub leftovers_removed: u64,
+    /// The staging held this same plan already: nothing was planned, its stages resume.
+    pub resumed: bool,
     /// Malformed rows report, if any.
     pub failures_report: Option<String>,
     /// Wall time.
@@ -163,6 +165,32 @@ pub async fn plan_with_clock(
         ));
     }
     let staging = Staging::parse(&options.staging)?;
+    if let Some(existing) = existing_plan(&staging).await? {
+        // Re-running the same submission (a scheduler recipe run again after a failure)
+        // resumes that plan: its stages skip the shards that are done.
+        same_plan(&existing, options, &staging)?;
+        return Ok(PlanMetrics {
+            plan_id: existing.plan_id.clone(),
+            plan: staging.plan().url().to_string(),
+            map_shards: existing.map_shards,
+            reduce_shards: existing.reduce_shards,
+            keys: existing.keys,
+            shard_keys_min: existing.shard_keys.iter().copied().min().unwrap_or(0),
+            shard_keys_max: existing.shard_keys.iter().copied().max().unwrap_or(0),
+            skipped_known: existing.skipped_known,
+            malformed: existing.malformed,
+            inventory_objects: existing.inventory.objects.len(),
+            grid: grid_label(&existing.grid()?),
+            layout: existing
+                .table_properties
+                .get(PROP_LAYOUT)
+                .cloned()
+                .unwrap_or_default(),
+            resumed: true,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+            ..PlanMetrics::default()
+        });
+    }
     let leftovers_removed = clear_leftovers(&staging).await?;
 
     let lock = crate::lock::acquire_for_catalog(
@@ -271,16 +299,111 @@ pub async fn plan_with_clock(
         malformed,
         inventory: stats,
         inventory_objects: plan.inventory.objects.len(),
-        grid: match &grid {
-            GridConfig::H3 { resolution } => format!("h3:{resolution}"),
-            GridConfig::GeoJson {
-                boundaries_path, ..
-            } => format!("geojson:{boundaries_path}"),
-        },
+        grid: grid_label(&grid),
         layout: layout.as_str().to_string(),
         leftovers_removed,
         failures_report,
+        resumed: false,
         elapsed_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A grid as the summary names it, e.g. `h3:1`.
+fn grid_label(grid: &GridConfig) -> String {
+    match grid {
+        GridConfig::H3 { resolution } => format!("h3:{resolution}"),
+        GridConfig::GeoJson {
+            boundaries_path, ..
+        } => format!("geojson:{boundaries_path}"),
+    }
+}
+
+/// The plan the staging prefix holds, if any.
+async fn existing_plan(staging: &Staging) -> Result<Option<Plan>> {
+    if staging.plan().get_bytes_opt().await?.is_none() {
+        return Ok(None);
+    }
+    staging.read_plan().await.map(Some)
+}
+
+/// Whether `existing` is the plan `options` would make (same inventory, locations, shards and
+/// filters); otherwise the refusal names what differs.
+fn same_plan(existing: &Plan, options: &PlanOptions, staging: &Staging) -> Result<()> {
+    let url = |s: &str| {
+        crate::store::Location::parse(s)
+            .map(|l| l.url().to_string())
+            .unwrap_or_else(|_| s.to_string())
+    };
+    let mode = match (options.update_hash_index, options.mode) {
+        (true, IngestMode::New) => "new",
+        _ => "all",
+    };
+    let since = options.inventory_options.since.map(|s| s.to_rfc3339());
+    let checks: [(&str, String, String); 9] = [
+        (
+            "--inventory",
+            existing.inventory.url.clone(),
+            options.inventory.clone(),
+        ),
+        ("--catalog", url(&existing.catalog), url(&options.catalog)),
+        (
+            "--warehouse",
+            url(&existing.warehouse),
+            url(&options.warehouse),
+        ),
+        (
+            "--map-shards",
+            existing.map_shards.to_string(),
+            options.map_shards.to_string(),
+        ),
+        (
+            "--reduce-shards",
+            existing.reduce_shards.to_string(),
+            options.reduce_shards.to_string(),
+        ),
+        ("--mode", existing.mode.clone(), mode.to_string()),
+        (
+            "--suffix",
+            existing.suffix.clone(),
+            options.inventory_options.suffix.clone(),
+        ),
+        (
+            "--since",
+            format!("{:?}", existing.since),
+            format!("{since:?}"),
+        ),
+        (
+            "--limit",
+            format!("{:?}", existing.limit),
+            format!("{:?}", options.inventory_options.limit),
+        ),
+    ];
+    let mut differ: Vec<String> = checks
+        .iter()
+        .filter(|(_, have, want)| have != want)
+        .map(|(flag, have, want)| format!("{flag} is {have} in the plan, {want} here"))
+        .collect();
+    if let Some(root) = &options.items_root
+        && existing.items_root.as_deref() != Some(root.as_str())
+    {
+        differ.push(format!(
+            "--items-root is {:?} in the plan, {root} here",
+            existing.items_root
+        ));
+    }
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        action: format!("plan a backfill in {}", staging.root().url()),
+        reason: format!(
+            "{} already holds another plan ({}): {}; run its stages (`earthcatalog backfill \
+             status --staging {}`), or delete the prefix to plan again",
+            staging.root().url(),
+            existing.plan_id,
+            differ.join("; "),
+            staging.root().url()
+        ),
     })
 }
 

@@ -43,7 +43,8 @@ struct PlanArgs {
     /// Inventory: CSV, CSV.gz, Parquet or an S3 Inventory manifest.json.
     #[arg(long, short = 'i')]
     inventory: String,
-    /// Staging prefix shared by every task (path, s3://bucket/prefix); must be empty.
+    /// Staging prefix shared by every task (path, s3://bucket/prefix): empty, or holding this
+    /// same plan (which is then resumed).
     #[arg(long)]
     staging: String,
     /// Warehouse root.
@@ -283,7 +284,16 @@ async fn plan(a: PlanArgs, reporter: &BarReporter) -> anyhow::Result<u8> {
 
 fn plan_text(m: &PlanMetrics) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "backfill plan {} written to {}", m.plan_id, m.plan);
+    if m.resumed {
+        let _ = writeln!(
+            s,
+            "backfill plan {} is already at {}: resuming it (its stages skip the shards that are \
+             done)",
+            m.plan_id, m.plan
+        );
+    } else {
+        let _ = writeln!(s, "backfill plan {} written to {}", m.plan_id, m.plan);
+    }
     let _ = writeln!(
         s,
         "  keys:     {} in {} map shards ({}–{} each), {} reduce shards",
