@@ -1388,3 +1388,196 @@ fn deploy_recipes_use_real_flags_and_agree_on_shard_counts() {
     assert!(slurm.contains("--array=0-$((N - 1))") && slurm.contains("--array=0-$((M - 1))"));
     assert_eq!(slurm.matches("--dependency=afterok:$").count(), 3);
 }
+
+/// A single-node Slurm started by `tests/slurm/start.sh` for one test, stopped when dropped.
+struct Slurm {
+    dir: std::path::PathBuf,
+    conf: String,
+}
+
+impl Slurm {
+    /// Start it under `dir`; `None` (with the reason printed) when Slurm cannot be installed.
+    fn start(dir: &Path) -> Option<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm/start.sh");
+        let out = Command::new("bash").arg(script).arg(dir).output().unwrap();
+        match out.status.code() {
+            Some(0) => Some(Self {
+                dir: dir.to_path_buf(),
+                conf: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            }),
+            Some(3) => {
+                println!(
+                    "SKIPPED: Slurm cannot be installed here: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                None
+            }
+            _ => panic!(
+                "Slurm did not start: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+
+    /// Wait (bounded) until none of `jobs` is queued or running any more.
+    fn wait_gone(&self, jobs: &[String]) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+        loop {
+            let out = self
+                .command("squeue")
+                .args(["-h", "-o", "%i %T %r"])
+                .output()
+                .unwrap();
+            let queue = String::from_utf8_lossy(&out.stdout).into_owned();
+            let left: Vec<&str> = queue
+                .lines()
+                .filter(|l| jobs.iter().any(|j| l.starts_with(j.as_str())))
+                .collect();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "jobs still queued after 240 s:\n{queue}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+
+    /// A job's state (`scontrol show job`; finished jobs stay listed for minutes).
+    fn states(&self, job: &str) -> String {
+        let out = self
+            .command("scontrol")
+            .args(["show", "job", job])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("JobState="))
+            .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for Slurm {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm/stop.sh");
+        let _ = Command::new("bash").arg(script).arg(&self.dir).status();
+    }
+}
+
+/// `deploy/slurm/submit.sh` on a real single-node Slurm, unchanged, with items on a local path:
+/// a map task that fails once is retried inside its task; with retries off, the failed task
+/// cancels the later stages and re-running `submit.sh` recovers. Both end as `ingest` +
+/// `compact`.
+#[test]
+fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(slurm) = Slurm::start(&tmp.path().join("slurm")) else {
+        return;
+    };
+    let data = tmp.path().join("data");
+    code_ok(&run(cli().args([
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--count",
+        "240",
+        "--seed",
+        "5",
+    ])));
+    let inventory = data.join("inventory.csv").to_string_lossy().into_owned();
+    let items = data.join("items").to_string_lossy().into_owned();
+    let reference = ingest_and_compact(tmp.path(), &inventory, &items, &[]);
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_earthcatalog"))
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let path = format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let submit = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slurm/submit.sh");
+    // Run submit.sh for `name`, with a map fault that fires once; the job ids it printed.
+    let submit_run = |name: &str, retries: &str| -> Vec<String> {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = slurm
+            .command("bash")
+            .arg(&submit)
+            .args([
+                &inventory,
+                dir.join("wh").to_str().unwrap(),
+                dir.join("catalog.db").to_str().unwrap(),
+                "4",
+                "2",
+            ])
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .env("STAGING", dir.join("staging"))
+            .env("ITEMS_ROOT", &items)
+            .env("CPUS", "1")
+            .env("MEM", "500M")
+            .env("RETRIES", retries)
+            .env("RETRY_DELAY", "0")
+            .env("EARTHCATALOG_FAULT", "backfill.map.before_done")
+            .env("EARTHCATALOG_FAULT_ONCE", dir.join("fault-fired"))
+            .output()
+            .unwrap();
+        code_ok(&out);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .filter_map(|p| p.get(1).map(|s| s.to_string()))
+            .collect()
+    };
+    let rows_of = |name: &str| {
+        let dir = tmp.path().join(name);
+        pyiceberg_rows(
+            dir.join("catalog.db").to_str().unwrap(),
+            &format!("file://{}", dir.join("wh").display()),
+            None,
+        )
+    };
+
+    // Retries on: the failed map task runs its stage again and the chain completes.
+    let jobs = submit_run("retried", "1");
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    slurm.wait_gone(&jobs);
+    assert!(
+        tmp.path().join("retried/fault-fired").exists(),
+        "the fault never fired"
+    );
+    assert_eq!(slurm.states(&jobs[3]), "COMPLETED", "commit");
+    assert_eq!(rows_of("retried"), reference);
+
+    // Retries off: the failed task cancels reduce and commit (they do not wait forever) ...
+    let jobs = submit_run("recovered", "0");
+    slurm.wait_gone(&jobs);
+    assert!(
+        slurm.states(&jobs[1]).contains("FAILED"),
+        "map: {}",
+        slurm.states(&jobs[1])
+    );
+    assert!(
+        slurm.states(&jobs[3]).contains("CANCELLED"),
+        "commit: {}",
+        slurm.states(&jobs[3])
+    );
+    // ... and the documented recovery, submit.sh again, finishes the same plan.
+    let again = submit_run("recovered", "0");
+    slurm.wait_gone(&again);
+    assert_eq!(
+        slurm.states(&again[3]),
+        "COMPLETED",
+        "commit after the recovery"
+    );
+    assert_eq!(rows_of("recovered"), reference);
+}

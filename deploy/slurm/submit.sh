@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Submit a backfill to Slurm: plan → map array (N tasks) → reduce array (M tasks) → commit,
 # each stage starting only after every task of the previous one succeeded
-# (--dependency=afterok on the whole array). Slurm does not retry a failed task: cancel the
-# stranded later stages (`scancel`) and run this script again with the same arguments: the plan
-# is resumed and every finished shard exits 0 at once. Or resubmit one index
-# (`sbatch --array=5 backfill.sbatch map` runs shard 5), then the later stages.
+# (--dependency=afterok on the whole array). A task retries its stage itself (backfill.sbatch,
+# RETRIES). A task that still fails cancels the later stages (--kill-on-invalid-dep); the one
+# recovery step is to run this script again with the same arguments and STAGING: the plan is
+# resumed, every shard that is done exits 0 at once, and the rest run.
 #
 #   STAGING=s3://... deploy/slurm/submit.sh INVENTORY WAREHOUSE CATALOG [N=64] [M=16]
 #
@@ -19,11 +19,14 @@ RES=(--cpus-per-task="${CPUS:-2}" --mem="${MEM:-2G}" --time="${TIME:-24:00:00}")
 ROOT=()
 [ -n "${ITEMS_ROOT:-}" ] && ROOT=(--items-root "$ITEMS_ROOT")
 
-plan=$(sbatch --parsable --export=ALL "${RES[@]}" "$JOB" plan --inventory "$INVENTORY" \
-  --warehouse "$WAREHOUSE" --catalog "$CATALOG" --map-shards "$N" --reduce-shards "$M" "${ROOT[@]}")
-map=$(sbatch --parsable --export=ALL "${RES[@]}" --dependency=afterok:$plan \
+CHAIN=(--kill-on-invalid-dep=yes)
+plan=$(sbatch --parsable --export=ALL "${RES[@]}" --output=backfill-plan-%j.log "$JOB" plan \
+  --inventory "$INVENTORY" --warehouse "$WAREHOUSE" --catalog "$CATALOG" --map-shards "$N" \
+  --reduce-shards "$M" "${ROOT[@]}")
+map=$(sbatch --parsable --export=ALL "${RES[@]}" "${CHAIN[@]}" --dependency=afterok:$plan \
   --array=0-$((N - 1)) "$JOB" map)
-reduce=$(sbatch --parsable --export=ALL "${RES[@]}" --dependency=afterok:$map \
+reduce=$(sbatch --parsable --export=ALL "${RES[@]}" "${CHAIN[@]}" --dependency=afterok:$map \
   --array=0-$((M - 1)) "$JOB" reduce)
-commit=$(sbatch --parsable --export=ALL "${RES[@]}" --dependency=afterok:$reduce "$JOB" commit)
+commit=$(sbatch --parsable --export=ALL "${RES[@]}" "${CHAIN[@]}" --output=backfill-commit-%j.log \
+  --dependency=afterok:$reduce "$JOB" commit)
 echo "plan $plan  map $map  reduce $reduce  commit $commit"
