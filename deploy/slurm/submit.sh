@@ -21,8 +21,8 @@ ROOT=()
 
 CHAIN=(--kill-on-invalid-dep=yes)
 plan=$(sbatch --parsable --export=ALL "${RES[@]}" --output=backfill-plan-%j.log "$JOB" plan \
-  --inventory "$INVENTORY" --warehouse "$WAREHOUSE" --catalog "$CATALOG" --map-shards "$N" \
-  --reduce-shards "$M" "${ROOT[@]}")
+  --inventory "$INVENTORY" --warehouse "$WAREHOUSE" --catalog "$CATALOG" \
+  --map-shards "$N" --reduce-shards "$M" "${ROOT[@]}")
 map=$(sbatch --parsable --export=ALL "${RES[@]}" "${CHAIN[@]}" --dependency=afterok:$plan \
   --array=0-$((N - 1)) "$JOB" map)
 reduce=$(sbatch --parsable --export=ALL "${RES[@]}" "${CHAIN[@]}" --dependency=afterok:$map \
