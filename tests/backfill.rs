@@ -1571,6 +1571,19 @@ fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
         "commit: {}",
         slurm.states(&jobs[3])
     );
+    // `status` says the run stopped and how to resume it ...
+    let status = run(cli().args([
+        "backfill",
+        "status",
+        "--staging",
+        tmp.path().join("recovered/staging").to_str().unwrap(),
+    ]));
+    code_ok(&status);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        text.contains("recover: run the recipe again") && text.contains("deploy/slurm/submit.sh"),
+        "{text}"
+    );
     // ... and the documented recovery, submit.sh again, finishes the same plan.
     let again = submit_run("recovered", "0");
     slurm.wait_gone(&again);

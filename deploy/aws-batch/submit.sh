@@ -5,6 +5,10 @@
 # waits for every child to succeed; failed children are retried by the definition's
 # retryStrategy (same index: a finished shard exits 0 at once).
 #
+# A child that still fails fails the jobs that depend on it. Recovery: run this script again
+# with the same arguments: the plan is resumed (not refused) and the shards that are done exit
+# 0 at once.
+#
 #   deploy/aws-batch/submit.sh QUEUE INVENTORY STAGING WAREHOUSE CATALOG [N=64] [M=16]
 set -euo pipefail
 QUEUE=$1 INVENTORY=$2 STAGING=$3 WAREHOUSE=$4 CATALOG=$5 N=${6:-64} M=${7:-16}

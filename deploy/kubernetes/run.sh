@@ -2,6 +2,11 @@
 # Run the stages of backfill.yaml in order: each Job is created only after the previous one
 # completed (every index of it). Needs kubectl and yq (v4). Meanwhile
 # `earthcatalog backfill status --staging $STAGING` shows per-shard progress.
+#
+# A failure shows as a Job with the Failed condition (an index that failed backoffLimitPerIndex
+# times). Recovery: run this script again. A stage whose Job completed is skipped, a failed
+# Job is deleted and created again (the plan Job resumes its plan; indexes that are done exit 0
+# at once).
 set -euo pipefail
 FILE="$(dirname "$0")/backfill.yaml"
 
@@ -18,7 +23,13 @@ wait_job() {
 
 yq 'select(.kind != "Job")' "$FILE" | kubectl apply -f -
 for stage in plan map reduce commit; do
-  yq "select(.kind == \"Job\" and .metadata.name == \"earthcatalog-$stage\")" "$FILE" \
-    | kubectl apply -f -
-  wait_job "earthcatalog-$stage"
+  job="earthcatalog-$stage"
+  state=$(kubectl get job "$job" -o jsonpath='{.status.conditions[?(@.status=="True")].type}' \
+    2>/dev/null || true)
+  case "$state" in
+    *Complete*) continue ;;
+    *Failed*) kubectl delete job "$job" --wait=true ;;
+  esac
+  yq "select(.kind == \"Job\" and .metadata.name == \"$job\")" "$FILE" | kubectl apply -f -
+  wait_job "$job"
 done

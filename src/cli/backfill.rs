@@ -514,7 +514,7 @@ async fn status(a: StatusArgs) -> anyhow::Result<u8> {
     if a.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&report)?));
     } else {
-        super::print_stdout(&status_text(&report));
+        super::print_stdout(&status_text(&report, &a.staging));
     }
     Ok(EXIT_OK)
 }
@@ -555,7 +555,7 @@ fn stage_text(s: &mut String, name: &str, st: &StageStatus, unit: &str) {
     }
 }
 
-fn status_text(r: &StatusReport) -> String {
+fn status_text(r: &StatusReport, staging: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -578,6 +578,35 @@ fn status_text(r: &StatusReport) -> String {
         "map"
     };
     let _ = writeln!(s, "  next:    {next}");
+    let (stage, st) = match next {
+        "reduce" => ("reduce", &r.reduce),
+        "commit" => ("commit", &r.reduce),
+        _ => ("map", &r.map),
+    };
+    if stage != "commit"
+        && st.running.is_empty()
+        && (!st.failed.is_empty() || !st.pending.is_empty())
+    {
+        // Nothing runs and shards are missing: the run stopped (a task failed for good, or
+        // its later stages were cancelled). One step resumes it.
+        let missing: Vec<String> = st
+            .failed
+            .iter()
+            .map(|f| f.shard)
+            .chain(st.pending.iter().copied())
+            .map(|i| i.to_string())
+            .collect();
+        let _ = writeln!(
+            s,
+            "  recover: run the recipe again with the same arguments (deploy/slurm/submit.sh, \
+             deploy/aws-batch/submit.sh, deploy/kubernetes/run.sh, or \"Re-run failed jobs\" \
+             in GitHub Actions): the plan is resumed and done shards exit 0 at once; or by \
+             hand, `earthcatalog backfill {stage} --staging {} --shard I` for I in {}, then \
+             the later stages",
+            staging,
+            missing.join(" ")
+        );
+    }
     s
 }
 
