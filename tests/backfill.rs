@@ -1594,3 +1594,88 @@ fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
     );
     assert_eq!(rows_of("recovered"), reference);
 }
+
+/// `deploy/aws-batch/submit.sh` against a stand-in `aws` that records each call: the jobs are
+/// chained on the whole arrays, and every container override is JSON holding the stage's
+/// command line (flags included) and the resources.
+#[test]
+fn batch_submit_builds_each_jobs_command_and_resources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("aws");
+    let log = tmp.path().join("calls");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" >> {log}\necho ---- >> {log}\necho job-$RANDOM\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/aws-batch/submit.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args([
+            "q",
+            "s3://b/inv/manifest.json",
+            "s3://b/staging",
+            "s3://b/wh",
+            "s3://b/c.db",
+            "4",
+            "2",
+        ])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                tmp.path().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("VCPUS", "4")
+        .env("ITEMS_ROOT", "s3://b/items")
+        .output()
+        .unwrap();
+    code_ok(&out);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls: Vec<Vec<&str>> = calls
+        .split("----\n")
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| c.lines().collect())
+        .collect();
+    assert_eq!(calls.len(), 4);
+    let overrides = |call: &Vec<&str>| -> serde_json::Value {
+        let i = call
+            .iter()
+            .position(|a| *a == "--container-overrides")
+            .unwrap();
+        serde_json::from_str(call[i + 1]).unwrap()
+    };
+    let plan = overrides(&calls[0]);
+    let command: Vec<&str> = plan["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(&command[..3], ["earthcatalog", "backfill", "plan"]);
+    assert!(
+        command
+            .windows(2)
+            .any(|w| w == ["--items-root", "s3://b/items"])
+    );
+    assert_eq!(plan["resourceRequirements"][0]["value"], "4");
+    let map = overrides(&calls[1]);
+    assert_eq!(map["command"][2], "map");
+    assert!(
+        calls[1]
+            .windows(2)
+            .any(|w| w == ["--array-properties", "size=4"])
+    );
+    assert!(
+        calls[2]
+            .windows(2)
+            .any(|w| w[0] == "--depends-on" && w[1].starts_with("jobId=job-"))
+    );
+    assert_eq!(overrides(&calls[3])["command"][2], "commit");
+}
