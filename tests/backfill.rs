@@ -399,71 +399,43 @@ fn s3_backfill_with_killed_workers_equals_ingest_and_compact() {
     let staging = "s3://work/staging";
     let (wh, db) = ("s3://work/wh", "s3://work/catalog/catalog.db");
 
-    let out = run(with_env().args([
-        "backfill",
-        "plan",
-        "--json",
-        "--inventory",
-        inventory,
-        "--staging",
-        staging,
-        "--warehouse",
-        wh,
-        "--catalog",
-        db,
-        "--resolution",
-        "1",
-        "--map-shards",
-        "8",
-        "--reduce-shards",
-        "3",
-        // Recorded in the plan: the map tasks below are given only the staging URL.
-        "--items-root",
-        items_root,
-    ]));
+    let plan_run = |shards: &str, extra: &[&str]| {
+        let mut c = with_env();
+        c.args([
+            "backfill",
+            "plan",
+            "--json",
+            "--inventory",
+            inventory,
+            "--staging",
+            staging,
+            "--warehouse",
+            wh,
+            "--catalog",
+            db,
+            "--resolution",
+            "1",
+            "--map-shards",
+            shards,
+            "--reduce-shards",
+            "3",
+        ])
+        .args(extra);
+        run(&mut c)
+    };
+    // The items root is recorded in the plan: the map tasks below get only the staging URL.
+    let out = plan_run("8", &["--items-root", items_root]);
     let plan = json_summary(&out, 0);
     assert_eq!(plan["keys"], N);
     assert_eq!(plan["map_shards"], 8);
     let shard_keys: u64 = plan["shard_keys_max"].as_u64().unwrap();
     assert!(shard_keys <= N / 8 + 1, "{plan}");
     // The same plan again (a recipe re-run after a failure) resumes it: exit 0, same plan id.
-    let again = run(with_env().args([
-        "backfill",
-        "plan",
-        "--json",
-        "--inventory",
-        inventory,
-        "--staging",
-        staging,
-        "--warehouse",
-        wh,
-        "--catalog",
-        db,
-        "--resolution",
-        "1",
-        "--map-shards",
-        "8",
-        "--reduce-shards",
-        "3",
-    ]));
-    let resumed = json_summary(&again, 0);
+    let resumed = json_summary(&plan_run("8", &[]), 0);
     assert_eq!(resumed["resumed"], true, "{resumed}");
     assert_eq!(resumed["plan_id"], plan["plan_id"]);
     // Another plan on the same prefix is refused (exit 2), naming what differs.
-    let other = run(with_env().args([
-        "backfill",
-        "plan",
-        "--inventory",
-        inventory,
-        "--staging",
-        staging,
-        "--warehouse",
-        wh,
-        "--catalog",
-        db,
-        "--map-shards",
-        "4",
-    ]));
+    let other = plan_run("4", &[]);
     assert_eq!(other.status.code(), Some(2), "{}", stderr(&other));
     assert!(
         stderr(&other).contains("already holds another plan")
