@@ -1,0 +1,114 @@
+//! Readers other than ours find every item of a warehouse we wrote: DuckDB (`read_parquet` with
+//! `ST_Intersects`, and `iceberg_scan` over the table) and PyIceberg row filters on the
+//! interval columns, each against the brute-force set computed from the source item files.
+//! DuckDB runs offline: the `duckdb` wheel with the `duckdb-ext-*` wheels, whose extension
+//! directory it is pointed at.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use common::*;
+use earthcatalog::pipeline::ingest;
+use earthcatalog::report::NoReporter;
+
+/// The script: brute force over the item files (shapely, planar like DuckDB), then each reader.
+const SCRIPT: &str = r#"
+import json, pathlib, sqlite3, sys
+from datetime import datetime, timezone
+import duckdb, duckdb_ext
+from shapely.geometry import shape, box
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
+
+items_dir, db, warehouse = sys.argv[1], sys.argv[2], sys.argv[3]
+region = box(-55, 60, -20, 84)
+lo, hi = datetime(2019, 6, 1, tzinfo=timezone.utc), datetime(2019, 9, 1, tzinfo=timezone.utc)
+
+def ts(v):
+    if not v:
+        return None
+    try:
+        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+spatial, interval, all_ids = set(), set(), set()
+for p in pathlib.Path(items_dir).rglob("*.json"):
+    item = json.loads(p.read_text())
+    all_ids.add(item["id"])
+    g = item.get("geometry")
+    try:
+        if g and shape(g).intersects(region):
+            spatial.add(item["id"])
+    except Exception:
+        pass
+    props = item.get("properties", {})
+    s, e = ts(props.get("start_datetime")), ts(props.get("end_datetime"))
+    if s and e and s <= hi and e >= lo:
+        interval.add(item["id"])
+
+con = duckdb.connect(config={
+    "extension_directory": str(pathlib.Path(duckdb_ext.__path__[0]) / "extensions"),
+    "autoinstall_known_extensions": False,
+})
+con.execute("LOAD spatial")
+con.execute("LOAD iceberg")
+files = f"{warehouse}/grid_partition=*/year=*/*.parquet"
+duck_spatial = {r[0] for r in con.execute(
+    f"SELECT DISTINCT id FROM read_parquet('{files}') WHERE ST_Intersects(geometry, "
+    f"ST_GeomFromText('{region.wkt}'))").fetchall()}
+duck_interval = {r[0] for r in con.execute(
+    f"SELECT DISTINCT id FROM read_parquet('{files}') WHERE start_datetime <= TIMESTAMPTZ "
+    f"'{hi.isoformat()}' AND end_datetime >= TIMESTAMPTZ '{lo.isoformat()}'").fetchall()}
+meta = sqlite3.connect(db).execute("SELECT metadata_location FROM iceberg_tables").fetchone()[0]
+rows, ids = con.execute(f"SELECT count(*), count(DISTINCT id) FROM iceberg_scan('{meta}')").fetchone()
+
+table = SqlCatalog("earthcatalog", uri=f"sqlite:///{db}", warehouse=f"file://{warehouse}") \
+    .load_table("earthcatalog.stac_items")
+scan = table.scan(row_filter=And(LessThanOrEqual("start_datetime", hi.isoformat()),
+                                 GreaterThanOrEqual("end_datetime", lo.isoformat())),
+                  selected_fields=("id",))
+pyiceberg_interval = set(scan.to_arrow().column("id").to_pylist())
+
+print(json.dumps({
+    "all": len(all_ids), "spatial": sorted(spatial), "interval": sorted(interval),
+    "duck_spatial": sorted(duck_spatial), "duck_interval": sorted(duck_interval),
+    "iceberg_scan": [rows, ids], "pyiceberg_interval": sorted(pyiceberg_interval),
+}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duckdb_and_pyiceberg_find_every_item_of_our_warehouse() {
+    let ds = Dataset::synth(300, 17).await;
+    let m = ingest(&ds.options(1), &NoReporter).await.unwrap();
+    assert_eq!(m.failed, 0);
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .args([ds.items_root(), ds.path("catalog.db"), ds.path("warehouse")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!r["spatial"].as_array().unwrap().is_empty());
+    assert!(!r["interval"].as_array().unwrap().is_empty());
+    assert_eq!(r["duck_spatial"], r["spatial"], "DuckDB ST_Intersects");
+    assert_eq!(r["duck_interval"], r["interval"], "DuckDB interval filter");
+    assert_eq!(
+        r["pyiceberg_interval"], r["interval"],
+        "PyIceberg row filter"
+    );
+    assert_eq!(r["iceberg_scan"][0], m.rows, "DuckDB iceberg_scan rows");
+    assert_eq!(r["iceberg_scan"][1], r["all"], "DuckDB iceberg_scan ids");
+}
