@@ -112,3 +112,62 @@ async fn duckdb_and_pyiceberg_find_every_item_of_our_warehouse() {
     assert_eq!(r["iceberg_scan"][0], m.rows, "DuckDB iceberg_scan rows");
     assert_eq!(r["iceberg_scan"][1], r["all"], "DuckDB iceberg_scan ids");
 }
+
+/// Every data file we write (ingest outputs and compaction outputs) passes the GeoParquet
+/// validator's core conformance class (the OGC abstract tests, `geoparquet-validator`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_we_write_passes_a_geoparquet_validator() {
+    use earthcatalog::maintenance::{CompactOptions, compact_warehouse};
+    use earthcatalog::pipeline::{IngestMode, IngestOptions};
+    let ds = Dataset::synth(200, 23).await;
+    let first = ds.options(1);
+    let all = IngestOptions {
+        mode: IngestMode::All,
+        ..first.clone()
+    };
+    ingest(&first, &NoReporter).await.unwrap();
+    ingest(&all, &NoReporter).await.unwrap();
+    let compacted = compact_warehouse(
+        &CompactOptions {
+            warehouse: ds.path("warehouse"),
+            catalog: ds.path("catalog.db"),
+            ..CompactOptions::default()
+        },
+        &NoReporter,
+    )
+    .await
+    .unwrap();
+    assert!(compacted.buckets_compacted > 0);
+    // Each bucket now holds a compacted file and an ingest part file.
+    ingest(&all, &NoReporter).await.unwrap();
+    let files = data_files(&ds.dir.path().join("warehouse"));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("compacted_"))
+    );
+    assert!(files.iter().any(|f| f.to_string_lossy().contains("part_")));
+    let out = std::process::Command::new("geoparquet-validator")
+        .args(["check", "--class", "core", "--max-files", "100000"])
+        .arg(ds.path("warehouse"))
+        .output()
+        .expect("geoparquet-validator (tests/requirements.txt)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One line per file: `<path>  [1.1.0]  core <pass>/<fail>/<n/a> ...`, no core failure.
+    let checked: Vec<&str> = text.lines().filter(|l| l.contains(".parquet")).collect();
+    assert_eq!(checked.len(), files.len(), "{text}");
+    for line in checked {
+        let core = line
+            .split("core ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap();
+        let fails = core.split('/').nth(1).unwrap();
+        assert_eq!(fails, "0", "{line}");
+    }
+}
