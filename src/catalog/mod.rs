@@ -751,7 +751,7 @@ async fn checkpoint(path: &Path) -> Result<()> {
 /// exited) had the same shape. A day's idle timeout leaves only the
 /// 30-minute lifetime sweep and the one when the reaper task first runs: our operations open
 /// the catalog, commit and close it within minutes, so a sweep rarely runs while connections
-/// move. Rarely is not never: the first sweep raced once more (stop 19, the
+/// move. Rarely is not never: the first sweep has raced (the
 /// `tests/maintenance.rs` binary, 14 minutes), so the build now patches sqlx-core to bound the
 /// sweep by the pool size (`vendor/sqlx-core/PATCHED.md`). `cli::main` also bounds the
 /// runtime's shutdown.
