@@ -147,7 +147,7 @@ pub fn key_item_id<'a>(key: &'a str, suffix: &str) -> &'a str {
 /// The ids an index holds, loaded for membership tests: the sorted digests (16 bytes per id)
 /// and a table of where each 20-bit prefix starts (4 MiB). The digests are uniform, so a probe
 /// searches a run of ~n / 2^20 digests (~40 at 43 M ids) instead of the whole array, whose first
-/// ~20 binary-search steps are cache misses (see the README's daily-loop benchmark).
+/// ~20 binary-search steps are cache misses (see the daily-loop benchmark in docs/benchmarks.md).
 #[derive(Debug, Clone, Default)]
 pub struct KnownIds {
     hashes: Vec<IdHash>,

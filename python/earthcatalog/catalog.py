@@ -385,13 +385,12 @@ class EarthCatalog:
     @property
     def grid_type(self) -> str:
         """The table's grid type (``h3`` or ``geojson``)."""
-        return str(self.info().get("grid_type"))
+        return self._reader().grid()[0]
 
     @property
     def grid_resolution(self) -> int | None:
         """The H3 resolution (``None`` for a GeoJSON grid)."""
-        res = self.info().get("grid_resolution")
-        return None if res is None else int(res)
+        return self._reader().grid()[1]
 
     def __repr__(self) -> str:
         return f"EarthCatalog(catalog={self.catalog!r}, warehouse={self.warehouse!r})"

@@ -401,6 +401,14 @@ impl Warehouse {
         json_text(&stats)
     }
 
+    /// The table's grid: `("h3", resolution)` or `("geojson", None)`, from its properties.
+    fn grid(&self) -> (String, Option<u8>) {
+        match self.inner.grid() {
+            earthcatalog::grid::GridConfig::H3 { resolution } => ("h3".into(), Some(*resolution)),
+            earthcatalog::grid::GridConfig::GeoJson { .. } => ("geojson".into(), None),
+        }
+    }
+
     /// The warehouse root URL (`None` when no table exists yet).
     fn warehouse(&self) -> Option<String> {
         self.inner.warehouse().map(str::to_string)
