@@ -1310,44 +1310,46 @@ fn deploy_recipes_use_real_flags_and_agree_on_shard_counts() {
     let docs: Vec<serde_json::Value> = serde_json::from_str(docs.trim()).unwrap();
     let jobs: Vec<&serde_json::Value> = docs.iter().filter(|j| j["kind"] == "Job").collect();
     let job = |name: &str| jobs.iter().find(|j| j["metadata"]["name"] == name).unwrap();
+    // The plan reads its shard counts from the ConfigMap, which must equal the completions.
+    let config = &docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap()["data"];
     let plan_cmd = job("earthcatalog-plan")["spec"]["template"]["spec"]["containers"][0]["command"]
         [2]
     .as_str()
     .unwrap()
     .to_string();
-    let flag = |cmd: &str, f: &str| -> u64 {
-        let rest = &cmd[cmd.find(f).unwrap() + f.len()..];
-        rest.split_whitespace()
-            .next()
-            .unwrap()
-            .trim_matches(|c| c == '"' || c == '\'')
-            .parse()
-            .unwrap()
-    };
+    assert!(plan_cmd.contains("--map-shards \"$MAP_SHARDS\" --reduce-shards \"$REDUCE_SHARDS\""));
+    let count = |v: &serde_json::Value| v.as_str().unwrap().parse::<u64>().unwrap();
     assert_eq!(
         job("earthcatalog-map")["spec"]["completions"]
             .as_u64()
             .unwrap(),
-        flag(&plan_cmd, "--map-shards")
+        count(&config["MAP_SHARDS"])
     );
     assert_eq!(
         job("earthcatalog-reduce")["spec"]["completions"]
             .as_u64()
             .unwrap(),
-        flag(&plan_cmd, "--reduce-shards")
+        count(&config["REDUCE_SHARDS"])
     );
     for j in ["earthcatalog-map", "earthcatalog-reduce"] {
         assert_eq!(job(j)["spec"]["completionMode"], "Indexed", "{j}");
     }
+    // GitHub Actions: the legs are the plan job's list of indexes, made from the same inputs
+    // the plan is given.
     let gh = read("github-actions/backfill.yml");
-    let legs = |job: &str| {
-        let at = gh.find(&format!("\n  {job}:\n")).unwrap();
-        let m = &gh[at..];
-        let list = &m[m.find("shard: [").unwrap() + 8..];
-        list[..list.find(']').unwrap()].split(',').count() as u64
-    };
-    assert_eq!(legs("map"), flag(&gh, "--map-shards"));
-    assert_eq!(legs("reduce"), flag(&gh, "--reduce-shards"));
+    assert!(gh.contains(
+        "--map-shards \"${{ inputs.map_shards }}\" --reduce-shards \"${{ inputs.reduce_shards }}\""
+    ));
+    assert!(
+        gh.contains(
+            "echo \"map=$(jq -cn --argjson n \"${{ inputs.map_shards }}\" '[range($n)]')\""
+        )
+    );
+    assert!(gh.contains(
+        "echo \"reduce=$(jq -cn --argjson n \"${{ inputs.reduce_shards }}\" '[range($n)]')\""
+    ));
+    assert!(gh.contains("matrix: {shard: \"${{ fromJSON(needs.plan.outputs.map) }}\"}"));
+    assert!(gh.contains("matrix: {shard: \"${{ fromJSON(needs.plan.outputs.reduce) }}\"}"));
     // Batch and Slurm size their arrays from the same N and M they plan with.
     let batch = read("aws-batch/submit.sh");
     assert!(batch.contains("--map-shards \"$N\" --reduce-shards \"$M\""));
@@ -1650,4 +1652,347 @@ fn batch_submit_builds_each_jobs_command_and_resources() {
             .any(|w| w[0] == "--depends-on" && w[1].starts_with("jobId=job-"))
     );
     assert_eq!(overrides(&calls[3])["command"][2], "commit");
+}
+
+/// Generated items for a recipe test and the `ingest` + `compact` table they must give:
+/// (inventory path, items root, reference rows).
+fn recipe_data(dir: &Path) -> (String, String, TableRows) {
+    let data = dir.join("data");
+    code_ok(&run(cli().args([
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--count",
+        "240",
+        "--seed",
+        "5",
+    ])));
+    let inventory = data.join("inventory.csv").to_string_lossy().into_owned();
+    let items = data.join("items").to_string_lossy().into_owned();
+    let reference = ingest_and_compact(dir, &inventory, &items, &[]);
+    (inventory, items, reference)
+}
+
+/// `PATH` with the binary under test first, after `extra` directories.
+fn path_with_binary(extra: &[&Path]) -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_earthcatalog"))
+        .parent()
+        .unwrap();
+    let mut dirs: Vec<String> = extra.iter().map(|d| d.display().to_string()).collect();
+    dirs.push(bin.display().to_string());
+    dirs.push(std::env::var("PATH").unwrap_or_default());
+    dirs.join(":")
+}
+
+/// `text` with each (from, to) replaced; each `from` must occur (the recipe still has it).
+fn edit_recipe(text: &str, edits: &[(&str, String)]) -> String {
+    let mut out = text.to_string();
+    for (from, to) in edits {
+        assert!(out.contains(from), "the recipe no longer has {from:?}");
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// `deploy/kubernetes/run.sh` applying `backfill.yaml` (only its ConfigMap pointed at local
+/// paths) through a stand-in kubectl that runs each Job's pods here as Kubernetes would
+/// (`tests/kubernetes/kubectl`: completion indexes, backoffLimitPerIndex, podFailurePolicy):
+/// a map pod that fails once is retried by its index's backoff; an index whose every pod
+/// fails fails the Job and stops run.sh; running run.sh again, the documented recovery, skips
+/// the completed plan, recreates the failed Job and finishes. Both tables equal
+/// `ingest` + `compact`.
+#[test]
+fn kubernetes_recipe_retries_a_pod_and_recovers_a_failed_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (inventory, items, reference) = recipe_data(tmp.path());
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubernetes");
+    let path = path_with_binary(&[&fake]);
+    let manifest = std::fs::read_to_string(deploy.join("backfill.yaml")).unwrap();
+    let setup = |name: &str| -> std::path::PathBuf {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = edit_recipe(
+            &manifest,
+            &[
+                (
+                    "STAGING: s3://my-bucket/backfill/2026-01",
+                    format!("STAGING: {}", dir.join("staging").display()),
+                ),
+                (
+                    "INVENTORY: s3://my-inventory/its-live-data/daily/2026-01-01T01-00Z/manifest.json",
+                    format!("INVENTORY: {inventory}"),
+                ),
+                (
+                    "WAREHOUSE: s3://my-bucket/warehouse",
+                    format!("WAREHOUSE: {}", dir.join("wh").display()),
+                ),
+                (
+                    "CATALOG: s3://my-bucket/catalog.db",
+                    format!("CATALOG: {}", dir.join("catalog.db").display()),
+                ),
+                ("ITEMS_ROOT: \"\"", format!("ITEMS_ROOT: {items}")),
+            ],
+        );
+        std::fs::write(dir.join("backfill.yaml"), text).unwrap();
+        dir
+    };
+    let run_sh = |dir: &Path, env: &[(&str, String)]| -> Output {
+        let mut c = Command::new("bash");
+        c.arg(deploy.join("run.sh"))
+            .arg(dir.join("backfill.yaml"))
+            .env("PATH", &path)
+            .env("FAKE_KUBE_STATE", dir.join("kube"))
+            .env("POLL", "0")
+            .env_remove("EARTHCATALOG_FAULT")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        run_within(&mut c, std::time::Duration::from_secs(600))
+    };
+    let rows_of = |dir: &Path| {
+        pyiceberg_rows(
+            dir.join("catalog.db").to_str().unwrap(),
+            &format!("file://{}", dir.join("wh").display()),
+            None,
+        )
+    };
+    let calls = |dir: &Path| std::fs::read_to_string(dir.join("kube/calls")).unwrap();
+
+    // A map pod fails once (the binary's own fault): its index runs again, the run completes.
+    let dir = setup("retried");
+    let out = run_sh(
+        &dir,
+        &[
+            ("EARTHCATALOG_FAULT", "backfill.map.before_done".into()),
+            (
+                "EARTHCATALOG_FAULT_ONCE",
+                dir.join("fault-fired").display().to_string(),
+            ),
+        ],
+    );
+    code_ok(&out);
+    assert!(dir.join("fault-fired").exists(), "the fault never fired");
+    assert_eq!(
+        calls(&dir)
+            .lines()
+            .filter(|l| l.starts_with("pod earthcatalog-map/") && l.ends_with("exit 1"))
+            .count(),
+        1,
+        "{}",
+        calls(&dir)
+    );
+    assert_eq!(rows_of(&dir), reference);
+
+    // Every pod of map index 3 fails: the map Job fails, run.sh stops and names it ...
+    let dir = setup("recovered");
+    let out = run_sh(&dir, &[("FAKE_KUBE_LOST", "earthcatalog-map/3".into())]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("job earthcatalog-map failed") && stderr(&out).contains("run.sh"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!calls(&dir).contains("earthcatalog.io/stage=reduce"));
+    // ... `status` names the shard and the recovery ...
+    let status = run(cli().args([
+        "backfill",
+        "status",
+        "--staging",
+        dir.join("staging").to_str().unwrap(),
+    ]));
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        text.contains("deploy/kubernetes/run.sh") && text.contains("for I in 3 4 5"),
+        "{text}"
+    );
+    // ... and run.sh again finishes the same plan.
+    let out = run_sh(&dir, &[]);
+    code_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("earthcatalog-plan: complete, skipped"),
+        "{stdout}"
+    );
+    assert!(calls(&dir).contains("delete job earthcatalog-map"));
+    assert_eq!(rows_of(&dir), reference);
+}
+
+/// `deploy/github-actions/backfill.yml` run by `tests/github-actions/run_workflow.py` (jobs in
+/// `needs` order, matrix legs from the plan job's outputs, every `run` step in bash; only the
+/// workflow's WAREHOUSE and CATALOG pointed at local paths): a map leg that fails once is
+/// retried inside its step; a leg whose step fails for good (retries off) fails the map job
+/// and skips reduce and commit; "Re-run failed jobs", the documented recovery, runs that leg
+/// and the later jobs. Both tables equal `ingest` + `compact`.
+#[test]
+fn github_actions_recipe_retries_a_leg_and_recovers_with_rerun_failed_jobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (inventory, items, reference) = recipe_data(tmp.path());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workflow =
+        std::fs::read_to_string(root.join("deploy/github-actions/backfill.yml")).unwrap();
+    let runner = root.join("tests/github-actions/run_workflow.py");
+    let path = path_with_binary(&[]);
+    let setup = |name: &str, retries: &str| -> std::path::PathBuf {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = edit_recipe(
+            &workflow,
+            &[
+                (
+                    "WAREHOUSE: s3://my-bucket/warehouse",
+                    format!("WAREHOUSE: {}", dir.join("wh").display()),
+                ),
+                (
+                    "CATALOG: s3://my-bucket/catalog.db",
+                    format!("CATALOG: {}", dir.join("catalog.db").display()),
+                ),
+                ("RETRY_DELAY: \"30\"", "RETRY_DELAY: \"0\"".to_string()),
+                ("RETRIES: \"2\"", format!("RETRIES: \"{retries}\"")),
+            ],
+        );
+        std::fs::write(dir.join("backfill.yml"), text).unwrap();
+        dir
+    };
+    let dispatch = |dir: &Path, extra: &[&str], env: &[(&str, String)]| -> Output {
+        let mut c = Command::new("python3");
+        c.arg(&runner)
+            .arg(dir.join("backfill.yml"))
+            .arg(dir)
+            .args(extra)
+            .arg(format!("inventory={inventory}"))
+            .arg(format!("staging={}", dir.join("staging").display()))
+            .arg(format!("items_root={items}"))
+            .arg("map_shards=4")
+            .arg("reduce_shards=2")
+            .env("PATH", &path)
+            .env_remove("EARTHCATALOG_FAULT")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        run_within(&mut c, std::time::Duration::from_secs(600))
+    };
+    let fault = |dir: &Path| {
+        vec![
+            ("EARTHCATALOG_FAULT", "backfill.map.before_done".to_string()),
+            (
+                "EARTHCATALOG_FAULT_ONCE",
+                dir.join("fault-fired").display().to_string(),
+            ),
+        ]
+    };
+    let rows_of = |dir: &Path| {
+        pyiceberg_rows(
+            dir.join("catalog.db").to_str().unwrap(),
+            &format!("file://{}", dir.join("wh").display()),
+            None,
+        )
+    };
+
+    // The step's retry loop absorbs a failure.
+    let dir = setup("retried", "2");
+    let out = dispatch(&dir, &[], &fault(&dir));
+    code_ok(&out);
+    assert!(dir.join("fault-fired").exists(), "the fault never fired");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.matches("map {\"shard\"").count(), 4, "{stdout}");
+    assert!(!stdout.contains("failure"), "{stdout}");
+    assert_eq!(rows_of(&dir), reference);
+
+    // Retries off: one leg fails, reduce and commit are skipped ...
+    let dir = setup("recovered", "0");
+    let env = fault(&dir);
+    let out = dispatch(&dir, &[], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.matches(": failure").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("reduce: skipped") && stdout.contains("commit: skipped"),
+        "{stdout}"
+    );
+    // ... and "Re-run failed jobs" runs only that leg, then reduce and commit.
+    let out = dispatch(&dir, &["--rerun-failed"], &env);
+    code_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.matches("map {\"shard\"").count(), 1, "{stdout}");
+    assert!(!stdout.contains("plan {}"), "{stdout}");
+    assert_eq!(rows_of(&dir), reference);
+}
+
+/// `deploy/aws-batch/submit.sh` with `job-definition.yaml` through a stand-in `aws` that runs
+/// each job here as AWS Batch would (`tests/aws-batch/aws`: array children, the definition's
+/// retryStrategy and evaluateOnExit, a dependent job failing when its dependency failed): a
+/// map child that fails once is retried; a child whose every attempt fails fails the map
+/// array, and with it reduce and commit; running submit.sh again with the same arguments, the
+/// documented recovery, resumes the plan and finishes. Both tables equal `ingest` + `compact`.
+#[test]
+fn aws_batch_recipe_retries_a_child_and_recovers_by_submitting_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (inventory, items, reference) = recipe_data(tmp.path());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fake = root.join("tests/aws-batch");
+    let path = path_with_binary(&[&fake]);
+    let submit = |dir: &Path, env: &[(&str, String)]| -> Output {
+        let mut c = Command::new("bash");
+        c.arg(root.join("deploy/aws-batch/submit.sh"))
+            .args([
+                "queue",
+                &inventory,
+                dir.join("staging").to_str().unwrap(),
+                dir.join("wh").to_str().unwrap(),
+                dir.join("catalog.db").to_str().unwrap(),
+                "4",
+                "2",
+            ])
+            .env("PATH", &path)
+            .env("ITEMS_ROOT", &items)
+            .env(
+                "FAKE_BATCH_DEFINITION",
+                root.join("deploy/aws-batch/job-definition.yaml"),
+            )
+            .env("FAKE_BATCH_STATE", dir.join("batch"))
+            .env_remove("EARTHCATALOG_FAULT")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        run_within(&mut c, std::time::Duration::from_secs(600))
+    };
+    let rows_of = |dir: &Path| {
+        pyiceberg_rows(
+            dir.join("catalog.db").to_str().unwrap(),
+            &format!("file://{}", dir.join("wh").display()),
+            None,
+        )
+    };
+    let calls = |dir: &Path| std::fs::read_to_string(dir.join("batch/calls")).unwrap();
+
+    // A map child fails once (the binary's own fault): retryStrategy runs it again.
+    let dir = tmp.path().join("retried");
+    let out = submit(
+        &dir,
+        &[
+            ("EARTHCATALOG_FAULT", "backfill.map.before_done".into()),
+            (
+                "EARTHCATALOG_FAULT_ONCE",
+                dir.join("fault-fired").display().to_string(),
+            ),
+        ],
+    );
+    code_ok(&out);
+    assert!(dir.join("fault-fired").exists(), "the fault never fired: {}", calls(&dir));
+    let log = calls(&dir);
+    assert!(log.contains("attempt 2 exit 0"), "{log}");
+    assert!(log.contains("job backfill-commit SUCCEEDED"), "{log}");
+    assert_eq!(rows_of(&dir), reference);
+
+    // Every attempt of map child 1 fails: map, reduce and commit fail ...
+    let dir = tmp.path().join("recovered");
+    let out = submit(&dir, &[("FAKE_BATCH_LOST", "backfill-map/1".into())]);
+    code_ok(&out);
+    let log = calls(&dir);
+    assert!(
+        log.contains("job backfill-map FAILED")
+            && log.contains("job backfill-commit failed: Dependent Job failed"),
+        "{log}"
+    );
+    // ... and submit.sh again with the same arguments finishes the same plan.
+    let out = submit(&dir, &[]);
+    code_ok(&out);
+    let log = calls(&dir);
+    assert!(log.ends_with("job backfill-commit SUCCEEDED\n"), "{log}");
+    assert_eq!(rows_of(&dir), reference);
 }
