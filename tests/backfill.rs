@@ -1479,7 +1479,7 @@ fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
     let path = format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default());
     let submit = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slurm/submit.sh");
     // Run submit.sh for `name`, with a map fault that fires once; the job ids it printed.
-    let submit_run = |name: &str, retries: &str| -> Vec<String> {
+    let submit_run = |name: &str, retries: &str, fault: &str| -> Vec<String> {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let out = slurm
@@ -1500,7 +1500,7 @@ fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
             .env("MEM", "500M")
             .env("RETRIES", retries)
             .env("RETRY_DELAY", "0")
-            .env("EARTHCATALOG_FAULT", "backfill.map.before_done")
+            .env("EARTHCATALOG_FAULT", fault)
             .env("EARTHCATALOG_FAULT_ONCE", dir.join("fault-fired"))
             .output()
             .unwrap();
@@ -1522,7 +1522,7 @@ fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
     };
 
     // Retries on: the failed map task runs its stage again and the chain completes.
-    let jobs = submit_run("retried", "1");
+    let jobs = submit_run("retried", "1", "backfill.map.before_done");
     assert_eq!(jobs.len(), 4, "{jobs:?}");
     slurm.wait_gone(&jobs);
     assert!(
@@ -1532,8 +1532,9 @@ fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
     assert_eq!(slurm.states(&jobs[3]), "COMPLETED", "commit");
     assert_eq!(rows_of("retried"), reference);
 
-    // Retries off: the failed task cancels reduce and commit (they do not wait forever) ...
-    let jobs = submit_run("recovered", "0");
+    // Retries off, map shard 2 fails: the failed task cancels reduce and commit (they do not
+    // wait forever) ...
+    let jobs = submit_run("recovered", "0", "backfill.map.before_done.2");
     slurm.wait_gone(&jobs);
     assert!(
         slurm.states(&jobs[1]).contains("FAILED"),
@@ -1558,8 +1559,59 @@ fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
         text.contains("recover: run the recipe again") && text.contains("deploy/slurm/submit.sh"),
         "{text}"
     );
+    // A resubmission of the failed index alone (`sbatch --array=I`) runs shard I ...
+    let status_json = |dir: &str| -> serde_json::Value {
+        let out = run(cli().args([
+            "backfill",
+            "status",
+            "--json",
+            "--staging",
+            tmp.path().join(dir).join("staging").to_str().unwrap(),
+        ]));
+        code_ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = status_json("recovered");
+    let failed = before["map"]["failed"][0]["shard"].as_u64().unwrap();
+    assert_eq!(failed, 2, "{before}");
+    assert!(
+        !before["map"]["done"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_u64() == Some(failed)),
+        "{before}"
+    );
+    let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slurm/backfill.sbatch");
+    let out = slurm
+        .command("sbatch")
+        .args([
+            "--parsable",
+            "--wait",
+            "--export=ALL",
+            "--cpus-per-task=1",
+            "--mem=500M",
+        ])
+        .arg(format!("--array={failed}"))
+        .arg(&job)
+        .arg("map")
+        .current_dir(tmp.path().join("recovered"))
+        .env("PATH", &path)
+        .env("STAGING", tmp.path().join("recovered/staging"))
+        .output()
+        .unwrap();
+    code_ok(&out);
+    let after = status_json("recovered");
+    assert!(
+        after["map"]["done"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_u64() == Some(failed)),
+        "shard {failed} is not done after `sbatch --array={failed}`: {after}"
+    );
     // ... and the documented recovery, submit.sh again, finishes the same plan.
-    let again = submit_run("recovered", "0");
+    let again = submit_run("recovered", "0", "backfill.map.before_done.2");
     slurm.wait_gone(&again);
     assert_eq!(
         slurm.states(&again[3]),
@@ -1973,7 +2025,11 @@ fn aws_batch_recipe_retries_a_child_and_recovers_by_submitting_again() {
         ],
     );
     code_ok(&out);
-    assert!(dir.join("fault-fired").exists(), "the fault never fired: {}", calls(&dir));
+    assert!(
+        dir.join("fault-fired").exists(),
+        "the fault never fired: {}",
+        calls(&dir)
+    );
     let log = calls(&dir);
     assert!(log.contains("attempt 2 exit 0"), "{log}");
     assert!(log.contains("job backfill-commit SUCCEEDED"), "{log}");

@@ -198,6 +198,8 @@ pub async fn run_map_with_clock(
         .await
         .and_then(|done| {
             crate::fault::check("backfill.map.before_done")?;
+            // The same point for this shard only.
+            crate::fault::check(&format!("backfill.map.before_done.{i}"))?;
             Ok(done)
         });
     heartbeat.stop(result.as_ref().err(), clock.now()).await;
