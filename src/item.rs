@@ -731,7 +731,8 @@ fn convert(ty: ColumnType, value: &Json) -> Option<(Value, DatetimeKind)> {
             let parsed = crate::timestamp::parse(value.as_str()?)?;
             Some((Value::Timestamp(parsed.micros()), parsed.precision.into()))
         }
-        ColumnType::Binary => None,
+        // Binary is the geometry; the covering is derived from it.
+        ColumnType::Binary | ColumnType::Bbox => None,
     }
 }
 

@@ -458,7 +458,8 @@ async fn empty_catalogs_report_zero_and_never_crash() {
     assert_eq!(info.grid_resolution, Some(3));
     assert!(info.snapshot.is_none());
     assert_eq!((info.files, info.rows, info.snapshot_count), (0, 0, 0));
-    assert_eq!(info.schema.len(), 28);
+    // The 28 base fields and the bbox covering.
+    assert_eq!(info.schema.len(), 29);
     assert_eq!(info.hash_index_rows, None);
     assert!(info.hash_index_error.is_none());
     assert!(wh.stats().await.unwrap().is_empty());

@@ -235,13 +235,24 @@ async fn spatial_queries_match_brute_force() {
         "--point",
     )
     .unwrap();
-    check_spatial("point", point, 1).await;
+    check_spatial("point", point.clone(), 1).await;
 
     // A bbox over Alaska spanning several res-2 cells.
     let alaska = parse_bbox("-155,58,-135,66", "--bbox").unwrap();
     let wh = Warehouse::open(&f.catalog(), None).await.unwrap();
     assert!(wh.cells_for_geometry(&alaska).await.unwrap().len() > 5);
     check_spatial("bbox", alaska, 2).await;
+    // The bbox covering rules rows out before their geometries are decoded.
+    let (items, stats) = wh
+        .search_with_stats(&SearchRequest::new().with_intersects(point.clone()))
+        .await
+        .unwrap();
+    let _: Vec<Json> = items.try_collect().await.unwrap();
+    let s = stats.snapshot();
+    assert!(
+        s.geometries_decoded < s.rows_scanned && s.geometries_decoded >= s.rows_matched,
+        "{s:?}"
+    );
 
     // A MultiPolygon: Greenland and the Himalaya.
     let multi = parse_geometry(

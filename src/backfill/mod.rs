@@ -409,6 +409,7 @@ pub fn type_name(ty: ColumnType) -> &'static str {
         ColumnType::Boolean => "boolean",
         ColumnType::TimestampTz => "timestamptz",
         ColumnType::Binary => "binary",
+        ColumnType::Bbox => "bbox",
     }
 }
 
@@ -421,6 +422,7 @@ pub fn parse_type(name: &str) -> Result<ColumnType> {
         "boolean" => ColumnType::Boolean,
         "timestamptz" => ColumnType::TimestampTz,
         "binary" => ColumnType::Binary,
+        "bbox" => ColumnType::Bbox,
         other => {
             return Err(Error::Inconsistent(format!(
                 "unknown column type {other:?} in a backfill marker"
@@ -727,6 +729,7 @@ pub(crate) mod tests {
             ColumnType::Boolean,
             ColumnType::TimestampTz,
             ColumnType::Binary,
+            ColumnType::Bbox,
         ] {
             assert_eq!(parse_type(type_name(ty)).unwrap(), ty);
         }

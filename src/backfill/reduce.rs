@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use iceberg::spec::{NestedField, Schema};
+use iceberg::spec::Schema;
 use serde::{Deserialize, Serialize};
 
 use super::map::MapDone;
@@ -353,7 +353,7 @@ pub fn union_columns(plan: &Plan, maps: &BTreeMap<usize, MapDone>) -> Result<Vec
 pub(crate) fn schema_of(columns: &[TableColumn]) -> Result<Schema> {
     let fields = columns
         .iter()
-        .map(|c| Arc::new(NestedField::optional(c.field_id, &c.name, c.ty.iceberg())))
+        .map(|c| Arc::new(crate::schema::field(c.field_id, &c.name, c.ty)))
         .collect::<Vec<_>>();
     Schema::builder()
         .with_schema_id(0)

@@ -56,11 +56,9 @@ impl Metrics {
         for rg in metadata.row_groups() {
             for col in rg.columns() {
                 let descr = col.column_descr();
-                let path_parts = descr.path().parts();
-                if path_parts.len() != 1 {
-                    continue;
-                }
-                let Some(field) = schema.field_by_name(&path_parts[0]) else {
+                // Top-level columns, and the leaves of structs (the covering's `xmin`…) by
+                // their full name.
+                let Some(field) = schema.field_by_name(&descr.path().string()) else {
                     continue;
                 };
                 let Type::Primitive(ty) = field.field_type.as_ref() else {
@@ -467,6 +465,14 @@ fn bounds(ty: &PrimitiveType, stats: &Statistics, unit: TsUnit) -> (Option<Datum
             s.max_opt()
                 .filter(|v| !v.is_nan())
                 .map(|v| Datum::double(*v as f64)),
+        ),
+        (PrimitiveType::Float, Statistics::Float(s)) => pick(
+            s.min_opt()
+                .filter(|v| !v.is_nan())
+                .map(|v| Datum::float(*v)),
+            s.max_opt()
+                .filter(|v| !v.is_nan())
+                .map(|v| Datum::float(*v)),
         ),
         (PrimitiveType::Boolean, Statistics::Boolean(s)) => pick(
             s.min_opt().map(|v| Datum::bool(*v)),

@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::grid::GridConfig;
 use crate::partition::{Layout, PROP_LAYOUT};
 use crate::schema::{
-    CATALOG_NAME, ColumnType, NAMESPACE, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD,
+    CATALOG_NAME, COVERING_COLUMN, ColumnType, NAMESPACE, PROP_GRID_BOUNDARIES, PROP_GRID_ID_FIELD,
     PROP_GRID_RESOLUTION, PROP_GRID_TYPE, PROP_HASH_INDEX, PROP_NAME_MAPPING, TABLE_NAME,
 };
 use crate::store::Location;
@@ -273,14 +273,28 @@ impl Catalog {
                 }
                 table = self.commit(action.apply(Transaction::new(&table))).await?;
             }
-            return Ok(table);
+            return self.with_covering(table).await;
         }
         self.refuse_to_orphan().await?;
         wanted.insert(
             PROP_LAYOUT.to_string(),
             layout.unwrap_or_default().as_str().to_string(),
         );
-        self.create_table(crate::schema::base_schema()?, wanted)
+        // With the covering from the start: no schema commit before the table's first upload.
+        self.create_table(crate::schema::new_table_schema()?, wanted)
+            .await
+    }
+
+    /// The table with the bbox covering column ([`COVERING_COLUMN`]), added (one schema
+    /// commit) when the table has no column of that name: every writer calls this before it
+    /// writes files, so the files it writes carry the covering. A column of that name in
+    /// another shape is left alone (our files then leave it null).
+    pub async fn with_covering(&self, table: Table) -> Result<Table> {
+        let schema = table.metadata().current_schema();
+        if schema.as_struct().field_by_name(COVERING_COLUMN).is_some() {
+            return Ok(table);
+        }
+        self.add_columns(&table, &[(COVERING_COLUMN.to_string(), ColumnType::Bbox)])
             .await
     }
 

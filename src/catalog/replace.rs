@@ -359,6 +359,45 @@ impl Catalog {
         })
     }
 
+    /// Make `schema` the table's current schema with its field ids as they are (a schema
+    /// update would assign fresh ones). For a rebuilt table, whose files carry the ids of
+    /// the table they were written for: creating a table numbers nested fields after every
+    /// top-level one, which differs from the ids a column added later got.
+    pub async fn set_exact_schema(
+        &self,
+        table: &Table,
+        schema: iceberg::spec::Schema,
+    ) -> Result<Table> {
+        let ctx = |what: &str| format!("{what} for the schema of {}", self.ident);
+        let current_location = table
+            .metadata_location_result()
+            .map_err(|e| Error::iceberg(ctx("reading the metadata location"), e))?
+            .to_string();
+        let new_metadata = table
+            .metadata()
+            .clone()
+            .into_builder(Some(current_location.clone()))
+            .add_schema(schema)
+            .and_then(|b| b.set_current_schema(-1))
+            .and_then(|b| b.build())
+            .map_err(|e| Error::iceberg(ctx("building table metadata"), e))?
+            .metadata;
+        let location = MetadataLocation::from_str(&current_location)
+            .map_err(|e| Error::iceberg(ctx("parsing the metadata location"), e))?
+            .with_next_version()
+            .with_new_metadata(&new_metadata);
+        new_metadata
+            .write_to(table.file_io(), &location)
+            .await
+            .map_err(|e| Error::iceberg(ctx("writing table metadata"), e))?;
+        crate::fault::check("catalog.before_commit")?;
+        self.swap_metadata(&current_location, &location.to_string())
+            .await?;
+        self.load_table().await?.ok_or_else(|| {
+            Error::Inconsistent(format!("table {} disappeared after a commit", self.ident))
+        })
+    }
+
     /// `what` for replace on this table (error context).
     fn ctx(&self, what: &str) -> String {
         format!("{what} for replace on {}", self.ident)

@@ -190,11 +190,13 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
         let s = stats.snapshot();
         eprintln!(
             "{count} items; files {}, row groups {} ({} skipped by statistics), rows scanned {}, \
-             rows matched {}, duplicates dropped {}, filter not evaluable on {}",
+             geometries decoded {}, rows matched {}, duplicates dropped {}, filter not evaluable \
+             on {}",
             s.files,
             s.row_groups,
             s.row_groups_pruned,
             s.rows_scanned,
+            s.geometries_decoded,
             s.rows_matched,
             s.duplicates,
             s.filter_errors

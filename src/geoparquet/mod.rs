@@ -3,7 +3,8 @@
 //! Record batches are built by hand from [`ItemRow`]s with the table's Arrow schema (field ids
 //! on every column, `geoarrow.wkb` on `geometry`), compressed with zstd, statistics on, and a
 //! `geo` metadata entry that is true for the file: version 1.1.0, primary column `geometry`,
-//! WKB encoding, the geometry types present and the file's bbox. No covering is declared.
+//! WKB encoding, the geometry types present, the file's bbox and, when the table has the
+//! [`COVERING_COLUMN`] (every table we write to gets it), the bbox covering.
 
 pub mod decode;
 pub mod read;
@@ -12,11 +13,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, StructArray};
+use arrow_buffer::NullBufferBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
@@ -24,7 +26,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::error::{Error, Result};
 use crate::item::{Columns, GeometryKind, ItemRow, Value};
-use crate::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn, arrow_schema};
+use crate::schema::{COVERING_COLUMN, ColumnType, OVERFLOW_COLUMN, TableColumn, arrow_schema};
 
 /// Options for written files.
 #[derive(Debug, Clone)]
@@ -75,11 +77,76 @@ enum Builder {
     Bool(BooleanBuilder),
     Ts(TimestampMicrosecondBuilder),
     Bin(BinaryBuilder),
+    Bbox(Box<CoveringBuilder>),
+}
+
+/// Builds the covering struct column from rows' bounds.
+pub(crate) struct CoveringBuilder {
+    fields: arrow_schema::Fields,
+    parts: [Float32Builder; 4],
+    valid: NullBufferBuilder,
+}
+
+impl CoveringBuilder {
+    /// A builder for `n` rows of a struct with these fields (the table's, with field ids).
+    pub(crate) fn new(fields: arrow_schema::Fields, n: usize) -> Self {
+        Self {
+            fields,
+            parts: std::array::from_fn(|_| Float32Builder::with_capacity(n)),
+            valid: NullBufferBuilder::new(n),
+        }
+    }
+
+    /// Append one row's bounds (null without a geometry).
+    pub(crate) fn push(&mut self, bounds: Option<[f64; 4]>) {
+        match bounds {
+            Some(b) => {
+                for (part, v) in self.parts.iter_mut().zip(covering_values(b)) {
+                    part.append_value(v);
+                }
+                self.valid.append_non_null();
+            }
+            None => {
+                // A null struct row still has a (null) value in each child.
+                self.parts.iter_mut().for_each(|p| p.append_null());
+                self.valid.append_null();
+            }
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> ArrayRef {
+        let arrays: Vec<ArrayRef> = self
+            .parts
+            .iter_mut()
+            .map(|p| Arc::new(p.finish()) as ArrayRef)
+            .collect();
+        Arc::new(StructArray::new(self.fields, arrays, self.valid.finish()))
+    }
+}
+
+/// Bounds as float32 rounded outward, so the covering always contains the geometry.
+pub fn covering_values(b: [f64; 4]) -> [f32; 4] {
+    let down = |v: f64| {
+        let f = v as f32;
+        if f as f64 > v { f.next_down() } else { f }
+    };
+    let up = |v: f64| {
+        let f = v as f32;
+        if (f as f64) < v { f.next_up() } else { f }
+    };
+    [down(b[0]), down(b[1]), up(b[2]), up(b[3])]
 }
 
 impl Builder {
-    fn new(ty: ColumnType, n: usize) -> Self {
+    fn new(ty: ColumnType, field: &arrow_schema::Field, n: usize) -> Self {
         match ty {
+            ColumnType::Bbox => Builder::Bbox(Box::new(CoveringBuilder::new(
+                match field.data_type() {
+                    arrow_schema::DataType::Struct(f) => f.clone(),
+                    _ => crate::schema::covering_fields(None),
+                },
+                n,
+            ))),
             ColumnType::String => Builder::Str(StringBuilder::with_capacity(n, n * 16)),
             ColumnType::Long => Builder::Long(Int64Builder::with_capacity(n)),
             ColumnType::Double => Builder::Double(Float64Builder::with_capacity(n)),
@@ -111,6 +178,7 @@ impl Builder {
             Builder::Bool(b) => b.append_null(),
             Builder::Ts(b) => b.append_null(),
             Builder::Bin(b) => b.append_null(),
+            Builder::Bbox(b) => b.push(None),
         }
     }
 
@@ -122,6 +190,7 @@ impl Builder {
             Builder::Bool(mut b) => Arc::new(b.finish()),
             Builder::Ts(mut b) => Arc::new(b.finish()),
             Builder::Bin(mut b) => Arc::new(b.finish()),
+            Builder::Bbox(b) => b.finish(),
         }
     }
 }
@@ -130,6 +199,7 @@ enum Source {
     Id,
     Cell,
     Geometry,
+    Covering,
     Overflow,
     Value(usize),
     Nothing,
@@ -300,7 +370,8 @@ impl<W: std::io::Write + Send> GeoParquetWriter<W> {
 
     /// Add the `geo` metadata and close the file.
     pub fn finish(mut self) -> Result<ParquetMetaData> {
-        let geo = geo_metadata(&self.kinds, self.bbox);
+        let covering = self.table.iter().any(|c| c.ty == ColumnType::Bbox);
+        let geo = geo_metadata(&self.kinds, self.bbox, covering);
         self.writer
             .append_key_value_metadata(KeyValue::new("geo".to_string(), geo));
         self.writer
@@ -348,6 +419,7 @@ fn build_batch(
             "id" => Source::Id,
             "grid_partition" => Source::Cell,
             "geometry" => Source::Geometry,
+            _ if c.ty == ColumnType::Bbox => Source::Covering,
             OVERFLOW_COLUMN => Source::Overflow,
             name => columns
                 .index_of(name)
@@ -370,7 +442,11 @@ fn build_batch(
     }
 
     let n = rows.len();
-    let mut builders: Vec<Builder> = table.iter().map(|c| Builder::new(c.ty, n)).collect();
+    let mut builders: Vec<Builder> = table
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| Builder::new(c.ty, f, n))
+        .collect();
     let mut slots: Vec<Option<&Value>> = vec![None; table.len()];
     for row in rows {
         slots.iter_mut().for_each(|s| *s = None);
@@ -390,6 +466,7 @@ fn build_batch(
                     Some(w) => b.append_value(w),
                     None => b.append_null(),
                 },
+                (Source::Covering, Builder::Bbox(b)) => b.push(row.bounds),
                 (Source::Overflow, Builder::Str(b)) => match &row.overflow {
                     Some(o) => b.append_value(o),
                     None => b.append_null(),
@@ -421,14 +498,25 @@ fn union(bbox: Option<[f64; 4]>, r: [f64; 4]) -> [f64; 4] {
     }
 }
 
-/// The GeoParquet 1.1 `geo` metadata JSON for a file.
-pub fn geo_metadata(kinds: &BTreeSet<GeometryKind>, bbox: Option<[f64; 4]>) -> String {
+/// The GeoParquet 1.1 `geo` metadata JSON for a file; `covering`: the file has the
+/// [`COVERING_COLUMN`].
+pub fn geo_metadata(
+    kinds: &BTreeSet<GeometryKind>,
+    bbox: Option<[f64; 4]>,
+    covering: bool,
+) -> String {
     let mut col = serde_json::json!({
         "encoding": "WKB",
         "geometry_types": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
     });
     if let Some(b) = bbox {
         col["bbox"] = serde_json::json!(b);
+    }
+    if covering {
+        let path = |f: &str| serde_json::json!([COVERING_COLUMN, f]);
+        col["covering"] = serde_json::json!({"bbox": {
+            "xmin": path("xmin"), "ymin": path("ymin"), "xmax": path("xmax"), "ymax": path("ymax"),
+        }});
     }
     serde_json::json!({
         "version": "1.1.0",
@@ -516,6 +604,74 @@ mod tests {
             .unwrap()
             .as_string::<i32>();
         assert!(cells.iter().all(|c| c == Some("8001fffffffffff")));
+    }
+
+    /// The covering holds each row's bounds rounded outward to float32, null without a
+    /// geometry, and the `geo` metadata declares it.
+    #[test]
+    fn files_carry_a_bbox_covering_that_contains_each_geometry() {
+        let table = table_columns(&crate::schema::new_table_schema().unwrap());
+        let cols = Columns::new(&table);
+        let mut c = ParseCounters::default();
+        let items = [
+            r#"{"id":"a","geometry":{"type":"Polygon","coordinates":[[[0.1,0.2],[3.3,0.2],[3.3,3.7],[0.1,0.2]]]},"properties":{"datetime":"2020-05-02T00:00:00Z"}}"#,
+            r#"{"id":"b","geometry":null,"properties":{"datetime":"2020-03-02T00:00:00Z"}}"#,
+        ];
+        let parsed: Vec<ItemRow> = items
+            .iter()
+            .map(|s| parse_item(s.as_bytes(), &cols, &mut c).unwrap().0)
+            .collect();
+        let rows: Vec<&ItemRow> = parsed.iter().collect();
+        let f = encode_group(
+            &rows,
+            "8001fffffffffff",
+            &cols,
+            &table,
+            &WriterOptions::default(),
+            "t",
+        )
+        .unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(f.bytes)).unwrap();
+        let geo = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .find(|k| k.key == "geo")
+            .unwrap()
+            .value
+            .clone()
+            .unwrap();
+        let geo: serde_json::Value = serde_json::from_str(&geo).unwrap();
+        assert_eq!(
+            geo["columns"]["geometry"]["covering"]["bbox"]["xmax"],
+            serde_json::json!([COVERING_COLUMN, "xmax"])
+        );
+        let batch = reader.build().unwrap().next().unwrap().unwrap();
+        let cover = batch.column_by_name(COVERING_COLUMN).unwrap().as_struct();
+        let part = |i: usize, row: usize| {
+            cover
+                .column(i)
+                .as_primitive::<arrow_array::types::Float32Type>()
+                .value(row) as f64
+        };
+        let ids = batch.column(0).as_string::<i32>();
+        let a = (0..2).find(|&r| ids.value(r) == "a").unwrap();
+        let b = 1 - a;
+        assert!(part(0, a) <= 0.1 && part(1, a) <= 0.2 && part(2, a) >= 3.3 && part(3, a) >= 3.7);
+        assert!((part(0, a) - 0.1).abs() < 1e-6 && (part(3, a) - 3.7).abs() < 1e-6);
+        assert!(arrow_array::Array::is_null(cover, b));
+    }
+
+    #[test]
+    fn covering_values_round_outward() {
+        for v in [0.1, -0.1, 179.99999999, -33.333333333, 1e-40, 61.000000001] {
+            let [x0, y0, x1, y1] = covering_values([v, v, v, v]);
+            assert!((x0 as f64) <= v && (y0 as f64) <= v, "{v}");
+            assert!((x1 as f64) >= v && (y1 as f64) >= v, "{v}");
+        }
+        assert_eq!(covering_values([1.0, 2.0, 3.0, 4.0]), [1.0, 2.0, 3.0, 4.0]);
     }
 
     /// The schema a thread shares between files is the schema of the table it is asked to

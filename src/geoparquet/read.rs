@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
 use crate::item::{Columns, ItemRow, row_from_stored};
-use crate::schema::OVERFLOW_COLUMN;
+use crate::schema::{COVERING_COLUMN, OVERFLOW_COLUMN};
 
 /// Reader options that decode only what reading rows needs: no column, size or encoding
 /// statistics and no embedded Arrow schema (the Parquet schema gives the types; [`normalise`]
@@ -77,6 +77,10 @@ fn batch_rows(batch: &RecordBatch, columns: &Columns, label: &str) -> Result<Vec
     let mut overflow_col = None;
     let mut others: Vec<(String, ArrayRef)> = Vec::new();
     for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        // The covering is derived from the geometry when the row is written again.
+        if field.name() == COVERING_COLUMN {
+            continue;
+        }
         let array = normalise(array, label)?;
         match field.name().as_str() {
             "id" => id_col = Some(array),

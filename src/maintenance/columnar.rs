@@ -217,6 +217,13 @@ fn conform(
         let target = field.data_type();
         let array = match (col.name.as_str(), by_name.get(col.name.as_str())) {
             ("grid_partition", _) => Arc::new(StringArray::from(vec![cell; n])) as ArrayRef,
+            (_, Some(a)) if col.ty == ColumnType::Bbox && a.data_type() == target => (*a).clone(),
+            // Files written before the covering (or by other tools): from the geometries.
+            // (The geometry column comes first in the table, so it is conformed already.)
+            _ if col.ty == ColumnType::Bbox => {
+                let geometry = table.iter().position(|c| c.name == "geometry");
+                covering_of(geometry.and_then(|i| arrays.get(i)), target, n)?
+            }
             (_, None) => new_null_array(target, n),
             (_, Some(a)) if a.null_count() == a.len() => new_null_array(target, n),
             // Our own files store the table's types: nothing to convert.
@@ -245,6 +252,30 @@ fn conform(
         arrays.push(array);
     }
     RecordBatch::try_new(schema.clone(), arrays).map_err(|e| e.to_string())
+}
+
+/// The covering column for `n` rows from their WKB geometries (null where there is none).
+fn covering_of(
+    geometry: Option<&ArrayRef>,
+    target: &DataType,
+    n: usize,
+) -> Result<ArrayRef, String> {
+    let DataType::Struct(fields) = target else {
+        return Err(format!("the covering column is {target}"));
+    };
+    let mut b = crate::geoparquet::CoveringBuilder::new(fields.clone(), n);
+    match geometry {
+        None => (0..n).for_each(|_| b.push(None)),
+        Some(g) => {
+            let wkb = g
+                .as_binary_opt::<i32>()
+                .ok_or_else(|| format!("column `geometry` is {}", g.data_type()))?;
+            for w in wkb.iter() {
+                b.push(w.and_then(crate::item::wkb_summary).and_then(|(_, r)| r));
+            }
+        }
+    }
+    Ok(b.finish())
 }
 
 /// A timestamp column (any zone or none: the values are UTC instants, naive ones taken as UTC)

@@ -204,6 +204,7 @@ async fn gc_inner(
         m.elapsed_secs = started.elapsed().as_secs_f64();
         return Ok(m);
     }
+    let table = catalog.with_covering(table).await?;
 
     // Rewrite the affected files of each bucket without the gone rows.
     let ctx = MergeContext::of(&table, &warehouse, options.writer.clone(), None).await?;

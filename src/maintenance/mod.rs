@@ -305,6 +305,7 @@ async fn compact_inner(
         reporter.finish_phase();
         return Ok(metrics);
     }
+    let table = catalog.with_covering(table).await?;
     delete_all(&leftovers).await?;
     metrics.leftovers_deleted = leftovers;
     metrics

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
-use iceberg::spec::{NestedField, NestedFieldRef, Schema, TableMetadata};
+use iceberg::spec::{NestedFieldRef, Schema, TableMetadata};
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 use parquet::file::metadata::ParquetMetaData;
 
@@ -123,6 +123,13 @@ pub(super) async fn rebuild(
     let table = scratch
         .create_table(schema.clone(), origin.properties)
         .await?;
+    // A new table numbers nested fields (the covering's) after every top-level field; the
+    // files carry the ids the old table gave them.
+    let table = if table.metadata().current_schema().as_ref() == &schema {
+        table
+    } else {
+        scratch.set_exact_schema(&table, schema.clone()).await?
+    };
     let created = table.metadata().current_schema().clone();
     for f in schema.as_struct().fields() {
         if created.field_by_name(&f.name).map(|c| c.id) != Some(f.id) {
@@ -355,6 +362,15 @@ fn column_type(dt: &arrow_schema::DataType) -> Option<ColumnType> {
         D::Boolean => ColumnType::Boolean,
         D::Timestamp(..) => ColumnType::TimestampTz,
         D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => ColumnType::Binary,
+        D::Struct(fields)
+            if fields.len() == 4
+                && fields
+                    .iter()
+                    .zip(crate::schema::COVERING_FIELDS)
+                    .all(|(f, name)| f.name() == name && f.data_type() == &D::Float32) =>
+        {
+            ColumnType::Bbox
+        }
         _ => return None,
     })
 }
@@ -418,7 +434,7 @@ impl SchemaPlan {
                 Some(id) => {
                     self.by_id.insert(
                         id,
-                        std::sync::Arc::new(NestedField::optional(id, &c.name, c.ty.iceberg())),
+                        std::sync::Arc::new(crate::schema::field(id, &c.name, c.ty)),
                     );
                     self.by_name.insert(c.name.clone(), id);
                 }
@@ -432,23 +448,44 @@ impl SchemaPlan {
         Ok(())
     }
 
+    /// The highest field id in use, nested fields included.
+    fn highest_id(&self) -> i32 {
+        self.by_id
+            .values()
+            .map(|f| match f.field_type.as_ref() {
+                iceberg::spec::Type::Struct(st) => st
+                    .fields()
+                    .iter()
+                    .map(|c| c.id)
+                    .max()
+                    .unwrap_or(f.id)
+                    .max(f.id),
+                _ => f.id,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The schema: fields in id order; ids must run 1..=n (a new table numbers them so).
     fn schema(mut self) -> Result<Schema> {
         for (name, ty) in std::mem::take(&mut self.unnumbered) {
             if self.by_name.contains_key(&name) {
                 continue;
             }
-            let id = self.by_id.keys().next_back().copied().unwrap_or(0) + 1;
-            self.by_id.insert(
-                id,
-                std::sync::Arc::new(NestedField::optional(id, &name, ty.iceberg())),
-            );
+            let id = self.highest_id() + 1;
+            self.by_id
+                .insert(id, std::sync::Arc::new(crate::schema::field(id, &name, ty)));
             self.by_name.insert(name, id);
         }
-        let last = self.by_id.keys().next_back().copied().unwrap_or(0);
-        let missing: Vec<i32> = (1..=last)
-            .filter(|id| !self.by_id.contains_key(id))
-            .collect();
+        // Every id in use, the covering's fields included.
+        let mut ids: std::collections::BTreeSet<i32> = self.by_id.keys().copied().collect();
+        for f in self.by_id.values() {
+            if let iceberg::spec::Type::Struct(st) = f.field_type.as_ref() {
+                ids.extend(st.fields().iter().map(|c| c.id));
+            }
+        }
+        let last = ids.last().copied().unwrap_or(0);
+        let missing: Vec<i32> = (1..=last).filter(|id| !ids.contains(id)).collect();
         if !missing.is_empty() {
             return Err(Error::Refused {
                 action: "rebuild the table".into(),

@@ -386,7 +386,7 @@ impl Warehouse {
             .map(|f| SchemaField {
                 id: f.id,
                 name: f.name.clone(),
-                ty: f.field_type.to_string(),
+                ty: type_text(&f.field_type),
                 evolved: f.id > BASE_FIELD_IDS,
             })
             .collect();
@@ -428,6 +428,22 @@ pub fn warehouse_from_table_location(location: &str) -> String {
         .strip_suffix(&suffix)
         .unwrap_or(location)
         .to_string()
+}
+
+/// A field type as `info` shows it: primitives by name, structs with their fields
+/// (`struct<xmin: float, …>`).
+fn type_text(ty: &iceberg::spec::Type) -> String {
+    match ty {
+        iceberg::spec::Type::Struct(st) => {
+            let fields: Vec<String> = st
+                .fields()
+                .iter()
+                .map(|f| format!("{}: {}", f.name, type_text(&f.field_type)))
+                .collect();
+            format!("struct<{}>", fields.join(", "))
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::error::Result;
 use crate::geoparquet::read::{cell_json, normalise};
-use crate::schema::OVERFLOW_COLUMN;
+use crate::schema::{COVERING_COLUMN, OVERFLOW_COLUMN};
 
 /// Top-level item members stored as JSON text, parsed back on the way out.
 const JSON_TOP_LEVEL: [&str; 4] = ["stac_extensions", "bbox", "links", "assets"];
@@ -65,6 +65,10 @@ impl ItemBatch {
             rows: batch.num_rows(),
         };
         for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            // The covering repeats the geometry's bounds; an item does not carry it.
+            if field.name() == COVERING_COLUMN {
+                continue;
+            }
             let array = normalise(array, label)?;
             let name = field.name().as_str();
             match name {

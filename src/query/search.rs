@@ -71,6 +71,7 @@ use crate::geoparquet::read::{lean_reader_options, with_statistics};
 use crate::grid::{Footprint, lon_shifts, regions};
 use crate::hash_index::{IdHash, hash_id};
 use crate::item::{PackedVersion, Version};
+use crate::schema::{COVERING_COLUMN, COVERING_FIELDS};
 use crate::store::get_all;
 
 /// Data files fetched and decoded at once.
@@ -626,6 +627,9 @@ pub struct SearchStats {
     pub row_groups_pruned: AtomicU64,
     /// Rows in the row groups read.
     pub rows_scanned: AtomicU64,
+    /// Geometries decoded to test a spatial query (the rows the bbox covering could not rule
+    /// out).
+    pub geometries_decoded: AtomicU64,
     /// Rows that passed every filter (before dedup).
     pub rows_matched: AtomicU64,
     /// Matching rows dropped because their id was already returned.
@@ -662,6 +666,7 @@ impl SearchStats {
             row_groups: g(&self.row_groups),
             row_groups_pruned: g(&self.row_groups_pruned),
             rows_scanned: g(&self.rows_scanned),
+            geometries_decoded: g(&self.geometries_decoded),
             rows_matched: g(&self.rows_matched),
             duplicates: g(&self.duplicates),
             superseded_after_emit: g(&self.superseded_after_emit),
@@ -681,6 +686,8 @@ pub struct SearchCounts {
     pub row_groups_pruned: u64,
     /// See [`SearchStats::rows_scanned`].
     pub rows_scanned: u64,
+    /// See [`SearchStats::geometries_decoded`].
+    pub geometries_decoded: u64,
     /// See [`SearchStats::rows_matched`].
     pub rows_matched: u64,
     /// See [`SearchStats::duplicates`].
@@ -709,6 +716,24 @@ impl QueryShape {
 
     fn intersects(&self, item: &Geometry<f64>) -> bool {
         footprint_intersects_parts(item, &self.parts)
+    }
+
+    /// Whether an item whose stored geometry lies within `b` (xmin, ymin, xmax, ymax: its
+    /// bbox covering, or the union of a row group's) may intersect the query: `false` only
+    /// when it certainly does not. A box wider than 180° may hold a ring that crosses the
+    /// antimeridian or encloses a pole, whose footprint reaches beyond the box: such a box
+    /// says nothing.
+    fn may_intersect_box(&self, b: [f64; 4]) -> bool {
+        if b.iter().any(|v| v.is_nan()) || b[2] - b[0] > 180.0 {
+            return true;
+        }
+        self.parts.iter().any(|(_, qb)| {
+            qb.min().y <= b[3]
+                && qb.max().y >= b[1]
+                && lon_shifts(b[0], b[2], qb.min().x, qb.max().x, 0.0)
+                    .next()
+                    .is_some()
+        })
     }
 }
 
@@ -744,6 +769,57 @@ fn footprint_intersects_parts(item: &Geometry<f64>, query: &[(Geometry<f64>, Rec
 /// footprints (antimeridian crossings the short way, pole rings as caps, 360° shifts).
 pub fn footprint_intersects(item: &Geometry<f64>, query: &Geometry<f64>) -> bool {
     QueryShape::new(query).intersects(item)
+}
+
+/// The union of a row group's bbox covering (min of `xmin`/`ymin`, max of `xmax`/`ymax`),
+/// from its column statistics; `None` without the column or its statistics.
+fn covering_range(rg: &RowGroupMetaData) -> Option<[f64; 4]> {
+    let mut out = [f64::NAN; 4];
+    for (i, field) in COVERING_FIELDS.iter().enumerate() {
+        let c = rg.columns().iter().find(|c| {
+            let parts = c.column_descr().path().parts();
+            parts.len() == 2 && parts[0] == COVERING_COLUMN && parts[1] == *field
+        })?;
+        let Some(Statistics::Float(s)) = c.statistics() else {
+            return None;
+        };
+        // xmin/ymin bound from below, xmax/ymax from above.
+        let v = if i < 2 { s.min_opt()? } else { s.max_opt()? };
+        out[i] = f64::from(*v);
+    }
+    Some(out)
+}
+
+/// The bbox covering column of a batch, read per row.
+struct CoveringBoxes<'a> {
+    array: &'a arrow_array::StructArray,
+    parts: [&'a arrow_array::Float32Array; 4],
+}
+
+impl<'a> CoveringBoxes<'a> {
+    fn of(a: &'a ArrayRef) -> Option<Self> {
+        let array = a.as_struct_opt()?;
+        let part = |i: usize| {
+            array
+                .column(i)
+                .as_primitive_opt::<arrow_array::types::Float32Type>()
+        };
+        if array.num_columns() != 4 {
+            return None;
+        }
+        Some(Self {
+            array,
+            parts: [part(0)?, part(1)?, part(2)?, part(3)?],
+        })
+    }
+
+    /// Row `i`'s box; `None` when it is null (no geometry, or not known).
+    fn get(&self, i: usize) -> Option<[f64; 4]> {
+        if self.array.is_null(i) || self.parts.iter().any(|p| p.is_null(i)) {
+            return None;
+        }
+        Some(self.parts.map(|p| f64::from(p.value(i))))
+    }
 }
 
 /// What every candidate row is tested against (shared by the decoding tasks).
@@ -995,7 +1071,7 @@ impl Plan {
             c.extend(["datetime", "start_datetime", "end_datetime"]);
         }
         if self.shape.is_some() {
-            c.push("geometry");
+            c.extend(["geometry", COVERING_COLUMN]);
         }
         c
     }
@@ -1039,6 +1115,12 @@ impl Plan {
             if !(TimeFilter { lo, hi }).may_match(&extent) {
                 return false;
             }
+        }
+        if let Some(shape) = &self.shape
+            && let Some(b) = covering_range(rg)
+            && !shape.may_intersect_box(b)
+        {
+            return false;
         }
         if let Some(ids) = &self.ids
             && let Some(c) = column("id")
@@ -1090,16 +1172,30 @@ impl Plan {
             }
         }
         if let Some(shape) = &self.shape {
+            // The covering first: rows whose box misses the query are dropped without
+            // decoding their geometry.
+            if let Some(cover) = batch.column_by_name(COVERING_COLUMN)
+                && let Some(boxes) = CoveringBoxes::of(cover)
+            {
+                for (i, k) in keep.iter_mut().enumerate() {
+                    if *k && let Some(b) = boxes.get(i) {
+                        *k = shape.may_intersect_box(b);
+                    }
+                }
+            }
             let a = col("geometry");
             let g = a.as_ref().and_then(|a| a.as_binary_opt::<i32>());
+            let mut decoded = 0u64;
             for (i, k) in keep.iter_mut().enumerate() {
                 if *k {
+                    decoded += 1;
                     *k = g.is_some_and(|g| {
                         !g.is_null(i)
                             && wkb_geometry(g.value(i)).is_some_and(|geom| shape.intersects(&geom))
                     });
                 }
             }
+            SearchStats::add(&self.stats.geometries_decoded, decoded);
         }
         Ok(BooleanArray::from(keep))
     }
@@ -1119,7 +1215,7 @@ impl Plan {
         let mut metadata = ArrowReaderMetadata::load(&bytes, lean.clone())
             .map_err(|e| Error::parquet(label, e))?;
         if metadata.metadata().num_row_groups() > 1
-            && (self.interval.is_some() || self.ids.is_some())
+            && (self.interval.is_some() || self.ids.is_some() || self.shape.is_some())
         {
             metadata = ArrowReaderMetadata::load(&bytes, with_statistics(lean))
                 .map_err(|e| Error::parquet(label, e))?;
@@ -1834,5 +1930,34 @@ mod tests {
         assert!(footprint_intersects(&wrapped.clone().into(), &q));
         let far = super::super::parse_bbox("0,-10,10,10", "--bbox").unwrap();
         assert!(!footprint_intersects(&wrapped.into(), &far));
+    }
+
+    /// A covering box rules an item out only when its footprint cannot reach the query: a box
+    /// wider than 180° (a ring stored across the antimeridian, or around a pole) says nothing.
+    #[test]
+    fn covering_boxes_rule_out_only_what_cannot_match() {
+        use geo_types::polygon;
+        let shape =
+            |bbox: &str| QueryShape::new(&super::super::parse_bbox(bbox, "--bbox").unwrap());
+        // Just east of the antimeridian: the wrapped ring above reaches it, its stored box
+        // (-179.5 … 179.5) does not contain it.
+        let east = shape("-179.8,0.2,-179.6,0.8");
+        let wrapped: Geometry<f64> = polygon![
+            (x: 179.5, y: 0.0), (x: -179.5, y: 0.0), (x: -179.5, y: 1.0), (x: 179.5, y: 1.0)
+        ]
+        .into();
+        assert!(east.intersects(&wrapped));
+        assert!(east.may_intersect_box([-179.5, 0.0, 179.5, 1.0]));
+        // Narrow boxes are compared across 360° shifts and ruled out when apart.
+        assert!(east.may_intersect_box([180.1, 0.0, 180.3, 1.0]));
+        assert!(!east.may_intersect_box([10.0, 0.0, 11.0, 1.0]));
+        assert!(!east.may_intersect_box([-179.8, 2.0, -179.6, 3.0]));
+        // The query crossing the line itself.
+        let across = shape("170,-10,-170,10");
+        assert!(across.may_intersect_box([175.0, 0.0, 176.0, 1.0]));
+        assert!(across.may_intersect_box([-176.0, 0.0, -175.0, 1.0]));
+        assert!(!across.may_intersect_box([0.0, 0.0, 1.0, 1.0]));
+        // Unknown bounds say nothing.
+        assert!(east.may_intersect_box([f64::NAN, 0.0, 1.0, 1.0]));
     }
 }

@@ -295,6 +295,7 @@ pub fn pyiceberg_create_table(db: &str, warehouse: &str, properties: &str) -> St
                 ColumnType::TimestampTz => "TimestamptzType()",
                 ColumnType::Binary => "BinaryType()",
                 ColumnType::Boolean => "BooleanType()",
+                ColumnType::Bbox => unreachable!("not a base column"),
             };
             format!("NestedField({}, {name:?}, {t}, required=False)", i + 1)
         })
