@@ -1,5 +1,6 @@
 //! Readers other than ours find every item of a warehouse we wrote: DuckDB (`read_parquet` with
-//! `ST_Intersects`, and `iceberg_scan` over the table) and PyIceberg row filters on the
+//! `ST_Intersects`, and `iceberg_scan` over the table), geopandas (`read_parquet(bbox=…)` over
+//! the bbox covering, skipping row groups by its statistics) and PyIceberg row filters on the
 //! interval columns, each against the brute-force set computed from the source item files.
 //! DuckDB runs offline: the `duckdb` wheel with the `duckdb-ext-*` wheels, whose extension
 //! directory it is pointed at.
@@ -21,6 +22,7 @@ const SCRIPT: &str = r#"
 import json, pathlib, sqlite3, sys
 from datetime import datetime, timezone
 import duckdb, duckdb_ext
+import geopandas, pyarrow.compute as pc, pyarrow.dataset as pds
 from shapely.geometry import shape, box
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
@@ -69,6 +71,19 @@ duck_interval = {r[0] for r in con.execute(
 meta = sqlite3.connect(db).execute("SELECT metadata_location FROM iceberg_tables").fetchone()[0]
 rows, ids = con.execute(f"SELECT count(*), count(DISTINCT id) FROM iceberg_scan('{meta}')").fetchone()
 
+# geopandas: the covering selects candidates (row groups by statistics, then rows), the
+# exact test keeps the intersecting ones.
+paths = sorted(str(p) for p in pathlib.Path(warehouse).glob("grid_partition=*/year=*/*.parquet"))
+gdf = geopandas.read_parquet(paths, bbox=region.bounds, partitioning=None)
+geo_candidates = set(gdf["id"])
+geo_exact = set(gdf[gdf.intersects(region)]["id"])
+minx, miny, maxx, maxy = region.bounds
+cov = lambda f: pc.field("geometry_bbox", f)
+overlap = (cov("xmin") <= maxx) & (cov("xmax") >= minx) & (cov("ymin") <= maxy) & (cov("ymax") >= miny)
+fragments = list(pds.dataset(paths, format="parquet").get_fragments())
+row_groups = sum(f.num_row_groups for f in fragments)
+row_groups_read = sum(len(f.split_by_row_group(overlap)) for f in fragments)
+
 table = SqlCatalog("earthcatalog", uri=f"sqlite:///{db}", warehouse=f"file://{warehouse}") \
     .load_table("earthcatalog.stac_items")
 scan = table.scan(row_filter=And(LessThanOrEqual("start_datetime", hi.isoformat()),
@@ -80,6 +95,9 @@ print(json.dumps({
     "all": len(all_ids), "spatial": sorted(spatial), "interval": sorted(interval),
     "duck_spatial": sorted(duck_spatial), "duck_interval": sorted(duck_interval),
     "iceberg_scan": [rows, ids], "pyiceberg_interval": sorted(pyiceberg_interval),
+    "geopandas_candidates_cover": spatial <= geo_candidates,
+    "geopandas_candidates": len(geo_candidates), "geopandas_exact": sorted(geo_exact),
+    "row_groups": row_groups, "row_groups_read": row_groups_read,
 }))
 "#;
 
@@ -109,6 +127,19 @@ async fn duckdb_and_pyiceberg_find_every_item_of_our_warehouse() {
         r["pyiceberg_interval"], r["interval"],
         "PyIceberg row filter"
     );
+    assert_eq!(r["geopandas_candidates_cover"], true, "geopandas bbox candidates");
+    assert_eq!(r["geopandas_exact"], r["spatial"], "geopandas bbox + intersects");
+    let (groups, read) = (
+        r["row_groups"].as_u64().unwrap(),
+        r["row_groups_read"].as_u64().unwrap(),
+    );
+    println!(
+        "geopandas read_parquet(bbox=…): {read} of {groups} row groups read by the covering's \
+         statistics, {} candidate rows, {} intersecting",
+        r["geopandas_candidates"],
+        r["spatial"].as_array().unwrap().len()
+    );
+    assert!(read < groups, "the covering skipped no row group: {read} of {groups}");
     assert_eq!(r["iceberg_scan"][0], m.rows, "DuckDB iceberg_scan rows");
     assert_eq!(r["iceberg_scan"][1], r["all"], "DuckDB iceberg_scan ids");
 }

@@ -263,9 +263,20 @@ pub(crate) fn table_schema(table: &[TableColumn]) -> TableSchema {
     LAST_SCHEMA.with_borrow_mut(|last| match last {
         Some((t, s)) if **t == *table => (t.clone(), s.clone()),
         _ => last
-            .insert((Arc::from(table), Arc::new(arrow_schema(table))))
+            .insert((Arc::from(table), Arc::new(file_schema(table))))
             .clone(),
     })
+}
+
+/// The Arrow schema files are written with: the table's columns, and a `geo` entry in the
+/// schema's own metadata. Parquet readers built on Arrow (pyarrow, hence geopandas and
+/// pyarrow datasets) take a file's schema metadata from the stored Arrow schema, which is
+/// written before any row: this entry says what is known then (WKB, the covering, no
+/// geometry types or bbox yet). The file's `geo` key, written at the end, has everything.
+fn file_schema(table: &[TableColumn]) -> arrow_schema::Schema {
+    let covering = table.iter().any(|c| c.ty == ColumnType::Bbox);
+    let geo = geo_metadata(&BTreeSet::new(), None, covering);
+    arrow_schema(table).with_metadata(std::collections::HashMap::from([("geo".to_string(), geo)]))
 }
 
 impl<W: std::io::Write + Send> GeoParquetWriter<W> {
@@ -701,7 +712,7 @@ mod tests {
         };
         for table in [&old, &evolved, &old, &evolved] {
             assert_eq!(columns_of(table), names(table));
-            assert_eq!(*table_schema(table).1, arrow_schema(table));
+            assert_eq!(table_schema(table).1.fields(), arrow_schema(table).fields());
         }
     }
 

@@ -20,7 +20,11 @@ ec=${EARTHCATALOG:-$target/debug/earthcatalog}
 work=$(mktemp -d /tmp/stac-browser-run.XXXXXX)
 report=${1:-$work/report}
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work/earthcatalog-data"   # the logs stay
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
