@@ -127,8 +127,14 @@ async fn duckdb_and_pyiceberg_find_every_item_of_our_warehouse() {
         r["pyiceberg_interval"], r["interval"],
         "PyIceberg row filter"
     );
-    assert_eq!(r["geopandas_candidates_cover"], true, "geopandas bbox candidates");
-    assert_eq!(r["geopandas_exact"], r["spatial"], "geopandas bbox + intersects");
+    assert_eq!(
+        r["geopandas_candidates_cover"], true,
+        "geopandas bbox candidates"
+    );
+    assert_eq!(
+        r["geopandas_exact"], r["spatial"],
+        "geopandas bbox + intersects"
+    );
     let (groups, read) = (
         r["row_groups"].as_u64().unwrap(),
         r["row_groups_read"].as_u64().unwrap(),
@@ -139,7 +145,10 @@ async fn duckdb_and_pyiceberg_find_every_item_of_our_warehouse() {
         r["geopandas_candidates"],
         r["spatial"].as_array().unwrap().len()
     );
-    assert!(read < groups, "the covering skipped no row group: {read} of {groups}");
+    assert!(
+        read < groups,
+        "the covering skipped no row group: {read} of {groups}"
+    );
     assert_eq!(r["iceberg_scan"][0], m.rows, "DuckDB iceberg_scan rows");
     assert_eq!(r["iceberg_scan"][1], r["all"], "DuckDB iceberg_scan ids");
 }

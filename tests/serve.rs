@@ -917,3 +917,86 @@ async fn a_locator_built_or_rewritten_while_serving_is_picked_up_and_never_fails
     assert!(api.reload_if_changed().await.unwrap());
     assert!(api.snapshot().locator.is_none());
 }
+
+/// Items stored without a `collection` are served under the default collection: it is listed,
+/// its items endpoint and `collections=` find exactly them, each carries it with a `self` link
+/// that resolves; every page after the first links back (`prev`) to the page before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_without_a_collection_are_served_under_the_default_one_and_pages_link_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = add(dir.path(), 41, 200, 0.0).await;
+    let api = Api::open(options(&catalog)).await.unwrap();
+    let default = earthcatalog::server::DEFAULT_COLLECTION;
+    let stored: Vec<Json> = cli_search(&catalog, &[]);
+    let without: BTreeSet<String> = stored
+        .iter()
+        .filter(|i| i.get("collection").is_none_or(Json::is_null))
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !without.is_empty(),
+        "the synthetic items all have a collection"
+    );
+
+    let (_, list, _) = call(&api, "GET", "/collections", "").await;
+    let listed: Vec<&str> = list["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&default), "{listed:?}");
+
+    let served: Vec<String> =
+        page_all(&api, &format!("/collections/{default}/items?limit=7")).await;
+    assert_eq!(served.iter().cloned().collect::<BTreeSet<_>>(), without);
+    let (_, body, _) = call(
+        &api,
+        "POST",
+        "/search",
+        &json!({"collections": [default], "limit": 1000}).to_string(),
+    )
+    .await;
+    assert_eq!(ids(&body).into_iter().collect::<BTreeSet<_>>(), without);
+    for item in body["features"].as_array().unwrap() {
+        assert_eq!(item["collection"], default);
+        let self_href = item["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == "self")
+            .and_then(|l| l["href"].as_str())
+            .unwrap_or_else(|| panic!("no self link: {item}"));
+        let path = self_href.strip_prefix("http://test.local").unwrap();
+        let (status, got, _) = call(&api, "GET", path, "").await;
+        assert_eq!((status, &got["id"]), (200, &item["id"]), "{path}");
+    }
+
+    // prev: page 3 links back to page 2, page 2 to page 1, page 1 to nothing.
+    let (_, p1, _) = call(&api, "GET", "/search?limit=5", "").await;
+    assert!(
+        p1["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["rel"] != "prev")
+    );
+    let p2_uri = next_uri(&p1).unwrap();
+    let (_, p2, _) = call(&api, "GET", &p2_uri, "").await;
+    let (_, p3, _) = call(&api, "GET", &next_uri(&p2).unwrap(), "").await;
+    let prev_of = |page: &Json| -> String {
+        let href = page["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == "prev")
+            .and_then(|l| l["href"].as_str())
+            .unwrap_or_else(|| panic!("no prev link: {}", page["links"]))
+            .to_string();
+        href.strip_prefix("http://test.local").unwrap().to_string()
+    };
+    let (_, back2, _) = call(&api, "GET", &prev_of(&p3), "").await;
+    assert_eq!(ids(&back2), ids(&p2));
+    let (_, back1, _) = call(&api, "GET", &prev_of(&p2), "").await;
+    assert_eq!(ids(&back1), ids(&p1));
+}

@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// them; the least useful are dropped first.
     #[arg(long, default_value_t = 64)]
     file_cache_mb: u64,
+    /// The collection that items stored without one are served under: it is listed with the
+    /// others, `collections=` and `/collections/{id}/items` find them by it, and each such item
+    /// carries it (with its `self`, `parent` and `collection` links).
+    #[arg(long, default_value = crate::server::DEFAULT_COLLECTION)]
+    default_collection: String,
     /// Check the catalog for a new snapshot every N seconds (0: never).
     #[arg(long, default_value_t = 30.0)]
     reload_secs: f64,
@@ -88,6 +93,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<u8> {
     options.page_cache = args.page_cache;
     options.page_cache_bytes = args.page_cache_mb.saturating_mul(1 << 20);
     options.file_cache_bytes = args.file_cache_mb.saturating_mul(1 << 20);
+    options.default_collection = args.default_collection.clone();
     let reload = seconds(args.reload_secs, "--reload-secs")?;
     options.reload_every = (!reload.is_zero()).then_some(reload);
     options.cors_origins = args

@@ -325,6 +325,7 @@ pub async fn read_item(
     files: &[FileEntry],
     id: &str,
     collection: Option<&str>,
+    default_collection: Option<&str>,
     json_text: bool,
 ) -> Result<Option<Json>> {
     // Commit order: later data sequence number (then path) is newer.
@@ -345,6 +346,14 @@ pub async fn read_item(
     Ok(found
         .into_iter()
         .flatten()
+        .map(|(v, mut item)| {
+            if let (Some(d), Some(obj)) = (default_collection, item.as_object_mut())
+                && obj.get("collection").is_none_or(Json::is_null)
+            {
+                obj.insert("collection".into(), Json::String(d.to_string()));
+            }
+            (v, item)
+        })
         .filter(|(_, item)| collection.is_none_or(|c| item["collection"].as_str() == Some(c)))
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, item)| item))

@@ -47,6 +47,8 @@ pub struct ItemBatch {
     /// Two property columns share a name (the item keeps the last one's value).
     repeated_property: bool,
     rows: usize,
+    /// The collection of items stored without one (see [`ItemBatch::with_default_collection`]).
+    default_collection: Option<std::sync::Arc<str>>,
 }
 
 impl ItemBatch {
@@ -63,6 +65,7 @@ impl ItemBatch {
             properties: Vec::new(),
             repeated_property: false,
             rows: batch.num_rows(),
+            default_collection: None,
         };
         for (field, array) in schema.fields().iter().zip(batch.columns()) {
             // The covering repeats the geometry's bounds; an item does not carry it.
@@ -86,6 +89,13 @@ impl ItemBatch {
         names.sort_unstable();
         out.repeated_property = names.windows(2).any(|w| w[0] == w[1]);
         Ok(out)
+    }
+
+    /// Give items stored without a `collection` this one (member and links), as a server
+    /// that serves them under a default collection does.
+    pub fn with_default_collection(mut self, collection: Option<std::sync::Arc<str>>) -> Self {
+        self.default_collection = collection;
+        self
     }
 
     /// Number of rows.
@@ -159,8 +169,14 @@ impl ItemBatch {
             .id(i)
             .map_or(Json::Null, |s| Json::String(s.to_string()));
         item.insert("id".into(), id);
-        if let Some(v) = top("collection") {
-            item.insert("collection".into(), v);
+        match (top("collection"), &self.default_collection) {
+            (Some(v), _) => {
+                item.insert("collection".into(), v);
+            }
+            (None, Some(d)) => {
+                item.insert("collection".into(), Json::String(d.to_string()));
+            }
+            (None, None) => {}
         }
         let geometry = self.wkb(i).and_then(wkb_to_geojson).unwrap_or(Json::Null);
         item.insert("geometry".into(), geometry);
@@ -295,9 +311,16 @@ impl ItemBatch {
             None => out.extend_from_slice(b"null"),
         }
         let collection = top("collection");
-        if let Some(a) = collection {
-            key(out, "collection", false);
-            member(out, a, i, false, json_text);
+        match (collection, &self.default_collection) {
+            (Some(a), _) => {
+                key(out, "collection", false);
+                member(out, a, i, false, json_text);
+            }
+            (None, Some(d)) => {
+                key(out, "collection", false);
+                json_str(out, d);
+            }
+            (None, None) => {}
         }
         key(out, "geometry", false);
         let geometry = self.wkb(i).and_then(wkb_geometry);
@@ -357,6 +380,7 @@ impl ItemBatch {
                     .map(|a| cell_json(a, i));
                 let collection = match collection.and_then(|a| a.as_string_opt::<i32>()) {
                     Some(c) => Some(c.value(i)),
+                    None if collection.is_none() => self.default_collection.as_deref(),
                     None => other.as_ref().and_then(Json::as_str),
                 };
                 let links = relink(stored_links(stored), id, collection);

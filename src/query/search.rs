@@ -20,8 +20,8 @@
 //!   `datetime` (STAC API item search; [`temporal_match`] has the whole rule). Files are pruned by
 //!   the manifests' bounds of the three columns and row groups by their Parquet statistics with
 //!   the same rule ([`crate::catalog::prune`]), never by the `year` partition alone.
-//! * **ids / collections**: membership; an item without a collection never matches a
-//!   collections filter.
+//! * **ids / collections**: membership; an item without a collection matches a collections
+//!   filter only through [`SearchRequest::default_collection`].
 //! * **filter**: CQL2 evaluated with [`cql2::Expr::matches`] on the rehydrated item (bare names
 //!   resolve at top level, then inside `properties`); NULL is not a match.
 //! * **Each item once.** An item spanning several cells is stored once per cell; a `HashSet`-like
@@ -313,6 +313,10 @@ pub struct SearchRequest {
     pub ids: Option<Vec<String>>,
     /// Only these collections.
     pub collections: Option<Vec<String>>,
+    /// The collection of items stored without one: they match a collections filter that
+    /// names it and are returned with it (`serve` serves them under it). `None`: such items
+    /// match no collections filter and are returned as stored.
+    pub default_collection: Option<String>,
     /// Residual CQL2 filter (text or JSON, parsed by the caller).
     pub filter: Option<cql2::Expr>,
     /// Sort keys (collects every match before sorting).
@@ -829,6 +833,8 @@ struct Plan {
     interval: Option<(Option<i64>, Option<i64>)>,
     ids: Option<HashSet<String>>,
     collections: Option<HashSet<String>>,
+    /// See [`SearchRequest::default_collection`].
+    default_collection: Option<Arc<str>>,
     filter: Option<cql2::Expr>,
     with_grid_partition: bool,
     /// Leave JSON text members unparsed (see `SearchRequest::json_text_members`).
@@ -1158,8 +1164,22 @@ impl Plan {
         if let Some(ids) = &self.ids {
             strings_in(&mut keep, "id", ids);
         }
-        if let Some(c) = &self.collections {
-            strings_in(&mut keep, "collection", c);
+        if let Some(set) = &self.collections {
+            // Stored without a collection: in the default one, when there is one.
+            let null_matches = self
+                .default_collection
+                .as_deref()
+                .is_some_and(|d| set.contains(d));
+            let a = col("collection");
+            let s = a.as_ref().and_then(|a| a.as_string_opt::<i32>());
+            for (i, k) in keep.iter_mut().enumerate() {
+                if *k {
+                    *k = match s {
+                        Some(s) if !s.is_null(i) => set.contains(s.value(i)),
+                        _ => null_matches,
+                    };
+                }
+            }
         }
         if let Some((lo, hi)) = self.interval {
             let get = |name: &str| col(name).as_ref().and_then(ts_micros);
@@ -1337,7 +1357,8 @@ impl Plan {
             batch.get_array_memory_size() as u64
         };
         let items = Arc::new(HeldBatch {
-            items: ItemBatch::new(&batch, label)?,
+            items: ItemBatch::new(&batch, label)?
+                .with_default_collection(self.default_collection.clone()),
             _held: Held::new(held, &self.stats),
         });
         for i in 0..items.len() {
@@ -1609,6 +1630,7 @@ impl Warehouse {
                 .collections
                 .as_ref()
                 .map(|v| v.iter().cloned().collect()),
+            default_collection: request.default_collection.as_deref().map(Arc::from),
             filter: request.filter.clone(),
             with_grid_partition: request.with_grid_partition,
             json_text: request.json_text_members

@@ -651,6 +651,7 @@ impl Api {
                     json_text_members: true,
                     read_concurrency: Some(self.read_concurrency()),
                     decoded_files: self.decoded.clone(),
+                    default_collection: Some(self.options.default_collection.clone()),
                     ..params.request.clone()
                 };
                 let (found, stats) = source.warehouse().search_found(&request).await?;
@@ -702,9 +703,17 @@ impl Api {
             lock(&self.pages).put(t, (stream, held), Instant::now());
         }
         let matched = (!more).then_some(returned);
+        // The page before: the same number of items back (the first page when fewer).
+        let prev = (offset > 0).then(|| {
+            Token::new(
+                snapshot_id,
+                params.fingerprint,
+                offset.saturating_sub(params.limit as u64),
+            )
+        });
         match sink {
             Sink::Parquet(items) => self.parquet_page(&ctx, items, next).await,
-            Sink::GeoJson(page) => page.finish(&ctx, next, matched),
+            Sink::GeoJson(page) => page.finish(&ctx, next, prev, matched),
         }
     }
 
@@ -760,7 +769,9 @@ impl Api {
                 .filter(|(e, _)| buckets.contains(&(e.file.cell.clone(), e.file.year)))
                 .map(|(e, _)| e.file.clone())
                 .collect();
-            let Some(item) = crate::query::read_item(&wanted, id, Some(cid), true).await? else {
+            let default = Some(self.options.default_collection.as_str());
+            let Some(item) = crate::query::read_item(&wanted, id, Some(cid), default, true).await?
+            else {
                 return Err(not_found());
             };
             return item_reply(item, base, id);
@@ -772,6 +783,7 @@ impl Api {
         let request = SearchRequest {
             json_text_members: true,
             decoded_files: self.decoded.clone(),
+            default_collection: Some(self.options.default_collection.clone()),
             ..request
         };
         let mut items = snap.warehouse.search(&request).await?;
@@ -887,7 +899,18 @@ fn queryables(snap: &Snapshot, id: &str) -> Json {
     );
     props.insert(
         "geometry".into(),
-        json!({"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"}),
+        // Inline, not a `$ref` to geojson.org: clients (STAC Browser) resolve references,
+        // and a server may be used where that host cannot be reached.
+        json!({
+            "title": "Footprint",
+            "description": "A GeoJSON geometry (RFC 7946)",
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": [
+                "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon",
+                "MultiPolygon", "GeometryCollection"
+            ]}},
+        }),
     );
     props.insert(
         "datetime".into(),
@@ -996,7 +1019,13 @@ impl GeoJsonPage {
         self.n += 1;
     }
 
-    fn finish(mut self, ctx: &PageContext, next: Option<Token>, matched: Option<u64>) -> Reply {
+    fn finish(
+        mut self,
+        ctx: &PageContext,
+        next: Option<Token>,
+        prev: Option<Token>,
+        matched: Option<u64>,
+    ) -> Reply {
         let self_href = match &ctx.query {
             Some(q) if ctx.method == Method::GET && !q.is_empty() => {
                 format!("{}{}?{q}", ctx.base, ctx.path)
@@ -1007,14 +1036,20 @@ impl GeoJsonPage {
             json!({"rel": "self", "type": GEOJSON, "href": self_href}),
             json!({"rel": "root", "type": JSON, "href": format!("{}/", ctx.base)}),
         ];
-        if let Some(t) = &next {
-            links.push(if ctx.method == Method::GET {
-                json!({"rel": "next", "type": GEOJSON, "method": "GET", "href": next_href(ctx, t)})
+        let page_link = |rel: &str, t: &Token| {
+            if ctx.method == Method::GET {
+                json!({"rel": rel, "type": GEOJSON, "method": "GET", "href": next_href(ctx, t)})
             } else {
-                json!({"rel": "next", "type": GEOJSON, "method": "POST",
+                json!({"rel": rel, "type": GEOJSON, "method": "POST",
                        "href": format!("{}{}", ctx.base, ctx.path),
                        "body": {"token": t.encode()}, "merge": true})
-            });
+            }
+        };
+        if let Some(t) = &next {
+            links.push(page_link("next", t));
+        }
+        if let Some(t) = &prev {
+            links.push(page_link("prev", t));
         }
         self.out.extend_from_slice(b"],\"links\":");
         self.out

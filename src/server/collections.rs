@@ -43,22 +43,28 @@ pub struct CollectionSummary {
     pub files: usize,
 }
 
-/// What a file's manifest statistics say about its collections.
-fn collections_from_stats(stats: Option<&ColumnStats>) -> Option<Vec<String>> {
+/// What a file's manifest statistics say about its collections (`None` in the list: items
+/// stored without one).
+fn collections_from_stats(stats: Option<&ColumnStats>) -> Option<Vec<Option<String>>> {
     let s = stats?;
-    if let (Some(values), Some(nulls)) = (s.values, s.nulls)
-        && values == nulls
-    {
-        return Some(Vec::new());
+    let nulls = s.nulls?;
+    if s.values == Some(nulls) {
+        return Some(vec![None]).filter(|_| nulls > 0).or(Some(Vec::new()));
     }
     match (&s.lower, &s.upper) {
-        (Some(lo), Some(hi)) if lo == hi => Some(vec![String::from_utf8(lo.clone()).ok()?]),
+        (Some(lo), Some(hi)) if lo == hi => {
+            let mut out = vec![Some(String::from_utf8(lo.clone()).ok()?)];
+            if nulls > 0 {
+                out.push(None);
+            }
+            Some(out)
+        }
         _ => None,
     }
 }
 
-/// The distinct non-null values of a file's `collection` column.
-async fn read_collections(path: &str, size: u64) -> Result<Vec<String>> {
+/// The distinct values of a file's `collection` column (`None`: rows without one).
+async fn read_collections(path: &str, size: u64) -> Result<Vec<Option<String>>> {
     let loc = Location::parse(path)?;
     let mut reader = ParquetObjectReader::new(loc.store().clone(), loc.prefix().clone());
     if size > 0 {
@@ -68,7 +74,7 @@ async fn read_collections(path: &str, size: u64) -> Result<Vec<String>> {
         .await
         .map_err(|e| Error::parquet(path, e))?;
     let Ok(column) = builder.schema().index_of("collection") else {
-        return Ok(Vec::new());
+        return Ok(vec![None]);
     };
     let mask = ProjectionMask::roots(builder.parquet_schema(), [column]);
     let mut stream = builder
@@ -82,8 +88,11 @@ async fn read_collections(path: &str, size: u64) -> Result<Vec<String>> {
         .map_err(|e| Error::parquet(path, e))?
     {
         let col = crate::geoparquet::read::normalise(batch.column(0), path)?;
-        if let Some(s) = col.as_string_opt::<i32>() {
-            out.extend(s.iter().flatten().map(str::to_string));
+        match col.as_string_opt::<i32>() {
+            Some(s) => out.extend(s.iter().map(|v| v.map(str::to_string))),
+            None => {
+                out.insert(None);
+            }
         }
     }
     Ok(out.into_iter().collect())
@@ -117,17 +126,19 @@ fn cell_bbox(cell: Option<&str>) -> [f64; 4] {
 
 fn lock(
     m: &CollectionMemo,
-) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<String>>> {
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<Option<String>>>> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
 }
 
-/// Summarise the collections of a snapshot's files (see the module docs).
+/// Summarise the collections of a snapshot's files (see the module docs); items stored
+/// without a collection count as `default`'s.
 pub(crate) async fn summarize(
     files: &SnapshotFiles,
     memo: &CollectionMemo,
+    default: &str,
 ) -> Result<Vec<CollectionSummary>> {
     // Files whose collections the statistics do not tell and that were never read.
     let unknown: Vec<(String, u64)> = {
@@ -142,7 +153,7 @@ pub(crate) async fn summarize(
             .map(|(e, _)| (e.file.path.clone(), e.file.bytes))
             .collect()
     };
-    let read: Vec<(String, Vec<String>)> = futures::stream::iter(unknown)
+    let read: Vec<(String, Vec<Option<String>>)> = futures::stream::iter(unknown)
         .map(|(path, size)| async move {
             let c = read_collections(&path, size).await?;
             Ok::<_, Error>((path, c))
@@ -173,6 +184,7 @@ pub(crate) async fn summarize(
             .flatten()
             .max();
         for id in ids {
+            let id = id.unwrap_or_else(|| default.to_string());
             let c = out.entry(id.clone()).or_insert_with(|| CollectionSummary {
                 id,
                 bbox,
@@ -215,7 +227,11 @@ mod tests {
         };
         assert_eq!(
             collections_from_stats(Some(&s("a", "a", 3, 1))),
-            Some(vec!["a".to_string()])
+            Some(vec![Some("a".to_string()), None])
+        );
+        assert_eq!(
+            collections_from_stats(Some(&s("a", "a", 3, 0))),
+            Some(vec![Some("a".to_string())])
         );
         assert_eq!(collections_from_stats(Some(&s("a", "b", 3, 0))), None);
         let all_null = ColumnStats {
@@ -224,7 +240,7 @@ mod tests {
             lower: None,
             upper: None,
         };
-        assert_eq!(collections_from_stats(Some(&all_null)), Some(vec![]));
+        assert_eq!(collections_from_stats(Some(&all_null)), Some(vec![None]));
         assert_eq!(collections_from_stats(None), None);
     }
 

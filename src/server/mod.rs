@@ -87,7 +87,13 @@ pub struct ServerOptions {
     pub page_cache_bytes: u64,
     /// Memory for decoded small data files kept between searches, in bytes (0: none).
     pub file_cache_bytes: u64,
+    /// The collection items stored without one are served under (listed, searchable, and
+    /// each such item carries it and the links it implies).
+    pub default_collection: String,
 }
+
+/// [`ServerOptions::default_collection`] unless set.
+pub const DEFAULT_COLLECTION: &str = "no-collection";
 
 impl ServerOptions {
     /// Defaults for the catalog at `catalog`.
@@ -110,6 +116,7 @@ impl ServerOptions {
             page_cache_ttl: Duration::from_secs(300),
             page_cache_bytes: 32 << 20,
             file_cache_bytes: 64 << 20,
+            default_collection: DEFAULT_COLLECTION.to_string(),
         }
     }
 
@@ -127,6 +134,12 @@ impl ServerOptions {
         positive(self.max_body_bytes, "--max-body-bytes")?;
         positive(self.max_vertices, "--max-vertices")?;
         positive(self.max_sort_items, "--max-sort-items")?;
+        if self.default_collection.trim().is_empty() {
+            return Err(crate::Error::invalid_argument(
+                "--default-collection",
+                "must not be empty",
+            ));
+        }
         for origin in &self.cors_origins {
             let host = origin
                 .strip_prefix("http://")

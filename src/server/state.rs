@@ -183,7 +183,7 @@ impl Snapshot {
 
 /// Distinct collections of files whose manifest bounds do not say (kept across reloads:
 /// data files never change).
-pub(super) type CollectionMemo = Mutex<HashMap<String, Vec<String>>>;
+pub(super) type CollectionMemo = Mutex<HashMap<String, Vec<Option<String>>>>;
 
 /// Load the catalog as it is now.
 pub(super) async fn load(options: &ServerOptions, memo: &CollectionMemo) -> Result<Snapshot> {
@@ -201,7 +201,7 @@ pub(super) async fn load(options: &ServerOptions, memo: &CollectionMemo) -> Resu
         _ => before,
     };
     let collections = match warehouse.cached_files() {
-        Some(files) => summarize(files, memo).await?,
+        Some(files) => summarize(files, memo, &options.default_collection).await?,
         None => Vec::new(),
     };
     let locator_version = locator_version(&warehouse).await;
