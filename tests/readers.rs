@@ -211,3 +211,87 @@ async fn every_file_we_write_passes_a_geoparquet_validator() {
         assert_eq!(fails, "0", "{line}");
     }
 }
+
+/// The `itslive` client (PyPI `itslive`, its serverless search with the DuckDB engine, in a
+/// venv of its own: `EARTHCATALOG_ITSLIVE_PYTHON`, which `scripts/test` sets) over a
+/// `grid/level/tile` warehouse we wrote returns every matching data href of a brute-force scan,
+/// items with only a start/end interval among them (they sit in their midpoint's `year=`).
+/// DuckDB loads its extensions from the wheels' files, copied under a scratch `HOME`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_itslive_client_finds_every_matching_href_of_a_grid_level_tile_warehouse() {
+    let python = match std::env::var("EARTHCATALOG_ITSLIVE_PYTHON") {
+        Ok(p) => std::path::PathBuf::from(p),
+        Err(_) => {
+            eprintln!(
+                "SKIPPED: EARTHCATALOG_ITSLIVE_PYTHON is not set (scripts/test installs the \
+                 itslive client in a venv of its own and sets it)"
+            );
+            return;
+        }
+    };
+    assert!(python.exists(), "no itslive venv at {}", python.display());
+    let ds = Dataset::synth(1500, 9).await;
+    let options = earthcatalog::pipeline::IngestOptions {
+        layout: Some(earthcatalog::partition::Layout::GridLevelTile),
+        ..ds.options(1)
+    };
+    let m = ingest(&options, &NoReporter).await.unwrap();
+    assert_eq!(m.failed, 0);
+    // DuckDB's default extension directory, under a scratch HOME, holding the wheels' files.
+    let home = tempfile::tempdir().unwrap();
+    let site = std::process::Command::new(&python)
+        .args(["-c", "import duckdb_ext; print(duckdb_ext.__path__[0])"])
+        .output()
+        .unwrap();
+    let ext = std::path::Path::new(String::from_utf8_lossy(&site.stdout).trim())
+        .join("extensions/v1.4.4/linux_amd64");
+    let dest = home.path().join(".duckdb/extensions/v1.4.4/linux_amd64");
+    std::fs::create_dir_all(&dest).unwrap();
+    for f in std::fs::read_dir(&ext).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/itslive/search.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .args([ds.items_root(), ds.path("warehouse")])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = r["expected"].as_array().unwrap();
+    assert!(
+        expected.len() > 20,
+        "only {} matching items",
+        expected.len()
+    );
+    assert!(
+        r["interval_only"].as_u64().unwrap() >= 1,
+        "no interval-only item matches the query"
+    );
+    let set = |k: &str| -> std::collections::BTreeSet<String> {
+        r[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (found, expected) = (set("found"), set("expected"));
+    let missing: Vec<&String> = expected.difference(&found).collect();
+    let extra: Vec<&String> = found.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "itslive serverless search: {} of {} matching hrefs missing (first: {:?}), {} extra \
+         (first: {:?})",
+        missing.len(),
+        expected.len(),
+        missing.first(),
+        extra.len(),
+        extra.first()
+    );
+}
