@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 use super::{SearchRequest, Warehouse};
 use crate::error::{Error, Result};
 use crate::item::{Columns, ItemRow, ParseCounters, parse_item};
-use crate::schema::{TableColumn, arrow_schema, base_schema, table_columns};
+use crate::schema::{TableColumn, base_schema, table_columns};
 
 /// Rows per batch of [`Warehouse::search_batches`] unless asked otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 10_000;
@@ -40,7 +40,8 @@ impl ItemEncoder {
         };
         let table: Arc<[TableColumn]> = table_columns(&schema).into();
         let columns = Columns::new(&table);
-        let schema = Arc::new(arrow_schema(&table));
+        // The schema the batches are built with (the files' own, `geo` metadata included).
+        let schema = crate::geoparquet::table_schema(&table).1;
         Ok(Self {
             table,
             columns,
@@ -142,7 +143,7 @@ mod tests {
         let table: Arc<[TableColumn]> = table_columns(&base_schema().unwrap()).into();
         let mut encoder = ItemEncoder {
             columns: Columns::new(&table),
-            schema: Arc::new(arrow_schema(&table)),
+            schema: crate::geoparquet::table_schema(&table).1,
             table,
             counters: ParseCounters::default(),
         };
