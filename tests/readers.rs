@@ -295,3 +295,71 @@ async fn the_itslive_client_finds_every_matching_href_of_a_grid_level_tile_wareh
         extra.first()
     );
 }
+
+/// `earthcatalog export` writes the items of a search as stac-geoparquet (read back by rustac)
+/// and as NDJSON, both equal item for item to what `search` returns; the Parquet file has one
+/// row group per chunk, the bbox struct as its covering and the collections in its metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_round_trips_through_rustac_and_ndjson() {
+    let ds = Dataset::synth(600, 29).await;
+    ingest(&ds.options(1), &NoReporter).await.unwrap();
+    let catalog = ds.path("catalog.db");
+    let search = run(cli().args(["search", "--catalog", &catalog, "--format", "ndjson"]));
+    assert!(search.status.success());
+    std::fs::write(ds.path("search.ndjson"), &search.stdout).unwrap();
+    for (format, out) in [
+        ("stac-geoparquet", ds.path("items.parquet")),
+        ("ndjson", ds.path("items.ndjson")),
+    ] {
+        let r = json_summary(
+            &run(cli().args([
+                "export",
+                "--catalog",
+                &catalog,
+                "--format",
+                format,
+                "--chunk-items",
+                "100",
+                "--output",
+                &out,
+                "--json",
+            ])),
+            0,
+        );
+        assert_eq!(r["format"], format);
+        assert!(r["items"].as_u64().unwrap() > 500, "{r}");
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/export/compare.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args([
+            ds.path("search.ndjson"),
+            ds.path("items.parquet"),
+            ds.path("items.ndjson"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = r["items"].as_u64().unwrap();
+    assert_eq!(r["parquet_items"], items);
+    assert_eq!(r["ndjson_items"], items);
+    assert_eq!(r["parquet_diff_count"], 0, "{}", r["parquet_diffs"]);
+    assert_eq!(r["ndjson_diff_count"], 0);
+    assert_eq!(r["row_groups"], items.div_ceil(100));
+    assert_eq!(
+        r["covering"]["bbox"]["xmin"],
+        serde_json::json!(["bbox", "xmin"])
+    );
+    assert_eq!(r["stac_geoparquet"]["version"], "1.0.0");
+    assert!(
+        r["stac_geoparquet"]["collections"]
+            .as_object()
+            .unwrap()
+            .contains_key("itslive-granules")
+    );
+}

@@ -13,6 +13,7 @@ mod compact;
 mod config;
 mod delta;
 mod diff;
+mod export;
 mod files;
 mod gc;
 mod generate;
@@ -84,6 +85,8 @@ enum Command {
     Files(files::FilesArgs),
     /// STAC API item search: bbox/intersects, datetime, ids, collections, CQL2 filter, sortby.
     Search(Box<search::SearchArgs>),
+    /// Write a search's items (or the whole table) as one stac-geoparquet or NDJSON file.
+    Export(Box<export::ExportArgs>),
     /// Today's inventory keys the warehouse does not hold yet (pending/delta_<date>.parquet).
     Delta(delta::DeltaArgs),
     /// Keys new or changed between two inventory days, and keys removed (bounded memory).
@@ -239,6 +242,7 @@ fn execute(cli: Cli, progress: Progress, capture: Option<Capture>) -> anyhow::Re
             Command::Stats(args) => stats::run(args).await,
             Command::Files(args) => files::run(args).await,
             Command::Search(args) => search::run(*args).await,
+            Command::Export(args) => export::run(*args).await,
             Command::Delta(args) => delta::run(args, progress).await,
             Command::Diff(args) => diff::run(args, progress).await,
             Command::Gc(args) => gc::run(args, progress).await,

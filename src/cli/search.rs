@@ -29,10 +29,9 @@ pub enum FilterLang {
     Cql2Json,
 }
 
+/// The search criteria, shared by `search` and `export`.
 #[derive(Debug, Args)]
-pub struct SearchArgs {
-    #[command(flatten)]
-    target: super::ReadTarget,
+pub struct Criteria {
     /// Items intersecting minx,miny,maxx,maxy (lon/lat); minx > maxx crosses the antimeridian.
     #[arg(long, group = "region", allow_hyphen_values = true)]
     bbox: Option<String>,
@@ -72,52 +71,63 @@ pub struct SearchArgs {
     /// Fields to include/exclude, e.g. `id,properties.datetime` or `-assets,-links`.
     #[arg(long, allow_hyphen_values = true)]
     fields: Option<String>,
+    /// Keep the `grid_partition` column as a property.
+    #[arg(long)]
+    with_grid_partition: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    target: super::ReadTarget,
+    #[command(flatten)]
+    criteria: Criteria,
     /// Output format.
     #[arg(long, value_enum, default_value_t = SearchFormat::Geojson)]
     format: SearchFormat,
     /// Output file for `--format geoparquet` (path or URL).
     #[arg(long)]
     output: Option<String>,
-    /// Keep the `grid_partition` column as a property.
-    #[arg(long)]
-    with_grid_partition: bool,
     /// Print search counters (files, row groups, rows) to stderr at the end.
     #[arg(long)]
     stats: bool,
 }
 
-/// Validate every argument into a request before touching the catalog.
-async fn request(args: &SearchArgs) -> anyhow::Result<SearchRequest> {
-    let intersects = match &args.intersects {
-        Some(text) => Some(argument_text(text, "--intersects").await?),
-        None => None,
-    };
-    let filter = match &args.filter {
-        Some(text) => Some(argument_text(text, "--filter").await?),
-        None => None,
-    };
-    let params = SearchParams {
-        intersects,
-        bbox: args.bbox.clone(),
-        point: args.point.clone(),
-        datetime: args.datetime.clone(),
-        ids: args.ids.clone(),
-        collections: args.collections.clone(),
-        filter,
-        filter_lang: args.filter_lang.map(|l| {
-            match l {
-                FilterLang::Cql2Text => "cql2-text",
-                FilterLang::Cql2Json => "cql2-json",
-            }
-            .to_string()
-        }),
-        sortby: args.sortby.clone(),
-        limit: args.limit,
-        max_items: args.max_items,
-        fields: args.fields.clone(),
-        with_grid_partition: args.with_grid_partition,
-    };
-    Ok(params.request(ArgStyle::Flags)?)
+impl Criteria {
+    /// Validate every argument into a request before touching the catalog.
+    pub async fn request(&self) -> anyhow::Result<SearchRequest> {
+        let args = self;
+        let intersects = match &args.intersects {
+            Some(text) => Some(argument_text(text, "--intersects").await?),
+            None => None,
+        };
+        let filter = match &args.filter {
+            Some(text) => Some(argument_text(text, "--filter").await?),
+            None => None,
+        };
+        let params = SearchParams {
+            intersects,
+            bbox: args.bbox.clone(),
+            point: args.point.clone(),
+            datetime: args.datetime.clone(),
+            ids: args.ids.clone(),
+            collections: args.collections.clone(),
+            filter,
+            filter_lang: args.filter_lang.map(|l| {
+                match l {
+                    FilterLang::Cql2Text => "cql2-text",
+                    FilterLang::Cql2Json => "cql2-json",
+                }
+                .to_string()
+            }),
+            sortby: args.sortby.clone(),
+            limit: args.limit,
+            max_items: args.max_items,
+            fields: args.fields.clone(),
+            with_grid_partition: args.with_grid_partition,
+        };
+        Ok(params.request(ArgStyle::Flags)?)
+    }
 }
 
 /// Search output kept in memory before the spool moves to a temporary file.
@@ -129,7 +139,7 @@ fn broken_pipe(e: &std::io::Error) -> bool {
 }
 
 pub async fn run(args: SearchArgs) -> anyhow::Result<u8> {
-    let req = request(&args).await?;
+    let req = args.criteria.request().await?;
     let wh = args.target.open().await?;
     if args.format == SearchFormat::Geoparquet {
         let output = args

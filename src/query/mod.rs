@@ -20,6 +20,7 @@
 
 mod batches;
 mod cache;
+mod export;
 mod files;
 mod input;
 mod locate;
@@ -40,6 +41,7 @@ pub use crate::catalog::live::{FileEntry, Scan, StatEntry};
 pub use crate::catalog::prune::{Pruner, TimeFilter, temporal_match};
 pub use batches::{DEFAULT_BATCH_ROWS, ItemEncoder};
 pub use cache::{CacheStats, DecodedFiles};
+pub use export::{CHUNK_ITEMS, ExportFormat, ExportMetrics, ExportOptions};
 pub use files::SnapshotFiles;
 pub use input::{
     bbox_geometry, parse_bbox, parse_datetime, parse_geometry, parse_point, parse_wkt,
