@@ -471,3 +471,65 @@ async fn empty_catalogs_report_zero_and_never_crash() {
             .is_empty()
     );
 }
+
+/// `info --map` writes the coverage map: an SVG with one cell path per H3 cell of the table
+/// (two for a cell across the antimeridian), over the land outline; `--map-year` keeps one
+/// year's cells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_draws_a_coverage_map_of_the_tables_cells() {
+    let fx = build().await;
+    let wh = Warehouse::open(&fx.catalog, None).await.unwrap();
+    let stats = wh.stats().await.unwrap();
+    let cells: BTreeSet<&str> = stats
+        .iter()
+        .filter(|b| b.cell.parse::<h3o::CellIndex>().is_ok())
+        .map(|b| b.cell.as_str())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("map.svg");
+    let out = cli()
+        .args([
+            "info",
+            "--catalog",
+            &fx.catalog,
+            "--map",
+            svg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let drawn = text.matches(" rows</title></path>").count();
+    assert!(
+        drawn >= cells.len() && drawn <= 2 * cells.len(),
+        "{drawn} paths, {} cells",
+        cells.len()
+    );
+    assert!(text.contains(&format!("{} cells", cells.len())), "caption");
+    let year = stats.iter().filter_map(|b| b.year).max().unwrap();
+    let out = cli()
+        .args([
+            "info",
+            "--catalog",
+            &fx.catalog,
+            "--map",
+            svg.to_str().unwrap(),
+        ])
+        .args(["--map-year", &year.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let in_year: BTreeSet<&str> = stats
+        .iter()
+        .filter(|b| b.year == Some(year) && b.cell.parse::<h3o::CellIndex>().is_ok())
+        .map(|b| b.cell.as_str())
+        .collect();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains(&format!("{} cells", in_year.len())) && text.contains(&format!("({year})"))
+    );
+}

@@ -1000,3 +1000,47 @@ async fn items_without_a_collection_are_served_under_the_default_one_and_pages_l
     let (_, back1, _) = call(&api, "GET", &prev_of(&p2), "").await;
     assert_eq!(ids(&back1), ids(&p1));
 }
+
+/// A browser (`Accept: text/html`) gets an HTML landing page with the coverage map; JSON
+/// clients get the STAC landing page as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_a_landing_page_with_the_coverage_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = add(dir.path(), 43, 120, 0.0).await;
+    let api = Api::open(options(&catalog)).await.unwrap();
+    let get = |accept: &'static str| {
+        http::Request::builder()
+            .uri("/")
+            .header("host", "test.local")
+            .header("accept", accept)
+            .body(Bytes::new())
+            .unwrap()
+    };
+    let r = api
+        .handle(get(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ))
+        .await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = String::from_utf8_lossy(r.body()).into_owned();
+    assert!(
+        html.contains("<svg") && html.contains("rows</title></path>"),
+        "{html}"
+    );
+    assert!(html.contains("/collections/itslive-granules"), "{html}");
+    for accept in [
+        "application/json",
+        "*/*",
+        "application/json, text/plain, */*",
+    ] {
+        let r = api.handle(get(accept)).await;
+        let landing: Json = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(landing["type"], "Catalog", "{accept}");
+    }
+}

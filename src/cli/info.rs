@@ -14,11 +14,33 @@ pub struct InfoArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write a coverage map to this file (path or URL): an SVG of the H3 cells coloured
+    /// by the rows they hold, over a land outline.
+    #[arg(long)]
+    map: Option<String>,
+    /// Draw only this UTC year's rows on the map.
+    #[arg(long, requires = "map")]
+    map_year: Option<i32>,
 }
 
 pub async fn run(args: InfoArgs) -> anyhow::Result<u8> {
     let wh = args.target.open().await?;
     let info = wh.info().await?;
+    if let Some(out) = &args.map {
+        let options = crate::query::MapOptions {
+            year: args.map_year,
+            title: format!("earthcatalog coverage: {}", args.target.catalog),
+        };
+        let (svg, summary) = crate::query::coverage_svg(&wh.stats().await?, &options);
+        let loc = crate::store::Location::parse(out)?;
+        loc.put_bytes(svg.into()).await?;
+        eprintln!(
+            "coverage map: {} cells, {} rows written to {}",
+            summary.cells,
+            summary.rows,
+            loc.url()
+        );
+    }
     if args.json {
         super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&info)?));
     } else {

@@ -24,6 +24,7 @@ mod export;
 mod files;
 mod input;
 mod locate;
+mod map;
 mod params;
 mod prune;
 mod rehydrate;
@@ -50,6 +51,7 @@ pub use locate::{
     Bucket, IdLocator, LocatorStats, ROW_GROUP_ROWS, build_locator, default_locator_path,
     id_buckets, read_item,
 };
+pub use map::{MapOptions, MapSummary, coverage_svg, escape_markup};
 pub use params::{ArgStyle, SearchParams};
 pub use prune::{cell_list_sql, cells_for_geometry};
 pub use rehydrate::{

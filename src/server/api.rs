@@ -17,6 +17,7 @@ use super::params::{self, Format, Limits, SearchParams};
 use super::state::{self, CollectionMemo, Current, Snapshot};
 use super::{ServerOptions, openapi};
 use crate::error::{Error, Result};
+use crate::query::escape_markup;
 use crate::query::{DecodedFiles, Found, Relink, SearchRequest, Warehouse, relink_item};
 
 /// GeoJSON media type.
@@ -454,6 +455,8 @@ impl Api {
         };
         let snap = self.snapshot();
         match (seg.as_slice(), get) {
+            // A browser asking for HTML gets a page with the coverage map; API clients JSON.
+            ([], true) if wants_html(&req) => self.landing_html(&base, &snap).await,
             ([], true) => json_reply(JSON, &self.landing(&base, &snap)),
             (["conformance"], true) => json_reply(JSON, &json!({"conformsTo": CONFORMANCE})),
             (["api"], true) => json_reply(
@@ -463,7 +466,7 @@ impl Api {
             (["api.html"], true) => Ok(respond(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                openapi::html(&html_escape(&base)).into(),
+                openapi::html(&escape_markup(&base)).into(),
             )),
             (["collections"], true) => json_reply(JSON, &self.collections(&base, &snap)),
             (["collections", cid], true) => {
@@ -524,6 +527,53 @@ impl Api {
             | (["collections", _, "items", _], false) => allow("GET"),
             _ => Err(ApiError::not_found(format!("no resource at {path}"))),
         }
+    }
+
+    /// The landing page for a browser: what the catalog holds, its coverage map, and the
+    /// links of the JSON landing page.
+    async fn landing_html(&self, base: &str, snap: &Snapshot) -> Reply {
+        let stats = snap.warehouse.stats().await?;
+        let title = format!("earthcatalog: {}", self.options.catalog);
+        let (svg, summary) = crate::query::coverage_svg(
+            &stats,
+            &crate::query::MapOptions {
+                year: None,
+                title: title.clone(),
+            },
+        );
+        let e = |t: &str| escape_markup(t);
+        let mut html = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{}</title>\
+             <style>body{{font-family:sans-serif;margin:1.5em;max-width:1440px}}\
+             svg{{width:100%;height:auto}}td,th{{padding:0 1em 0 0;text-align:left}}</style>\
+             </head><body>\n<h1>{}</h1>\n<p>A STAC API over {} rows in {} cells (snapshot \
+             {}). JSON clients get the STAC landing page at this address; \
+             <a href=\"{base}/api.html\">API documentation</a>, \
+             <a href=\"{base}/search\">search</a>, \
+             <a href=\"{base}/collections\">collections</a>.</p>\n",
+            e(&title),
+            e(&title),
+            summary.rows + summary.rows_not_drawn,
+            summary.cells,
+            snap.snapshot_id()
+                .map_or_else(|| "none".to_string(), |s| s.to_string()),
+        );
+        html.push_str(&svg);
+        html.push_str("<h2>Collections</h2>\n<table><tr><th>id</th><th>files</th></tr>\n");
+        for c in &snap.collections {
+            let href = format!("{base}/collections/{}", encode_segment(&c.id));
+            html.push_str(&format!(
+                "<tr><td><a href=\"{}\">{}</a></td><td>{}</td></tr>\n",
+                e(&href),
+                e(&c.id),
+                c.files
+            ));
+        }
+        html.push_str("</table>\n</body></html>\n");
+        let mut r = respond(StatusCode::OK, "text/html; charset=utf-8", html.into());
+        r.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        Ok(r)
     }
 
     fn landing(&self, base: &str, snap: &Snapshot) -> Json {
@@ -814,11 +864,12 @@ impl Drop for Outstanding<'_> {
     }
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// Whether the client asks for HTML (a browser's `Accept: text/html,…`), not JSON.
+fn wants_html(req: &Request<Bytes>) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
 }
 
 fn response_format(req: &Request<Bytes>, asked: Option<Format>) -> Format {
