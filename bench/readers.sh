@@ -6,9 +6,9 @@
 #       that writes the covering (EARTHCATALOG_BIN, default the release build) and once by one
 #       that does not (NO_COVERING_BIN: a build from before the covering existed); then the
 #       same searches by EARTHCATALOG_BIN on both warehouses: median wall ms of 11 runs, rows
-#       scanned and geometries decoded (`search --stats`). Then, on the largest compacted file,
-#       how many row groups the covering's statistics leave for small query boxes at several
-#       row-group sizes (the file's rows in their own order, rewritten by pyarrow).
+#       scanned and geometries decoded (`search --stats`). Then the rows of the largest cell of
+#       the same items at resolution 0 (every year, in a bucket's row order) written at several
+#       row-group sizes: how many row groups the covering's statistics leave for small boxes.
 #   bench/readers.sh itslive [N=100000]
 #       N generated items ingested in the grid/level/tile layout at resolution 1 (the itslive
 #       client's warehouse layout) and compacted; the same query through the itslive client's
@@ -38,8 +38,9 @@ median_ms() { # command... → median wall ms of 11 runs
   printf '%s\n' "${t[@]}" | sort -n | sed -n 6p
 }
 
-build() { # binary, out dir, extra ingest flags...
+build() { # binary, out dir, extra ingest flags... (REUSE=1 keeps a warehouse built before)
   local bin=$1 out=$2; shift 2
+  [ "${REUSE:-0}" = 1 ] && [ -f "$out/catalog.db" ] && return 0
   rm -rf "$out"
   "$bin" -q ingest --no-lock --json --inventory "$DATA/inventory.csv" --items-root "$DATA/items" \
     --warehouse "$out/warehouse" --catalog "$out/catalog.db" "$@" > /dev/null
@@ -68,12 +69,21 @@ covering)
         "$scanned" "$decoded" "$items"
     done
   done
-  "$PY" - "$WORK/cover-on-$N/warehouse" <<'PY'
+  # Row groups: the largest buckets are those of resolution 0.
+  build "$BIN" "$WORK/cover-on-res0-$N" --resolution 0
+  "$PY" - "$WORK/cover-on-res0-$N/warehouse" <<'PY'
 import glob, os, random, sys, tempfile
 import pyarrow.parquet as pq
-files = sorted(glob.glob(f"{sys.argv[1]}/**/*.parquet", recursive=True), key=os.path.getsize)
-big = files[-1]
-table = pq.read_table(big)
+import collections
+import pyarrow as pa
+# The largest cell's rows of every year in one file, ordered as a bucket's rows are
+# (platform, datetime): the shape of a large bucket of a production warehouse.
+by_cell = collections.defaultdict(list)
+for f in glob.glob(f"{sys.argv[1]}/grid_partition=*/year=*/*.parquet"):
+    by_cell[f.split("grid_partition=")[1].split("/")[0]].append(f)
+cell = max(by_cell, key=lambda c: sum(pq.ParquetFile(f).metadata.num_rows for f in by_cell[c]))
+table = pa.concat_tables([pq.read_table(f) for f in by_cell[cell]], promote_options="default")
+table = table.sort_by([("platform", "ascending"), ("datetime", "ascending")])
 cov = table.column("geometry_bbox").combine_chunks()
 xs = [(cov.field("xmin")[i].as_py(), cov.field("ymin")[i].as_py()) for i in range(len(table))]
 random.seed(7)
@@ -81,9 +91,9 @@ queries = []
 for _ in range(50):
     x, y = random.choice([p for p in xs if p[0] is not None])
     queries.append((x - 0.25, y - 0.25, x + 0.25, y + 0.25))
-print(f"\nlargest compacted file: {table.num_rows} rows; 50 boxes of 0.5° around its items")
+print(f"\nthe rows of cell {cell} (resolution 0, all years): {table.num_rows}; 50 boxes of 0.5° around its items")
 print(f"{'row_group_rows':>14} {'row_groups':>10} {'read_per_query':>15}")
-for size in (1024, 4096, 16384, 65536):
+for size in (256, 1024, 4096, 16384, 65536):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "f.parquet")
         pq.write_table(table, path, row_group_size=size, compression="zstd")
