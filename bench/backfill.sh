@@ -40,7 +40,7 @@ echo "items from $ROOT" >&2
 
 # time_json OUT_JSON TIME_FILE cmd... : run cmd with GNU time, stdout to OUT_JSON; TIME_FILE
 # gets "peak-RSS-KB wall-s user-s sys-s". Exit 3 (finished, some items failed: the generated
-# data holds python-failures.md's broken items on purpose) is not an error here.
+# data holds the inputs that break the Python tool on purpose, see docs/decisions.md) is not an error here.
 time_json() {
   local out=$1 tf=$2 rc=0; shift 2
   /usr/bin/time -f '%M %e %U %S' -o "$tf.raw" "$@" > "$out" || rc=$?

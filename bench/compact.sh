@@ -119,7 +119,7 @@ try:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         r = compact_warehouse(f"{out}/warehouse", f"{out}/catalog.db")
     status = f"ok {r}"
-except Exception as e:  # the tool fails on some warehouses (python-failures.md)
+except Exception as e:  # the tool fails on some warehouses (`docs/decisions.md`)
     status = f"FAILED after the merge: {type(e).__name__}: {str(e)[:120]}"
 print(f"python tool: {time.perf_counter() - t:.1f} s wall, {time.process_time() - c:.1f} s CPU, {status}")
 PY

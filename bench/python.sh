@@ -38,7 +38,7 @@ if [ ! -x "$BENCH_VENV/bin/python" ] || [ "${REBUILD:-0}" = 1 ]; then
 fi
 
 # A warehouse in the Python tool's base layout (base/earthcatalog.db, base/warehouse), of items
-# without edge cases: the tool's pruning crashes on a `year=unknown` file (python-failures.md).
+# without edge cases: the tool's pruning crashes on a `year=unknown` file (`docs/decisions.md`).
 build_base() { # N → echo base dir
   local n=$1 data="$WORK_ROOT/data-$1-plain" base="$WORK_ROOT/py-base-$1"
   [ -f "$data/inventory.csv" ] || "$BIN" generate --out "$data" --count "$n" --seed 1 \

@@ -1040,7 +1040,7 @@ mod tests {
             // Bounds are included.
             serde_json::json!({"type": "Point", "coordinates": [180.0, 90.0]}),
             serde_json::json!({"type": "Point", "coordinates": [-180.0, -90.0]}),
-            // A ring crossing the antimeridian with wrapped longitudes (python-failures C1).
+            // A ring crossing the antimeridian with wrapped longitudes (an input that breaks the Python tool).
             serde_json::json!({"type": "Polygon", "coordinates": [[
                 [179.0, -78.0], [-178.0, -78.0], [-178.0, -77.0], [179.0, -77.0], [179.0, -78.0]
             ]]}),

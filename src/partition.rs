@@ -1,7 +1,7 @@
 //! Partitions: the (cell, UTC year) key of a file, its place in the warehouse's hive layout,
 //! and the grouping of one chunk's fanned-out rows by it.
 //!
-//! Two layouts exist (decisions.md, "Layouts"), and every reader accepts both:
+//! Two layouts exist (docs/decisions.md, "Layouts"), and every reader accepts both:
 //! * [`Layout::GridPartition`] — `grid_partition=<cell>/year=<yyyy>/` (the Python tool 0.6.1,
 //!   the default for a new table);
 //! * [`Layout::GridLevelTile`] — `grid=<type>/level=<res>/tile=<cell>/year=<yyyy>/` (newer

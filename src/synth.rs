@@ -28,7 +28,7 @@
 //!
 //! A share [`SynthOptions::special_fraction`] of the items are "special": a regular item changed
 //! into one of the [`SpecialKind`]s, the inputs that break the Python tool
-//! (`python-failures.md` §A–C). So that every kind is present in any run of at least
+//! (the inputs that break the Python tool, `docs/decisions.md`). So that every kind is present in any run of at least
 //! [`FORCED_WINDOW`] items, kind number `k` (its position in [`SpecialKind::ALL`]) is always item
 //! [`SpecialKind::forced_index`] `= 7 + 17·k`:
 //!

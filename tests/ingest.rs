@@ -63,7 +63,7 @@ async fn ingests_every_item_into_one_cell_and_year_per_file() {
         let intervals = read_intervals(f);
         for ((id, c, dt), interval) in file_rows.iter().zip(&intervals) {
             assert_eq!(c, &cell, "row cell differs from its directory in {rel}");
-            // The year of datetime, else of the midpoint of start/end (decisions.md).
+            // The year of datetime, else of the midpoint of start/end (docs/decisions.md).
             let y = dt
                 .or_else(|| interval.map(|(s, e)| s + (e - s) / 2))
                 .map(|t| {
@@ -348,7 +348,7 @@ fn killed_runs_leave_the_catalog_at_its_last_commit_and_rerun_converges() {
     });
 }
 
-/// Every input of python-failures.md A–C is ingested (none dropped, none crashing the run),
+/// Every input of `docs/decisions.md` (inputs that break the Python tool) is ingested (none dropped, none crashing the run),
 /// with the spatial and temporal placement the contract asks for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_failure_inputs_are_ingested_correctly() {

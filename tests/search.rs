@@ -88,7 +88,7 @@ fn prop_time(item: &Json, name: &str) -> Option<i64> {
 }
 
 /// Longitudes unwrapped so consecutive vertices differ by at most 180°; a ring that goes once
-/// around the globe is closed along the pole on its side (the footprint reading of decisions.md).
+/// around the globe is closed along the pole on its side (the footprint reading of docs/decisions.md).
 fn unwrap_ring(ls: &LineString<f64>, ring: bool) -> LineString<f64> {
     let mut out: Vec<Coord<f64>> = Vec::new();
     for c in ls.coords() {

@@ -1,5 +1,5 @@
 //! Temporal search over items whose start/end interval crosses year boundaries: `search` and
-//! `files` against brute force (decisions.md, "Search semantics").
+//! `files` against brute force (docs/decisions.md, "Search semantics").
 //!
 //! Hand-made items over Greenland in a res-1 warehouse, written by several ingests so each
 //! (cell, year) bucket holds several files and neighbouring years sit in separate files: the two

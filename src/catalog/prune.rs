@@ -2,7 +2,7 @@
 //! list (per-manifest partition summaries) and the manifests only — and the one temporal rule
 //! that file, row-group and row filters all apply.
 //!
-//! **Temporal semantics** (STAC API item search, `decisions.md`): an item's temporal extent is
+//! **Temporal semantics** (STAC API item search, `docs/decisions.md`): an item's temporal extent is
 //! `[start_datetime, end_datetime]` when it has both, else the instant `datetime`; an item with
 //! neither but one of the interval ends has the open interval on that side; an item with no time
 //! at all never matches a datetime query. It matches a query interval `[lo, hi]` (either end

@@ -10,7 +10,7 @@
 //! The file is the Python tool's (`daily_delta.py`, reference §2.9, §3.8): columns `bucket`
 //! (string), `key` (string), `id_hash` (`fixed_size_binary(16)`), zstd, under
 //! `<prefix>/pending/`; `run_backfill --delta` and our `ingest` read it like any Parquet
-//! inventory. Differences, on purpose (decisions.md):
+//! inventory. Differences, on purpose (docs/decisions.md):
 //! * rows of earlier pending deltas are re-checked against the index (the Python tool carries
 //!   them over even when they have been ingested since);
 //! * a delta is written even when it is empty, so the next step finds it;

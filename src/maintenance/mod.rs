@@ -8,7 +8,7 @@
 //! repair: live files vs. warehouse listing → ONE commit that drops missing and adds unregistered files
 //! ```
 //!
-//! Dedup rule (decisions.md): per id, the row with the latest `updated` wins, then the latest
+//! Dedup rule (docs/decisions.md): per id, the row with the latest `updated` wins, then the latest
 //! `created`, then the row from the most recently committed file (higher sequence number).
 //! Replaced objects are deleted only after the commit (and upload) succeeded.
 //!

@@ -484,7 +484,15 @@ fn geo_metadata(
 /// The collections of the exported items, each with the extent of its items.
 #[derive(Debug, Default)]
 struct Extents {
-    by_id: BTreeMap<String, ([f64; 4], Option<i64>, Option<i64>, bool)>,
+    by_id: BTreeMap<String, Extent>,
+}
+
+/// One collection's extent: bbox (NaN until an item has one), earliest and latest time (µs).
+#[derive(Debug)]
+struct Extent {
+    bbox: [f64; 4],
+    start: Option<i64>,
+    end: Option<i64>,
 }
 
 impl Extents {
@@ -500,22 +508,23 @@ impl Extents {
         let lo = time("start_datetime").or_else(|| time("datetime"));
         let hi = time("end_datetime").or_else(|| time("datetime"));
         let b = item_bbox(item);
-        let e =
-            self.by_id
-                .entry(id.to_string())
-                .or_insert((b.unwrap_or([f64::NAN; 4]), lo, hi, true));
+        let e = self.by_id.entry(id.to_string()).or_insert(Extent {
+            bbox: b.unwrap_or([f64::NAN; 4]),
+            start: lo,
+            end: hi,
+        });
         if let Some(b) = b {
-            e.0 = if e.0[0].is_nan() {
+            e.bbox = if e.bbox[0].is_nan() {
                 b
             } else {
-                union(Some(e.0), b)
+                union(Some(e.bbox), b)
             };
         }
-        e.1 = match (e.1, lo) {
+        e.start = match (e.start, lo) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        e.2 = match (e.2, hi) {
+        e.end = match (e.end, hi) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
@@ -533,12 +542,13 @@ impl Extents {
                 .unwrap_or(Json::Null)
         };
         let mut out = Map::new();
-        for (id, (b, lo, hi, _)) in &self.by_id {
-            let bbox = if b[0].is_nan() {
+        for (id, e) in &self.by_id {
+            let bbox = if e.bbox[0].is_nan() {
                 [-180.0, -90.0, 180.0, 90.0]
             } else {
-                *b
+                e.bbox
             };
+            let (lo, hi) = (&e.start, &e.end);
             out.insert(
                 id.clone(),
                 json!({

@@ -15,7 +15,7 @@
 //! * **Manifests only.** Pruning reads the manifest list and manifests, never data files.
 //! * **Null years are candidates.** Files in `year=unknown` are kept when a date range is given
 //!   (their rows are filtered by datetime when read); stats and info report them as a `null`
-//!   year instead of crashing (python-failures.md D1).
+//!   year instead of crashing (`docs/decisions.md`, inputs that break the Python tool).
 //! * **Read-only.** Opening never creates a catalog: a missing local `catalog.db` is an error.
 
 mod batches;

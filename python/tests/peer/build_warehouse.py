@@ -11,7 +11,7 @@ registered with the tool's get_or_create and add_files), in three overlapping ba
 buckets hold several files and some ids several versions. Items the tool cannot partition are
 left out, as its ingest does, and ``percent_valid_pixels`` and ``date_dt`` are rounded to whole
 numbers: the tool writes a column of whole floats as int32 and of fractional ones as double, and
-its compaction then fails on buckets whose files disagree (python-failures.md E2), which is not
+its compaction then fails on buckets whose files disagree (see `docs/decisions.md`), which is not
 what this peer is for.
 """
 
