@@ -13,10 +13,10 @@ use super::{EXIT_OK, EXIT_PARTIAL};
 #[derive(Debug, Args)]
 pub struct MaintenanceTarget {
     /// Warehouse root (path, file://, s3://bucket/prefix).
-    #[arg(long)]
+    #[arg(long, default_value = super::ingest::DEFAULT_WAREHOUSE)]
     warehouse: String,
     /// Catalog database (path or s3://…/catalog.db).
-    #[arg(long)]
+    #[arg(long, default_value = super::ingest::DEFAULT_CATALOG)]
     catalog: String,
     /// Take the catalog lock (the default).
     #[arg(long, conflicts_with = "no_lock")]

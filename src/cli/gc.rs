@@ -9,10 +9,10 @@ use super::progress::{BarReporter, Progress};
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Warehouse root (path, file://, s3://bucket/prefix).
-    #[arg(long)]
+    #[arg(long, default_value = super::ingest::DEFAULT_WAREHOUSE)]
     warehouse: String,
     /// Catalog database (path or s3://…/catalog.db).
-    #[arg(long)]
+    #[arg(long, default_value = super::ingest::DEFAULT_CATALOG)]
     catalog: String,
     /// The keys that disappeared: a `diff --removed` file or any inventory listing them.
     #[arg(long)]
