@@ -33,7 +33,6 @@ const FLOW: &[&str] = &[
     "item",
     "partition",
     "geoparquet",
-    "layout",
     "catalog",
     "lock",
     "hash_index",
