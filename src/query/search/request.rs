@@ -225,7 +225,7 @@ pub(super) fn remove_path(obj: &mut Map<String, Json>, segs: &[String]) {
 #[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
     /// Items whose footprint intersects this geometry (lon/lat). A bbox crossing the
-    /// antimeridian is the two-box MultiPolygon [`super::parse_bbox`] makes.
+    /// antimeridian is the two-box MultiPolygon [`crate::query::parse_bbox`] makes.
     pub intersects: Option<Geometry<f64>>,
     /// Items whose datetime (or start/end interval) is in this interval.
     pub datetime: Option<DatetimeInterval>,
@@ -253,7 +253,7 @@ pub struct SearchRequest {
     /// Keep `grid_partition` as a property of returned items.
     pub with_grid_partition: bool,
     /// Return `assets`, `links`, `bbox` and `stac_extensions` as their stored JSON text (a
-    /// string) for a writer that splices them verbatim ([`super::write_item`]), saving a parse
+    /// string) for a writer that splices them verbatim ([`crate::query::write_item`]), saving a parse
     /// and a re-serialisation per item. Only honoured without `sortby` and `fields`, and with a
     /// `filter` that does not name those members (they read parsed members); otherwise items
     /// are fully parsed.

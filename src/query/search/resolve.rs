@@ -148,8 +148,8 @@ impl Found {
         }
     }
 
-    /// Append the item as compact JSON to `out`: the bytes [`super::write_item`] writes of
-    /// [`Found::into_json`] (after [`super::relink_item`] when `relink` is given).
+    /// Append the item as compact JSON to `out`: the bytes [`crate::query::write_item`] writes of
+    /// [`Found::into_json`] (after [`crate::query::relink_item`] when `relink` is given).
     pub fn write_json(self, out: &mut Vec<u8>, relink: Option<Relink<'_>>) {
         if self.fields.is_none()
             && let Body::Lazy {
