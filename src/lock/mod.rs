@@ -1,8 +1,8 @@
 //! The catalog lock: a lease object beside the catalog, built from conditional writes.
 //!
-//! Parts: [`payload`] (the object's JSON), [`lease`] (acquire, renew, verify, release, stale
-//! takeover), [`guard`] (the `flock` around local check-then-writes), [`renewal`] (the
-//! background heartbeat), [`admin`] (status and break); here the options and the helpers
+//! Parts: `payload` (the object's JSON), `lease` (acquire, renew, verify, release, stale
+//! takeover), `guard` (the `flock` around local check-then-writes), `renewal` (the
+//! background heartbeat), `admin` (status and break); here the options and the helpers
 //! commands use.
 //!
 //! Every command that changes the catalog (ingest, compact, repair) holds this lock from before

@@ -1,7 +1,7 @@
 //! Native item search with the STAC API item-search vocabulary.
 //!
-//! Parts: [`request`] (what is asked: interval, sort keys, fields, CQL2 parsing), [`plan`]
-//! (what every row is tested against, and reading one file), [`resolve`] (hits, versions per
+//! Parts: `request` (what is asked: interval, sort keys, fields, CQL2 parsing), `plan`
+//! (what every row is tested against, and reading one file), `resolve` (hits, versions per
 //! id, sort), and here the files and buckets a search visits and the entry points.
 //!
 //! ```text
