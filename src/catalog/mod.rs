@@ -25,7 +25,6 @@
 pub mod avro;
 pub mod datafile;
 pub mod live;
-mod manifest;
 pub mod prune;
 pub mod replace;
 pub mod storage;

@@ -21,7 +21,7 @@ use iceberg::spec::{
 use iceberg::table::Table;
 use sqlx::Connection;
 
-use super::manifest::{Entry, ManifestEncoder};
+use super::avro::write::{Entry, ManifestEncoder};
 use super::{Catalog, sqlite_uri};
 use crate::error::{Error, Result};
 use crate::schema::CATALOG_NAME;

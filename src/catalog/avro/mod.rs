@@ -8,6 +8,10 @@
 //! Codecs `null` and `deflate` (what iceberg-rust and PyIceberg write) are read; anything
 //! else — another codec, a schema this reader does not understand, a truncated file — is
 //! an `Err` with the reason, and callers fall back to the `iceberg` crate's reader.
+//!
+//! The writer, which encodes data manifests straight to Avro, is `write`.
+
+pub(crate) mod write;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -24,7 +24,7 @@ use iceberg::spec::{
 };
 use serde_json::Value as Json;
 
-use super::avro::{EntryLite, Header, PartitionDatum, R, Schema, put_bytes, put_long};
+use super::{EntryLite, Header, PartitionDatum, R, Schema, put_bytes, put_long};
 use crate::error::{Error, Result};
 
 /// Encoded entries are flushed into an Avro block once it holds this many bytes.
@@ -179,7 +179,7 @@ impl ManifestEncoder {
         snapshot_id: i64,
         removed: &HashSet<String>,
     ) -> Result<(ManifestFile, Vec<Entry>)> {
-        let bytes = super::avro::manifest_bytes(old, file_io).await?;
+        let bytes = super::manifest_bytes(old, file_io).await?;
         match self.copied(old, &bytes, snapshot_id, removed) {
             Ok((out, file, deleted)) => {
                 return Ok((upload(file_io, path, out, file).await?, deleted));
@@ -190,7 +190,7 @@ impl ManifestEncoder {
                 "manifest rewritten from its decoded entries"
             ),
         }
-        let manifest = Manifest::parse_avro(&bytes).map_err(|e| super::avro::read_error(old, e))?;
+        let manifest = Manifest::parse_avro(&bytes).map_err(|e| super::read_error(old, e))?;
         drop(bytes);
         let mut entries = rewritten_entries(manifest.entries(), old, removed)?;
         drop(manifest);
@@ -285,7 +285,7 @@ pub(crate) fn rewritten_entries(
         .filter(|e| e.is_alive())
         .map(|e| {
             let added = e.status() == iceberg::spec::ManifestStatus::Added;
-            let inherited = || super::avro::inherited_sequence_number(added, old);
+            let inherited = || super::inherited_sequence_number(added, old);
             let seq = e.sequence_number().or_else(inherited).ok_or_else(|| {
                 Error::Inconsistent(format!(
                     "manifest entry {} in {} has no sequence number",
@@ -659,47 +659,43 @@ impl Plan {
         let mut in_block = 0i64;
         let mut summary = Summary::new(&self.partition_types);
         let mut deleted = Vec::new();
-        super::avro::for_each_entry_with_data_file(
-            old_bytes,
-            &self.data_file_json,
-            |e, data_file| {
-                match e.status {
-                    2 => return Ok(()),
-                    0 | 1 => live += 1,
-                    other => return Err(format!("{}: entry status {other}", e.file_path)),
-                }
-                let seq = e.sequence_number_in(old).ok_or_else(|| {
-                    format!("manifest entry {} has no sequence number", e.file_path)
-                })?;
-                let file_seq = e.file_sequence_number_in(old).unwrap_or(seq);
-                let partition = self.partition_literals(&e)?;
-                let gone = removed.contains(&e.file_path);
-                let rows = u64::try_from(e.record_count).map_err(|_| "a negative record count")?;
-                let tracking = if gone {
-                    summary.count(Status::Deleted, rows, None, &partition, &e.file_path)?;
-                    (2, Some(snapshot_id), Some(seq), Some(file_seq))
-                } else {
-                    summary.count(Status::Existing, rows, Some(seq), &partition, &e.file_path)?;
-                    (0, Some(e.snapshot_id_in(old)), Some(seq), Some(file_seq))
-                };
-                self.encode_tracked(&mut block, tracking, |buf, _| {
-                    buf.extend_from_slice(data_file);
-                    Ok(())
-                })?;
-                in_block += 1;
-                if block.len() >= BLOCK_BYTES {
-                    self.flush(&mut out, &mut block, &mut in_block);
-                }
-                if gone {
-                    deleted.push(Entry::Deleted {
-                        file: summary_file(&e, partition, old.partition_spec_id)?,
-                        sequence_number: seq,
-                        file_sequence_number: file_seq,
-                    });
-                }
+        super::for_each_entry_with_data_file(old_bytes, &self.data_file_json, |e, data_file| {
+            match e.status {
+                2 => return Ok(()),
+                0 | 1 => live += 1,
+                other => return Err(format!("{}: entry status {other}", e.file_path)),
+            }
+            let seq = e
+                .sequence_number_in(old)
+                .ok_or_else(|| format!("manifest entry {} has no sequence number", e.file_path))?;
+            let file_seq = e.file_sequence_number_in(old).unwrap_or(seq);
+            let partition = self.partition_literals(&e)?;
+            let gone = removed.contains(&e.file_path);
+            let rows = u64::try_from(e.record_count).map_err(|_| "a negative record count")?;
+            let tracking = if gone {
+                summary.count(Status::Deleted, rows, None, &partition, &e.file_path)?;
+                (2, Some(snapshot_id), Some(seq), Some(file_seq))
+            } else {
+                summary.count(Status::Existing, rows, Some(seq), &partition, &e.file_path)?;
+                (0, Some(e.snapshot_id_in(old)), Some(seq), Some(file_seq))
+            };
+            self.encode_tracked(&mut block, tracking, |buf, _| {
+                buf.extend_from_slice(data_file);
                 Ok(())
-            },
-        )?;
+            })?;
+            in_block += 1;
+            if block.len() >= BLOCK_BYTES {
+                self.flush(&mut out, &mut block, &mut in_block);
+            }
+            if gone {
+                deleted.push(Entry::Deleted {
+                    file: summary_file(&e, partition, old.partition_spec_id)?,
+                    sequence_number: seq,
+                    file_sequence_number: file_seq,
+                });
+            }
+            Ok(())
+        })?;
         self.flush(&mut out, &mut block, &mut in_block);
         if let (Some(added), Some(existing)) = (old.added_files_count, old.existing_files_count)
             && u64::from(added) + u64::from(existing) != live
