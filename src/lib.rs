@@ -50,6 +50,7 @@ pub mod partition;
 pub mod pipeline;
 pub mod query;
 pub mod report;
+pub mod rewrite;
 pub mod schema;
 pub mod server;
 pub mod store;

@@ -1162,10 +1162,9 @@ async fn entries_match_footers(d: &Dataset) -> usize {
     for f in &files {
         let df = &f.data_file;
         let (path, size) = (df.file_path(), df.file_size_in_bytes());
-        let meta =
-            earthcatalog::maintenance::scan::read_footer(&Location::parse(path).unwrap(), size)
-                .await
-                .unwrap();
+        let meta = earthcatalog::rewrite::scan::read_footer(&Location::parse(path).unwrap(), size)
+            .await
+            .unwrap();
         let key = earthcatalog::partition::partition_of_path(path).unwrap();
         let want = data_file_from_footer(&schema, spec_id, &meta, path, size, &key).unwrap();
         assert_eq!(df, &want, "{path}");

@@ -40,9 +40,9 @@ use crate::error::{Error, Result};
 use crate::geoparquet::WriterOptions;
 use crate::hash_index::{self, Reconciled};
 use crate::lock::{LockOptions, RenewingLock};
-use crate::maintenance::{Bucket, MergeContext, canonical, merge_bounded, merge_bucket};
 use crate::partition::PartitionValue;
 use crate::report::Reporter;
+use crate::rewrite::{Bucket, MergeContext, canonical, merge_bounded, merge_bucket};
 use crate::schema::table_columns;
 use crate::store::Location;
 
@@ -569,7 +569,7 @@ impl Committer<'_> {
             }
             self.lap("index", t);
         }
-        crate::maintenance::delete_all(&replaced).await?;
+        crate::rewrite::delete_all(&replaced).await?;
         self.m.files_deleted += replaced.len() as u64;
         Ok(table)
     }
@@ -768,7 +768,7 @@ impl Committer<'_> {
                 let schema = schema.clone();
                 async move {
                     let loc = Location::parse(&f.url)?;
-                    let meta = crate::maintenance::scan::read_footer(&loc, f.bytes).await?;
+                    let meta = crate::rewrite::scan::read_footer(&loc, f.bytes).await?;
                     let stats = FileStats::from_footer(&schema, &meta)?;
                     Ok((key, f, stats))
                 }
@@ -802,7 +802,7 @@ impl Committer<'_> {
             .into_iter()
             .filter(|u| !live.contains(u))
             .collect();
-        crate::maintenance::delete_all(&gone).await?;
+        crate::rewrite::delete_all(&gone).await?;
         self.m.files_deleted += gone.len() as u64;
         Ok(())
     }
@@ -817,13 +817,13 @@ impl Committer<'_> {
             .iter()
             .map(|f| canonical(&f.path))
             .collect();
-        let stale: Vec<String> = crate::maintenance::scan::list_warehouse(&warehouse)
+        let stale: Vec<String> = crate::rewrite::scan::list_warehouse(&warehouse)
             .await?
             .into_iter()
             .filter(|f| f.name.starts_with(&prefix) && !live.contains(&f.url))
             .map(|f| f.url)
             .collect();
-        crate::maintenance::delete_all(&stale).await?;
+        crate::rewrite::delete_all(&stale).await?;
         Ok(stale.len() as u64)
     }
 

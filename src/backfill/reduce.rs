@@ -33,9 +33,9 @@ use crate::catalog::datafile::FileStats;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::geoparquet::WriterOptions;
-use crate::maintenance::{Bucket, MergeContext, merge_bounded, merge_bucket};
 use crate::partition::PartitionValue;
 use crate::report::Reporter;
+use crate::rewrite::{Bucket, MergeContext, merge_bounded, merge_bucket};
 use crate::schema::{ColumnType, OVERFLOW_COLUMN, TableColumn};
 use crate::store::Location;
 
@@ -414,11 +414,7 @@ async fn reduce_attempt(
         ..Default::default()
     };
     reporter.phase("reduce", Some(buckets.len() as u64));
-    let merged: Vec<(
-        PartitionValue,
-        usize,
-        Result<crate::maintenance::MergedBucket>,
-    )> = merge_bounded(
+    let merged: Vec<(PartitionValue, usize, Result<crate::rewrite::MergedBucket>)> = merge_bounded(
         buckets.into_iter().collect(),
         |(_, files)| files.len(),
         options.parallelism,

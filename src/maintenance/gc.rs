@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::{Bucket, MergeContext, MergedBucket, canonical, delete_all, merge_bucket};
 use crate::catalog::{Catalog, OpenMode};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -31,6 +30,7 @@ use crate::inventory::{InventoryEntry, InventoryOptions, read_inventory};
 use crate::lock::RenewingLock;
 use crate::partition::PartitionValue;
 use crate::report::Reporter;
+use crate::rewrite::{Bucket, MergeContext, MergedBucket, canonical, delete_all, merge_bucket};
 use crate::store::Location;
 
 /// Files whose ids are read at once while looking for gone ids.

@@ -24,7 +24,6 @@ use iceberg::spec::{NestedFieldRef, Schema, TableMetadata};
 use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 use parquet::file::metadata::ParquetMetaData;
 
-use super::scan::{WarehouseFile, list_warehouse, read_footer};
 use super::{BucketFailure, RebuiltTable, RepairMetrics, RepairOptions};
 use crate::catalog::datafile::data_file_from_footer;
 use crate::catalog::{
@@ -33,6 +32,7 @@ use crate::catalog::{
 use crate::error::{Error, Result};
 use crate::grid::GridConfig;
 use crate::lock::RenewingLock;
+use crate::rewrite::scan::{WarehouseFile, list_warehouse, read_footer};
 use crate::schema::{BASE_COLUMNS, ColumnType, PROP_NAME_MAPPING};
 use crate::store::Location;
 
