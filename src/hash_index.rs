@@ -39,7 +39,7 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -1030,6 +1030,33 @@ async fn file_id_pairs(path: &str, size: u64) -> Result<Vec<(IdHash, String)>> {
         }
     }
     Ok(out)
+}
+
+/// The schema of a delta file (and of the Python tool's inventory cache).
+pub fn delta_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("bucket", DataType::Utf8, true),
+        Field::new("key", DataType::Utf8, true),
+        Field::new("id_hash", DataType::FixedSizeBinary(16), true),
+    ]))
+}
+
+/// One batch of delta rows.
+pub fn delta_batch(rows: &[(String, String, IdHash)], url: &str) -> Result<RecordBatch> {
+    let buckets = StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()));
+    let keys = StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()));
+    let values = arrow_buffer::Buffer::from(rows.iter().flat_map(|r| r.2).collect::<Vec<u8>>());
+    let hashes = FixedSizeBinaryArray::try_new(16, values, None)
+        .map_err(|e| Error::arrow(format!("delta {url}"), e))?;
+    RecordBatch::try_new(
+        delta_schema(),
+        vec![
+            Arc::new(buckets) as ArrayRef,
+            Arc::new(keys) as ArrayRef,
+            Arc::new(hashes) as ArrayRef,
+        ],
+    )
+    .map_err(|e| Error::arrow(format!("delta {url}"), e))
 }
 
 #[cfg(test)]

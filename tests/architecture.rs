@@ -227,11 +227,9 @@ fn operations_do_not_import_each_other() {
         "server",
         "backfill",
     ];
-    const STILL_TO_MOVE: [(&str, &str); 3] = [
+    const STILL_TO_MOVE: [(&str, &str); 2] = [
         // fetch-and-parse and the failures report of ingest, used by backfill map
         ("backfill", "pipeline"),
-        // the delta file's schema, written by backfill plan
-        ("backfill", "delta"),
         // the server answers with query's search
         ("server", "query"),
     ];

@@ -606,7 +606,7 @@ impl ShardWriter {
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
         let sink = ParquetObjectWriter::new(loc.store().clone(), loc.prefix().clone());
-        let inner = AsyncArrowWriter::try_new(sink, crate::delta::delta_schema(), Some(props))
+        let inner = AsyncArrowWriter::try_new(sink, crate::hash_index::delta_schema(), Some(props))
             .map_err(|e| Error::parquet(loc.url(), e))?;
         Ok(Self {
             inner,
@@ -618,7 +618,7 @@ impl ShardWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        let batch = crate::delta::delta_batch(rows, &self.url)?;
+        let batch = crate::hash_index::delta_batch(rows, &self.url)?;
         self.inner
             .write(&batch)
             .await

@@ -24,11 +24,8 @@
 pub mod diff;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
@@ -39,6 +36,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
 use crate::hash_index::{IdHash, KnownIds, hash_id, key_item_id};
+pub use crate::hash_index::{delta_batch, delta_schema};
 use crate::inventory::{InventoryEntry, InventoryOptions, InventoryStats, read_inventory};
 use crate::report::Reporter;
 use crate::store::Location;
@@ -96,15 +94,6 @@ pub struct DeltaMetrics {
     pub dry_run: bool,
     /// Wall time.
     pub elapsed_secs: f64,
-}
-
-/// The schema of a delta file (and of the Python tool's inventory cache).
-pub fn delta_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("bucket", DataType::Utf8, true),
-        Field::new("key", DataType::Utf8, true),
-        Field::new("id_hash", DataType::FixedSizeBinary(16), true),
-    ]))
 }
 
 /// `<prefix>/pending/delta_<date>.parquet`.
@@ -300,24 +289,6 @@ impl DeltaWriter {
         let mut upload = self.inner.into_inner().into_inner();
         let _ = upload.abort().await;
     }
-}
-
-/// One batch of delta rows.
-pub fn delta_batch(rows: &[(String, String, IdHash)], url: &str) -> Result<RecordBatch> {
-    let buckets = StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()));
-    let keys = StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()));
-    let values = arrow_buffer::Buffer::from(rows.iter().flat_map(|r| r.2).collect::<Vec<u8>>());
-    let hashes = FixedSizeBinaryArray::try_new(16, values, None)
-        .map_err(|e| Error::arrow(format!("delta {url}"), e))?;
-    RecordBatch::try_new(
-        delta_schema(),
-        vec![
-            Arc::new(buckets) as ArrayRef,
-            Arc::new(keys) as ArrayRef,
-            Arc::new(hashes) as ArrayRef,
-        ],
-    )
-    .map_err(|e| Error::arrow(format!("delta {url}"), e))
 }
 
 /// Rows of an existing delta (from its footer); `None` when there is none.
