@@ -926,6 +926,16 @@ async fn items_without_a_collection_are_served_under_the_default_one_and_pages_l
     let dir = tempfile::tempdir().unwrap();
     let catalog = add(dir.path(), 41, 200, 0.0).await;
     let api = Api::open(options(&catalog)).await.unwrap();
+    // A second server over the same catalog once it has an id locator.
+    let wh = earthcatalog::query::Warehouse::open(&catalog, None)
+        .await
+        .unwrap();
+    let locator = Location::parse(&wh.locator_path().unwrap()).unwrap();
+    earthcatalog::query::build_locator(wh.table().unwrap(), &locator)
+        .await
+        .unwrap();
+    let located = Api::open(options(&catalog)).await.unwrap();
+    assert!(located.snapshot().locator.is_some());
     let default = earthcatalog::server::DEFAULT_COLLECTION;
     let stored: Vec<Json> = cli_search(&catalog, &[]);
     let without: BTreeSet<String> = stored
@@ -970,6 +980,10 @@ async fn items_without_a_collection_are_served_under_the_default_one_and_pages_l
         let path = self_href.strip_prefix("http://test.local").unwrap();
         let (status, got, _) = call(&api, "GET", path, "").await;
         assert_eq!((status, &got["id"]), (200, &item["id"]), "{path}");
+        // The same through the id locator (read_item, not a search).
+        let (status, got, _) = call(&located, "GET", path, "").await;
+        assert_eq!((status, &got["id"]), (200, &item["id"]), "located {path}");
+        assert_eq!(got["collection"], default, "located {path}");
     }
 
     // prev: page 3 links back to page 2, page 2 to page 1, page 1 to nothing.

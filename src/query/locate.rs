@@ -320,7 +320,9 @@ impl IdLocator {
 /// statistics and a row filter on `id`), as STAC JSON like [`super::Warehouse::search`]
 /// returns it (`json_text`: `assets`/`links`/... left as stored JSON text). Versions are
 /// ordered like the search orders them (`updated`, `created`, then commit order). With
-/// `collection`, only versions in that collection count (as a search by ids and collection).
+/// `collection`, only versions in that collection count (as a search by ids and collection);
+/// items stored without one are in `default_collection` (see
+/// [`super::SearchRequest::default_collection`]).
 pub async fn read_item(
     files: &[FileEntry],
     id: &str,
@@ -338,7 +340,8 @@ pub async fn read_item(
     let found: Vec<Vec<(Version, Json)>> = futures::stream::iter(ordered.into_iter().enumerate())
         .map(|(commit, f)| {
             let id = id.to_string();
-            async move { read_rows(&f, &id, commit as u64, json_text).await }
+            let default = default_collection.map(std::sync::Arc::<str>::from);
+            async move { read_rows(&f, &id, commit as u64, json_text, default).await }
         })
         .buffer_unordered(READ_CONCURRENCY)
         .try_collect()
@@ -346,14 +349,6 @@ pub async fn read_item(
     Ok(found
         .into_iter()
         .flatten()
-        .map(|(v, mut item)| {
-            if let (Some(d), Some(obj)) = (default_collection, item.as_object_mut())
-                && obj.get("collection").is_none_or(Json::is_null)
-            {
-                obj.insert("collection".into(), Json::String(d.to_string()));
-            }
-            (v, item)
-        })
         .filter(|(_, item)| collection.is_none_or(|c| item["collection"].as_str() == Some(c)))
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, item)| item))
@@ -364,6 +359,7 @@ async fn read_rows(
     id: &str,
     commit: u64,
     json_text: bool,
+    default_collection: Option<std::sync::Arc<str>>,
 ) -> Result<Vec<(Version, Json)>> {
     let path = f.path.as_str();
     let loc = Location::parse(path)?;
@@ -414,7 +410,8 @@ async fn read_rows(
         .await
         .map_err(|e| Error::parquet(path, e))?
     {
-        let items = ItemBatch::new(&batch, path)?;
+        let items =
+            ItemBatch::new(&batch, path)?.with_default_collection(default_collection.clone());
         for i in 0..items.len() {
             let item = items.item_with(i, false, json_text);
             let ts = |name: &str| {
