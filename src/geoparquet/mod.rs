@@ -274,8 +274,7 @@ pub(crate) fn table_schema(table: &[TableColumn]) -> TableSchema {
 /// written before any row: this entry says what is known then (WKB, the covering, no
 /// geometry types or bbox yet). The file's `geo` key, written at the end, has everything.
 fn file_schema(table: &[TableColumn]) -> arrow_schema::Schema {
-    let covering = table.iter().any(|c| c.ty == ColumnType::Bbox);
-    let geo = geo_metadata(&BTreeSet::new(), None, covering);
+    let geo = geo_metadata([], None, covering_of(table));
     arrow_schema(table).with_metadata(std::collections::HashMap::from([("geo".to_string(), geo)]))
 }
 
@@ -369,7 +368,7 @@ impl<W: std::io::Write + Send> GeoParquetWriter<W> {
                 if let Some((kind, bounds)) = crate::item::wkb_summary(wkb) {
                     self.kinds.insert(kind);
                     if let Some(r) = bounds {
-                        self.bbox = Some(union(self.bbox, r));
+                        self.bbox = Some(bbox_union(self.bbox, r));
                     }
                 }
             }
@@ -381,8 +380,8 @@ impl<W: std::io::Write + Send> GeoParquetWriter<W> {
 
     /// Add the `geo` metadata and close the file.
     pub fn finish(mut self) -> Result<ParquetMetaData> {
-        let covering = self.table.iter().any(|c| c.ty == ColumnType::Bbox);
-        let geo = geo_metadata(&self.kinds, self.bbox, covering);
+        let types = self.kinds.iter().map(|k| k.name());
+        let geo = geo_metadata(types, self.bbox, covering_of(&self.table));
         self.writer
             .append_key_value_metadata(KeyValue::new("geo".to_string(), geo));
         self.writer
@@ -490,14 +489,23 @@ fn build_batch(
             kinds.insert(k);
         }
         if let Some(r) = row.bounds {
-            *bbox = Some(union(*bbox, r));
+            *bbox = Some(bbox_union(*bbox, r));
         }
     }
     let arrays: Vec<ArrayRef> = builders.into_iter().map(Builder::finish).collect();
     RecordBatch::try_new(schema, arrays).map_err(|e| Error::arrow(label, e))
 }
 
-fn union(bbox: Option<[f64; 4]>, r: [f64; 4]) -> [f64; 4] {
+/// The covering column of a table's files, when the table has one.
+fn covering_of(table: &[TableColumn]) -> Option<&'static str> {
+    table
+        .iter()
+        .any(|c| c.ty == ColumnType::Bbox)
+        .then_some(COVERING_COLUMN)
+}
+
+/// The box holding `bbox` (none yet: nothing) and `r`.
+pub(crate) fn bbox_union(bbox: Option<[f64; 4]>, r: [f64; 4]) -> [f64; 4] {
     match bbox {
         None => r,
         Some(b) => [
@@ -509,22 +517,22 @@ fn union(bbox: Option<[f64; 4]>, r: [f64; 4]) -> [f64; 4] {
     }
 }
 
-/// The GeoParquet 1.1 `geo` metadata JSON for a file; `covering`: the file has the
-/// [`COVERING_COLUMN`].
-pub fn geo_metadata(
-    kinds: &BTreeSet<GeometryKind>,
+/// The GeoParquet 1.1 `geo` metadata JSON for a file: WKB `geometry` with these geometry
+/// types and bbox, and with `covering`, the struct column declared as its bbox covering.
+pub fn geo_metadata<'a>(
+    types: impl IntoIterator<Item = &'a str>,
     bbox: Option<[f64; 4]>,
-    covering: bool,
+    covering: Option<&str>,
 ) -> String {
     let mut col = serde_json::json!({
         "encoding": "WKB",
-        "geometry_types": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "geometry_types": types.into_iter().collect::<Vec<_>>(),
     });
     if let Some(b) = bbox {
         col["bbox"] = serde_json::json!(b);
     }
-    if covering {
-        let path = |f: &str| serde_json::json!([COVERING_COLUMN, f]);
+    if let Some(column) = covering {
+        let path = |f: &str| serde_json::json!([column, f]);
         col["covering"] = serde_json::json!({"bbox": {
             "xmin": path("xmin"), "ymin": path("ymin"), "xmax": path("xmax"), "ymax": path("ymax"),
         }});

@@ -38,6 +38,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::{SearchRequest, Warehouse};
 use crate::error::{Error, Result};
+use crate::geoparquet::{bbox_union, geo_metadata};
 use crate::store::Location;
 
 /// Items per Arrow batch (and Parquet row group) of a stac-geoparquet export.
@@ -240,7 +241,7 @@ impl Warehouse {
                         geometry_types.insert(t.to_string());
                     }
                     if let Some(b) = item_bbox(&item) {
-                        bounds = Some(union(bounds, b));
+                        bounds = Some(bbox_union(bounds, b));
                     }
                     batch_items.push(item);
                 }
@@ -258,7 +259,11 @@ impl Warehouse {
         let covering = json_schema.field_with_name("bbox").is_ok();
         writer.append_key_value_metadata(KeyValue::new(
             "geo".to_string(),
-            geo_metadata(&geometry_types, bounds, covering),
+            geo_metadata(
+                geometry_types.iter().map(String::as_str),
+                bounds,
+                covering.then_some("bbox"),
+            ),
         ));
         writer.append_key_value_metadata(KeyValue::new(
             "stac-geoparquet".to_string(),
@@ -335,18 +340,6 @@ fn item_bbox(item: &Json) -> Option<[f64; 4]> {
     match v.as_slice() {
         [x0, y0, x1, y1] | [x0, y0, _, x1, y1, _] => Some([*x0, *y0, *x1, *y1]),
         _ => None,
-    }
-}
-
-fn union(a: Option<[f64; 4]>, b: [f64; 4]) -> [f64; 4] {
-    match a {
-        None => b,
-        Some(a) => [
-            a[0].min(b[0]),
-            a[1].min(b[1]),
-            a[2].max(b[2]),
-            a[3].max(b[3]),
-        ],
     }
 }
 
@@ -461,26 +454,6 @@ fn encode(items: Vec<Json>, json_schema: &SchemaRef, schema: &SchemaRef) -> Resu
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::arrow("export", e))
 }
 
-/// The GeoParquet 1.1 metadata of an export (the `bbox` struct as the covering).
-fn geo_metadata(
-    types: &std::collections::BTreeSet<String>,
-    bbox: Option<[f64; 4]>,
-    covering: bool,
-) -> String {
-    let mut col = json!({"encoding": "WKB", "geometry_types": types});
-    if let Some(b) = bbox {
-        col["bbox"] = json!(b);
-    }
-    if covering {
-        col["covering"] = json!({"bbox": {
-            "xmin": ["bbox", "xmin"], "ymin": ["bbox", "ymin"],
-            "xmax": ["bbox", "xmax"], "ymax": ["bbox", "ymax"],
-        }});
-    }
-    json!({"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": col}})
-        .to_string()
-}
-
 /// The collections of the exported items, each with the extent of its items.
 #[derive(Debug, Default)]
 struct Extents {
@@ -517,7 +490,7 @@ impl Extents {
             e.bbox = if e.bbox[0].is_nan() {
                 b
             } else {
-                union(Some(e.bbox), b)
+                bbox_union(Some(e.bbox), b)
             };
         }
         e.start = match (e.start, lo) {
