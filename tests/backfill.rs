@@ -1511,14 +1511,7 @@ fn slurm_runs_the_recipe_and_recovers_a_failed_map_task() {
             .filter_map(|p| p.get(1).map(|s| s.to_string()))
             .collect()
     };
-    let rows_of = |name: &str| {
-        let dir = tmp.path().join(name);
-        pyiceberg_rows(
-            dir.join("catalog.db").to_str().unwrap(),
-            &format!("file://{}", dir.join("wh").display()),
-            None,
-        )
-    };
+    let rows_of = |name: &str| recipe_rows(&tmp.path().join(name));
 
     // Retries on: the failed map task runs its stage again and the chain completes.
     let jobs = submit_run("retried", "1", "backfill.map.before_done");
@@ -1705,6 +1698,27 @@ fn batch_submit_builds_each_jobs_command_and_resources() {
     assert_eq!(overrides(&calls[3])["command"][2], "commit");
 }
 
+/// The environment that makes the first map task to finish fail once (a transient fault):
+/// `dir/fault-fired` records that it fired.
+fn map_fault_once(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("EARTHCATALOG_FAULT", "backfill.map.before_done".to_string()),
+        (
+            "EARTHCATALOG_FAULT_ONCE",
+            dir.join("fault-fired").display().to_string(),
+        ),
+    ]
+}
+
+/// The rows of the table a recipe wrote into `dir` (`catalog.db`, warehouse `wh`).
+fn recipe_rows(dir: &Path) -> TableRows {
+    pyiceberg_rows(
+        dir.join("catalog.db").to_str().unwrap(),
+        &format!("file://{}", dir.join("wh").display()),
+        None,
+    )
+}
+
 /// Generated items for a recipe test and the `ingest` + `compact` table they must give:
 /// (inventory path, items root, reference rows).
 fn recipe_data(dir: &Path) -> (String, String, TableRows) {
@@ -1799,27 +1813,11 @@ fn kubernetes_recipe_retries_a_pod_and_recovers_a_failed_job() {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         run_within(&mut c, std::time::Duration::from_secs(600))
     };
-    let rows_of = |dir: &Path| {
-        pyiceberg_rows(
-            dir.join("catalog.db").to_str().unwrap(),
-            &format!("file://{}", dir.join("wh").display()),
-            None,
-        )
-    };
     let calls = |dir: &Path| std::fs::read_to_string(dir.join("kube/calls")).unwrap();
 
     // A map pod fails once (the binary's own fault): its index runs again, the run completes.
     let dir = setup("retried");
-    let out = run_sh(
-        &dir,
-        &[
-            ("EARTHCATALOG_FAULT", "backfill.map.before_done".into()),
-            (
-                "EARTHCATALOG_FAULT_ONCE",
-                dir.join("fault-fired").display().to_string(),
-            ),
-        ],
-    );
+    let out = run_sh(&dir, &map_fault_once(&dir));
     code_ok(&out);
     assert!(dir.join("fault-fired").exists(), "the fault never fired");
     assert_eq!(
@@ -1831,7 +1829,7 @@ fn kubernetes_recipe_retries_a_pod_and_recovers_a_failed_job() {
         "{}",
         calls(&dir)
     );
-    assert_eq!(rows_of(&dir), reference);
+    assert_eq!(recipe_rows(&dir), reference);
 
     // Every pod of map index 3 fails: the map Job fails, run.sh stops and names it ...
     let dir = setup("recovered");
@@ -1864,7 +1862,7 @@ fn kubernetes_recipe_retries_a_pod_and_recovers_a_failed_job() {
         "{stdout}"
     );
     assert!(calls(&dir).contains("delete job earthcatalog-map"));
-    assert_eq!(rows_of(&dir), reference);
+    assert_eq!(recipe_rows(&dir), reference);
 }
 
 /// `deploy/github-actions/backfill.yml` run by `tests/github-actions/run_workflow.py` (jobs in
@@ -1919,36 +1917,20 @@ fn github_actions_recipe_retries_a_leg_and_recovers_with_rerun_failed_jobs() {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         run_within(&mut c, std::time::Duration::from_secs(600))
     };
-    let fault = |dir: &Path| {
-        vec![
-            ("EARTHCATALOG_FAULT", "backfill.map.before_done".to_string()),
-            (
-                "EARTHCATALOG_FAULT_ONCE",
-                dir.join("fault-fired").display().to_string(),
-            ),
-        ]
-    };
-    let rows_of = |dir: &Path| {
-        pyiceberg_rows(
-            dir.join("catalog.db").to_str().unwrap(),
-            &format!("file://{}", dir.join("wh").display()),
-            None,
-        )
-    };
 
     // The step's retry loop absorbs a failure.
     let dir = setup("retried", "2");
-    let out = dispatch(&dir, &[], &fault(&dir));
+    let out = dispatch(&dir, &[], &map_fault_once(&dir));
     code_ok(&out);
     assert!(dir.join("fault-fired").exists(), "the fault never fired");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(stdout.matches("map {\"shard\"").count(), 4, "{stdout}");
     assert!(!stdout.contains("failure"), "{stdout}");
-    assert_eq!(rows_of(&dir), reference);
+    assert_eq!(recipe_rows(&dir), reference);
 
     // Retries off: one leg fails, reduce and commit are skipped ...
     let dir = setup("recovered", "0");
-    let env = fault(&dir);
+    let env = map_fault_once(&dir);
     let out = dispatch(&dir, &[], &env);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -1963,7 +1945,7 @@ fn github_actions_recipe_retries_a_leg_and_recovers_with_rerun_failed_jobs() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(stdout.matches("map {\"shard\"").count(), 1, "{stdout}");
     assert!(!stdout.contains("plan {}"), "{stdout}");
-    assert_eq!(rows_of(&dir), reference);
+    assert_eq!(recipe_rows(&dir), reference);
 }
 
 /// `deploy/aws-batch/submit.sh` with `job-definition.yaml` through a stand-in `aws` that runs
@@ -2002,27 +1984,11 @@ fn aws_batch_recipe_retries_a_child_and_recovers_by_submitting_again() {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         run_within(&mut c, std::time::Duration::from_secs(600))
     };
-    let rows_of = |dir: &Path| {
-        pyiceberg_rows(
-            dir.join("catalog.db").to_str().unwrap(),
-            &format!("file://{}", dir.join("wh").display()),
-            None,
-        )
-    };
     let calls = |dir: &Path| std::fs::read_to_string(dir.join("batch/calls")).unwrap();
 
     // A map child fails once (the binary's own fault): retryStrategy runs it again.
     let dir = tmp.path().join("retried");
-    let out = submit(
-        &dir,
-        &[
-            ("EARTHCATALOG_FAULT", "backfill.map.before_done".into()),
-            (
-                "EARTHCATALOG_FAULT_ONCE",
-                dir.join("fault-fired").display().to_string(),
-            ),
-        ],
-    );
+    let out = submit(&dir, &map_fault_once(&dir));
     code_ok(&out);
     assert!(
         dir.join("fault-fired").exists(),
@@ -2032,7 +1998,7 @@ fn aws_batch_recipe_retries_a_child_and_recovers_by_submitting_again() {
     let log = calls(&dir);
     assert!(log.contains("attempt 2 exit 0"), "{log}");
     assert!(log.contains("job backfill-commit SUCCEEDED"), "{log}");
-    assert_eq!(rows_of(&dir), reference);
+    assert_eq!(recipe_rows(&dir), reference);
 
     // Every attempt of map child 1 fails: map, reduce and commit fail ...
     let dir = tmp.path().join("recovered");
@@ -2049,5 +2015,5 @@ fn aws_batch_recipe_retries_a_child_and_recovers_by_submitting_again() {
     code_ok(&out);
     let log = calls(&dir);
     assert!(log.ends_with("job backfill-commit SUCCEEDED\n"), "{log}");
-    assert_eq!(rows_of(&dir), reference);
+    assert_eq!(recipe_rows(&dir), reference);
 }
