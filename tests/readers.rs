@@ -17,6 +17,18 @@ use common::*;
 use earthcatalog::pipeline::ingest;
 use earthcatalog::report::NoReporter;
 
+/// Run a script that prints one JSON object; its stdout and stderr when it fails.
+fn json_output(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The script: brute force over the item files (shapely, planar like DuckDB), then each reader.
 const SCRIPT: &str = r#"
 import json, pathlib, sqlite3, sys
@@ -106,19 +118,12 @@ async fn duckdb_and_pyiceberg_find_every_item_of_our_warehouse() {
     let ds = Dataset::synth(300, 17).await;
     let m = ingest(&ds.options(1), &NoReporter).await.unwrap();
     assert_eq!(m.failed, 0);
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .args([ds.items_root(), ds.path("catalog.db"), ds.path("warehouse")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let r = json_output(
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(SCRIPT)
+            .args([ds.items_root(), ds.path("catalog.db"), ds.path("warehouse")]),
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!r["spatial"].as_array().unwrap().is_empty());
     assert!(!r["interval"].as_array().unwrap().is_empty());
     assert_eq!(r["duck_spatial"], r["spatial"], "DuckDB ST_Intersects");
@@ -252,18 +257,12 @@ async fn the_itslive_client_finds_every_matching_href_of_a_grid_level_tile_wareh
         std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
     }
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/itslive/search.py");
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .args([ds.items_root(), ds.path("warehouse")])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let r = json_output(
+        std::process::Command::new(&python)
+            .arg(script)
+            .args([ds.items_root(), ds.path("warehouse")])
+            .env("HOME", home.path()),
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let expected = r["expected"].as_array().unwrap();
     assert!(
         expected.len() > 20,
@@ -330,21 +329,11 @@ async fn export_round_trips_through_rustac_and_ndjson() {
         assert!(r["items"].as_u64().unwrap() > 500, "{r}");
     }
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/export/compare.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .args([
-            ds.path("search.ndjson"),
-            ds.path("items.parquet"),
-            ds.path("items.ndjson"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = json_output(std::process::Command::new("python3").arg(script).args([
+        ds.path("search.ndjson"),
+        ds.path("items.parquet"),
+        ds.path("items.ndjson"),
+    ]));
     let items = r["items"].as_u64().unwrap();
     assert_eq!(r["parquet_items"], items);
     assert_eq!(r["ndjson_items"], items);
