@@ -480,55 +480,43 @@ async fn info_draws_a_coverage_map_of_the_tables_cells() {
     let fx = build().await;
     let wh = Warehouse::open(&fx.catalog, None).await.unwrap();
     let stats = wh.stats().await.unwrap();
-    let cells: BTreeSet<&str> = stats
-        .iter()
-        .filter(|b| b.cell.parse::<h3o::CellIndex>().is_ok())
-        .map(|b| b.cell.as_str())
-        .collect();
+    // The H3 cells holding rows (of one year, when given).
+    let cells = |year: Option<i32>| -> BTreeSet<&str> {
+        stats
+            .iter()
+            .filter(|b| year.is_none_or(|y| b.year == Some(y)))
+            .filter(|b| b.cell.parse::<h3o::CellIndex>().is_ok())
+            .map(|b| b.cell.as_str())
+            .collect()
+    };
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("map.svg");
-    let out = cli()
-        .args([
-            "info",
-            "--catalog",
-            &fx.catalog,
-            "--map",
-            svg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&svg).unwrap();
+    // `info --map` (with these extra flags), then the SVG it wrote.
+    let map = |extra: &[&str]| -> String {
+        let out = cli()
+            .args(["info", "--catalog", &fx.catalog, "--map"])
+            .arg(&svg)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&svg).unwrap()
+    };
+    let (all, text) = (cells(None), map(&[]));
     let drawn = text.matches(" rows</title></path>").count();
     assert!(
-        drawn >= cells.len() && drawn <= 2 * cells.len(),
+        drawn >= all.len() && drawn <= 2 * all.len(),
         "{drawn} paths, {} cells",
-        cells.len()
+        all.len()
     );
-    assert!(text.contains(&format!("{} cells", cells.len())), "caption");
+    assert!(text.contains(&format!("{} cells", all.len())), "caption");
     let year = stats.iter().filter_map(|b| b.year).max().unwrap();
-    let out = cli()
-        .args([
-            "info",
-            "--catalog",
-            &fx.catalog,
-            "--map",
-            svg.to_str().unwrap(),
-        ])
-        .args(["--map-year", &year.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let in_year: BTreeSet<&str> = stats
-        .iter()
-        .filter(|b| b.year == Some(year) && b.cell.parse::<h3o::CellIndex>().is_ok())
-        .map(|b| b.cell.as_str())
-        .collect();
-    let text = std::fs::read_to_string(&svg).unwrap();
+    let text = map(&["--map-year", &year.to_string()]);
+    let in_year = cells(Some(year));
     assert!(
         text.contains(&format!("{} cells", in_year.len())) && text.contains(&format!("({year})"))
     );
