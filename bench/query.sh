@@ -12,13 +12,7 @@ BIN="${EARTHCATALOG_BIN:-${CARGO_TARGET_DIR:-target}/release/earthcatalog}"
 CAT="$DIR/catalog.db"; WH="$DIR/warehouse"
 [ -f "$CAT" ] || { echo "no catalog at $CAT (run bench/ingest.sh 100000 first)" >&2; exit 1; }
 
-median_ms() { # command... → median wall ms of 11 runs
-  local t=()
-  for _ in $(seq 11); do
-    local s; s=$(date +%s%N); "$@" > /dev/null 2>&1; t+=($(( ($(date +%s%N) - s) / 1000000 )))
-  done
-  printf '%s\n' "${t[@]}" | sort -n | sed -n 6p
-}
+source "$(dirname "$0")/lib.sh"
 
 POINT="-147.0,61.0"; REGION="-150,60,-144,63"
 FILTER="percent_valid_pixels > 50 AND platform IN ('LC08','S2A')"

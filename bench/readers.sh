@@ -30,13 +30,7 @@ PY="$TARGET/test-venv/bin/python"
 DATA="$WORK/data-$N"
 [ -f "$DATA/inventory.csv" ] || "$BIN" generate --out "$DATA" --count "$N" --seed 1 >/dev/null
 
-median_ms() { # command... → median wall ms of 11 runs
-  local t=()
-  for _ in $(seq 11); do
-    local s; s=$(date +%s%N); "$@" > /dev/null 2>&1; t+=($(( ($(date +%s%N) - s) / 1000000 )))
-  done
-  printf '%s\n' "${t[@]}" | sort -n | sed -n 6p
-}
+source bench/lib.sh
 
 build() { # binary, out dir, extra ingest flags... (REUSE=1 keeps a warehouse built before)
   local bin=$1 out=$2; shift 2
